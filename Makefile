@@ -1,0 +1,43 @@
+# D-Boutique development tasks. Needs Go 1.26+ and bash.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# Arguments passed to the node by `make run`, e.g. make run ARGS='--listen :5050'
+ARGS ?=
+# Time each benchmark runs (go test -benchtime), e.g. 1s or 100x.
+BENCHTIME ?= 1s
+# Time each fuzz target runs in `make fuzz`.
+FUZZTIME ?= 10s
+
+.PHONY: all build run test bench fuzz clean
+
+all: build
+
+build:
+	go build -o bin/dboutique ./cmd/dboutique
+
+run:
+	go run ./cmd/dboutique $(ARGS)
+
+test:
+	go vet ./...
+	go test -race -count=1 ./...
+
+bench:
+	go test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+# Runs every fuzz target of every package for FUZZTIME each, one at a time
+# (go test -fuzz takes one target in one package per run).
+fuzz:
+	@dirs=$$(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}}{{end}}' ./...); \
+	for dir in $$dirs; do \
+		targets=$$(cd "$$dir" && go test -list '^Fuzz' .); \
+		for name in $$(grep -E '^Fuzz[[:alnum:]_]*$$' <<<"$$targets" || true); do \
+			echo "==> $$name in $$dir for $(FUZZTIME)"; \
+			(cd "$$dir" && go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) .); \
+		done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,131 @@
+package node
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// The binary encoding of an Op, used to send it to another node:
+//
+//	kind   byte
+//	bucket uvarint length, bytes
+//	key    uvarint length, bytes
+//	value  uvarint length, bytes
+//
+// and of a Result:
+//
+//	value  uvarint length, bytes
+//	names  uvarint count, then each name as uvarint length, bytes
+//
+// Lengths must be written minimally, so every value has exactly one
+// encoding. Decoding checks every length against the bytes that remain, so
+// it allocates at most a small constant times the input's size; the
+// transport caps that size.
+
+// AppendBinary appends the encoding of op to b and returns the result.
+func (op Op) AppendBinary(b []byte) ([]byte, error) {
+	b = append(b, byte(op.Kind))
+	b = appendString(b, op.Bucket)
+	b = appendString(b, op.Key)
+	b = appendString(b, op.Value)
+	return b, nil
+}
+
+// DecodeOp decodes an Op encoded by AppendBinary. The Op is validated; a
+// malformed or trailing-garbage input gives ErrCorruptOp, a well-formed
+// encoding of an invalid Op gives ErrInvalidOp.
+func DecodeOp(b []byte) (Op, error) {
+	if len(b) == 0 {
+		return Op{}, fmt.Errorf("%w: empty op", ErrCorruptOp)
+	}
+	d := decoder{buf: b[1:]}
+	op := Op{Kind: Kind(b[0])}
+	op.Bucket = d.string()
+	op.Key = d.string()
+	op.Value = d.string()
+	if err := d.finish(); err != nil {
+		return Op{}, err
+	}
+	if err := op.Validate(); err != nil {
+		return Op{}, err
+	}
+	return op, nil
+}
+
+// AppendBinary appends the encoding of r to b and returns the result.
+func (r Result) AppendBinary(b []byte) ([]byte, error) {
+	b = appendString(b, r.Value)
+	b = binary.AppendUvarint(b, uint64(len(r.Names)))
+	for _, n := range r.Names {
+		b = appendString(b, n)
+	}
+	return b, nil
+}
+
+// DecodeResult decodes a Result encoded by Result.AppendBinary.
+func DecodeResult(b []byte) (Result, error) {
+	d := decoder{buf: b}
+	var r Result
+	r.Value = d.string()
+	n := d.uvarint()
+	// Every name takes at least one byte, which bounds the allocation.
+	if d.err == nil && n > uint64(len(d.buf)) {
+		d.err = fmt.Errorf("%w: %d names in %d bytes", ErrCorruptOp, n, len(d.buf))
+	}
+	if d.err == nil && n > 0 {
+		r.Names = make([]string, n)
+		for i := range r.Names {
+			r.Names[i] = d.string()
+		}
+	}
+	if err := d.finish(); err != nil {
+		return Result{}, err
+	}
+	return r, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// decoder reads from buf, recording the first error and returning zero
+// values after it.
+type decoder struct {
+	buf []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.buf)
+	if n <= 0 || n > 1 && d.buf[n-1] == 0 { // malformed, or not minimal
+		d.err = fmt.Errorf("%w: bad length", ErrCorruptOp)
+		return 0
+	}
+	d.buf = d.buf[n:]
+	return v
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.buf)) {
+		d.err = fmt.Errorf("%w: length %d exceeds the %d bytes left", ErrCorruptOp, n, len(d.buf))
+		return ""
+	}
+	s := string(d.buf[:n])
+	d.buf = d.buf[n:]
+	return s
+}
+
+func (d *decoder) finish() error {
+	if d.err == nil && len(d.buf) != 0 {
+		d.err = fmt.Errorf("%w: %d trailing bytes", ErrCorruptOp, len(d.buf))
+	}
+	return d.err
+}

@@ -1,0 +1,414 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dboutique/dboutique/node"
+)
+
+// sentinels lists every sentinel error of the package, so a test can check
+// that an error matches the one it expects and none of the others.
+var sentinels = []error{node.ErrBucketNotFound, node.ErrKeyNotFound, node.ErrInvalidOp, node.ErrCorruptOp}
+
+// checkErr reports an error unless err matches want exactly: nil when want
+// is nil, otherwise errors.Is(err, want) and no other sentinel.
+func checkErr(t testing.TB, what string, err, want error) {
+	t.Helper()
+	if want == nil {
+		if err != nil {
+			t.Errorf("%s: unexpected error %v", what, err)
+		}
+		return
+	}
+	if err == nil {
+		t.Errorf("%s: got nil error, want %v", what, want)
+		return
+	}
+	for _, s := range sentinels {
+		if got, exp := errors.Is(err, s), s == want; got != exp {
+			t.Errorf("%s: errors.Is(%v, %v) = %v, want %v", what, err, s, got, exp)
+		}
+	}
+}
+
+// step is one operation of a scenario and its expected outcome. Names are
+// compared with slices.Equal: the store does not promise nil versus empty.
+type step struct {
+	op      node.Op
+	want    node.Result
+	wantErr error
+}
+
+func create(b string) node.Op    { return node.Op{Kind: node.KindCreate, Bucket: b} }
+func drop(b string) node.Op      { return node.Op{Kind: node.KindDrop, Bucket: b} }
+func keys(b string) node.Op      { return node.Op{Kind: node.KindKeys, Bucket: b} }
+func put(b, k, v string) node.Op { return node.Op{Kind: node.KindPut, Bucket: b, Key: k, Value: v} }
+func get(b, k string) node.Op    { return node.Op{Kind: node.KindGet, Bucket: b, Key: k} }
+func del(b, k string) node.Op    { return node.Op{Kind: node.KindDelete, Bucket: b, Key: k} }
+func buckets() node.Op           { return node.Op{Kind: node.KindBuckets} }
+
+func ok(op node.Op) step                 { return step{op: op} }
+func fails(op node.Op, err error) step   { return step{op: op, wantErr: err} }
+func value(op node.Op, v string) step    { return step{op: op, want: node.Result{Value: v}} }
+func names(op node.Op, n ...string) step { return step{op: op, want: node.Result{Names: n}} }
+func notFound(op node.Op) step           { return fails(op, node.ErrBucketNotFound) }
+func missingKey(op node.Op) step         { return fails(op, node.ErrKeyNotFound) }
+func stepName(i int, op node.Op) string {
+	return fmt.Sprintf("step %d %v %q %q %q", i, op.Kind, op.Bucket, op.Key, op.Value)
+}
+func execute(s *node.Store, op node.Op) (node.Result, error) {
+	return s.Execute(context.Background(), op)
+}
+
+// direct applies op through the Store's methods rather than Execute.
+func direct(s *node.Store, op node.Op) (node.Result, error) {
+	switch op.Kind {
+	case node.KindCreate:
+		return node.Result{}, s.Create(op.Bucket)
+	case node.KindDrop:
+		return node.Result{}, s.Drop(op.Bucket)
+	case node.KindPut:
+		return node.Result{}, s.Put(op.Bucket, op.Key, op.Value)
+	case node.KindGet:
+		v, err := s.Get(op.Bucket, op.Key)
+		return node.Result{Value: v}, err
+	case node.KindDelete:
+		return node.Result{}, s.Delete(op.Bucket, op.Key)
+	case node.KindBuckets:
+		return node.Result{Names: s.Buckets()}, nil
+	case node.KindKeys:
+		n, err := s.Keys(op.Bucket)
+		return node.Result{Names: n}, err
+	}
+	panic(fmt.Sprintf("direct: no method for %v", op.Kind))
+}
+
+var scenarios = []struct {
+	name  string
+	steps []step
+}{
+	{"empty store", []step{
+		names(buckets()),
+		notFound(keys("b")),
+	}},
+	{"create is idempotent and keeps contents", []step{
+		ok(create("b")),
+		ok(put("b", "k", "v")),
+		ok(create("b")),
+		ok(create("b")),
+		value(get("b", "k"), "v"),
+		names(keys("b"), "k"),
+		names(buckets(), "b"),
+	}},
+	{"put get overwrite delete", []step{
+		ok(create("b")),
+		names(keys("b")),
+		ok(put("b", "k", "v1")),
+		value(get("b", "k"), "v1"),
+		ok(put("b", "k", "v2")),
+		value(get("b", "k"), "v2"),
+		names(keys("b"), "k"),
+		ok(del("b", "k")),
+		missingKey(get("b", "k")),
+		names(keys("b")),
+	}},
+	{"missing key", []step{
+		ok(create("b")),
+		missingKey(get("b", "nope")),
+		ok(del("b", "nope")), // deleting a missing key is not an error
+		names(keys("b")),
+	}},
+	{"missing bucket", []step{
+		ok(create("other")),
+		notFound(put("b", "k", "v")),
+		notFound(get("b", "k")),
+		notFound(del("b", "k")),
+		notFound(drop("b")),
+		notFound(keys("b")),
+		names(buckets(), "other"), // no operation above created b
+	}},
+	{"drop removes bucket and keys", []step{
+		ok(create("b")),
+		ok(put("b", "k", "v")),
+		ok(drop("b")),
+		notFound(get("b", "k")),
+		notFound(put("b", "k", "v")),
+		notFound(del("b", "k")),
+		notFound(keys("b")),
+		notFound(drop("b")),
+		names(buckets()),
+	}},
+	{"drop then create gives an empty bucket", []step{
+		ok(create("b")),
+		ok(put("b", "k", "v")),
+		ok(drop("b")),
+		ok(create("b")),
+		names(keys("b")),
+		missingKey(get("b", "k")),
+		ok(put("b", "k2", "v2")),
+		names(keys("b"), "k2"),
+	}},
+	{"drop leaves other buckets alone", []step{
+		ok(create("a")),
+		ok(create("b")),
+		ok(put("a", "k", "va")),
+		ok(put("b", "k", "vb")),
+		ok(drop("a")),
+		value(get("b", "k"), "vb"),
+		names(buckets(), "b"),
+	}},
+	{"buckets and keys sorted", []step{
+		ok(create("c")),
+		ok(create("a")),
+		ok(create("B")),
+		ok(create("b")),
+		names(buckets(), "B", "a", "b", "c"),
+		ok(put("a", "z", "1")),
+		ok(put("a", "a", "2")),
+		ok(put("a", "m", "3")),
+		ok(put("a", "", "4")),
+		ok(put("a", "\xff", "5")),
+		names(keys("a"), "", "a", "m", "z", "\xff"),
+	}},
+	{"empty key and empty value", []step{
+		ok(create("b")),
+		ok(put("b", "", "")),
+		value(get("b", ""), ""),
+		ok(put("b", "k", "")),
+		value(get("b", "k"), ""),
+		names(keys("b"), "", "k"),
+		ok(del("b", "")),
+		missingKey(get("b", "")),
+	}},
+	{"binary bytes in names, keys and values", []step{
+		ok(create("\x00b\xff")),
+		ok(put("\x00b\xff", "\x00\x01\n\r ", "\xff\xfe\x00")),
+		value(get("\x00b\xff", "\x00\x01\n\r "), "\xff\xfe\x00"),
+		ok(put("\x00b\xff", "ключ", "значение")),
+		value(get("\x00b\xff", "ключ"), "значение"),
+		names(keys("\x00b\xff"), "\x00\x01\n\r ", "ключ"),
+		names(buckets(), "\x00b\xff"),
+		notFound(get("\x00b", "\x00\x01\n\r ")),
+	}},
+	{"large value", []step{
+		ok(create("b")),
+		ok(put("b", "k", strings.Repeat("x", 1<<20))),
+		value(get("b", "k"), strings.Repeat("x", 1<<20)),
+	}},
+}
+
+func TestStore(t *testing.T) {
+	for _, via := range []struct {
+		name  string
+		apply func(*node.Store, node.Op) (node.Result, error)
+	}{
+		{"Execute", execute},
+		{"methods", direct},
+	} {
+		for _, sc := range scenarios {
+			t.Run(via.name+"/"+sc.name, func(t *testing.T) {
+				s := node.NewStore()
+				for i, st := range sc.steps {
+					what := stepName(i, st.op)
+					got, err := via.apply(s, st.op)
+					checkErr(t, what, err, st.wantErr)
+					if got.Value != st.want.Value {
+						t.Errorf("%s: Value = %q, want %q", what, got.Value, st.want.Value)
+					}
+					if !slices.Equal(got.Names, st.want.Names) {
+						t.Errorf("%s: Names = %q, want %q", what, got.Names, st.want.Names)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestStoreLen(t *testing.T) {
+	s := node.NewStore()
+	_, err := s.Len("b")
+	checkErr(t, "Len of missing bucket", err, node.ErrBucketNotFound)
+
+	mustNil(t, s.Create("b"))
+	lenIs := func(want int) {
+		t.Helper()
+		n, err := s.Len("b")
+		if err != nil || n != want {
+			t.Fatalf("Len = %d, %v; want %d, nil", n, err, want)
+		}
+	}
+	lenIs(0)
+	mustNil(t, s.Put("b", "k1", "v"))
+	mustNil(t, s.Put("b", "k2", "v"))
+	mustNil(t, s.Put("b", "k1", "v2")) // overwrite does not grow
+	lenIs(2)
+	mustNil(t, s.Delete("b", "k1"))
+	mustNil(t, s.Delete("b", "k1"))
+	lenIs(1)
+
+	mustNil(t, s.Drop("b"))
+	_, err = s.Len("b")
+	checkErr(t, "Len of dropped bucket", err, node.ErrBucketNotFound)
+}
+
+// TestStoreEmptyBucketName: no bucket called "" can exist. Execute rejects
+// such an op as invalid before it reaches the data; Create does the same; the
+// other methods answer that the bucket does not exist.
+func TestStoreEmptyBucketName(t *testing.T) {
+	s := node.NewStore()
+	for _, op := range []node.Op{create(""), drop(""), keys(""), put("", "k", "v"), get("", "k"), del("", "k")} {
+		_, err := s.Execute(context.Background(), op)
+		checkErr(t, "Execute "+op.Kind.String(), err, node.ErrInvalidOp)
+	}
+	checkErr(t, "Create", s.Create(""), node.ErrInvalidOp)
+	checkErr(t, "Drop", s.Drop(""), node.ErrBucketNotFound)
+	checkErr(t, "Put", s.Put("", "k", "v"), node.ErrBucketNotFound)
+	checkErr(t, "Delete", s.Delete("", "k"), node.ErrBucketNotFound)
+	_, err := s.Get("", "k")
+	checkErr(t, "Get", err, node.ErrBucketNotFound)
+	_, err = s.Keys("")
+	checkErr(t, "Keys", err, node.ErrBucketNotFound)
+	_, err = s.Len("")
+	checkErr(t, "Len", err, node.ErrBucketNotFound)
+	if got := s.Buckets(); len(got) != 0 {
+		t.Errorf("Buckets = %q after operations on an empty name, want none", got)
+	}
+}
+
+// TestExecuteRejectsInvalidOps: Execute validates before it touches the
+// store, so an invalid op has no effect even when its bucket exists.
+func TestExecuteRejectsInvalidOps(t *testing.T) {
+	s := node.NewStore()
+	mustNil(t, s.Create("b"))
+	mustNil(t, s.Put("b", "k", "v"))
+	for _, op := range invalidOps {
+		_, err := s.Execute(context.Background(), op)
+		checkErr(t, fmt.Sprintf("Execute(%+v)", op), err, node.ErrInvalidOp)
+	}
+	if got, err := s.Get("b", "k"); err != nil || got != "v" {
+		t.Errorf("Get after invalid ops = %q, %v; want %q, nil", got, err, "v")
+	}
+	if got := s.Buckets(); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("Buckets after invalid ops = %q, want [b]", got)
+	}
+}
+
+func TestErrorsNameTheBucket(t *testing.T) {
+	s := node.NewStore()
+	_, err := s.Get("shoes", "k")
+	if err == nil || !strings.Contains(err.Error(), `"shoes"`) {
+		t.Errorf("Get of missing bucket: error %v does not name the bucket", err)
+	}
+}
+
+// TestStoresAreIndependent: a Store has no package-level state.
+func TestStoresAreIndependent(t *testing.T) {
+	a, b := node.NewStore(), node.NewStore()
+	mustNil(t, a.Create("x"))
+	mustNil(t, a.Put("x", "k", "v"))
+	if got := b.Buckets(); len(got) != 0 {
+		t.Errorf("second store sees buckets %q", got)
+	}
+	_, err := b.Get("x", "k")
+	checkErr(t, "Get in second store", err, node.ErrBucketNotFound)
+}
+
+var validOps = []node.Op{
+	create("b"),
+	drop("b"),
+	keys("b"),
+	put("b", "k", "v"),
+	put("b", "", ""),
+	put("b", "k", ""),
+	put("b", "", "v"),
+	put("\x00", "\xff\x00", "\x00\xff"),
+	get("b", "k"),
+	get("b", ""),
+	del("b", "k"),
+	del("b", ""),
+	buckets(),
+	{Kind: node.KindPut, Bucket: strings.Repeat("b", 1000), Key: strings.Repeat("k", 1000), Value: strings.Repeat("v", 100000)},
+}
+
+var invalidOps = []node.Op{
+	{},
+	{Kind: node.KindInvalid, Bucket: "b"},
+	{Kind: node.KindInvalid, Bucket: "b", Key: "k", Value: "v"},
+	{Kind: 8, Bucket: "b"}, // one past the last kind
+	{Kind: 9, Bucket: "b", Key: "k"},
+	{Kind: 255, Bucket: "b", Key: "k", Value: "v"},
+	// a bucket name is required
+	create(""),
+	drop(""),
+	keys(""),
+	put("", "k", "v"),
+	put("", "", ""),
+	get("", "k"),
+	del("", "k"),
+	// fields the kind does not take
+	{Kind: node.KindCreate, Bucket: "b", Key: "k"},
+	{Kind: node.KindCreate, Bucket: "b", Value: "v"},
+	{Kind: node.KindDrop, Bucket: "b", Key: "k"},
+	{Kind: node.KindDrop, Bucket: "b", Value: "v"},
+	{Kind: node.KindKeys, Bucket: "b", Key: "k"},
+	{Kind: node.KindKeys, Bucket: "b", Value: "v"},
+	{Kind: node.KindGet, Bucket: "b", Key: "k", Value: "v"},
+	{Kind: node.KindGet, Bucket: "b", Value: "v"},
+	{Kind: node.KindDelete, Bucket: "b", Key: "k", Value: "v"},
+	{Kind: node.KindBuckets, Bucket: "b"},
+	{Kind: node.KindBuckets, Key: "k"},
+	{Kind: node.KindBuckets, Value: "v"},
+}
+
+func TestOpValidate(t *testing.T) {
+	for _, op := range validOps {
+		if err := op.Validate(); err != nil {
+			t.Errorf("Validate(%v %.20q %.20q %.20q) = %v, want nil", op.Kind, op.Bucket, op.Key, op.Value, err)
+		}
+	}
+	for _, op := range invalidOps {
+		checkErr(t, fmt.Sprintf("Validate(%+v)", op), op.Validate(), node.ErrInvalidOp)
+	}
+}
+
+func TestKind(t *testing.T) {
+	for _, tc := range []struct {
+		k     node.Kind
+		num   uint8 // part of the wire encoding: never renumber
+		str   string
+		write bool
+	}{
+		{node.KindInvalid, 0, "Kind(0)", false},
+		{node.KindCreate, 1, "CREATE", true},
+		{node.KindPut, 2, "PUT", true},
+		{node.KindGet, 3, "GET", false},
+		{node.KindDelete, 4, "DELETE", true},
+		{node.KindDrop, 5, "DROP", true},
+		{node.KindBuckets, 6, "BUCKETS", false},
+		{node.KindKeys, 7, "KEYS", false},
+		{8, 8, "Kind(8)", false},
+		{255, 255, "Kind(255)", false},
+	} {
+		if uint8(tc.k) != tc.num {
+			t.Errorf("%v = %d, want %d", tc.k, uint8(tc.k), tc.num)
+		}
+		if got := tc.k.String(); got != tc.str {
+			t.Errorf("Kind(%d).String() = %q, want %q", tc.num, got, tc.str)
+		}
+		if got := tc.k.IsWrite(); got != tc.write {
+			t.Errorf("%v.IsWrite() = %v, want %v", tc.k, got, tc.write)
+		}
+	}
+}
+
+func mustNil(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+}
