@@ -1,0 +1,284 @@
+package textproto
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dboutique/dboutique/node"
+)
+
+const bufSize = 4 << 10 // per-connection read and write buffers
+
+// conn is one client connection, served by one goroutine.
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	lines  lineReader
+	w      *bufio.Writer
+	req    request
+	authed bool
+
+	// mu orders the connection's own read-deadline updates against
+	// Server.beginClose waking it, so that a wake-up is never overwritten.
+	mu sync.Mutex
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{srv: s, nc: nc, authed: len(s.cfg.Password) == 0}
+	c.lines = lineReader{r: bufio.NewReaderSize(nc, bufSize), max: s.cfg.MaxLineBytes}
+	c.w = bufio.NewWriterSize(deadlineWriter{nc, s.cfg.WriteTimeout}, bufSize)
+	return c
+}
+
+// deadlineWriter sets a write deadline before every write to the socket,
+// so a client that stops reading cannot hold its goroutine for ever.
+type deadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration
+}
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	if err := d.nc.SetWriteDeadline(time.Now().Add(d.timeout)); err != nil {
+		return 0, err
+	}
+	return d.nc.Write(p)
+}
+
+// wake makes a connection blocked waiting for a request return from its
+// read, so that it sees the server is closing.
+func (c *conn) wake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.nc.SetReadDeadline(time.Now())
+}
+
+// waitDeadline arms the idle timeout before a read that may block. It
+// reports false when the server is closing and the connection should end.
+func (c *conn) waitDeadline() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.srv.closing.Load() {
+		return false
+	}
+	var d time.Time
+	if c.srv.cfg.IdleTimeout > 0 {
+		d = time.Now().Add(c.srv.cfg.IdleTimeout)
+	}
+	_ = c.nc.SetReadDeadline(d)
+	return true
+}
+
+func (c *conn) serve() {
+	defer c.srv.untrackConn(c)
+	defer c.nc.Close()
+	defer func() {
+		if p := recover(); p != nil {
+			c.srv.log.Error("panic serving connection; closing it",
+				zap.String("remote", c.nc.RemoteAddr().String()),
+				zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			// Replies already buffered go out first, then the error.
+			c.writeLine(errorPrefix + "internal error")
+			_ = c.w.Flush()
+		}
+	}()
+	c.srv.log.Debug("connection opened", zap.String("remote", c.nc.RemoteAddr().String()))
+
+	for {
+		// Arm the deadline only before a read that may block: while
+		// requests are buffered they are answered without waiting.
+		if c.lines.r.Buffered() == 0 {
+			if err := c.w.Flush(); err != nil {
+				return
+			}
+			if !c.waitDeadline() {
+				return
+			}
+		}
+		line, err := c.lines.next()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if !c.handle(line) {
+			_ = c.w.Flush()
+			return
+		}
+	}
+}
+
+// readFailed answers, where the client should hear why, a read that ended
+// the connection.
+func (c *conn) readFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errLineTooLong):
+		c.writeLine(replyForError(ErrLineTooLong))
+	case errors.As(err, &ne) && ne.Timeout() && !c.srv.closing.Load():
+		c.writeLine(replyForError(ErrIdleTimeout))
+	default:
+		return // the client is done or went away, or the server is closing
+	}
+	_ = c.w.Flush()
+}
+
+// handle answers one request line and reports whether to keep reading.
+func (c *conn) handle(line []byte) bool {
+	r := &c.req
+	parseLine(line, r)
+	v := verbUnknown
+	if r.n > 0 {
+		v = parseVerb(r.words[0])
+	}
+	if !c.authed && v != verbAuth && v != verbQuit {
+		c.writeLine(replyForError(ErrAuthRequired))
+		return true
+	}
+	switch v {
+	case verbCreate:
+		if r.arity() != 2 {
+			break
+		}
+		c.exec(node.Op{Kind: node.KindCreate, Bucket: string(r.words[1])})
+		return true
+	case verbPut:
+		if r.arity() != 4 {
+			break
+		}
+		c.exec(node.Op{Kind: node.KindPut, Bucket: string(r.words[1]), Key: string(r.words[2]), Value: string(r.words[3])})
+		return true
+	case verbGet:
+		if r.arity() != 3 {
+			break
+		}
+		c.exec(node.Op{Kind: node.KindGet, Bucket: string(r.words[1]), Key: string(r.words[2])})
+		return true
+	case verbDelete:
+		if r.arity() != 3 {
+			break
+		}
+		c.exec(node.Op{Kind: node.KindDelete, Bucket: string(r.words[1]), Key: string(r.words[2])})
+		return true
+	case verbDrop:
+		if r.arity() != 2 {
+			c.usage("DROP <bucket>")
+			return true
+		}
+		c.exec(node.Op{Kind: node.KindDrop, Bucket: string(r.words[1])})
+		return true
+	case verbKeys:
+		if r.arity() != 2 {
+			c.usage("KEYS <bucket>")
+			return true
+		}
+		c.exec(node.Op{Kind: node.KindKeys, Bucket: string(r.words[1])})
+		return true
+	case verbBuckets:
+		if r.arity() != 1 {
+			c.usage("BUCKETS")
+			return true
+		}
+		c.exec(node.Op{Kind: node.KindBuckets})
+		return true
+	case verbPing:
+		if r.arity() != 1 {
+			c.usage("PING")
+			return true
+		}
+		c.writeLine("PONG")
+		return true
+	case verbHelp:
+		c.writeHelp()
+		return true
+	case verbQuit:
+		c.writeLine(replyOK)
+		return false
+	case verbAuth:
+		if r.arity() != 2 {
+			c.usage("AUTH <password>")
+			return true
+		}
+		c.auth(r.words[1])
+		return true
+	}
+	c.writeLine(replyNotImplemented)
+	return true
+}
+
+func (c *conn) exec(op node.Op) {
+	res, err := c.srv.cfg.Executor.Execute(c.srv.ctx, op)
+	switch {
+	case err == nil:
+	case op.Kind == node.KindGet && errors.Is(err, node.ErrKeyNotFound):
+		// The original answers a missing key with an empty value.
+		c.writeLine("")
+		c.writeLine(replyOK)
+		return
+	default:
+		c.writeLine(replyForError(err))
+		return
+	}
+	switch op.Kind {
+	case node.KindGet:
+		c.writeLine(res.Value)
+	case node.KindBuckets, node.KindKeys:
+		for _, n := range res.Names {
+			c.writeLine(n)
+		}
+	}
+	c.writeLine(replyOK)
+}
+
+func (c *conn) auth(password []byte) {
+	if len(c.srv.cfg.Password) == 0 {
+		c.writeLine(errorPrefix + "no password is set")
+		return
+	}
+	// Comparing fixed-size hashes hides the password's length too.
+	sum := sha256.Sum256(password)
+	if subtle.ConstantTimeCompare(sum[:], c.srv.password[:]) != 1 {
+		c.srv.log.Warn("invalid password", zap.String("remote", c.nc.RemoteAddr().String()))
+		c.writeLine(replyForError(ErrInvalidPassword))
+		return
+	}
+	c.authed = true
+	c.writeLine(replyOK)
+}
+
+func (c *conn) usage(u string) { c.writeLine(errorPrefix + "usage: " + u) }
+
+func (c *conn) writeHelp() {
+	for _, l := range helpLines() {
+		c.writeLine(l)
+	}
+	c.writeLine(replyOK)
+}
+
+func helpLines() []string {
+	return []string{
+		"CREATE <bucket>             create a bucket (keeps an existing one)",
+		"PUT <bucket> <key> <value>  set a key",
+		"GET <bucket> <key>          read a key (empty line if missing)",
+		"DELETE <bucket> <key>       remove a key",
+		"DROP <bucket>               remove a bucket and its keys",
+		"BUCKETS                     list buckets, one a line, then OK",
+		"KEYS <bucket>               list a bucket's keys, one a line, then OK",
+		"AUTH <password>             authenticate, when the server has a password",
+		"PING                        answer PONG",
+		"HELP                        this list",
+		"QUIT                        close the connection",
+	}
+}
+
+// writeLine buffers one reply line; errors surface at the next Flush.
+func (c *conn) writeLine(s string) {
+	_, _ = c.w.WriteString(s)
+	_, _ = c.w.WriteString("\r\n")
+}

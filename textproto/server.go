@@ -1,0 +1,301 @@
+package textproto
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dboutique/dboutique/node"
+)
+
+// Executor runs operations on the store. node.Store implements it for a
+// single node; a routing node implements it by forwarding to the owner.
+type Executor interface {
+	Execute(ctx context.Context, op node.Op) (node.Result, error)
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxLineBytes = 64 << 10
+	DefaultMaxConns     = 10_000
+	DefaultIdleTimeout  = 5 * time.Minute
+	DefaultWriteTimeout = 30 * time.Second
+
+	// NoTimeout, as Config.IdleTimeout, lets a connection wait for its next
+	// request for ever.
+	NoTimeout time.Duration = -1
+
+	minMaxLineBytes = 64
+	maxMaxLineBytes = 1 << 30
+	maxPasswordLen  = 1024
+)
+
+// Config configures a Server. Zero fields take the defaults above.
+type Config struct {
+	// Executor runs every operation. Required.
+	Executor Executor
+	// Password, when not empty, must be sent with AUTH before any other
+	// request. It is one word: no spaces, tabs or line breaks.
+	Password []byte
+	// MaxLineBytes caps a request line, without its line ending. A longer
+	// line is answered with "ERROR line too long" and the connection closes.
+	MaxLineBytes int
+	// MaxConns caps simultaneous client connections; one more is answered
+	// with "ERROR too many connections" and closed.
+	MaxConns int
+	// IdleTimeout closes a connection that sends no complete request for
+	// this long. NoTimeout disables it.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write of replies to a client that does not read.
+	WriteTimeout time.Duration
+	// Logger receives the server's logs; nil discards them.
+	Logger *zap.Logger
+}
+
+func (c *Config) validate() error {
+	if c.Executor == nil {
+		return errors.New("textproto: Config.Executor is required")
+	}
+	if len(c.Password) > maxPasswordLen {
+		return fmt.Errorf("textproto: password longer than %d bytes", maxPasswordLen)
+	}
+	for _, b := range c.Password {
+		if isSpace(b) || b == '\r' || b == '\n' {
+			return errors.New("textproto: password must be one word (no spaces, tabs or line breaks)")
+		}
+	}
+	switch {
+	case c.MaxLineBytes == 0:
+		c.MaxLineBytes = DefaultMaxLineBytes
+	case c.MaxLineBytes < minMaxLineBytes || c.MaxLineBytes > maxMaxLineBytes:
+		return fmt.Errorf("textproto: MaxLineBytes %d out of range [%d, %d]", c.MaxLineBytes, minMaxLineBytes, maxMaxLineBytes)
+	}
+	switch {
+	case c.MaxConns == 0:
+		c.MaxConns = DefaultMaxConns
+	case c.MaxConns < 0:
+		return fmt.Errorf("textproto: MaxConns %d is negative", c.MaxConns)
+	}
+	switch {
+	case c.IdleTimeout == 0:
+		c.IdleTimeout = DefaultIdleTimeout
+	case c.IdleTimeout < 0:
+		c.IdleTimeout = NoTimeout
+	}
+	switch {
+	case c.WriteTimeout == 0:
+		c.WriteTimeout = DefaultWriteTimeout
+	case c.WriteTimeout < 0:
+		return fmt.Errorf("textproto: WriteTimeout %v is negative", c.WriteTimeout)
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return nil
+}
+
+// Server serves the text protocol, in the manner of net/http's Server:
+// Serve accepts connections on a listener until Shutdown or Close.
+type Server struct {
+	cfg      Config
+	log      *zap.Logger
+	password [sha256.Size]byte // hash of cfg.Password, compared in constant time
+
+	ctx    context.Context // passed to Executor; cancelled by Close
+	cancel context.CancelFunc
+
+	closing  atomic.Bool  // set once by Shutdown or Close
+	numConns atomic.Int64 // open connections, for MaxConns
+
+	mu        sync.Mutex // guards listeners, conns and wg.Add
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup // one per connection goroutine
+}
+
+// NewServer validates cfg and returns a Server. It starts nothing.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		password:  sha256.Sum256(cfg.Password),
+		ctx:       ctx,
+		cancel:    cancel,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+	}, nil
+}
+
+// Serve accepts connections on l and serves each on its own goroutine. It
+// returns ErrServerClosed after Shutdown or Close, or the listener's error.
+// Serve closes l when it returns.
+func (s *Server) Serve(l net.Listener) error {
+	if !s.trackListener(l) {
+		l.Close()
+		return ErrServerClosed
+	}
+	defer s.untrackListener(l)
+
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: wait and retry,
+				// as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("delay", backoff))
+				select {
+				case <-time.After(backoff):
+				case <-s.ctx.Done():
+					return ErrServerClosed
+				}
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if s.numConns.Add(1) > int64(s.cfg.MaxConns) {
+			s.numConns.Add(-1)
+			s.refuse(nc, "too many connections")
+			continue
+		}
+		c := newConn(s, nc)
+		if !s.trackConn(c) {
+			s.numConns.Add(-1)
+			nc.Close()
+			return ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+// isTemporary reports accept errors worth retrying (EMFILE, ENFILE,
+// ECONNABORTED and the like), which net marks as temporary.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// refuse answers a connection that will not be served with an error line
+// and closes it. A new socket's send buffer is empty, so the write does not
+// block; the deadline guards it anyway.
+func (s *Server) refuse(nc net.Conn, msg string) {
+	s.log.Warn("connection refused", zap.String("remote", nc.RemoteAddr().String()), zap.String("reason", msg))
+	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = nc.Write([]byte("ERROR " + msg + "\r\n"))
+	_ = nc.Close()
+}
+
+func (s *Server) trackListener(l net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.listeners[l] = struct{}{}
+	return true
+}
+
+func (s *Server) untrackListener(l net.Listener) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.listeners[l]; ok {
+		delete(s.listeners, l)
+		l.Close()
+	}
+}
+
+// trackConn registers c and counts its goroutine, unless the server is closing.
+func (s *Server) trackConn(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrackConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.numConns.Add(-1)
+	s.wg.Done()
+}
+
+// NumConns returns the number of open client connections.
+func (s *Server) NumConns() int { return int(s.numConns.Load()) }
+
+// Shutdown stops the server gracefully: it closes the listeners, closes
+// idle connections, lets connections finish the requests they have already
+// received, and waits for them to close. If ctx ends first, it closes the
+// remaining connections, waits for their goroutines and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.beginClose()
+	done := make(chan struct{})
+	go func() { // ends when the last connection goroutine does
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.forceClose()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once, without
+// finishing requests, and waits for the connection goroutines. It is
+// idempotent, and safe to call after or during Shutdown.
+func (s *Server) Close() error {
+	s.beginClose()
+	s.forceClose()
+	s.wg.Wait()
+	return nil
+}
+
+// beginClose stops accepting and wakes every connection waiting for a
+// request, so that it closes once its buffered requests are answered.
+func (s *Server) beginClose() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing.Store(true)
+	for l := range s.listeners {
+		l.Close()
+		delete(s.listeners, l)
+	}
+	for c := range s.conns {
+		c.wake()
+	}
+}
+
+func (s *Server) forceClose() {
+	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+}
