@@ -1,0 +1,338 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/dboutique/dboutique/textproto"
+)
+
+// envPrefix starts the name of the environment variable behind every flag:
+// --max-line is also DBOUTIQUE_MAX_LINE.
+const envPrefix = "DBOUTIQUE_"
+
+// Bounds of --max-line, the same as textproto.Config.MaxLineBytes accepts.
+const (
+	minMaxLine = 64
+	maxMaxLine = 1 << 30
+)
+
+// config is the node's configuration, from the command line, the
+// environment and the defaults, in that order of precedence.
+type config struct {
+	listen       string
+	passwordFile string // empty: no authentication
+	maxLine      int
+	maxConns     int
+	idleTimeout  time.Duration // 0: never time out
+	logLevel     zapcore.Level
+}
+
+func defaultConfig() config {
+	return config{
+		listen:      "127.0.0.1:4040",
+		maxLine:     textproto.DefaultMaxLineBytes,
+		maxConns:    textproto.DefaultMaxConns,
+		idleTimeout: textproto.DefaultIdleTimeout,
+		logLevel:    zapcore.InfoLevel,
+	}
+}
+
+// flagSpec describes one flag for the FlagSet and for --help.
+type flagSpec struct {
+	name  string // without dashes
+	arg   string // placeholder for the value in --help
+	usage string
+	value flag.Value
+}
+
+// envName returns the environment variable that sets the flag called name.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// flagSpecs returns the flags, in the order --help lists them, each bound
+// to its field of cfg.
+func flagSpecs(cfg *config) []flagSpec {
+	return []flagSpec{
+		{"listen", "ADDR", "TCP address to listen on, host:port (port 0 picks a free port).",
+			&listenValue{&cfg.listen}},
+		{"password-file", "FILE", "File holding the password clients must send with AUTH (one word;\n" +
+			"surrounding white space is ignored). Without it, no AUTH is needed.",
+			&stringValue{&cfg.passwordFile}},
+		{"max-line", "SIZE", fmt.Sprintf("Longest request line accepted, in bytes, from %d to 1GiB; the suffixes\n"+
+			"k, m, g (also KiB, MiB, GiB, KB, MB, GB) are powers of 1024. A longer\n"+
+			"line is answered \"ERROR line too long\" and the connection closed.", minMaxLine),
+			&sizeValue{&cfg.maxLine, minMaxLine, maxMaxLine}},
+		{"max-conns", "N", "Most client connections open at once; one more is answered\n" +
+			"\"ERROR too many connections\" and closed.",
+			&intValue{&cfg.maxConns, 1, math.MaxInt32}},
+		{"idle-timeout", "DURATION", "Close a connection that sends no complete request for this long\n" +
+			"(a Go duration: 30s, 5m, 1h); 0 never closes it.",
+			&durationValue{&cfg.idleTimeout}},
+		{"log-level", "LEVEL", "Least severe log messages written to stderr: debug, info, warn or error.",
+			&levelValue{&cfg.logLevel}},
+	}
+}
+
+// parseConfig builds the configuration from the command-line arguments
+// (without the program name) and the environment, read through getenv. A
+// flag on the command line wins over its environment variable, which wins
+// over the default; an empty variable counts as unset. It returns
+// flag.ErrHelp when --help (or -h) was asked for, and otherwise an error
+// that says what is wrong with the arguments or the environment.
+func parseConfig(args []string, getenv func(string) string) (config, error) {
+	cfg := defaultConfig()
+	specs := flagSpecs(&cfg)
+	fs := flag.NewFlagSet("dboutique", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // run reports errors and usage itself
+	fs.Usage = func() {}
+	for _, s := range specs {
+		fs.Var(s.value, s.name, s.usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q (dboutique takes only flags)", fs.Arg(0))
+	}
+	given := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, s := range specs {
+		if given[s.name] {
+			continue
+		}
+		env := envName(s.name)
+		v := getenv(env)
+		if v == "" {
+			continue
+		}
+		if err := s.value.Set(v); err != nil {
+			return config{}, fmt.Errorf("invalid value %q for environment variable %s: %w", v, env, err)
+		}
+	}
+	return cfg, nil
+}
+
+// writeUsage writes the --help text to w.
+func writeUsage(w io.Writer) {
+	cfg := defaultConfig()
+	var b strings.Builder
+	b.WriteString(`Usage: dboutique [flags]
+
+dboutique runs one D-Boutique node: an in-memory key-value store, its data
+in named buckets, served over a line protocol that telnet or nc can speak
+(connect and send HELP). SIGINT or SIGTERM stops it gracefully; a second
+signal stops it at once.
+
+Every flag can also be set with the environment variable shown; a flag on
+the command line wins over the environment.
+
+Flags:
+`)
+	for _, s := range flagSpecs(&cfg) {
+		def := s.value.String()
+		if def == "" {
+			def = "none"
+		}
+		fmt.Fprintf(&b, "  --%s %s\n", s.name, s.arg)
+		for line := range strings.SplitSeq(s.usage, "\n") {
+			fmt.Fprintf(&b, "        %s\n", line)
+		}
+		fmt.Fprintf(&b, "        env %s, default %s\n", envName(s.name), def)
+	}
+	b.WriteString("  --help\n        Show this help and exit.\n")
+	_, _ = io.WriteString(w, b.String())
+}
+
+// listenValue is a host:port address.
+type listenValue struct{ p *string }
+
+func (v *listenValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v *listenValue) Set(s string) error {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return errors.New("want host:port, such as 127.0.0.1:4040 or :4040")
+	}
+	*v.p = s
+	return nil
+}
+
+type stringValue struct{ p *string }
+
+func (v *stringValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v *stringValue) Set(s string) error { *v.p = s; return nil }
+
+// sizeValue is a byte count in [min, max], parsed by parseSize.
+type sizeValue struct {
+	p        *int
+	min, max int
+}
+
+func (v *sizeValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return formatSize(int64(*v.p))
+}
+
+func (v *sizeValue) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	if n < int64(v.min) || n > int64(v.max) {
+		return fmt.Errorf("%s is out of range: want %s to %s", formatSize(n), formatSize(int64(v.min)), formatSize(int64(v.max)))
+	}
+	*v.p = int(n)
+	return nil
+}
+
+// intValue is a decimal integer in [min, max].
+type intValue struct {
+	p        *int
+	min, max int
+}
+
+func (v *intValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	if n < v.min || n > v.max {
+		return fmt.Errorf("%d is out of range: want %d to %d", n, v.min, v.max)
+	}
+	*v.p = n
+	return nil
+}
+
+// durationValue is a time.Duration that is not negative.
+type durationValue struct{ p *time.Duration }
+
+func (v *durationValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.p.String()
+}
+
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("want a duration such as 30s, 5m or 1h, or 0 for none")
+	}
+	if d < 0 {
+		return errors.New("must not be negative")
+	}
+	*v.p = d
+	return nil
+}
+
+// levelValue is one of the log levels the node offers.
+type levelValue struct{ p *zapcore.Level }
+
+func (v *levelValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.p.String()
+}
+
+func (v *levelValue) Set(s string) error {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug":
+		*v.p = zapcore.DebugLevel
+	case "info":
+		*v.p = zapcore.InfoLevel
+	case "warn":
+		*v.p = zapcore.WarnLevel
+	case "error":
+		*v.p = zapcore.ErrorLevel
+	default:
+		return errors.New("want debug, info, warn or error")
+	}
+	return nil
+}
+
+// Size units, all powers of 1024.
+const (
+	kiB = 1 << 10
+	miB = 1 << 20
+	giB = 1 << 30
+)
+
+// parseSize parses a byte count: digits, then optionally a unit, in any
+// case: b; k, kb, kib; m, mb, mib; g, gb, gib. Every unit is a power of
+// 1024. Surrounding white space is ignored; signs, fractions, exponents and
+// anything else are errors.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && '0' <= t[i] && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("size %q does not start with a number (want e.g. 65536, 64k or 1MiB)", s)
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	var mult int64
+	switch strings.ToLower(t[i:]) {
+	case "", "b":
+		mult = 1
+	case "k", "kb", "kib":
+		mult = kiB
+	case "m", "mb", "mib":
+		mult = miB
+	case "g", "gb", "gib":
+		mult = giB
+	default:
+		return 0, fmt.Errorf("size %q has an unknown unit %q (want b, k, m or g, or KiB, MiB, GiB)", s, t[i:])
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return n * mult, nil
+}
+
+// formatSize writes n bytes in the largest unit that divides it exactly.
+func formatSize(n int64) string {
+	switch {
+	case n != 0 && n%giB == 0:
+		return strconv.FormatInt(n/giB, 10) + "GiB"
+	case n != 0 && n%miB == 0:
+		return strconv.FormatInt(n/miB, 10) + "MiB"
+	case n != 0 && n%kiB == 0:
+		return strconv.FormatInt(n/kiB, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10)
+}

@@ -1,0 +1,183 @@
+// Command dboutique runs a single D-Boutique node: an in-memory key-value
+// store, its data in named buckets, served to clients over the text protocol
+// of package textproto.
+//
+// Flags, each also settable through an environment variable, are listed by
+// "dboutique --help". The node logs to stderr; it logs "Accepting
+// connections on ADDR", with the address actually bound, once it is ready.
+// SIGINT or SIGTERM stops it gracefully: it stops accepting, finishes the
+// requests already received (for at most 30 seconds, then closes what is
+// left) and exits 0. A second signal during that closes every connection at
+// once.
+//
+// Exit codes: 0 after a signal or --help, 2 for a bad flag or environment
+// variable, 1 for any other failure (unreadable password file, address in
+// use, ...).
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+	"unicode"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/textproto"
+)
+
+// shutdownGrace bounds how long a graceful stop waits for requests in flight.
+const shutdownGrace = 30 * time.Second
+
+// maxPasswordFile caps what is read from --password-file.
+const maxPasswordFile = 64 << 10
+
+func main() {
+	// Buffered for two: the first signal starts a graceful stop, the second
+	// forces it.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, sigs))
+}
+
+// run is the whole program: it reads the configuration from args and
+// getenv, serves until a value arrives on sigs, and returns the exit code.
+// Help goes to stdout; logs and errors go to stderr.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
+	cfg, err := parseConfig(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		writeUsage(stdout)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "dboutique: %v\nRun 'dboutique --help' for the flags and their environment variables.\n", err)
+		return 2
+	}
+	log := newLogger(stderr, cfg.logLevel)
+	defer func() { _ = log.Sync() }() // syncing a terminal can fail; nothing to do about it
+
+	if err := start(cfg, log, sigs); err != nil {
+		fmt.Fprintf(stderr, "dboutique: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// newLogger returns a logger writing human-readable lines to w.
+func newLogger(w io.Writer, level zapcore.Level) *zap.Logger {
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	enc.EncodeLevel = zapcore.CapitalLevelEncoder
+	enc.EncodeDuration = zapcore.StringDurationEncoder
+	out := zapcore.Lock(zapcore.AddSync(w))
+	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), out, level), zap.ErrorOutput(out))
+}
+
+// start builds the node from cfg, listens and serves until sigs says stop.
+func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
+	var password []byte
+	if cfg.passwordFile != "" {
+		var err error
+		if password, err = readPassword(cfg.passwordFile); err != nil {
+			return err
+		}
+	}
+	idle := cfg.idleTimeout
+	if idle == 0 {
+		idle = textproto.NoTimeout
+	}
+	srv, err := textproto.NewServer(textproto.Config{
+		Executor:     node.NewStore(),
+		Password:     password,
+		MaxLineBytes: cfg.maxLine,
+		MaxConns:     cfg.maxConns,
+		IdleTimeout:  idle,
+		Logger:       log.Named("textproto"),
+	})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("cannot listen: %w", err)
+	}
+	log.Info("starting a single node",
+		zap.String("max_line", formatSize(int64(cfg.maxLine))),
+		zap.Int("max_conns", cfg.maxConns),
+		zap.Duration("idle_timeout", cfg.idleTimeout),
+		zap.Bool("auth", password != nil))
+	return serve(srv, l, log, sigs, shutdownGrace)
+}
+
+// readPassword reads the client password from the file at path: its
+// contents without surrounding white space, which must be one word.
+func readPassword(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the password file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPasswordFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the password file %s: %w", path, err)
+	}
+	if len(b) > maxPasswordFile {
+		return nil, fmt.Errorf("password file %s is larger than %d bytes; it should hold one word", path, maxPasswordFile)
+	}
+	p := bytes.TrimSpace(b)
+	if len(p) == 0 {
+		return nil, fmt.Errorf("password file %s is empty", path)
+	}
+	if bytes.ContainsFunc(p, unicode.IsSpace) {
+		return nil, fmt.Errorf("the password in %s contains white space; it must be one word", path)
+	}
+	return p, nil
+}
+
+// serve runs srv on l until the first value on sigs, then shuts it down,
+// waiting up to grace for requests in flight; a second value on sigs closes
+// every connection at once. It returns nil after a signal, or the error
+// that stopped Serve. Every goroutine it starts has ended when it returns.
+func serve(srv *textproto.Server, l net.Listener, log *zap.Logger, sigs <-chan os.Signal, grace time.Duration) error {
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }() // ends after Shutdown or Close
+	log.Info("Accepting connections on " + l.Addr().String())
+
+	select {
+	case err := <-served:
+		srv.Close()
+		return fmt.Errorf("serving stopped: %w", err)
+	case sig := <-sigs:
+		log.Info("shutting down: no new connections; finishing requests in flight",
+			zap.Stringer("signal", sig), zap.Duration("grace", grace))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }() // ends within grace, or sooner after Close
+	select {
+	case err := <-shut:
+		if err != nil {
+			log.Warn("grace period over; closed the remaining connections", zap.Error(err))
+		}
+	case sig := <-sigs:
+		log.Warn("second signal: closing every connection now", zap.Stringer("signal", sig))
+		srv.Close()
+		<-shut
+	}
+	<-served
+	log.Info("stopped")
+	return nil
+}

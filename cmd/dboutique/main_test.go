@@ -1,0 +1,924 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/textproto"
+)
+
+// testTimeout bounds every wait in these tests; a healthy run takes a small
+// fraction of it. It is well under shutdownGrace, so a node that exits
+// within it after a signal did not sit out the grace period.
+const testTimeout = 10 * time.Second
+
+// The binary under test, built once by the first test that needs it into a
+// directory that TestMain removes.
+var (
+	binDir    string
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dboutique-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}))
+}
+
+// binary returns the path of the dboutique binary, building it on first use.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		path := filepath.Join(binDir, "dboutique")
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", path, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		binPath = path
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// process is a running dboutique binary whose stderr is collected line by line.
+type process struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdout bytes.Buffer // read only after exit
+
+	mu      sync.Mutex    // guards lines
+	lines   []string      // stderr so far
+	newLine chan struct{} // signalled (without blocking) after a line is added
+
+	exited chan struct{} // closed once the process has exited and stderr is drained
+	err    error         // cmd.Wait's result, set before exited closes
+}
+
+// startNode starts the binary with args and, on top of this process's
+// environment less every DBOUTIQUE_ variable, the variables in env
+// ("NAME=value"). The test's cleanup kills it if it is still running.
+func startNode(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
+	p := &process{t: t, newLine: make(chan struct{}, 1), exited: make(chan struct{})}
+	p.cmd = exec.Command(binary(t), args...)
+	p.cmd.Env = append(cleanEnv(), env...)
+	p.cmd.Stdout = &p.stdout
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go p.collect(stderr) // ends when the process exits
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("stderr of dboutique %s:\n%s", strings.Join(args, " "), p.stderr())
+		}
+	})
+	return p
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envPrefix) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func (p *process) collect(r io.Reader) {
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadString('\n')
+		if line != "" {
+			p.mu.Lock()
+			p.lines = append(p.lines, strings.TrimRight(line, "\r\n"))
+			p.mu.Unlock()
+			select {
+			case p.newLine <- struct{}{}:
+			default:
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	p.err = p.cmd.Wait()
+	close(p.exited)
+}
+
+func (p *process) stderr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+// waitLine waits for a stderr line containing s and returns it.
+func (p *process) waitLine(s string) string {
+	p.t.Helper()
+	timer := time.NewTimer(testTimeout)
+	defer timer.Stop()
+	for i := 0; ; {
+		p.mu.Lock()
+		lines := p.lines[i:]
+		i = len(p.lines)
+		p.mu.Unlock()
+		for _, l := range lines {
+			if strings.Contains(l, s) {
+				return l
+			}
+		}
+		select {
+		case <-p.newLine:
+		case <-p.exited:
+			if p.hasLine(s) {
+				continue
+			}
+			p.t.Fatalf("dboutique exited (%v) before logging %q", p.err, s)
+		case <-timer.C:
+			p.t.Fatalf("timed out waiting for dboutique to log %q", s)
+		}
+	}
+}
+
+func (p *process) hasLine(s string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.lines {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// addr waits for the node to log the address it accepts connections on.
+func (p *process) addr() string {
+	p.t.Helper()
+	const msg = "Accepting connections on "
+	line := p.waitLine(msg)
+	_, rest, _ := strings.Cut(line, msg)
+	fields := strings.Fields(rest)
+	if len(fields) == 0 {
+		p.t.Fatalf("no address in %q", line)
+	}
+	return fields[0]
+}
+
+func (p *process) signal(sig os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// exitCode waits for the process to exit and returns its exit code.
+func (p *process) exitCode() int {
+	p.t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(testTimeout):
+		p.t.Fatalf("dboutique still running after %v", testTimeout)
+	}
+	var ee *exec.ExitError
+	if p.err != nil && !errors.As(p.err, &ee) {
+		p.t.Fatalf("waiting for dboutique: %v", p.err)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// stopNode sends SIGTERM and checks that the node exits 0 after logging
+// that it stopped.
+func (p *process) stop() {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	if code := p.exitCode(); code != 0 {
+		p.t.Fatalf("exit code after SIGTERM = %d, want 0", code)
+	}
+	if !p.hasLine("stopped") {
+		p.t.Errorf("no \"stopped\" line in the log")
+	}
+}
+
+// rawConn speaks to a node byte by byte, every read and write under a deadline.
+type rawConn struct {
+	t  *testing.T
+	nc net.Conn
+	r  *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &rawConn{t: t, nc: nc, r: bufio.NewReader(nc)}
+}
+
+func (c *rawConn) send(s string) {
+	c.t.Helper()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(testTimeout))
+	if _, err := io.WriteString(c.nc, s); err != nil {
+		c.t.Fatalf("send %q: %v", s, err)
+	}
+}
+
+// expect reads exactly len(want) bytes and compares them with want.
+func (c *rawConn) expect(want string) {
+	c.t.Helper()
+	_ = c.nc.SetReadDeadline(time.Now().Add(testTimeout))
+	got := make([]byte, len(want))
+	n, err := io.ReadFull(c.r, got)
+	if err != nil || string(got) != want {
+		c.t.Fatalf("read %q (err %v), want %q", got[:n], err, want)
+	}
+}
+
+// expectClosed checks that the peer closes the connection without sending
+// anything more.
+func (c *rawConn) expectClosed() {
+	c.t.Helper()
+	_ = c.nc.SetReadDeadline(time.Now().Add(testTimeout))
+	rest, err := io.ReadAll(io.LimitReader(c.r, 1<<20))
+	if err != nil && !strings.Contains(err.Error(), "connection reset") {
+		c.t.Fatalf("waiting for close: %v", err)
+	}
+	if len(rest) != 0 {
+		c.t.Fatalf("unexpected bytes before close: %q", rest)
+	}
+}
+
+func dialClient(t *testing.T, addr string, opts ...textproto.ClientOption) *textproto.Client {
+	t.Helper()
+	c, err := textproto.Dial(ctxT(t), addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// transcript is the original's end-to-end session (PROTOCOL.md).
+var transcript = []struct{ req, reply string }{
+	{"UNKNOWN shopping", "COMMAND NOT IMPLEMENTED\r\n"},
+	{"GET shopping eggs", "NOT FOUND\r\n"},
+	{"CREATE shopping", "OK\r\n"},
+	{"PUT shopping eggs 3", "OK\r\n"},
+	{"GET shopping eggs", "3\r\nOK\r\n"},
+	{"DELETE shopping eggs", "OK\r\n"},
+	{"GET shopping eggs", "\r\nOK\r\n"},
+}
+
+func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	p := startNode(t, nil, "--listen", "127.0.0.1:0")
+	addr := p.addr()
+	if host, port, err := net.SplitHostPort(addr); err != nil || host != "127.0.0.1" || port == "0" {
+		t.Fatalf("logged address %q, want 127.0.0.1 and the port bound", addr)
+	}
+
+	// The transcript byte for byte, then through the Go client on a
+	// bucket of its own.
+	raw := dialRaw(t, addr)
+	for _, step := range transcript {
+		raw.send(step.req + "\r\n")
+		raw.expect(step.reply)
+	}
+
+	ctx := ctxT(t)
+	c := dialClient(t, addr)
+	if _, err := c.Get(ctx, "pantry", "eggs"); !errors.Is(err, node.ErrBucketNotFound) {
+		t.Fatalf("Get in a missing bucket: %v, want ErrBucketNotFound", err)
+	}
+	if err := c.Create(ctx, "pantry"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put(ctx, "pantry", "eggs", "3"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "pantry", "eggs"); err != nil || v != "3" {
+		t.Fatalf("Get = %q, %v; want 3", v, err)
+	}
+	if err := c.Delete(ctx, "pantry", "eggs"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, "pantry", "eggs"); !errors.Is(err, node.ErrKeyNotFound) {
+		t.Fatalf("Get of a deleted key: %v, want ErrKeyNotFound", err)
+	}
+	if b, err := c.Buckets(ctx); err != nil || strings.Join(b, ",") != "pantry,shopping" {
+		t.Fatalf("Buckets = %q, %v", b, err)
+	}
+
+	p.stop()
+}
+
+// TestSignalWithIdleClient: a connected, idle client does not hold up the
+// stop; the node closes its connection and exits 0 long before the grace
+// period.
+func TestSignalWithIdleClient(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []os.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			p := startNode(t, nil, "--listen", "127.0.0.1:0")
+			c := dialClient(t, p.addr())
+			ctx := ctxT(t)
+			if err := c.Ping(ctx); err != nil {
+				t.Fatal(err)
+			}
+			p.signal(sig)
+			if code := p.exitCode(); code != 0 {
+				t.Fatalf("exit code = %d, want 0", code)
+			}
+			if err := c.Ping(ctx); err == nil {
+				t.Fatal("Ping after the node stopped succeeded")
+			}
+			p.waitLine("stopped")
+		})
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	t.Parallel()
+	t.Run("honoured", func(t *testing.T) {
+		t.Parallel()
+		p := startNode(t, []string{"DBOUTIQUE_LISTEN=127.0.0.1:0", "DBOUTIQUE_MAX_CONNS=1"})
+		addr := p.addr()
+		if strings.HasSuffix(addr, ":4040") {
+			t.Fatalf("listening on %s: DBOUTIQUE_LISTEN was ignored", addr)
+		}
+		first := dialRaw(t, addr)
+		first.send("PING\r\n")
+		first.expect("PONG\r\n")
+		second := dialRaw(t, addr)
+		second.expect("ERROR too many connections\r\n")
+		second.expectClosed()
+		p.stop()
+	})
+	t.Run("flags win", func(t *testing.T) {
+		t.Parallel()
+		p := startNode(t, []string{"DBOUTIQUE_LISTEN=not-an-address", "DBOUTIQUE_MAX_CONNS=1"},
+			"--listen", "127.0.0.1:0", "--max-conns", "2")
+		addr := p.addr()
+		first := dialRaw(t, addr)
+		first.send("PING\r\n")
+		first.expect("PONG\r\n")
+		second := dialRaw(t, addr)
+		second.send("PING\r\n")
+		second.expect("PONG\r\n")
+		p.stop()
+	})
+}
+
+func TestPasswordFile(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(file, []byte("  s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startNode(t, nil, "--listen", "127.0.0.1:0", "--password-file", file)
+	addr := p.addr()
+	ctx := ctxT(t)
+
+	anon := dialClient(t, addr)
+	if err := anon.Create(ctx, "b"); !errors.Is(err, textproto.ErrAuthRequired) {
+		t.Fatalf("Create without AUTH: %v, want ErrAuthRequired", err)
+	}
+	if _, err := textproto.Dial(ctx, addr, textproto.WithPassword("wrong")); !errors.Is(err, textproto.ErrInvalidPassword) {
+		t.Fatalf("Dial with a wrong password: %v, want ErrInvalidPassword", err)
+	}
+	c := dialClient(t, addr, textproto.WithPassword("s3cret"))
+	if err := c.Create(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put(ctx, "b", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	p.stop()
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"--help", "-h"} {
+		p := startNode(t, nil, arg)
+		if code := p.exitCode(); code != 0 {
+			t.Fatalf("%s: exit code %d, want 0", arg, code)
+		}
+		help := p.stdout.String()
+		cfg := defaultConfig()
+		for _, s := range flagSpecs(&cfg) {
+			for _, want := range []string{"--" + s.name, envName(s.name)} {
+				if !strings.Contains(help, want) {
+					t.Errorf("%s does not mention %s:\n%s", arg, want, help)
+				}
+			}
+		}
+		for _, def := range []string{"127.0.0.1:4040", "64KiB", "10000", "5m0s", "info"} {
+			if !strings.Contains(help, "default "+def) {
+				t.Errorf("%s does not give the default %s:\n%s", arg, def, help)
+			}
+		}
+	}
+}
+
+func TestBadFlagExitsNonZero(t *testing.T) {
+	t.Parallel()
+	p := startNode(t, nil, "--max-line", "1x")
+	if code := p.exitCode(); code != 2 {
+		t.Fatalf("exit code %d, want 2", code)
+	}
+	if s := p.stderr(); !strings.Contains(s, "max-line") || !strings.Contains(s, `unknown unit "x"`) {
+		t.Errorf("stderr does not explain the bad flag:\n%s", s)
+	}
+}
+
+// runInProcess calls run and returns its exit code and output. It is for
+// configurations that must fail before serving; one that starts serving is
+// stopped and fails the test.
+func runInProcess(t *testing.T, args []string, env map[string]string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	sigs := make(chan os.Signal, 2)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(args, func(k string) string { return env[k] }, &out, &syncWriter{w: &errOut}, sigs)
+	}()
+	select {
+	case code = <-done:
+	case <-time.After(testTimeout):
+		sigs <- syscall.SIGTERM
+		sigs <- syscall.SIGTERM
+		<-done
+		t.Fatalf("run %q with %v did not fail; it served", args, env)
+	}
+	return code, out.String(), errOut.String()
+}
+
+type syncWriter struct {
+	mu sync.Mutex // guards w
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string // in stderr
+	}{
+		{args: []string{"--max-line", "10"}, want: "max-line"},
+		{args: []string{"--max-line", "2GiB"}, want: "out of range"},
+		{args: []string{"--max-line=64x"}, want: "unknown unit"},
+		{args: []string{"--max-conns=0"}, want: "max-conns"},
+		{args: []string{"--max-conns=many"}, want: "whole number"},
+		{args: []string{"--idle-timeout=-1s"}, want: "negative"},
+		{args: []string{"--idle-timeout=5"}, want: "idle-timeout"},
+		{args: []string{"--log-level=loud"}, want: "debug, info, warn or error"},
+		{args: []string{"--listen=nonsense"}, want: "host:port"},
+		{args: []string{"--nope"}, want: "nope"},
+		{args: []string{"--listen"}, want: "needs an argument"},
+		{args: []string{"serve"}, want: `unexpected argument "serve"`},
+		{env: map[string]string{"DBOUTIQUE_MAX_CONNS": "0"}, want: "DBOUTIQUE_MAX_CONNS"},
+		{env: map[string]string{"DBOUTIQUE_MAX_LINE": "huge"}, want: "DBOUTIQUE_MAX_LINE"},
+		{env: map[string]string{"DBOUTIQUE_IDLE_TIMEOUT": "forever"}, want: "DBOUTIQUE_IDLE_TIMEOUT"},
+		{env: map[string]string{"DBOUTIQUE_LOG_LEVEL": "verbose"}, want: "DBOUTIQUE_LOG_LEVEL"},
+		{env: map[string]string{"DBOUTIQUE_LISTEN": "nonsense"}, want: "DBOUTIQUE_LISTEN"},
+	} {
+		code, _, stderr := runInProcess(t, tc.args, tc.env)
+		if code != 2 {
+			t.Errorf("run %q env %v: exit code %d, want 2", tc.args, tc.env, code)
+		}
+		if !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "--help") {
+			t.Errorf("run %q env %v: stderr does not mention %q and --help:\n%s", tc.args, tc.env, tc.want, stderr)
+		}
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing password file", []string{"--password-file", filepath.Join(dir, "nope")}, "password file"},
+		{"empty password file", []string{"--password-file", write("empty", "")}, "is empty"},
+		{"blank password file", []string{"--password-file", write("blank", " \r\n\t\n")}, "is empty"},
+		{"two words", []string{"--password-file", write("two", "two words\n")}, "white space"},
+		{"two lines", []string{"--password-file", write("lines", "one\ntwo\n")}, "white space"},
+		{"address in use", []string{"--listen", busy.Addr().String()}, "cannot listen"},
+	} {
+		args := append([]string{"--listen", "127.0.0.1:0"}, tc.args...)
+		code, _, stderr := runInProcess(t, args, nil)
+		if code != 1 {
+			t.Errorf("%s: exit code %d, want 1", tc.name, code)
+		}
+		if !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: stderr does not mention %q:\n%s", tc.name, tc.want, stderr)
+		}
+	}
+}
+
+func TestReadPassword(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for i, tc := range []struct{ content, want string }{
+		{"s3cret", "s3cret"},
+		{"s3cret\n", "s3cret"},
+		{"s3cret\r\n", "s3cret"},
+		{"  s3cret \n\n", "s3cret"},
+		{"p@ss:w0rd!", "p@ss:w0rd!"},
+	} {
+		path := filepath.Join(dir, fmt.Sprint(i))
+		if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readPassword(path)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("readPassword(%q) = %q, %v; want %q", tc.content, got, err, tc.want)
+		}
+	}
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("p"), maxPasswordFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readPassword(big); err == nil || !strings.Contains(err.Error(), "larger") {
+		t.Errorf("readPassword of a huge file: %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{"0", 0},
+		{"64", 64},
+		{"65536", 65536},
+		{" 65536\n", 65536},
+		{"64b", 64},
+		{"64B", 64},
+		{"64k", 64 << 10},
+		{"64K", 64 << 10},
+		{"64KB", 64 << 10},
+		{"64kib", 64 << 10},
+		{"64KiB", 64 << 10},
+		{"1m", 1 << 20},
+		{"1MiB", 1 << 20},
+		{"1MB", 1 << 20},
+		{"1g", 1 << 30},
+		{"1GiB", 1 << 30},
+		{"007k", 7 << 10},
+		{"8589934591g", 8589934591 << 30}, // the largest count of GiB in an int64
+		{"9223372036854775807", 1<<63 - 1},
+	} {
+		got, err := parseSize(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{
+		"", " ", "k", "KiB", "-1", "+64", "-64k", "1.5k", ".5k", "1e3", "0x40", "64 KiB", "64KiBs",
+		"64kk", "64x", "64t", "64TiB", "64i", "64ib", "k64", "6 4", "64\x00",
+		"9223372036854775808", "99999999999999999999", "8589934592g", "9007199254740992m",
+	} {
+		if got, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+func TestFormatSize(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   int64
+		want string
+	}{
+		{0, "0"}, {64, "64"}, {1000, "1000"}, {1024, "1KiB"}, {65536, "64KiB"},
+		{1 << 20, "1MiB"}, {3 << 30, "3GiB"}, {1<<20 + 1024, "1025KiB"},
+	} {
+		if got := formatSize(tc.in); got != tc.want {
+			t.Errorf("formatSize(%d) = %q, want %q", tc.in, got, tc.want)
+		}
+		if tc.in != 0 {
+			if back, err := parseSize(formatSize(tc.in)); err != nil || back != tc.in {
+				t.Errorf("parseSize(formatSize(%d)) = %d, %v", tc.in, back, err)
+			}
+		}
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	t.Parallel()
+	want := map[string]string{
+		"listen":        "DBOUTIQUE_LISTEN",
+		"password-file": "DBOUTIQUE_PASSWORD_FILE",
+		"max-line":      "DBOUTIQUE_MAX_LINE",
+		"max-conns":     "DBOUTIQUE_MAX_CONNS",
+		"idle-timeout":  "DBOUTIQUE_IDLE_TIMEOUT",
+		"log-level":     "DBOUTIQUE_LOG_LEVEL",
+	}
+	cfg := defaultConfig()
+	specs := flagSpecs(&cfg)
+	if len(specs) != len(want) {
+		t.Errorf("%d flags, want %d", len(specs), len(want))
+	}
+	for _, s := range specs {
+		if got := envName(s.name); got != want[s.name] {
+			t.Errorf("envName(%q) = %q, want %q", s.name, got, want[s.name])
+		}
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	t.Parallel()
+	def := defaultConfig()
+	if def.listen != "127.0.0.1:4040" || def.maxLine != 64<<10 || def.maxConns != 10000 ||
+		def.idleTimeout != 5*time.Minute || def.logLevel != zapcore.InfoLevel || def.passwordFile != "" {
+		t.Fatalf("defaults = %+v", def)
+	}
+	with := func(f func(*config)) config {
+		c := defaultConfig()
+		f(&c)
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want config
+	}{
+		{"defaults", nil, nil, def},
+		{"empty variables count as unset", nil, map[string]string{"DBOUTIQUE_LISTEN": "", "DBOUTIQUE_MAX_LINE": ""}, def},
+		{"environment", nil, map[string]string{
+			"DBOUTIQUE_LISTEN":        ":5050",
+			"DBOUTIQUE_PASSWORD_FILE": "/etc/pw",
+			"DBOUTIQUE_MAX_LINE":      "1MiB",
+			"DBOUTIQUE_MAX_CONNS":     "7",
+			"DBOUTIQUE_IDLE_TIMEOUT":  "0",
+			"DBOUTIQUE_LOG_LEVEL":     "DEBUG",
+		}, config{":5050", "/etc/pw", 1 << 20, 7, 0, zapcore.DebugLevel}},
+		{"flags", []string{"--listen", ":6060", "--password-file=pw", "--max-line", "128", "-max-conns", "3",
+			"--idle-timeout=1h", "--log-level", "warn"}, nil,
+			config{":6060", "pw", 128, 3, time.Hour, zapcore.WarnLevel}},
+		{"flag beats environment", []string{"--max-conns", "3", "--log-level=error"},
+			map[string]string{"DBOUTIQUE_MAX_CONNS": "7", "DBOUTIQUE_LOG_LEVEL": "debug", "DBOUTIQUE_MAX_LINE": "1k"},
+			with(func(c *config) { c.maxConns, c.logLevel, c.maxLine = 3, zapcore.ErrorLevel, 1024 })},
+		{"a bad variable under a flag is not read", []string{"--max-conns", "3"},
+			map[string]string{"DBOUTIQUE_MAX_CONNS": "lots"},
+			with(func(c *config) { c.maxConns = 3 })},
+		{"last flag wins", []string{"--max-conns", "3", "--max-conns", "4"}, nil,
+			with(func(c *config) { c.maxConns = 4 })},
+		{"empty password file flag beats the variable", []string{"--password-file="},
+			map[string]string{"DBOUTIQUE_PASSWORD_FILE": "/etc/pw"}, def},
+	} {
+		got, err := parseConfig(tc.args, func(k string) string { return tc.env[k] })
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got != tc.want {
+			t.Errorf("%s: config = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// gateExecutor holds every operation until release is closed, or the
+// server's context ends.
+type gateExecutor struct {
+	store   *node.Store
+	entered chan node.Op // receives each operation as it starts
+	release chan struct{}
+}
+
+func newGateExecutor() *gateExecutor {
+	return &gateExecutor{store: node.NewStore(), entered: make(chan node.Op, 16), release: make(chan struct{})}
+}
+
+func (g *gateExecutor) Execute(ctx context.Context, op node.Op) (node.Result, error) {
+	g.entered <- op
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return node.Result{}, ctx.Err()
+	}
+	return g.store.Execute(ctx, op)
+}
+
+// inProcessNode is serve running on a loopback listener with a gate in
+// front of its store, so a test can hold a request in flight.
+type inProcessNode struct {
+	t    *testing.T
+	gate *gateExecutor
+	addr string
+	sigs chan os.Signal
+	logs *observer.ObservedLogs
+	done chan struct{} // closed when serve returns
+	err  error         // serve's result, set before done closes
+}
+
+func startInProcess(t *testing.T, grace time.Duration) *inProcessNode {
+	t.Helper()
+	gate := newGateExecutor()
+	core, logs := observer.New(zapcore.DebugLevel)
+	srv, err := textproto.NewServer(textproto.Config{Executor: gate, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &inProcessNode{t: t, gate: gate, addr: l.Addr().String(), sigs: make(chan os.Signal, 2),
+		logs: logs, done: make(chan struct{})}
+	go func() { // ends when serve does, after the first signal at the latest
+		n.err = serve(srv, l, zap.New(core), n.sigs, grace)
+		close(n.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-n.done:
+		default:
+			n.sigs <- syscall.SIGTERM
+			n.sigs <- syscall.SIGTERM
+			<-n.done
+		}
+	})
+	n.waitLog("Accepting connections on " + n.addr)
+	return n
+}
+
+// waitLog polls the logs until a message containing msg appears.
+func (n *inProcessNode) waitLog(msg string) {
+	n.t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for n.logs.FilterMessageSnippet(msg).Len() == 0 {
+		if time.Now().After(deadline) {
+			n.t.Fatalf("timed out waiting for the log message %q", msg)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitServed waits for serve to return and checks that it returned nil.
+func (n *inProcessNode) waitServed() {
+	n.t.Helper()
+	select {
+	case <-n.done:
+		if n.err != nil {
+			n.t.Fatalf("serve: %v", n.err)
+		}
+	case <-time.After(testTimeout):
+		n.t.Fatal("serve did not return")
+	}
+}
+
+// holdRequest sends req on a new connection and waits until the
+// operation is held in the gate.
+func (n *inProcessNode) holdRequest(req string) *rawConn {
+	n.t.Helper()
+	c := dialRaw(n.t, n.addr)
+	c.send(req + "\r\n")
+	select {
+	case <-n.gate.entered:
+	case <-time.After(testTimeout):
+		n.t.Fatalf("%s never reached the store", req)
+	}
+	return c
+}
+
+// waitRefusing waits until the node no longer accepts connections.
+func (n *inProcessNode) waitRefusing() {
+	n.t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		nc, err := net.DialTimeout("tcp", n.addr, testTimeout)
+		if err != nil {
+			return
+		}
+		nc.Close()
+		if time.Now().After(deadline) {
+			n.t.Fatal("the node still accepts connections")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestShutdownFinishesRequestInFlight(t *testing.T) {
+	t.Parallel()
+	n := startInProcess(t, time.Minute)
+	idle := dialRaw(t, n.addr)
+	c := n.holdRequest("CREATE b")
+
+	n.sigs <- syscall.SIGTERM
+	n.waitLog("shutting down")
+	n.waitRefusing()
+	idle.expectClosed() // idle connections close at once
+
+	close(n.gate.release)
+	c.expect("OK\r\n")
+	c.expectClosed()
+	n.waitServed()
+	n.waitLog("stopped")
+	if n.logs.FilterMessageSnippet("second signal").Len() != 0 || n.logs.FilterMessageSnippet("grace period over").Len() != 0 {
+		t.Error("a graceful stop was logged as forced")
+	}
+}
+
+func TestSecondSignalForcesClose(t *testing.T) {
+	t.Parallel()
+	n := startInProcess(t, time.Minute)
+	c := n.holdRequest("CREATE b")
+
+	n.sigs <- syscall.SIGTERM
+	n.waitLog("shutting down")
+	n.sigs <- syscall.SIGINT
+	n.waitServed() // long before the minute of grace
+	n.waitLog("second signal")
+	n.waitLog("stopped")
+	_ = c.nc.SetReadDeadline(time.Now().Add(testTimeout))
+	if b, err := io.ReadAll(c.r); strings.Contains(string(b), "OK") {
+		t.Errorf("the held request was answered %q (%v) after a forced close", b, err)
+	}
+}
+
+func TestGracePeriodEnds(t *testing.T) {
+	t.Parallel()
+	n := startInProcess(t, 50*time.Millisecond)
+	n.holdRequest("CREATE b")
+	n.sigs <- syscall.SIGTERM
+	n.waitServed()
+	n.waitLog("grace period over")
+	n.waitLog("stopped")
+}
