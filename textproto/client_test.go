@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/textproto/prototest"
 )
 
 func TestClientTranscript(t *testing.T) {
@@ -110,15 +111,15 @@ func TestClientCancelAndTimeoutBreakTheClient(t *testing.T) {
 
 func TestClientSeesRefusalAndIdleTimeout(t *testing.T) {
 	s := startServer(t, Config{MaxConns: 1, IdleTimeout: 50 * time.Millisecond})
-	first := dialRaw(t, s.addr)
-	first.send("PING\r\n")
-	first.expect("PONG\r\n")
+	first := prototest.Dial(t, s.addr)
+	first.Send("PING\r\n")
+	first.Expect("PONG\r\n")
 	c := dialClient(t, s.addr)
 	if err := c.Ping(ctxT(t)); !errors.Is(err, ErrTooManyConns) {
 		t.Fatalf("Ping over the connection limit: %v, want ErrTooManyConns", err)
 	}
-	first.expect("ERROR idle timeout\r\n")
-	first.expectClosed()
+	first.Expect("ERROR idle timeout\r\n")
+	first.ExpectClosed()
 	waitFor(t, "the idle connection to go", func() bool { return s.NumConns() == 0 })
 
 	c = dialClient(t, s.addr)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/textproto/prototest"
 )
 
 // pipeConn is one end of an in-memory connection that, unlike net.Pipe,
@@ -209,8 +210,8 @@ func asciiUpper(s string) string {
 // malformed reply, the connection closed exactly where the protocol says.
 func FuzzServer(f *testing.F) {
 	var tr strings.Builder
-	for _, st := range transcript {
-		tr.WriteString(st.req + "\r\n")
+	for _, st := range prototest.Transcript() {
+		tr.WriteString(st.Req + "\r\n")
 	}
 	seeds := []string{
 		tr.String(),

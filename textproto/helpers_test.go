@@ -1,12 +1,9 @@
 package textproto
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -46,74 +43,6 @@ func startServer(t testing.TB, cfg Config) *testServer {
 		}
 	})
 	return ts
-}
-
-// rawConn speaks to a server byte by byte, every read under a deadline.
-type rawConn struct {
-	t  testing.TB
-	nc net.Conn
-	r  *bufio.Reader
-}
-
-func dialRaw(t testing.TB, addr string) *rawConn {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, testTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return &rawConn{t: t, nc: nc, r: bufio.NewReader(nc)}
-}
-
-func (c *rawConn) send(s string) {
-	c.t.Helper()
-	c.nc.SetWriteDeadline(time.Now().Add(testTimeout))
-	if _, err := io.WriteString(c.nc, s); err != nil {
-		c.t.Fatalf("send: %v", err)
-	}
-}
-
-// expect reads exactly len(want) bytes and compares them with want.
-func (c *rawConn) expect(want string) {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(testTimeout))
-	got := make([]byte, len(want))
-	n, err := io.ReadFull(c.r, got)
-	if err != nil || string(got) != want {
-		c.t.Fatalf("read %q (err %v), want %q", got[:n], err, want)
-	}
-}
-
-// line reads one reply line, with its "\r\n" removed.
-func (c *rawConn) line() string {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(testTimeout))
-	s, err := c.r.ReadString('\n')
-	if err != nil {
-		c.t.Fatalf("read line: %v (got %q)", err, s)
-	}
-	if !strings.HasSuffix(s, "\r\n") {
-		c.t.Fatalf("reply line %q does not end in CRLF", s)
-	}
-	return strings.TrimSuffix(s, "\r\n")
-}
-
-// expectClosed checks that the server closes the connection, reading at most
-// a little more data.
-func (c *rawConn) expectClosed() {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(testTimeout))
-	rest, err := io.ReadAll(io.LimitReader(c.r, 1<<20))
-	if err != nil && !isConnReset(err) {
-		c.t.Fatalf("waiting for close: %v", err)
-	}
-	if len(rest) != 0 {
-		c.t.Fatalf("unexpected bytes before close: %q", rest)
-	}
-}
-
-func isConnReset(err error) bool {
-	return strings.Contains(err.Error(), "connection reset")
 }
 
 func dialClient(t testing.TB, addr string, opts ...ClientOption) *Client {

@@ -12,39 +12,24 @@ import (
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/textproto/prototest"
 )
 
-// transcript is PROTOCOL.md's end-to-end session of the original.
-var transcript = []struct{ req, reply string }{
-	{"UNKNOWN shopping", "COMMAND NOT IMPLEMENTED\r\n"},
-	{"GET shopping eggs", "NOT FOUND\r\n"},
-	{"CREATE shopping", "OK\r\n"},
-	{"PUT shopping eggs 3", "OK\r\n"},
-	{"GET shopping eggs", "3\r\nOK\r\n"},
-	{"DELETE shopping eggs", "OK\r\n"},
-	{"GET shopping eggs", "\r\nOK\r\n"},
-}
-
 func TestTranscriptOneByOne(t *testing.T) {
-	s := startServer(t, Config{})
-	c := dialRaw(t, s.addr)
-	for _, step := range transcript {
-		c.send(step.req + "\r\n")
-		c.expect(step.reply)
-	}
+	prototest.RunTranscript(t, startServer(t, Config{}).addr)
 }
 
 func TestTranscriptPipelined(t *testing.T) {
 	for _, eol := range []string{"\r\n", "\n"} {
 		s := startServer(t, Config{})
-		c := dialRaw(t, s.addr)
+		c := prototest.Dial(t, s.addr)
 		var req, want strings.Builder
-		for _, step := range transcript {
-			req.WriteString(step.req + eol)
-			want.WriteString(step.reply)
+		for _, step := range prototest.Transcript() {
+			req.WriteString(step.Req + eol)
+			want.WriteString(step.Reply)
 		}
-		c.send(req.String())
-		c.expect(want.String())
+		c.Send(req.String())
+		c.Expect(want.String())
 	}
 }
 
@@ -111,19 +96,19 @@ func TestReplies(t *testing.T) {
 		{"GET shopping k", "\x00\x01\xfe\r\nOK\r\n"},
 	}
 	s := startServer(t, Config{})
-	c := dialRaw(t, s.addr)
+	c := prototest.Dial(t, s.addr)
 	for _, st := range steps {
-		c.send(st.req + "\r\n")
-		c.expect(st.reply)
+		c.Send(st.req + "\r\n")
+		c.Expect(st.reply)
 	}
 }
 
 func TestHelpAndQuit(t *testing.T) {
 	s := startServer(t, Config{})
-	c := dialRaw(t, s.addr)
-	c.send("HELP\r\n")
+	c := prototest.Dial(t, s.addr)
+	c.Send("HELP\r\n")
 	var lines []string
-	for l := c.line(); l != "OK"; l = c.line() {
+	for l := c.Line(); l != "OK"; l = c.Line() {
 		lines = append(lines, l)
 	}
 	help := strings.Join(lines, "\n")
@@ -133,9 +118,9 @@ func TestHelpAndQuit(t *testing.T) {
 		}
 	}
 	// QUIT answers, then closes; requests after it are not answered.
-	c.send("QUIT\r\nPING\r\n")
-	c.expect("OK\r\n")
-	c.expectClosed()
+	c.Send("QUIT\r\nPING\r\n")
+	c.Expect("OK\r\n")
+	c.ExpectClosed()
 }
 
 // countingListener counts the writes made to the connections it accepts.
@@ -176,9 +161,9 @@ func TestPipeliningAnswersInOrderAndFlushesOnce(t *testing.T) {
 	go func() { served <- s.Serve(cl) }()
 	defer func() { s.Close(); <-served }()
 
-	c := dialRaw(t, l.Addr().String())
-	c.send("CREATE b\r\n")
-	c.expect("OK\r\n")
+	c := prototest.Dial(t, l.Addr().String())
+	c.Send("CREATE b\r\n")
+	c.Expect("OK\r\n")
 	before := cl.writes.Load()
 
 	// 150 requests, about 3 KiB: one segment on loopback, read at once.
@@ -187,8 +172,8 @@ func TestPipeliningAnswersInOrderAndFlushesOnce(t *testing.T) {
 		fmt.Fprintf(&req, "PUT b k%d %d\r\nGET b k%d\r\nDELETE b k%d\n", i, i, i, i)
 		fmt.Fprintf(&want, "OK\r\n%d\r\nOK\r\nOK\r\n", i)
 	}
-	c.send(req.String())
-	c.expect(want.String())
+	c.Send(req.String())
+	c.Expect(want.String())
 	if w := cl.writes.Load() - before; w > 2 {
 		t.Errorf("150 pipelined requests answered in %d writes, want 1 (2 at most if the read was split)", w)
 	}
@@ -200,20 +185,20 @@ func TestPipeliningAnswersInOrderAndFlushesOnce(t *testing.T) {
 		fmt.Fprintf(&req, "PUT b k %d\r\nGET b k\r\n", i)
 		fmt.Fprintf(&want, "OK\r\n%d\r\nOK\r\n", i)
 	}
-	go c.send(req.String()) // replies are read while requests are written
-	c.expect(want.String())
+	go c.Send(req.String()) // replies are read while requests are written
+	c.Expect(want.String())
 }
 
 func TestLineTooLong(t *testing.T) {
 	s := startServer(t, Config{MaxLineBytes: 100})
-	ok := dialRaw(t, s.addr)
-	ok.send("CREATE b\r\n")
-	ok.expect("OK\r\n")
+	ok := prototest.Dial(t, s.addr)
+	ok.Send("CREATE b\r\n")
+	ok.Expect("OK\r\n")
 
 	// Exactly at the limit, with either line ending, is accepted.
 	exact := "PUT b k " + strings.Repeat("v", 100-len("PUT b k "))
-	ok.send(exact + "\r\n" + exact + "\n")
-	ok.expect("OK\r\nOK\r\n")
+	ok.Send(exact + "\r\n" + exact + "\n")
+	ok.Expect("OK\r\nOK\r\n")
 
 	for _, tc := range []struct{ name, line string }{
 		{"one over", exact + "v\r\n"},
@@ -222,56 +207,56 @@ func TestLineTooLong(t *testing.T) {
 		{"never ends", strings.Repeat("x", 3*bufSize)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialRaw(t, s.addr)
-			c.send("PING\r\n" + tc.line)
+			c := prototest.Dial(t, s.addr)
+			c.Send("PING\r\n" + tc.line)
 			if !strings.HasSuffix(tc.line, "\n") {
-				c.nc.(*net.TCPConn).CloseWrite()
+				c.NetConn().(*net.TCPConn).CloseWrite()
 			}
-			c.expect("PONG\r\nERROR line too long\r\n")
-			c.expectClosed()
+			c.Expect("PONG\r\nERROR line too long\r\n")
+			c.ExpectClosed()
 		})
 	}
-	ok.send("PING\r\n")
-	ok.expect("PONG\r\n")
+	ok.Send("PING\r\n")
+	ok.Expect("PONG\r\n")
 }
 
 func TestHugeLineWithDefaultLimit(t *testing.T) {
 	s := startServer(t, Config{})
-	c := dialRaw(t, s.addr)
+	c := prototest.Dial(t, s.addr)
 	// The server answers and closes long before the 4 MiB are sent, so the
 	// write may fail; what matters is the reply and that the node serves on.
 	go func() {
-		c.nc.SetWriteDeadline(time.Now().Add(testTimeout))
-		c.nc.Write([]byte("PUT b k " + strings.Repeat("x", 4<<20) + "\r\n"))
+		c.NetConn().SetWriteDeadline(time.Now().Add(testTimeout))
+		c.NetConn().Write([]byte("PUT b k " + strings.Repeat("x", 4<<20) + "\r\n"))
 	}()
-	c.expect("ERROR line too long\r\n")
+	c.Expect("ERROR line too long\r\n")
 
-	other := dialRaw(t, s.addr)
-	other.send("CREATE b\r\nPUT b k v\r\nGET b k\r\n")
-	other.expect("OK\r\nOK\r\nv\r\nOK\r\n")
+	other := prototest.Dial(t, s.addr)
+	other.Send("CREATE b\r\nPUT b k v\r\nGET b k\r\n")
+	other.Expect("OK\r\nOK\r\nv\r\nOK\r\n")
 }
 
 func TestTooManyConnections(t *testing.T) {
 	s := startServer(t, Config{MaxConns: 3})
-	var open []*rawConn
+	var open []*prototest.Conn
 	for range 3 {
-		c := dialRaw(t, s.addr)
-		c.send("PING\r\n")
-		c.expect("PONG\r\n")
+		c := prototest.Dial(t, s.addr)
+		c.Send("PING\r\n")
+		c.Expect("PONG\r\n")
 		open = append(open, c)
 	}
-	over := dialRaw(t, s.addr)
-	over.expect("ERROR too many connections\r\n")
-	over.expectClosed()
+	over := prototest.Dial(t, s.addr)
+	over.Expect("ERROR too many connections\r\n")
+	over.ExpectClosed()
 
 	// Existing connections are unaffected; closing one makes room.
-	open[0].send("PING\r\n")
-	open[0].expect("PONG\r\n")
-	open[1].nc.Close()
+	open[0].Send("PING\r\n")
+	open[0].Expect("PONG\r\n")
+	open[1].NetConn().Close()
 	waitFor(t, "a connection slot to free up", func() bool { return s.NumConns() == 2 })
-	c := dialRaw(t, s.addr)
-	c.send("PING\r\n")
-	c.expect("PONG\r\n")
+	c := prototest.Dial(t, s.addr)
+	c.Send("PING\r\n")
+	c.Expect("PONG\r\n")
 }
 
 func TestThousandIdleConnectionsLeaveTheNodeServing(t *testing.T) {
@@ -299,36 +284,36 @@ func TestThousandIdleConnectionsLeaveTheNodeServing(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	s := startServer(t, Config{IdleTimeout: 50 * time.Millisecond})
-	c := dialRaw(t, s.addr)
-	c.send("PING\r\n")
-	c.expect("PONG\r\n")
-	c.expect("ERROR idle timeout\r\n")
-	c.expectClosed()
+	c := prototest.Dial(t, s.addr)
+	c.Send("PING\r\n")
+	c.Expect("PONG\r\n")
+	c.Expect("ERROR idle timeout\r\n")
+	c.ExpectClosed()
 
 	// A partial line does not hold the connection open either.
-	c = dialRaw(t, s.addr)
-	c.send("PIN")
-	c.expect("ERROR idle timeout\r\n")
-	c.expectClosed()
+	c = prototest.Dial(t, s.addr)
+	c.Send("PIN")
+	c.Expect("ERROR idle timeout\r\n")
+	c.ExpectClosed()
 }
 
 func TestAuth(t *testing.T) {
 	s := startServer(t, Config{Password: []byte("s3cret")})
-	c := dialRaw(t, s.addr)
+	c := prototest.Dial(t, s.addr)
 	for _, req := range []string{"PING", "CREATE b", "GET b k", "HELP", "", "NOPE"} {
-		c.send(req + "\r\n")
-		c.expect("ERROR authentication required\r\n")
+		c.Send(req + "\r\n")
+		c.Expect("ERROR authentication required\r\n")
 	}
-	c.send("AUTH wrong\r\nAUTH s3cre\r\nAUTH s3cret!\r\nAUTH\r\nPING\r\n")
-	c.expect("ERROR invalid password\r\nERROR invalid password\r\nERROR invalid password\r\nERROR usage: AUTH <password>\r\nERROR authentication required\r\n")
-	c.send("auth s3cret\r\nPING\r\nCREATE b\r\n")
-	c.expect("OK\r\nPONG\r\nOK\r\n")
+	c.Send("AUTH wrong\r\nAUTH s3cre\r\nAUTH s3cret!\r\nAUTH\r\nPING\r\n")
+	c.Expect("ERROR invalid password\r\nERROR invalid password\r\nERROR invalid password\r\nERROR usage: AUTH <password>\r\nERROR authentication required\r\n")
+	c.Send("auth s3cret\r\nPING\r\nCREATE b\r\n")
+	c.Expect("OK\r\nPONG\r\nOK\r\n")
 
 	// QUIT works before AUTH.
-	q := dialRaw(t, s.addr)
-	q.send("QUIT\r\n")
-	q.expect("OK\r\n")
-	q.expectClosed()
+	q := prototest.Dial(t, s.addr)
+	q.Send("QUIT\r\n")
+	q.Expect("OK\r\n")
+	q.ExpectClosed()
 
 	// The Go client.
 	ctx := ctxT(t)
@@ -459,19 +444,19 @@ func (g *gateExecutor) Execute(ctx context.Context, op node.Op) (node.Result, er
 func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 	g := newGateExecutor()
 	s := startServer(t, Config{Executor: g})
-	busy := dialRaw(t, s.addr)
-	idle := dialRaw(t, s.addr)
-	idle.send("PING\r\n")
-	idle.expect("PONG\r\n")
+	busy := prototest.Dial(t, s.addr)
+	idle := prototest.Dial(t, s.addr)
+	idle.Send("PING\r\n")
+	idle.Expect("PONG\r\n")
 
 	// One request in flight and two more buffered behind it.
-	busy.send("CREATE slow\r\nPING\r\nCREATE other\r\n")
+	busy.Send("CREATE slow\r\nPING\r\nCREATE other\r\n")
 	<-g.entered
 
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- s.Shutdown(ctxT(t)) }()
 
-	idle.expectClosed()
+	idle.ExpectClosed()
 	waitFor(t, "the listener to close", func() bool {
 		nc, err := net.DialTimeout("tcp", s.addr, testTimeout)
 		if err == nil {
@@ -486,8 +471,8 @@ func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 	}
 
 	close(g.release)
-	busy.expect("OK\r\nPONG\r\nOK\r\n")
-	busy.expectClosed()
+	busy.Expect("OK\r\nPONG\r\nOK\r\n")
+	busy.ExpectClosed()
 	if err := <-shutdown; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -499,8 +484,8 @@ func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 func TestShutdownDeadlineClosesStuckConnections(t *testing.T) {
 	g := newGateExecutor()
 	s := startServer(t, Config{Executor: g})
-	c := dialRaw(t, s.addr)
-	c.send("CREATE slow\r\n")
+	c := prototest.Dial(t, s.addr)
+	c.Send("CREATE slow\r\n")
 	<-g.entered
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -508,7 +493,7 @@ func TestShutdownDeadlineClosesStuckConnections(t *testing.T) {
 	if err := s.Shutdown(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Shutdown with an ended context: %v, want context.Canceled", err)
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 }
 
 func TestServeAfterClose(t *testing.T) {
@@ -533,16 +518,16 @@ func TestServeAfterClose(t *testing.T) {
 func TestPanicClosesOnlyThatConnection(t *testing.T) {
 	g := newGateExecutor()
 	s := startServer(t, Config{Executor: g})
-	other := dialRaw(t, s.addr)
-	other.send("CREATE b\r\n")
-	other.expect("OK\r\n")
+	other := prototest.Dial(t, s.addr)
+	other.Send("CREATE b\r\n")
+	other.Expect("OK\r\n")
 
-	c := dialRaw(t, s.addr)
-	c.send("PING\r\nCREATE boom\r\nPING\r\n")
-	c.expect("PONG\r\nERROR internal error\r\n")
-	c.expectClosed()
+	c := prototest.Dial(t, s.addr)
+	c.Send("PING\r\nCREATE boom\r\nPING\r\n")
+	c.Expect("PONG\r\nERROR internal error\r\n")
+	c.ExpectClosed()
 
-	other.send("PUT b k v\r\nGET b k\r\n")
-	other.expect("OK\r\nv\r\nOK\r\n")
+	other.Send("PUT b k v\r\nGET b k\r\n")
+	other.Expect("OK\r\nv\r\nOK\r\n")
 	waitFor(t, "the panicked connection to be released", func() bool { return s.NumConns() == 1 })
 }

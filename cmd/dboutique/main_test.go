@@ -24,6 +24,7 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/textproto"
+	"github.com/dboutique/dboutique/textproto/prototest"
 )
 
 // testTimeout bounds every wait in these tests; a healthy run takes a small
@@ -242,56 +243,6 @@ func (p *process) stop() {
 	}
 }
 
-// rawConn speaks to a node byte by byte, every read and write under a deadline.
-type rawConn struct {
-	t  *testing.T
-	nc net.Conn
-	r  *bufio.Reader
-}
-
-func dialRaw(t *testing.T, addr string) *rawConn {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, testTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return &rawConn{t: t, nc: nc, r: bufio.NewReader(nc)}
-}
-
-func (c *rawConn) send(s string) {
-	c.t.Helper()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(testTimeout))
-	if _, err := io.WriteString(c.nc, s); err != nil {
-		c.t.Fatalf("send %q: %v", s, err)
-	}
-}
-
-// expect reads exactly len(want) bytes and compares them with want.
-func (c *rawConn) expect(want string) {
-	c.t.Helper()
-	_ = c.nc.SetReadDeadline(time.Now().Add(testTimeout))
-	got := make([]byte, len(want))
-	n, err := io.ReadFull(c.r, got)
-	if err != nil || string(got) != want {
-		c.t.Fatalf("read %q (err %v), want %q", got[:n], err, want)
-	}
-}
-
-// expectClosed checks that the peer closes the connection without sending
-// anything more.
-func (c *rawConn) expectClosed() {
-	c.t.Helper()
-	_ = c.nc.SetReadDeadline(time.Now().Add(testTimeout))
-	rest, err := io.ReadAll(io.LimitReader(c.r, 1<<20))
-	if err != nil && !strings.Contains(err.Error(), "connection reset") {
-		c.t.Fatalf("waiting for close: %v", err)
-	}
-	if len(rest) != 0 {
-		c.t.Fatalf("unexpected bytes before close: %q", rest)
-	}
-}
-
 func dialClient(t *testing.T, addr string, opts ...textproto.ClientOption) *textproto.Client {
 	t.Helper()
 	c, err := textproto.Dial(ctxT(t), addr, opts...)
@@ -308,17 +259,6 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-// transcript is the original's end-to-end session (PROTOCOL.md).
-var transcript = []struct{ req, reply string }{
-	{"UNKNOWN shopping", "COMMAND NOT IMPLEMENTED\r\n"},
-	{"GET shopping eggs", "NOT FOUND\r\n"},
-	{"CREATE shopping", "OK\r\n"},
-	{"PUT shopping eggs 3", "OK\r\n"},
-	{"GET shopping eggs", "3\r\nOK\r\n"},
-	{"DELETE shopping eggs", "OK\r\n"},
-	{"GET shopping eggs", "\r\nOK\r\n"},
-}
-
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
 	p := startNode(t, nil, "--listen", "127.0.0.1:0")
@@ -329,11 +269,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The transcript byte for byte, then through the Go client on a
 	// bucket of its own.
-	raw := dialRaw(t, addr)
-	for _, step := range transcript {
-		raw.send(step.req + "\r\n")
-		raw.expect(step.reply)
-	}
+	prototest.RunTranscript(t, addr)
 
 	ctx := ctxT(t)
 	c := dialClient(t, addr)
@@ -397,12 +333,12 @@ func TestEnvironment(t *testing.T) {
 		if strings.HasSuffix(addr, ":4040") {
 			t.Fatalf("listening on %s: DBOUTIQUE_LISTEN was ignored", addr)
 		}
-		first := dialRaw(t, addr)
-		first.send("PING\r\n")
-		first.expect("PONG\r\n")
-		second := dialRaw(t, addr)
-		second.expect("ERROR too many connections\r\n")
-		second.expectClosed()
+		first := prototest.Dial(t, addr)
+		first.Send("PING\r\n")
+		first.Expect("PONG\r\n")
+		second := prototest.Dial(t, addr)
+		second.Expect("ERROR too many connections\r\n")
+		second.ExpectClosed()
 		p.stop()
 	})
 	t.Run("flags win", func(t *testing.T) {
@@ -410,12 +346,12 @@ func TestEnvironment(t *testing.T) {
 		p := startNode(t, []string{"DBOUTIQUE_LISTEN=not-an-address", "DBOUTIQUE_MAX_CONNS=1"},
 			"--listen", "127.0.0.1:0", "--max-conns", "2")
 		addr := p.addr()
-		first := dialRaw(t, addr)
-		first.send("PING\r\n")
-		first.expect("PONG\r\n")
-		second := dialRaw(t, addr)
-		second.send("PING\r\n")
-		second.expect("PONG\r\n")
+		first := prototest.Dial(t, addr)
+		first.Send("PING\r\n")
+		first.Expect("PONG\r\n")
+		second := prototest.Dial(t, addr)
+		second.Send("PING\r\n")
+		second.Expect("PONG\r\n")
 		p.stop()
 	})
 }
@@ -846,10 +782,10 @@ func (n *inProcessNode) waitServed() {
 
 // holdRequest sends req on a new connection and waits until the
 // operation is held in the gate.
-func (n *inProcessNode) holdRequest(req string) *rawConn {
+func (n *inProcessNode) holdRequest(req string) *prototest.Conn {
 	n.t.Helper()
-	c := dialRaw(n.t, n.addr)
-	c.send(req + "\r\n")
+	c := prototest.Dial(n.t, n.addr)
+	c.Send(req + "\r\n")
 	select {
 	case <-n.gate.entered:
 	case <-time.After(testTimeout):
@@ -878,17 +814,17 @@ func (n *inProcessNode) waitRefusing() {
 func TestShutdownFinishesRequestInFlight(t *testing.T) {
 	t.Parallel()
 	n := startInProcess(t, time.Minute)
-	idle := dialRaw(t, n.addr)
+	idle := prototest.Dial(t, n.addr)
 	c := n.holdRequest("CREATE b")
 
 	n.sigs <- syscall.SIGTERM
 	n.waitLog("shutting down")
 	n.waitRefusing()
-	idle.expectClosed() // idle connections close at once
+	idle.ExpectClosed() // idle connections close at once
 
 	close(n.gate.release)
-	c.expect("OK\r\n")
-	c.expectClosed()
+	c.Expect("OK\r\n")
+	c.ExpectClosed()
 	n.waitServed()
 	n.waitLog("stopped")
 	if n.logs.FilterMessageSnippet("second signal").Len() != 0 || n.logs.FilterMessageSnippet("grace period over").Len() != 0 {
@@ -907,8 +843,8 @@ func TestSecondSignalForcesClose(t *testing.T) {
 	n.waitServed() // long before the minute of grace
 	n.waitLog("second signal")
 	n.waitLog("stopped")
-	_ = c.nc.SetReadDeadline(time.Now().Add(testTimeout))
-	if b, err := io.ReadAll(c.r); strings.Contains(string(b), "OK") {
+	_ = c.NetConn().SetReadDeadline(time.Now().Add(testTimeout))
+	if b, err := io.ReadAll(c.NetConn()); strings.Contains(string(b), "OK") {
 		t.Errorf("the held request was answered %q (%v) after a forced close", b, err)
 	}
 }
