@@ -142,51 +142,6 @@ func (c *conn) handle(line []byte) bool {
 		return true
 	}
 	switch v {
-	case verbCreate:
-		if r.arity() != 2 {
-			break
-		}
-		c.exec(node.Op{Kind: node.KindCreate, Bucket: string(r.words[1])})
-		return true
-	case verbPut:
-		if r.arity() != 4 {
-			break
-		}
-		c.exec(node.Op{Kind: node.KindPut, Bucket: string(r.words[1]), Key: string(r.words[2]), Value: string(r.words[3])})
-		return true
-	case verbGet:
-		if r.arity() != 3 {
-			break
-		}
-		c.exec(node.Op{Kind: node.KindGet, Bucket: string(r.words[1]), Key: string(r.words[2])})
-		return true
-	case verbDelete:
-		if r.arity() != 3 {
-			break
-		}
-		c.exec(node.Op{Kind: node.KindDelete, Bucket: string(r.words[1]), Key: string(r.words[2])})
-		return true
-	case verbDrop:
-		if r.arity() != 2 {
-			c.usage("DROP <bucket>")
-			return true
-		}
-		c.exec(node.Op{Kind: node.KindDrop, Bucket: string(r.words[1])})
-		return true
-	case verbKeys:
-		if r.arity() != 2 {
-			c.usage("KEYS <bucket>")
-			return true
-		}
-		c.exec(node.Op{Kind: node.KindKeys, Bucket: string(r.words[1])})
-		return true
-	case verbBuckets:
-		if r.arity() != 1 {
-			c.usage("BUCKETS")
-			return true
-		}
-		c.exec(node.Op{Kind: node.KindBuckets})
-		return true
 	case verbPing:
 		if r.arity() != 1 {
 			c.usage("PING")
@@ -208,8 +163,59 @@ func (c *conn) handle(line []byte) bool {
 		c.auth(r.words[1])
 		return true
 	}
-	c.writeLine(replyNotImplemented)
+	cmd, ok := storeCommand(v)
+	switch {
+	case !ok:
+		c.writeLine(replyNotImplemented)
+	case r.arity() != cmd.words && cmd.usage == "":
+		// The original answers its own verbs with the wrong number of
+		// words as it answers unknown ones.
+		c.writeLine(replyNotImplemented)
+	case r.arity() != cmd.words:
+		c.usage(cmd.usage)
+	default:
+		op := node.Op{Kind: cmd.kind}
+		if r.n > 1 {
+			op.Bucket = string(r.words[1])
+		}
+		if r.n > 2 {
+			op.Key = string(r.words[2])
+		}
+		if r.n > 3 {
+			op.Value = string(r.words[3])
+		}
+		c.exec(op)
+	}
 	return true
+}
+
+// storeCmd describes a verb that runs an operation on the store: the
+// number of words it takes (verb included) and, for the extensions, the
+// usage line sent when the count is wrong.
+type storeCmd struct {
+	kind  node.Kind
+	words int
+	usage string // empty for the original's verbs
+}
+
+func storeCommand(v verb) (storeCmd, bool) {
+	switch v {
+	case verbCreate:
+		return storeCmd{node.KindCreate, 2, ""}, true
+	case verbPut:
+		return storeCmd{node.KindPut, 4, ""}, true
+	case verbGet:
+		return storeCmd{node.KindGet, 3, ""}, true
+	case verbDelete:
+		return storeCmd{node.KindDelete, 3, ""}, true
+	case verbDrop:
+		return storeCmd{node.KindDrop, 2, "DROP <bucket>"}, true
+	case verbKeys:
+		return storeCmd{node.KindKeys, 2, "KEYS <bucket>"}, true
+	case verbBuckets:
+		return storeCmd{node.KindBuckets, 1, "BUCKETS"}, true
+	}
+	return storeCmd{}, false
 }
 
 func (c *conn) exec(op node.Op) {
