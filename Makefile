@@ -17,8 +17,8 @@ all: build
 build:
 	go build -o bin/dboutique ./cmd/dboutique
 
-run:
-	go run ./cmd/dboutique $(ARGS)
+run: build
+	./bin/dboutique $(ARGS)
 
 test:
 	go vet ./...
