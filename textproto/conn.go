@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"io"
 	"net"
 	"runtime/debug"
 	"sync"
@@ -107,8 +108,10 @@ func (c *conn) serve() {
 			c.readFailed(err)
 			return
 		}
-		if !c.handle(line) {
-			_ = c.w.Flush()
+		if !c.handle(line) { // QUIT
+			if c.w.Flush() == nil {
+				c.lingerClose()
+			}
 			return
 		}
 	}
@@ -121,12 +124,39 @@ func (c *conn) readFailed(err error) {
 	switch {
 	case errors.Is(err, errLineTooLong):
 		c.writeLine(replyForError(ErrLineTooLong))
+		if c.w.Flush() == nil {
+			c.lingerClose()
+		}
 	case errors.As(err, &ne) && ne.Timeout() && !c.srv.closing.Load():
 		c.writeLine(replyForError(ErrIdleTimeout))
-	default:
-		return // the client is done or went away, or the server is closing
+		_ = c.w.Flush()
 	}
-	_ = c.w.Flush()
+	// Otherwise the client is done or went away, or the server is closing.
+}
+
+// Bounds of lingerClose.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 64 << 20
+)
+
+// lingerClose ends a connection whose client may still be sending (the
+// rest of a line that was too long, requests after QUIT) so that the
+// client gets the last reply.
+// Closing a socket with unread input makes the kernel reset the
+// connection, and a reset can discard the reply before the client reads
+// it. So: send FIN, then read and discard input until the client closes,
+// for at most lingerTime and lingerBytes, as net/http does after an
+// oversized request.
+func (c *conn) lingerClose() {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.mu.Lock()
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	c.mu.Unlock()
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.nc, lingerBytes))
 }
 
 // handle answers one request line and reports whether to keep reading.
