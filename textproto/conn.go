@@ -61,9 +61,9 @@ func (c *conn) wake() {
 	_ = c.nc.SetReadDeadline(time.Now())
 }
 
-// waitDeadline arms the idle timeout before a read that may block. It
-// reports false when the server is closing and the connection should end.
-func (c *conn) waitDeadline() bool {
+// armDeadline sets the idle deadline for the reads to come. It reports
+// false, leaving the deadline that wake set, when the server is closing.
+func (c *conn) armDeadline() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.srv.closing.Load() {
@@ -76,6 +76,11 @@ func (c *conn) waitDeadline() bool {
 	_ = c.nc.SetReadDeadline(d)
 	return true
 }
+
+// rearmEvery is how many requests answered from the buffer, without a wait
+// in between, renew the idle deadline, so that a client pipelining without
+// pause for longer than the idle timeout is not taken for idle.
+const rearmEvery = 1024
 
 func (c *conn) serve() {
 	defer c.srv.untrackConn(c)
@@ -92,16 +97,21 @@ func (c *conn) serve() {
 	}()
 	c.srv.log.Debug("connection opened", zap.String("remote", c.nc.RemoteAddr().String()))
 
+	busy := 0 // requests answered since the deadline was armed
 	for {
-		// Arm the deadline only before a read that may block: while
+		// Flush and arm the deadline before a read that may block; while
 		// requests are buffered they are answered without waiting.
 		if c.lines.r.Buffered() == 0 {
 			if err := c.w.Flush(); err != nil {
 				return
 			}
-			if !c.waitDeadline() {
+			if !c.armDeadline() {
 				return
 			}
+			busy = 0
+		} else if busy++; busy == rearmEvery {
+			c.armDeadline()
+			busy = 0
 		}
 		line, err := c.lines.next()
 		if err != nil {
