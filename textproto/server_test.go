@@ -13,6 +13,8 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/textproto/prototest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestTranscriptOneByOne(t *testing.T) {
@@ -516,7 +518,8 @@ func TestServeAfterClose(t *testing.T) {
 
 func TestPanicClosesOnlyThatConnection(t *testing.T) {
 	g := newGateExecutor()
-	s := startServer(t, Config{Executor: g})
+	core, logs := observer.New(zap.ErrorLevel)
+	s := startServer(t, Config{Executor: g, Logger: zap.New(core)})
 	other := prototest.Dial(t, s.addr)
 	other.Send("CREATE b\r\n")
 	other.Expect("OK\r\n")
@@ -529,4 +532,11 @@ func TestPanicClosesOnlyThatConnection(t *testing.T) {
 	other.Send("PUT b k v\r\nGET b k\r\n")
 	other.Expect("OK\r\nv\r\nOK\r\n")
 	waitFor(t, "the panicked connection to be released", func() bool { return s.NumConns() == 1 })
+	entries := logs.FilterMessageSnippet("panic").All()
+	if len(entries) != 1 || entries[0].ContextMap()["panic"] != "boom" {
+		t.Fatalf("panic log entries: %+v, want one with panic=boom", entries)
+	}
+	if stack, _ := entries[0].ContextMap()["stack"].(string); !strings.Contains(stack, "gateExecutor") {
+		t.Errorf("the logged stack does not show where the panic happened:\n%s", stack)
+	}
 }
