@@ -70,11 +70,7 @@ func Dial(ctx context.Context, addr string, opts ...ClientOption) (*Client, erro
 	if err != nil {
 		return nil, fmt.Errorf("textproto: dial %s: %w", addr, err)
 	}
-	c, err := NewClient(ctx, nc, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
+	return NewClient(ctx, nc, opts...)
 }
 
 // NewClient makes a Client on an open connection, which it then owns. With
