@@ -27,6 +27,8 @@ type conn struct {
 	req    request
 	authed bool
 
+	lastBucket string // see bucketName
+
 	// mu orders the connection's own read-deadline updates against
 	// Server.beginClose waking it, so that a wake-up is never overwritten.
 	mu sync.Mutex
@@ -216,7 +218,7 @@ func (c *conn) handle(line []byte) bool {
 	default:
 		op := node.Op{Kind: cmd.kind}
 		if r.n > 1 {
-			op.Bucket = string(r.words[1])
+			op.Bucket = c.bucketName(r.words[1])
 		}
 		if r.n > 2 {
 			op.Key = string(r.words[2])
@@ -256,6 +258,16 @@ func storeCommand(v verb) (storeCmd, bool) {
 		return storeCmd{node.KindBuckets, 1, "BUCKETS"}, true
 	}
 	return storeCmd{}, false
+}
+
+// bucketName returns name as a string, reusing the previous request's
+// string when the name is the same: clients mostly work on one bucket at a
+// time, and this saves an allocation per request.
+func (c *conn) bucketName(name []byte) string {
+	if string(name) != c.lastBucket {
+		c.lastBucket = string(name)
+	}
+	return c.lastBucket
 }
 
 func (c *conn) exec(op node.Op) {
