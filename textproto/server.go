@@ -32,9 +32,13 @@ const (
 	// request for ever.
 	NoTimeout time.Duration = -1
 
-	minMaxLineBytes = 64
-	maxMaxLineBytes = 1 << 30
-	maxPasswordLen  = 1024
+	maxPasswordLen = 1024
+)
+
+// The range Config.MaxLineBytes accepts.
+const (
+	MinMaxLineBytes = 64
+	MaxMaxLineBytes = 1 << 30
 )
 
 // Config configures a Server. Zero fields take the defaults above.
@@ -74,8 +78,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.MaxLineBytes == 0:
 		c.MaxLineBytes = DefaultMaxLineBytes
-	case c.MaxLineBytes < minMaxLineBytes || c.MaxLineBytes > maxMaxLineBytes:
-		return fmt.Errorf("textproto: MaxLineBytes %d out of range [%d, %d]", c.MaxLineBytes, minMaxLineBytes, maxMaxLineBytes)
+	case c.MaxLineBytes < MinMaxLineBytes || c.MaxLineBytes > MaxMaxLineBytes:
+		return fmt.Errorf("textproto: MaxLineBytes %d out of range [%d, %d]", c.MaxLineBytes, MinMaxLineBytes, MaxMaxLineBytes)
 	}
 	switch {
 	case c.MaxConns == 0:

@@ -20,12 +20,6 @@ import (
 // --max-line is also DBOUTIQUE_MAX_LINE.
 const envPrefix = "DBOUTIQUE_"
 
-// Bounds of --max-line, the same as textproto.Config.MaxLineBytes accepts.
-const (
-	minMaxLine = 64
-	maxMaxLine = 1 << 30
-)
-
 // config is the node's configuration, from the command line, the
 // environment and the defaults, in that order of precedence.
 type config struct {
@@ -71,8 +65,8 @@ func flagSpecs(cfg *config) []flagSpec {
 			&stringValue{&cfg.passwordFile}},
 		{"max-line", "SIZE", fmt.Sprintf("Longest request line accepted, in bytes, from %d to 1GiB; the suffixes\n"+
 			"k, m, g (also KiB, MiB, GiB, KB, MB, GB) are powers of 1024. A longer\n"+
-			"line is answered \"ERROR line too long\" and the connection closed.", minMaxLine),
-			&sizeValue{&cfg.maxLine, minMaxLine, maxMaxLine}},
+			"line is answered \"ERROR line too long\" and the connection closed.", textproto.MinMaxLineBytes),
+			&sizeValue{&cfg.maxLine, textproto.MinMaxLineBytes, textproto.MaxMaxLineBytes}},
 		{"max-conns", "N", "Most client connections open at once; one more is answered\n" +
 			"\"ERROR too many connections\" and closed.",
 			&intValue{&cfg.maxConns, 1, math.MaxInt32}},
