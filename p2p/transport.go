@@ -1,0 +1,144 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/zap"
+)
+
+// TransportConfig configures a Transport: the host to create and how its
+// requests behave. RPC.Host is set by NewTransport.
+type TransportConfig struct {
+	Host   HostConfig
+	RPC    RPCConfig
+	Logger *zap.Logger // nil logs nothing
+}
+
+// Transport is a node's connection to its peers: a libp2p host and the
+// request protocol on it. It implements the node package's Transport
+// interface with peer IDs and multiaddrs as strings. It owns the host.
+type Transport struct {
+	host      host.Host
+	rpc       *RPC
+	private   bool
+	log       *zap.Logger
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewTransport creates the host (it listens at once) and the request
+// protocol, which answers nothing until Serve.
+func NewTransport(cfg TransportConfig) (*Transport, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	h, err := NewHost(cfg.Host)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RPC.Host = h
+	if cfg.RPC.Logger == nil {
+		cfg.RPC.Logger = cfg.Logger
+	}
+	rpc, err := NewRPC(cfg.RPC)
+	if err != nil {
+		_ = h.Close()
+		return nil, err
+	}
+	return &Transport{host: h, rpc: rpc, private: cfg.Host.PSK != nil, log: cfg.Logger}, nil
+}
+
+// Host returns the libp2p host.
+func (t *Transport) Host() host.Host { return t.host }
+
+// ID returns the host's peer ID.
+func (t *Transport) ID() string { return t.host.ID().String() }
+
+// Addrs returns the host's listen addresses, without the peer ID.
+func (t *Transport) Addrs() []string {
+	as := t.host.Addrs()
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}
+
+// FullAddrs returns the host's addresses with the peer ID, the form that
+// --join takes.
+func (t *Transport) FullAddrs() []string { return FullAddrs(t.host) }
+
+// Serve answers peers' requests with h.
+func (t *Transport) Serve(h func(ctx context.Context, from string, req []byte) ([]byte, error)) {
+	t.rpc.Serve(func(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+		return h(ctx, from.String(), req)
+	})
+}
+
+// Call sends req to the peer with ID to and returns its reply.
+func (t *Transport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
+	id, err := peer.Decode(to)
+	if err != nil {
+		return nil, fmt.Errorf("%w: peer ID %q: %v", ErrInvalidAddr, to, err)
+	}
+	reply, err := t.rpc.Call(ctx, id, req)
+	if err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) {
+			return nil, err
+		}
+		return nil, ExplainDialError(err, t.private)
+	}
+	return reply, nil
+}
+
+// AddAddrs records where peer id listens. Addresses that do not parse are
+// skipped.
+func (t *Transport) AddAddrs(id string, addrs []string) {
+	pid, err := peer.Decode(id)
+	if err != nil || pid == t.host.ID() {
+		return
+	}
+	mas := make([]ma.Multiaddr, 0, len(addrs))
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			t.log.Debug("skipping a peer address", zap.String("addr", a), zap.Error(err))
+			continue
+		}
+		mas = append(mas, m)
+	}
+	t.host.Peerstore().AddAddrs(pid, mas, peerstore.AddressTTL)
+}
+
+// Connect connects to a full address (with /p2p/<peer ID>) and returns the
+// peer's ID.
+func (t *Transport) Connect(ctx context.Context, addr string) (string, error) {
+	ai, err := ParseJoinAddr(addr)
+	if err != nil {
+		return "", err
+	}
+	if ai.ID == t.host.ID() {
+		return ai.ID.String(), nil
+	}
+	t.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.AddressTTL)
+	if err := t.host.Connect(ctx, ai); err != nil {
+		return "", ExplainDialError(err, t.private)
+	}
+	return ai.ID.String(), nil
+}
+
+// Close stops the request protocol and closes the host. It is idempotent.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		t.closeErr = errors.Join(t.rpc.Close(), t.host.Close())
+	})
+	return t.closeErr
+}
