@@ -23,6 +23,11 @@ const (
 	KindBuckets
 	// KindKeys lists the keys of one bucket.
 	KindKeys
+	// KindNodes lists the cluster's members, one line each (a Node answers
+	// it; a bare Store does not).
+	KindNodes
+	// KindOwner lists the nodes that hold a bucket, first owner first.
+	KindOwner
 	kindEnd // one past the last valid kind
 )
 
@@ -42,6 +47,10 @@ func (k Kind) String() string {
 		return "BUCKETS"
 	case KindKeys:
 		return "KEYS"
+	case KindNodes:
+		return "NODES"
+	case KindOwner:
+		return "OWNER"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
@@ -57,10 +66,10 @@ func (k Kind) IsWrite() bool {
 
 // Op is one operation on the store. Which fields are used depends on Kind:
 //
-//	KindCreate, KindDrop, KindKeys:  Bucket
-//	KindPut:                         Bucket, Key, Value
-//	KindGet, KindDelete:             Bucket, Key
-//	KindBuckets:                     none
+//	KindCreate, KindDrop, KindKeys, KindOwner:  Bucket
+//	KindPut:                                    Bucket, Key, Value
+//	KindGet, KindDelete:                        Bucket, Key
+//	KindBuckets, KindNodes:                     none
 //
 // Keys and values may be empty and may hold any bytes; bucket names may not
 // be empty.
@@ -74,12 +83,12 @@ type Op struct {
 // Validate reports whether op is well formed, wrapping ErrInvalidOp if not.
 func (op Op) Validate() error {
 	switch op.Kind {
-	case KindBuckets:
+	case KindBuckets, KindNodes:
 		if op.Bucket != "" || op.Key != "" || op.Value != "" {
 			return fmt.Errorf("%w: %v takes no arguments", ErrInvalidOp, op.Kind)
 		}
 		return nil
-	case KindCreate, KindDrop, KindKeys, KindGet, KindDelete, KindPut:
+	case KindCreate, KindDrop, KindKeys, KindOwner, KindGet, KindDelete, KindPut:
 	default:
 		return fmt.Errorf("%w: unknown kind %v", ErrInvalidOp, op.Kind)
 	}
@@ -87,7 +96,7 @@ func (op Op) Validate() error {
 		return fmt.Errorf("%w: %v needs a bucket name", ErrInvalidOp, op.Kind)
 	}
 	switch op.Kind {
-	case KindCreate, KindDrop, KindKeys:
+	case KindCreate, KindDrop, KindKeys, KindOwner:
 		if op.Key != "" || op.Value != "" {
 			return fmt.Errorf("%w: %v takes only a bucket name", ErrInvalidOp, op.Kind)
 		}
@@ -100,7 +109,8 @@ func (op Op) Validate() error {
 }
 
 // Result is the outcome of a successful operation: Value for KindGet, Names
-// (sorted) for KindBuckets and KindKeys, nothing for the others.
+// (sorted) for KindBuckets and KindKeys, one line per node for KindNodes and
+// KindOwner, nothing for the others.
 type Result struct {
 	Value string
 	Names []string

@@ -51,6 +51,8 @@ func (s *Store) Execute(_ context.Context, op Op) (Result, error) {
 	case KindKeys:
 		keys, err := s.Keys(op.Bucket)
 		return Result{Names: keys}, err
+	case KindNodes, KindOwner:
+		return Result{}, fmt.Errorf("%w: %v needs a clustered node", ErrInvalidOp, op.Kind)
 	}
 	return Result{}, fmt.Errorf("%w: unknown kind %v", ErrInvalidOp, op.Kind)
 }

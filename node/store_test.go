@@ -391,7 +391,9 @@ func TestKind(t *testing.T) {
 		{node.KindDrop, 5, "DROP", true},
 		{node.KindBuckets, 6, "BUCKETS", false},
 		{node.KindKeys, 7, "KEYS", false},
-		{8, 8, "Kind(8)", false},
+		{node.KindNodes, 8, "NODES", false},
+		{node.KindOwner, 9, "OWNER", false},
+		{10, 10, "Kind(10)", false},
 		{255, 255, "Kind(255)", false},
 	} {
 		if uint8(tc.k) != tc.num {

@@ -1,0 +1,432 @@
+package node
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dboutique/dboutique/ring"
+)
+
+// Transport is what a Node needs from the network: its own identity, a
+// request/response call to a peer, and a way to learn where peers are. The
+// p2p package implements it over libp2p; tests may implement it in memory.
+// Peer IDs and addresses are strings (libp2p peer IDs and multiaddrs).
+type Transport interface {
+	// ID returns this node's peer ID.
+	ID() string
+	// Addrs returns the addresses this node listens on for peers.
+	Addrs() []string
+	// Serve starts answering peers' requests with h. It is called once.
+	Serve(h func(ctx context.Context, from string, req []byte) ([]byte, error))
+	// Call sends req to peer `to` and returns its reply.
+	Call(ctx context.Context, to string, req []byte) ([]byte, error)
+	// AddAddrs records where peer id listens, so that Call can reach it.
+	AddAddrs(id string, addrs []string)
+	// Connect connects to the full address addr (one that names the peer)
+	// and returns the peer's ID.
+	Connect(ctx context.Context, addr string) (string, error)
+}
+
+// Defaults of Config.
+const (
+	DefaultCluster        = "dboutique"
+	DefaultProbeInterval  = 500 * time.Millisecond
+	DefaultDeadAfter      = 3 * time.Second
+	DefaultForwardTimeout = 3 * time.Second
+	DefaultMaxHops        = 2
+	defaultForgetAfter    = 10 * time.Minute
+	maxJoinBackoff        = 10 * time.Second
+	leaveTimeout          = time.Second
+)
+
+// Config configures a Node. Zero values take the defaults above.
+type Config struct {
+	// Name is the node's name, shown by NODES and OWNER and used by the
+	// letter-range table. Required.
+	Name string
+	// Cluster is the cluster's name; peers of another cluster are refused.
+	Cluster string
+	// Transport reaches the other nodes. Required.
+	Transport Transport
+	// Store holds this node's buckets; nil makes an empty one.
+	Store *Store
+	// Placement puts buckets on members; nil is a consistent-hash ring
+	// with default settings. With a *ring.Ranges table the ring works on
+	// node names; otherwise on peer IDs, so that a node keeps its place
+	// across restarts as long as it keeps its identity.
+	Placement ring.Placement
+	// Join lists full addresses (with the peer ID) of nodes to join
+	// through; the node retries them until it has reached a member.
+	Join []string
+	// ProbeInterval is how often each member is probed.
+	ProbeInterval time.Duration
+	// DeadAfter is how long a member may stay silent before it leaves the
+	// ring. It must be at least twice ProbeInterval.
+	DeadAfter time.Duration
+	// ForwardTimeout bounds a request forwarded to its bucket's owner.
+	ForwardTimeout time.Duration
+	// MaxHops is how many times a request may be forwarded in all.
+	MaxHops int
+	// Logger receives membership changes and errors; nil logs nothing.
+	Logger *zap.Logger
+}
+
+func (c *Config) validate() error {
+	if c.Name == "" {
+		return fmt.Errorf("%w: a node needs a name", ErrInvalidConfig)
+	}
+	if c.Transport == nil {
+		return fmt.Errorf("%w: a node needs a transport", ErrInvalidConfig)
+	}
+	if c.Cluster == "" {
+		c.Cluster = DefaultCluster
+	}
+	if c.Store == nil {
+		c.Store = NewStore()
+	}
+	if c.Placement == nil {
+		p, err := ring.NewConsistent(ring.ConsistentConfig{})
+		if err != nil {
+			return err
+		}
+		c.Placement = p
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.DeadAfter == 0 {
+		c.DeadAfter = DefaultDeadAfter
+	}
+	if c.ForwardTimeout == 0 {
+		c.ForwardTimeout = DefaultForwardTimeout
+	}
+	if c.MaxHops == 0 {
+		c.MaxHops = DefaultMaxHops
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	switch {
+	case c.ProbeInterval < 0:
+		return fmt.Errorf("%w: probe interval %v", ErrInvalidConfig, c.ProbeInterval)
+	case c.DeadAfter < 2*c.ProbeInterval:
+		return fmt.Errorf("%w: dead-after %v must be at least twice the probe interval %v", ErrInvalidConfig, c.DeadAfter, c.ProbeInterval)
+	case c.ForwardTimeout < 0:
+		return fmt.Errorf("%w: forward timeout %v", ErrInvalidConfig, c.ForwardTimeout)
+	case c.MaxHops < 1 || c.MaxHops > 16:
+		return fmt.Errorf("%w: max hops %d not in [1, 16]", ErrInvalidConfig, c.MaxHops)
+	}
+	return nil
+}
+
+// Node is one member of a D-Boutique cluster: it holds the buckets the ring
+// gives it, forwards requests for other buckets to their owners, and keeps
+// the membership (which nodes exist and which are alive) by probing every
+// member and exchanging member lists with it.
+//
+// New returns a Node that does nothing until Start; Close stops it.
+type Node struct {
+	cfg    Config
+	self   Member
+	byName bool
+	log    *zap.Logger
+
+	view atomic.Pointer[view]
+
+	mu      sync.Mutex        // guards members
+	members map[string]*entry // peer ID -> entry; never holds self
+
+	poke    chan string // peer IDs to probe now (buffered; dropped when full)
+	leaving atomic.Bool // set by Leave: no more probes, pings refused
+
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // every goroutine the node starts
+	startOnce sync.Once
+	closeOnce sync.Once
+}
+
+// New validates cfg and returns a Node that is not started.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	_, byName := cfg.Placement.(*ring.Ranges)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		cfg:     cfg,
+		byName:  byName,
+		log:     cfg.Logger,
+		members: make(map[string]*entry),
+		poke:    make(chan string, 64),
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+	n.self = Member{ID: cfg.Transport.ID(), Name: cfg.Name, State: StateAlive, Self: true}
+	n.rebuildLocked()
+	return n, nil
+}
+
+// Store returns the store that holds this node's buckets.
+func (n *Node) Store() *Store { return n.cfg.Store }
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// ID returns the node's peer ID.
+func (n *Node) ID() string { return n.self.ID }
+
+// Start answers peers and starts probing members and joining through
+// Config.Join. It returns at once; calling it again does nothing.
+func (n *Node) Start() {
+	n.startOnce.Do(func() {
+		n.self.Addrs = n.cfg.Transport.Addrs()
+		n.cfg.Transport.Serve(n.handle)
+		n.wg.Add(1)
+		go n.run()
+		if len(n.cfg.Join) > 0 {
+			n.wg.Add(1)
+			go n.join()
+		}
+	})
+}
+
+// Leave tells every alive member that this node is going away, so that
+// they take it out of the ring at once instead of waiting for DeadAfter.
+// From then on the node stops probing and answers no pings; it still
+// serves requests until Close, which the caller should call next.
+func (n *Node) Leave(ctx context.Context) {
+	// A node that has said goodbye must not look alive again through its
+	// own probes.
+	n.leaving.Store(true)
+	ctx, cancel := context.WithTimeout(ctx, leaveTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, m := range n.Members() {
+		if m.Self || m.State != StateAlive {
+			continue
+		}
+		wg.Go(func() {
+			if _, err := n.cfg.Transport.Call(ctx, m.ID, []byte{msgLeave}); err != nil {
+				n.log.Debug("leave not delivered", zap.String("peer", m.Name), zap.Error(err))
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Close stops the node's goroutines and waits for them. It does not close
+// the transport, which the caller owns. Close is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancel()
+		n.wg.Wait()
+	})
+	return nil
+}
+
+// Members returns every member this node knows, itself included, sorted by
+// name and then peer ID.
+func (n *Node) Members() []Member {
+	n.mu.Lock()
+	ms := make([]Member, 0, len(n.members)+1)
+	ms = append(ms, n.self)
+	for _, e := range n.members {
+		m := e.Member
+		m.Addrs = slices.Clone(m.Addrs)
+		ms = append(ms, m)
+	}
+	n.mu.Unlock()
+	slices.SortFunc(ms, func(a, b Member) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
+	})
+	return ms
+}
+
+// Owners returns the nodes that own bucket, first owner first (one node
+// until replication exists).
+func (n *Node) Owners(bucket string) ([]Member, error) {
+	return n.view.Load().owners(bucket, 1)
+}
+
+// Epoch returns a fingerprint of the membership this node places buckets
+// with; two nodes with the same epoch place every bucket the same way.
+func (n *Node) Epoch() uint64 { return n.view.Load().epoch }
+
+// Introduce tells the node about a peer found by discovery (mDNS). The node
+// probes it, and adds it to the ring once it answers.
+func (n *Node) Introduce(id string, addrs []string) {
+	if id == n.self.ID {
+		return
+	}
+	n.cfg.Transport.AddAddrs(id, addrs)
+	n.mu.Lock()
+	if _, ok := n.members[id]; !ok {
+		n.addLocked(Member{ID: id, Addrs: addrs})
+	}
+	n.mu.Unlock()
+	n.probeSoon(id)
+}
+
+// Execute runs op: locally when this node owns its bucket, otherwise on
+// the owner. NODES and OWNER are answered from the membership, and BUCKETS
+// gathers the names from every alive member.
+func (n *Node) Execute(ctx context.Context, op Op) (Result, error) {
+	if err := op.Validate(); err != nil {
+		return Result{}, err
+	}
+	switch op.Kind {
+	case KindNodes:
+		ms := n.Members()
+		lines := make([]string, len(ms))
+		for i, m := range ms {
+			lines[i] = m.line()
+		}
+		return Result{Names: lines}, nil
+	case KindOwner:
+		ms, err := n.Owners(op.Bucket)
+		if err != nil {
+			return Result{}, err
+		}
+		lines := make([]string, len(ms))
+		for i, m := range ms {
+			lines[i] = m.Name + " " + m.ID
+		}
+		return Result{Names: lines}, nil
+	case KindBuckets:
+		return n.gatherBuckets(ctx)
+	}
+	return n.route(ctx, op, n.cfg.MaxHops)
+}
+
+// route runs op where the current view places it; hops is how many more
+// times it may be forwarded.
+func (n *Node) route(ctx context.Context, op Op, hops int) (Result, error) {
+	v := n.view.Load()
+	owners, err := v.owners(op.Bucket, 1)
+	if err != nil {
+		return Result{}, err
+	}
+	owner := owners[0]
+	if owner.Self {
+		return n.cfg.Store.Execute(ctx, op)
+	}
+	if hops <= 0 {
+		return Result{}, ErrNoRoute
+	}
+	req, err := opRequest{epoch: v.epoch, hops: hops - 1, op: op}.append(nil)
+	if err != nil {
+		return Result{}, err
+	}
+	reply, err := n.call(ctx, owner, req)
+	if err != nil {
+		return Result{}, err
+	}
+	return decodeReply(reply)
+}
+
+// call sends req to m within ForwardTimeout; a failure is an
+// UnreachableError naming m.
+func (n *Node) call(ctx context.Context, m Member, req []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ForwardTimeout)
+	defer cancel()
+	reply, err := n.cfg.Transport.Call(ctx, m.ID, req)
+	if err != nil {
+		if n.ctx.Err() != nil {
+			return nil, ErrClosed
+		}
+		name := m.Name
+		if name == "" {
+			name = m.ID
+		}
+		n.probeSoon(m.ID)
+		return nil, &UnreachableError{Node: name, Err: err}
+	}
+	return reply, nil
+}
+
+// gatherBuckets lists the buckets of every alive member.
+func (n *Node) gatherBuckets(ctx context.Context) (Result, error) {
+	var (
+		mu    sync.Mutex
+		names = n.cfg.Store.Buckets()
+		errs  []error
+		wg    sync.WaitGroup
+	)
+	for _, m := range n.Members() {
+		if m.Self || m.State != StateAlive {
+			continue
+		}
+		wg.Go(func() {
+			reply, err := n.call(ctx, m, []byte{msgBuckets})
+			var res Result
+			if err == nil {
+				res, err = decodeReply(reply)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			names = append(names, res.Names...)
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return Result{}, errs[0]
+	}
+	slices.Sort(names)
+	return Result{Names: slices.Compact(names)}, nil
+}
+
+// handle answers a peer's request.
+func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, error) {
+	if len(req) == 0 {
+		return nil, fmt.Errorf("%w: empty request", ErrCorruptOp)
+	}
+	switch req[0] {
+	case msgPing:
+		p, err := decodePing(req[1:])
+		if err != nil {
+			return nil, err
+		}
+		if n.leaving.Load() {
+			return nil, errors.New("node: leaving the cluster")
+		}
+		if p.cluster != n.cfg.Cluster {
+			return nil, fmt.Errorf("%w: this node is in cluster %q, the caller in %q", ErrClusterMismatch, n.cfg.Cluster, p.cluster)
+		}
+		if p.from.ID != from {
+			return nil, fmt.Errorf("%w: ping from %s claims to be %s", ErrCorruptOp, from, p.from.ID)
+		}
+		n.heard(p)
+		return n.pingMsg().append(nil), nil // the reply: no type byte
+	case msgOp:
+		r, err := decodeOpRequest(req[1:])
+		if err != nil {
+			return appendReply(nil, Result{}, err), nil
+		}
+		if r.epoch != n.Epoch() {
+			// The sender sees another membership: exchange member
+			// lists with it now rather than at the next probe.
+			n.probeSoon(from)
+		}
+		res, err := n.route(ctx, r.op, r.hops)
+		return appendReply(nil, res, err), nil
+	case msgBuckets:
+		return appendReply(nil, Result{Names: n.cfg.Store.Buckets()}, nil), nil
+	case msgLeave:
+		n.left(from)
+		return nil, nil
+	}
+	return nil, fmt.Errorf("%w: unknown message type %d", ErrCorruptOp, req[0])
+}

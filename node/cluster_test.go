@@ -1,0 +1,282 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/ring"
+)
+
+// memNet is an in-memory network for nodes: calls are direct function
+// calls, and a node can be cut off.
+type memNet struct {
+	mu       sync.Mutex
+	handlers map[string]func(ctx context.Context, from string, req []byte) ([]byte, error)
+	down     map[string]bool
+}
+
+func newMemNet() *memNet {
+	return &memNet{
+		handlers: make(map[string]func(context.Context, string, []byte) ([]byte, error)),
+		down:     make(map[string]bool),
+	}
+}
+
+func (m *memNet) setDown(id string, down bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.down[id] = down
+}
+
+var errMemUnreachable = errors.New("memnet: unreachable")
+
+type memTransport struct {
+	net *memNet
+	id  string
+}
+
+func (t *memTransport) ID() string      { return t.id }
+func (t *memTransport) Addrs() []string { return []string{"/mem/" + t.id} }
+func (t *memTransport) Serve(h func(ctx context.Context, from string, req []byte) ([]byte, error)) {
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	t.net.handlers[t.id] = h
+}
+func (t *memTransport) AddAddrs(string, []string) {}
+
+func (t *memTransport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
+	t.net.mu.Lock()
+	h := t.net.handlers[to]
+	down := t.net.down[to] || t.net.down[t.id]
+	t.net.mu.Unlock()
+	if h == nil || down {
+		return nil, errMemUnreachable
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return h(ctx, t.id, slices.Clone(req))
+}
+
+func (t *memTransport) Connect(ctx context.Context, addr string) (string, error) {
+	id, ok := strings.CutPrefix(addr, "/mem/")
+	if !ok {
+		return "", fmt.Errorf("memnet: bad address %q", addr)
+	}
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	if t.net.handlers[id] == nil || t.net.down[id] {
+		return "", errMemUnreachable
+	}
+	return id, nil
+}
+
+// startMemNode starts a node called name on net, joining through join.
+func startMemNode(t *testing.T, net *memNet, name string, p ring.Placement, join ...string) *node.Node {
+	t.Helper()
+	n, err := node.New(node.Config{
+		Name:          name,
+		Transport:     &memTransport{net: net, id: "id-" + name},
+		Placement:     p,
+		Join:          join,
+		ProbeInterval: 20 * time.Millisecond,
+		DeadAfter:     200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func alive(n *node.Node) int {
+	c := 0
+	for _, m := range n.Members() {
+		if m.State == node.StateAlive {
+			c++
+		}
+	}
+	return c
+}
+
+func mustRanges(t *testing.T, spec string) *ring.Ranges {
+	t.Helper()
+	r, err := ring.ParseRanges(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestNodeRoutesAndDetectsDeath(t *testing.T) {
+	net := newMemNet()
+	table := mustRanges(t, "a-m=left,n-z=right")
+	left := startMemNode(t, net, "left", table)
+	right := startMemNode(t, net, "right", table, "/mem/id-left")
+	waitFor(t, "both nodes to see each other", func() bool { return alive(left) == 2 && alive(right) == 2 })
+	if left.Epoch() != right.Epoch() {
+		t.Fatal("converged nodes have different epochs")
+	}
+	ctx := context.Background()
+	if _, err := left.Execute(ctx, node.Op{Kind: node.KindCreate, Bucket: "zoo"}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(right.Store().Buckets(), []string{"zoo"}) || len(left.Store().Buckets()) != 0 {
+		t.Fatalf("zoo is on left %v / right %v, want right only", left.Store().Buckets(), right.Store().Buckets())
+	}
+	if _, err := left.Execute(ctx, node.Op{Kind: node.KindPut, Bucket: "zoo", Key: "k", Value: "v"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := left.Execute(ctx, node.Op{Kind: node.KindGet, Bucket: "zoo", Key: "k"})
+	if err != nil || res.Value != "v" {
+		t.Fatalf("forwarded GET = %q, %v", res.Value, err)
+	}
+	// Errors cross the network as the same sentinels.
+	for _, tc := range []struct {
+		op   node.Op
+		want error
+	}{
+		{node.Op{Kind: node.KindGet, Bucket: "zoo", Key: "nope"}, node.ErrKeyNotFound},
+		{node.Op{Kind: node.KindGet, Bucket: "zzz", Key: "k"}, node.ErrBucketNotFound},
+		{node.Op{Kind: node.KindCreate, Bucket: "Zoo"}, ring.ErrNoOwner},
+	} {
+		if _, err := left.Execute(ctx, tc.op); !errors.Is(err, tc.want) {
+			t.Errorf("%v %s: %v, want %v", tc.op.Kind, tc.op.Bucket, err, tc.want)
+		}
+	}
+	if _, err := left.Execute(ctx, node.Op{Kind: node.KindCreate, Bucket: "apple"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = right.Execute(ctx, node.Op{Kind: node.KindBuckets})
+	if err != nil || !slices.Equal(res.Names, []string{"apple", "zoo"}) {
+		t.Fatalf("BUCKETS = %v, %v", res.Names, err)
+	}
+
+	net.setDown("id-right", true)
+	_, err = left.Execute(ctx, node.Op{Kind: node.KindGet, Bucket: "zoo", Key: "k"})
+	var ue *node.UnreachableError
+	if !errors.As(err, &ue) || ue.Node != "right" {
+		// The failure detector may have been quicker.
+		if !errors.Is(err, node.ErrBucketNotFound) {
+			t.Fatalf("GET on a cut-off owner: %v", err)
+		}
+	}
+	waitFor(t, "left to see right dead", func() bool { return alive(left) == 1 })
+	if _, err := left.Execute(ctx, node.Op{Kind: node.KindGet, Bucket: "zoo", Key: "k"}); !errors.Is(err, node.ErrBucketNotFound) {
+		t.Fatalf("GET after right died: %v, want ErrBucketNotFound from the next owner", err)
+	}
+	net.setDown("id-right", false)
+	waitFor(t, "right to come back", func() bool { return alive(left) == 2 && alive(right) == 2 })
+}
+
+// TestNodesDisagreeingDoNotLoop: two nodes given different range tables
+// each think the other owns a bucket; a request bounces only MaxHops times.
+func TestNodesDisagreeingDoNotLoop(t *testing.T) {
+	net := newMemNet()
+	a := startMemNode(t, net, "a", mustRanges(t, "a-z=b"))
+	b := startMemNode(t, net, "b", mustRanges(t, "a-z=a"), "/mem/id-a")
+	waitFor(t, "both nodes to see each other", func() bool { return alive(a) == 2 && alive(b) == 2 })
+	_, err := a.Execute(context.Background(), node.Op{Kind: node.KindCreate, Bucket: "x"})
+	if !errors.Is(err, node.ErrNoRoute) {
+		t.Fatalf("CREATE on disagreeing nodes: %v, want ErrNoRoute", err)
+	}
+}
+
+func TestMembershipSpreads(t *testing.T) {
+	net := newMemNet()
+	first := startMemNode(t, net, "n0", nil)
+	nodes := []*node.Node{first}
+	// Each node joins through the one before it; all learn all.
+	for i := 1; i < 5; i++ {
+		nodes = append(nodes, startMemNode(t, net, fmt.Sprintf("n%d", i), nil, "/mem/id-"+nodes[i-1].Name()))
+	}
+	waitFor(t, "every node to see every other", func() bool {
+		for _, n := range nodes {
+			if alive(n) != len(nodes) || n.Epoch() != first.Epoch() {
+				return false
+			}
+		}
+		return true
+	})
+	// A graceful leave takes the node out at once.
+	nodes[4].Leave(context.Background())
+	waitFor(t, "the others to see n4 leave", func() bool {
+		for _, n := range nodes[:4] {
+			if alive(n) != 4 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, m := range first.Members() {
+		if m.Name == "n4" && m.State != node.StateLeft {
+			t.Errorf("n4 is %v, want left", m.State)
+		}
+	}
+}
+
+func TestClusterMismatchRefused(t *testing.T) {
+	net := newMemNet()
+	a := startMemNode(t, net, "a", nil)
+	other, err := node.New(node.Config{
+		Name: "b", Cluster: "other", Transport: &memTransport{net: net, id: "id-b"},
+		Join: []string{"/mem/id-a"}, ProbeInterval: 20 * time.Millisecond, DeadAfter: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Start()
+	defer other.Close()
+	// Give b many probe rounds; it must never become alive on a.
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if alive(a) != 1 || alive(other) != 1 {
+			t.Fatalf("nodes of different clusters joined: a sees %d, b sees %d", alive(a), alive(other))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	tr := &memTransport{net: newMemNet(), id: "x"}
+	for _, tc := range []struct {
+		name string
+		cfg  node.Config
+	}{
+		{"no name", node.Config{Transport: tr}},
+		{"no transport", node.Config{Name: "a"}},
+		{"dead-after too short", node.Config{Name: "a", Transport: tr, ProbeInterval: time.Second, DeadAfter: time.Second}},
+		{"negative probe", node.Config{Name: "a", Transport: tr, ProbeInterval: -1}},
+		{"too many hops", node.Config{Name: "a", Transport: tr, MaxHops: 17}},
+	} {
+		if _, err := node.New(tc.cfg); !errors.Is(err, node.ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", tc.name, err)
+		}
+	}
+	n, err := node.New(node.Config{Name: "a", Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(n.Close(), n.Close()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,131 @@
+package node
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/dboutique/dboutique/ring"
+)
+
+// State is what a node knows of a member's health.
+type State uint8
+
+// Member states. Only alive members (and the node itself) are in the ring.
+const (
+	// StateJoining: heard of (through --join, discovery or another member)
+	// but not reached yet.
+	StateJoining State = iota + 1
+	// StateAlive: answered a probe, or sent one, within Config.DeadAfter.
+	StateAlive
+	// StateDead: silent for longer than Config.DeadAfter.
+	StateDead
+	// StateLeft: said it was leaving.
+	StateLeft
+)
+
+func (s State) String() string {
+	switch s {
+	case StateJoining:
+		return "joining"
+	case StateAlive:
+		return "alive"
+	case StateDead:
+		return "dead"
+	case StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// Member is one node of the cluster as this node sees it.
+type Member struct {
+	ID    string   // the libp2p peer ID
+	Name  string   // the node's name (--name)
+	Addrs []string // where its peer-to-peer port listens (multiaddrs)
+	State State
+	Self  bool // this node
+}
+
+// line formats m for NODES: name, peer ID, addresses, state.
+func (m Member) line() string {
+	addrs := strings.Join(m.Addrs, ",")
+	if addrs == "" {
+		addrs = "-"
+	}
+	name := m.Name
+	if name == "" {
+		name = "?"
+	}
+	state := m.State.String()
+	if m.Self {
+		state += ",self"
+	}
+	return name + " " + m.ID + " " + addrs + " " + state
+}
+
+// entry is the membership table's record of another node.
+type entry struct {
+	Member
+	lastSeen  time.Time // last direct contact: a probe answered or a probe received
+	since     time.Time // when State was entered
+	probing   bool      // a probe is in flight
+	nextProbe time.Time
+}
+
+// view is one immutable placement: the ring built from the alive members,
+// and how ring members map back to nodes. Readers load it atomically.
+type view struct {
+	epoch  uint64            // fingerprint of the membership the ring was built from
+	ring   ring.Ring         // nil if placement failed
+	err    error             // why the ring is nil
+	byKey  map[string]Member // ring member key -> member
+	byName bool              // ring keys are node names, not peer IDs
+}
+
+// owners returns the first n owners of bucket.
+func (v *view) owners(bucket string, n int) ([]Member, error) {
+	if v.ring == nil {
+		return nil, v.err
+	}
+	keys, err := v.ring.Owners(bucket, n)
+	if err != nil {
+		return nil, err
+	}
+	ms := make([]Member, len(keys))
+	for i, k := range keys {
+		ms[i] = v.byKey[k]
+	}
+	return ms, nil
+}
+
+// buildView places the given members (self included, all alive). With
+// byName the ring works on names; when two members share a name, the one
+// with the lower peer ID takes it.
+func buildView(p ring.Placement, byName bool, alive []Member) *view {
+	slices.SortFunc(alive, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
+	v := &view{byKey: make(map[string]Member, len(alive)), byName: byName}
+	keys := make([]string, 0, len(alive))
+	h := xxhash.New()
+	for _, m := range alive {
+		k := m.ID
+		if byName {
+			k = m.Name
+		}
+		if _, dup := v.byKey[k]; dup || k == "" {
+			continue
+		}
+		v.byKey[k] = m
+		keys = append(keys, k)
+		_, _ = h.WriteString(k)
+		_, _ = h.WriteString("\x00")
+		_, _ = h.WriteString(m.ID)
+		_, _ = h.WriteString("\x00")
+	}
+	v.epoch = h.Sum64()
+	v.ring, v.err = p.Place(keys)
+	return v
+}

@@ -1,0 +1,215 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/dboutique/dboutique/ring"
+)
+
+// Messages between nodes. The transport carries opaque request and reply
+// payloads; a request's first byte says what it is:
+//
+//	msgPing:    cluster string, sender member, member list
+//	            reply: cluster string, replier member, member list
+//	msgOp:      epoch uint64 (8 bytes, big endian), hops byte, Op (codec.go)
+//	            reply: a reply (below)
+//	msgBuckets: nothing; reply: a reply whose Result lists local buckets
+//	msgLeave:   nothing; reply: empty
+//
+// A member is: id string, name string, address count uvarint, addresses.
+// A member list is a uvarint count, then members. A reply is a status byte:
+// 0, then a Result; or 1, an error code byte and a message string.
+// Strings are a uvarint length, then bytes (codec.go).
+const (
+	msgPing    byte = 1
+	msgOp      byte = 2
+	msgBuckets byte = 3
+	msgLeave   byte = 4
+)
+
+// Error codes in replies; the values are wire format.
+const (
+	codeOther       byte = 0
+	codeBucket      byte = 1 // ErrBucketNotFound
+	codeKey         byte = 2 // ErrKeyNotFound
+	codeInvalid     byte = 3 // ErrInvalidOp
+	codeNoOwner     byte = 4 // ring.ErrNoOwner
+	codeUnreachable byte = 5 // *UnreachableError; the message is the node's name
+	codeNoRoute     byte = 6 // ErrNoRoute
+)
+
+// ping is the body of msgPing and of its reply.
+type ping struct {
+	cluster string
+	from    Member   // the sender (or replier); State unused
+	members []Member // the members the sender sees alive; State unused
+}
+
+func appendMember(b []byte, m Member) []byte {
+	b = appendString(b, m.ID)
+	b = appendString(b, m.Name)
+	b = binary.AppendUvarint(b, uint64(len(m.Addrs)))
+	for _, a := range m.Addrs {
+		b = appendString(b, a)
+	}
+	return b
+}
+
+func (d *decoder) member() Member {
+	m := Member{ID: d.string(), Name: d.string()}
+	if n := d.count(); n > 0 {
+		m.Addrs = make([]string, n)
+		for i := range m.Addrs {
+			m.Addrs[i] = d.string()
+		}
+	}
+	return m
+}
+
+// count reads a count of items that each take at least one byte, and
+// checks it against the bytes left, which bounds what the caller allocates.
+func (d *decoder) count() uint64 {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.buf)) {
+		d.err = fmt.Errorf("%w: %d items in %d bytes", ErrCorruptOp, n, len(d.buf))
+		return 0
+	}
+	return n
+}
+
+func (p ping) append(b []byte) []byte {
+	b = appendString(b, p.cluster)
+	b = appendMember(b, p.from)
+	b = binary.AppendUvarint(b, uint64(len(p.members)))
+	for _, m := range p.members {
+		b = appendMember(b, m)
+	}
+	return b
+}
+
+func decodePing(b []byte) (ping, error) {
+	d := decoder{buf: b}
+	p := ping{cluster: d.string(), from: d.member()}
+	if n := d.count(); n > 0 {
+		p.members = make([]Member, 0, n)
+		for range n {
+			p.members = append(p.members, d.member())
+		}
+	}
+	if err := d.finish(); err != nil {
+		return ping{}, err
+	}
+	if p.from.ID == "" {
+		return ping{}, fmt.Errorf("%w: ping without a sender", ErrCorruptOp)
+	}
+	return p, nil
+}
+
+// opRequest is the body of msgOp.
+type opRequest struct {
+	epoch uint64 // the sender's view of the membership
+	hops  int    // how many more times the request may be forwarded
+	op    Op
+}
+
+func (r opRequest) append(b []byte) ([]byte, error) {
+	b = append(b, msgOp)
+	b = binary.BigEndian.AppendUint64(b, r.epoch)
+	b = append(b, byte(r.hops))
+	return r.op.AppendBinary(b)
+}
+
+// decodeOpRequest decodes a msgOp body (after the type byte).
+func decodeOpRequest(b []byte) (opRequest, error) {
+	if len(b) < 9 {
+		return opRequest{}, fmt.Errorf("%w: short op request", ErrCorruptOp)
+	}
+	r := opRequest{epoch: binary.BigEndian.Uint64(b), hops: int(b[8])}
+	op, err := DecodeOp(b[9:])
+	if err != nil {
+		return opRequest{}, err
+	}
+	r.op = op
+	return r, nil
+}
+
+// appendReply encodes the outcome of an operation.
+func appendReply(b []byte, res Result, err error) []byte {
+	if err == nil {
+		b = append(b, 0)
+		b, _ = res.AppendBinary(b)
+		return b
+	}
+	code, msg := codeOther, err.Error()
+	var ue *UnreachableError
+	switch {
+	case errors.As(err, &ue):
+		code, msg = codeUnreachable, ue.Node
+	case errors.Is(err, ErrBucketNotFound):
+		code = codeBucket
+	case errors.Is(err, ErrKeyNotFound):
+		code = codeKey
+	case errors.Is(err, ErrInvalidOp):
+		code = codeInvalid
+	case errors.Is(err, ring.ErrNoOwner):
+		code = codeNoOwner
+	case errors.Is(err, ErrNoRoute):
+		code = codeNoRoute
+	}
+	b = append(b, 1, code)
+	return appendString(b, msg)
+}
+
+// decodeReply decodes a reply into the operation's outcome: the Result, or
+// the error the remote node returned, as the same sentinel.
+func decodeReply(b []byte) (Result, error) {
+	if len(b) == 0 {
+		return Result{}, fmt.Errorf("%w: empty reply", ErrCorruptOp)
+	}
+	if b[0] == 0 {
+		return DecodeResult(b[1:])
+	}
+	if b[0] != 1 || len(b) < 2 {
+		return Result{}, fmt.Errorf("%w: bad reply status", ErrCorruptOp)
+	}
+	d := decoder{buf: b[2:]}
+	msg := d.string()
+	if err := d.finish(); err != nil {
+		return Result{}, err
+	}
+	var sentinel error
+	switch b[1] {
+	case codeUnreachable:
+		return Result{}, &UnreachableError{Node: msg}
+	case codeBucket:
+		sentinel = ErrBucketNotFound
+	case codeKey:
+		sentinel = ErrKeyNotFound
+	case codeInvalid:
+		sentinel = ErrInvalidOp
+	case codeNoOwner:
+		sentinel = ring.ErrNoOwner
+	case codeNoRoute:
+		sentinel = ErrNoRoute
+	default:
+		return Result{}, &RemoteError{Msg: msg}
+	}
+	return Result{}, &remoteSentinel{err: sentinel, msg: msg}
+}
+
+// RemoteError is an error another node returned that has no sentinel.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// remoteSentinel is a sentinel error that crossed the network: it prints
+// the remote message and matches the sentinel with errors.Is.
+type remoteSentinel struct {
+	err error
+	msg string
+}
+
+func (e *remoteSentinel) Error() string { return e.msg }
+func (e *remoteSentinel) Unwrap() error { return e.err }
