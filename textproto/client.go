@@ -154,6 +154,40 @@ func (c *Client) Keys(ctx context.Context, bucket string) ([]string, error) {
 	return c.list(ctx, "KEYS", bucket)
 }
 
+// Nodes lists the cluster's members as the node sees them, one line each:
+// name, peer ID, addresses (comma-separated) and state.
+func (c *Client) Nodes(ctx context.Context) ([]string, error) {
+	return c.lines(ctx, "NODES")
+}
+
+// Owner lists the nodes that hold bucket, first owner first, one line
+// each: name and peer ID.
+func (c *Client) Owner(ctx context.Context, bucket string) ([]string, error) {
+	return c.lines(ctx, "OWNER", bucket)
+}
+
+// lines sends a request whose reply is lines that hold spaces, ended by OK.
+func (c *Client) lines(ctx context.Context, words ...string) ([]string, error) {
+	return c.exchange(ctx, words, false, func() ([]string, error) {
+		var lines []string
+		for {
+			line, err := c.readLine()
+			if err != nil {
+				return nil, err
+			}
+			if line == replyOK {
+				return lines, nil
+			}
+			if len(lines) == 0 {
+				if err := errorForReply(line); err != nil {
+					return nil, err
+				}
+			}
+			lines = append(lines, line)
+		}
+	})
+}
+
 // Ping checks that the node answers.
 func (c *Client) Ping(ctx context.Context) error {
 	_, err := c.exchange(ctx, []string{"PING"}, false, func() ([]string, error) {

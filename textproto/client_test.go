@@ -3,11 +3,13 @@ package textproto
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/ring"
 	"github.com/dboutique/dboutique/textproto/prototest"
 )
 
@@ -143,8 +145,19 @@ func TestErrorTableRoundTrips(t *testing.T) {
 		t.Errorf("an unknown error's reply = %q", got)
 	}
 	var se *ServerError
-	if err := errorForReply("ERROR no node owns bucket x"); !errors.As(err, &se) || se.Msg != "no node owns bucket x" {
+	if err := errorForReply("ERROR disk on fire"); !errors.As(err, &se) || se.Msg != "disk on fire" {
 		t.Errorf("errorForReply of an unknown error: %v", err)
+	}
+	if err := errorForReply("ERROR no node owns bucket x"); !errors.Is(err, ring.ErrNoOwner) {
+		t.Errorf("errorForReply of no owner: %v", err)
+	}
+	unreachable := &node.UnreachableError{Node: "h-n", Err: errors.New("dial refused")}
+	if got := replyForError(fmt.Errorf("forwarding: %w", unreachable)); got != "ERROR node h-n unreachable" {
+		t.Errorf("replyForError(unreachable) = %q", got)
+	}
+	var ue *node.UnreachableError
+	if err := errorForReply("ERROR node h-n unreachable"); !errors.As(err, &ue) || ue.Node != "h-n" {
+		t.Errorf("errorForReply of unreachable: %v", err)
 	}
 	for _, notErr := range []string{"OK", "", "3", "ERROR", "PONG"} {
 		if err := errorForReply(notErr); err != nil {

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/ring"
 )
 
 const bufSize = 4 << 10 // per-connection read and write buffers
@@ -256,6 +257,10 @@ func storeCommand(v verb) (storeCmd, bool) {
 		return storeCmd{node.KindKeys, 2, "KEYS <bucket>"}, true
 	case verbBuckets:
 		return storeCmd{node.KindBuckets, 1, "BUCKETS"}, true
+	case verbNodes:
+		return storeCmd{node.KindNodes, 1, "NODES"}, true
+	case verbOwner:
+		return storeCmd{node.KindOwner, 2, "OWNER <bucket>"}, true
 	}
 	return storeCmd{}, false
 }
@@ -279,6 +284,9 @@ func (c *conn) exec(op node.Op) {
 		c.writeLine("")
 		c.writeLine(replyOK)
 		return
+	case errors.Is(err, ring.ErrNoOwner):
+		c.writeLine(errorPrefix + "no node owns bucket " + op.Bucket)
+		return
 	default:
 		c.writeLine(replyForError(err))
 		return
@@ -286,7 +294,7 @@ func (c *conn) exec(op node.Op) {
 	switch op.Kind {
 	case node.KindGet:
 		c.writeLine(res.Value)
-	case node.KindBuckets, node.KindKeys:
+	case node.KindBuckets, node.KindKeys, node.KindNodes, node.KindOwner:
 		for _, n := range res.Names {
 			c.writeLine(n)
 		}
@@ -328,6 +336,8 @@ func helpLines() []string {
 		"DROP <bucket>               remove a bucket and its keys",
 		"BUCKETS                     list buckets, one a line, then OK",
 		"KEYS <bucket>               list a bucket's keys, one a line, then OK",
+		"NODES                       list the cluster's nodes: name, peer ID, addresses, state",
+		"OWNER <bucket>              list the nodes that hold a bucket: name, peer ID",
 		"AUTH <password>             authenticate, when the server has a password",
 		"PING                        answer PONG",
 		"HELP                        this list",

@@ -2,9 +2,11 @@ package textproto
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/ring"
 )
 
 // Sentinel errors of the text protocol.
@@ -59,6 +61,7 @@ func errorReplies() []struct {
 		{ErrAuthRequired, errorPrefix + "authentication required"},
 		{ErrInvalidPassword, errorPrefix + "invalid password"},
 		{ErrIdleTimeout, errorPrefix + "idle timeout"},
+		{node.ErrNoRoute, errorPrefix + "cluster membership is changing, retry"},
 	}
 }
 
@@ -66,6 +69,10 @@ func errorReplies() []struct {
 // Errors not in the table are reported as "ERROR <message>", with the
 // message kept to one line.
 func replyForError(err error) string {
+	var ue *node.UnreachableError
+	if errors.As(err, &ue) {
+		return errorPrefix + "node " + oneLine(ue.Node) + " unreachable"
+	}
 	for _, e := range errorReplies() {
 		if errors.Is(err, e.err) {
 			return e.reply
@@ -83,6 +90,14 @@ func errorForReply(line string) error {
 		}
 	}
 	if msg, ok := strings.CutPrefix(line, errorPrefix); ok {
+		if name, ok := strings.CutPrefix(msg, "node "); ok {
+			if name, ok := strings.CutSuffix(name, " unreachable"); ok {
+				return &node.UnreachableError{Node: name}
+			}
+		}
+		if bucket, ok := strings.CutPrefix(msg, "no node owns bucket "); ok {
+			return fmt.Errorf("%w: %s", ring.ErrNoOwner, bucket)
+		}
 		return &ServerError{Msg: msg}
 	}
 	return nil

@@ -170,6 +170,18 @@ func model(input []byte, maxLine int) []byte {
 			slices.Sort(names)
 			reply(names...)
 			reply("OK")
+		case verb == "NODES":
+			if len(w) != 1 {
+				usage("NODES")
+			} else {
+				reply("ERROR node: invalid operation: NODES needs a clustered node")
+			}
+		case verb == "OWNER":
+			if len(w) != 2 {
+				usage("OWNER <bucket>")
+			} else {
+				reply("ERROR node: invalid operation: OWNER needs a clustered node")
+			}
 		case verb == "PING":
 			if len(w) != 1 {
 				usage("PING")
@@ -218,6 +230,7 @@ func FuzzServer(f *testing.F) {
 		"CREATE b\nPUT b k v\nget B k\nGET b k\nKEYS b\nBUCKETS\nDROP b\nKEYS b\n",
 		"create a\r\nPUT a k1 v1\r\nPUT a k2 v2\r\nDELETE a k1\r\nKEYS a\r\nQUIT\r\nPING\r\n",
 		"PING\r\nHELP\r\n\r\n \t \r\nAUTH x\r\nAUTH\r\nDROP\r\nKEYS\r\nBUCKETS x\r\nPING x\r\n",
+		"NODES\r\nnodes x\r\nOWNER b\r\nowner\r\nOWNER a b\r\n",
 		"PUT b k " + strings.Repeat("v", 100) + "\r\nPING\r\n",
 		"CREATE b\r\nPUT b k " + strings.Repeat("v", 50) + "\r\nGET b k",
 		"\x00\xff\r\r\n\rGET\ta\tb\r\n\xc3\x28 \xe2\x82\r\n",

@@ -70,6 +70,8 @@ const (
 	verbQuit
 	verbHelp
 	verbAuth
+	verbNodes
+	verbOwner
 )
 
 // parseVerb matches a request's first word in any case, without allocating.
@@ -107,6 +109,10 @@ func parseVerb(w []byte) verb {
 		return verbHelp
 	case "AUTH":
 		return verbAuth
+	case "NODES":
+		return verbNodes
+	case "OWNER":
+		return verbOwner
 	}
 	return verbUnknown
 }
