@@ -1,0 +1,280 @@
+package testcluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/p2p"
+	"github.com/dboutique/dboutique/ring"
+	"github.com/dboutique/dboutique/testcluster"
+	"github.com/dboutique/dboutique/textproto"
+	"github.com/dboutique/dboutique/textproto/prototest"
+)
+
+// original is the letter-range table of the original's distributed test.
+const original = "a-g=a-g,h-n=h-n,o-u=o-u,v-z=v-z"
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testcluster.WaitTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// holders returns the names of the nodes whose own store holds bucket.
+func holders(c *testcluster.Cluster, bucket string) []string {
+	var names []string
+	for i := range c.Len() {
+		if c.Up(i) && slices.Contains(c.Node(i).Store().Buckets(), bucket) {
+			names = append(names, c.Name(i))
+		}
+	}
+	return names
+}
+
+// TestOriginalDistributed rebuilds the original's distributed test: four
+// nodes named after their letter ranges; "hello" lives on h-n and "world"
+// on v-z, and both are reached through every node's client port.
+func TestOriginalDistributed(t *testing.T) {
+	c := testcluster.New(t, 4, testcluster.WithRanges(original))
+	ctx := ctxT(t)
+
+	first := c.Client(0)
+	if err := first.Create(ctx, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client(2).Create(ctx, "world"); err != nil {
+		t.Fatal(err)
+	}
+	if got := holders(c, "hello"); !slices.Equal(got, []string{"h-n"}) {
+		t.Errorf("hello is held by %v, want [h-n]", got)
+	}
+	if got := holders(c, "world"); !slices.Equal(got, []string{"v-z"}) {
+		t.Errorf("world is held by %v, want [v-z]", got)
+	}
+	for i := range 4 {
+		cl := c.Client(i)
+		key := fmt.Sprintf("from-%s", c.Name(i))
+		for _, b := range []string{"hello", "world"} {
+			if err := cl.Put(ctx, b, key, c.Name(i)); err != nil {
+				t.Fatalf("PUT %s through %s: %v", b, c.Name(i), err)
+			}
+		}
+	}
+	for i := range 4 {
+		cl := c.Client(i)
+		for j := range 4 {
+			for _, b := range []string{"hello", "world"} {
+				got, err := cl.Get(ctx, b, "from-"+c.Name(j))
+				if err != nil || got != c.Name(j) {
+					t.Errorf("GET %s from-%s through %s = %q, %v", b, c.Name(j), c.Name(i), got, err)
+				}
+			}
+		}
+		owner, err := cl.Owner(ctx, "hello")
+		if err != nil || len(owner) != 1 || !strings.HasPrefix(owner[0], "h-n ") {
+			t.Errorf("OWNER hello through %s = %q, %v", c.Name(i), owner, err)
+		}
+	}
+	// Raw bytes, as telnet sees them: a bucket no range covers.
+	raw := prototest.Dial(t, c.Addr(3))
+	raw.Send("CREATE Hello\r\n")
+	raw.Expect("ERROR no node owns bucket Hello\r\n")
+	raw.Send("GET world from-a-g\r\n")
+	raw.Expect("a-g\r\nOK\r\n")
+}
+
+// TestTranscriptOnEveryNode plays PROTOCOL.md's transcript through every
+// node's client port; "shopping" lives on o-u.
+func TestTranscriptOnEveryNode(t *testing.T) {
+	c := testcluster.New(t, 4, testcluster.WithRanges(original))
+	ctx := ctxT(t)
+	for i := range 4 {
+		prototest.RunTranscript(t, c.Addr(i))
+		if got := holders(c, "shopping"); !slices.Equal(got, []string{"o-u"}) {
+			t.Errorf("after the transcript through %s, shopping is held by %v", c.Name(i), got)
+		}
+		if err := c.Client(i).Drop(ctx, "shopping"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestConsistentHashEveryBucketEverywhere: with the consistent-hash ring on
+// eight nodes, each bucket lives on exactly the node OWNER names, and is
+// reachable through every node.
+func TestConsistentHashEveryBucketEverywhere(t *testing.T) {
+	const nodes, buckets = 8, 40
+	c := testcluster.New(t, nodes)
+	ctx := ctxT(t)
+	clients := make([]*textproto.Client, nodes)
+	for i := range clients {
+		clients[i] = c.Client(i)
+	}
+	for b := range buckets {
+		name := fmt.Sprintf("bucket-%d", b)
+		cl := clients[b%nodes]
+		if err := cl.Create(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Put(ctx, name, "k", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	used := map[string]bool{}
+	for b := range buckets {
+		name := fmt.Sprintf("bucket-%d", b)
+		held := holders(c, name)
+		used[held[0]] = true
+		for i, cl := range clients {
+			got, err := cl.Get(ctx, name, "k")
+			if err != nil || got != name {
+				t.Fatalf("GET %s k through node %d = %q, %v", name, i, got, err)
+			}
+			owner, err := cl.Owner(ctx, name)
+			if err != nil || len(owner) != 1 || !strings.HasPrefix(owner[0], held[0]+" ") {
+				t.Fatalf("OWNER %s through node %d = %q, %v; held by %v", name, i, owner, err, held)
+			}
+		}
+	}
+	if len(used) < nodes/2 {
+		t.Errorf("%d buckets landed on only %d of %d nodes", buckets, len(used), nodes)
+	}
+	all, err := clients[5].Buckets(ctx)
+	if err != nil || len(all) != buckets {
+		t.Errorf("BUCKETS gathered %d names (%v), want %d", len(all), err, buckets)
+	}
+}
+
+// TestJoinThroughAnyNode: a node that joins through the last node, not the
+// first, still learns every member, and every member learns it.
+func TestJoinThroughAnyNode(t *testing.T) {
+	c := testcluster.New(t, 3)
+	i := c.AddVia(2)
+	c.WaitConverged()
+	for j := range c.Len() {
+		if n := len(c.Node(j).Members()); n != 4 {
+			t.Errorf("%s knows %d members, want 4", c.Name(j), n)
+		}
+	}
+	lines, err := c.Client(i).Nodes(ctxT(t))
+	if err != nil || len(lines) != 4 {
+		t.Fatalf("NODES = %q, %v", lines, err)
+	}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 4 || !strings.HasPrefix(f[3], "alive") || !strings.Contains(f[2], "/tcp/") {
+			t.Errorf("NODES line %q: want name, peer ID, addresses, alive", l)
+		}
+	}
+}
+
+// TestKilledOwner: a killed owner first gives a clear error, then, once the
+// others notice, its buckets are served by the ring's next owner (empty:
+// nothing is replicated yet).
+func TestKilledOwner(t *testing.T) {
+	c := testcluster.New(t, 4, testcluster.WithRanges(original))
+	ctx := ctxT(t)
+	cl := c.Client(0)
+	if err := cl.Create(ctx, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	c.Kill(1) // h-n
+	raw := prototest.Dial(t, c.Addr(0))
+	raw.Send("GET hello k\r\n")
+	raw.Expect("ERROR node h-n unreachable\r\n")
+	_, err := cl.Get(ctx, "hello", "k")
+	if ue := (*node.UnreachableError)(nil); !errors.As(err, &ue) || ue.Node != "h-n" {
+		// The failure detector may already have acted; then the next
+		// owner answers.
+		if !errors.Is(err, node.ErrBucketNotFound) {
+			t.Fatalf("GET through the client after the kill: %v", err)
+		}
+	}
+	c.WaitConverged()
+	raw.Send("GET hello k\r\n")
+	raw.Expect("NOT FOUND\r\n")
+	if err := cl.Create(ctx, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if got := holders(c, "hello"); !slices.Equal(got, []string{"o-u"}) {
+		t.Errorf("with h-n gone, hello is held by %v, want [o-u]", got)
+	}
+
+	// Back with the same identity, h-n owns its range again.
+	id := c.Node(1).ID()
+	c.Restart(1)
+	if c.Node(1).ID() != id {
+		t.Errorf("restarted node has peer ID %s, want %s", c.Node(1).ID(), id)
+	}
+	owner, err := c.Client(3).Owner(ctx, "hello")
+	if err != nil || len(owner) != 1 || owner[0] != "h-n "+id {
+		t.Errorf("OWNER hello after the restart = %q, %v", owner, err)
+	}
+}
+
+// TestGracefulStop: a node that leaves is out of the ring at once.
+func TestGracefulStop(t *testing.T) {
+	c := testcluster.New(t, 3, testcluster.WithFailureDetection(time.Second, time.Hour))
+	c.Stop(2)
+	// With an hour before a silent node is dead, only the goodbye can
+	// have taken it out of the ring.
+	c.WaitConverged()
+}
+
+// TestWrongClusterKeyCannotJoin: nodes with another cluster key, or none,
+// cannot connect, and the error says why.
+func TestWrongClusterKeyCannotJoin(t *testing.T) {
+	key, err := p2p.GenerateClusterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testcluster.New(t, 2, testcluster.WithClusterKey(key))
+	other, err := p2p.GenerateClusterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, psk := range map[string][]byte{"another key": other, "no key": nil} {
+		t.Run(name, func(t *testing.T) {
+			tr, err := p2p.NewTransport(p2p.TransportConfig{Host: p2p.HostConfig{PSK: psk}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err = tr.Connect(ctx, c.JoinAddr(0))
+			if !errors.Is(err, p2p.ErrClusterKeyMismatch) {
+				t.Fatalf("Connect with %s = %v, want ErrClusterKeyMismatch", name, err)
+			}
+		})
+	}
+	if n := len(c.Node(0).Members()); n != 2 {
+		t.Errorf("node 0 knows %d members, want 2", n)
+	}
+}
+
+// TestOwnerErrors checks the replies for buckets nobody can own.
+func TestOwnerErrors(t *testing.T) {
+	c := testcluster.New(t, 2, testcluster.WithRanges("a-m=left,n-z=right"))
+	raw := prototest.Dial(t, c.Addr(0))
+	raw.Send("OWNER 9lives\r\n")
+	raw.Expect("ERROR no node owns bucket 9lives\r\n")
+	raw.Send("OWNER\r\n")
+	raw.Expect("ERROR usage: OWNER <bucket>\r\n")
+	raw.Send("OWNER zoo\r\n")
+	line := raw.Line()
+	if !strings.HasPrefix(line, "right ") {
+		t.Errorf("OWNER zoo = %q", line)
+	}
+	raw.Expect("OK\r\n")
+	_, err := c.Client(1).Owner(ctxT(t), "9lives")
+	if !errors.Is(err, ring.ErrNoOwner) {
+		t.Errorf("client OWNER 9lives: %v, want ring.ErrNoOwner", err)
+	}
+}
