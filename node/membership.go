@@ -226,11 +226,14 @@ func (n *Node) rebuildLocked() {
 	if v.err != nil {
 		n.log.Error("cannot place buckets", zap.Error(v.err))
 	}
-	if old := n.view.Load(); old != nil && old.epoch == v.epoch {
+	old := n.view.Load()
+	if old != nil && old.epoch == v.epoch {
 		return
 	}
 	n.view.Store(v)
-	n.log.Info("ring changed", zap.Int("members", len(v.byKey)), zap.Uint64("epoch", v.epoch))
+	if old != nil {
+		n.log.Info("ring changed", zap.Int("members", len(v.byKey)), zap.Uint64("epoch", v.epoch))
+	}
 }
 
 // pingMsg is this node's ping, and its reply to one: itself and the
@@ -252,6 +255,7 @@ func (n *Node) pingMsg() ping {
 func (n *Node) join() {
 	defer n.wg.Done()
 	backoff := n.cfg.ProbeInterval
+	lastErr := make(map[string]string) // per address, the last error logged
 	for attempt := 1; ; attempt++ {
 		for _, addr := range n.cfg.Join {
 			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ForwardTimeout)
@@ -261,7 +265,13 @@ func (n *Node) join() {
 				if n.ctx.Err() != nil {
 					return
 				}
-				n.log.Warn("cannot join", zap.String("addr", addr), zap.Int("attempt", attempt), zap.Error(err))
+				// Say each new reason once, and again now and then.
+				log := n.log.Debug
+				if err.Error() != lastErr[addr] || attempt%10 == 0 {
+					log = n.log.Warn
+				}
+				lastErr[addr] = err.Error()
+				log("cannot join; retrying", zap.String("addr", addr), zap.Int("attempt", attempt), zap.Error(err))
 				continue
 			}
 			if id == n.self.ID {

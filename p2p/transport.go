@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"go.uber.org/zap"
 )
 
@@ -129,10 +134,43 @@ func (t *Transport) Connect(ctx context.Context, addr string) (string, error) {
 		return ai.ID.String(), nil
 	}
 	t.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.AddressTTL)
+	// An address the user gave is worth a real dial each time: libp2p's
+	// dial backoff would answer a retry with "dial backoff" and hide the
+	// reason (such as a cluster key mismatch).
+	if sw, ok := t.host.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+		sw.Backoff().Clear(ai.ID)
+	}
 	if err := t.host.Connect(ctx, ai); err != nil {
-		return "", ExplainDialError(err, t.private)
+		err = ExplainDialError(err, t.private)
+		if !errors.Is(err, ErrClusterKeyMismatch) && anyPortOpen(ai.Addrs) {
+			// A key mismatch often shows as a handshake that never
+			// finishes: the keyed side reads garbage as a length and
+			// waits. The port being open says someone is listening.
+			err = fmt.Errorf("%w: the peer's port accepts connections but the handshake did not complete: %w", ErrClusterKeyMismatch, err)
+		}
+		return "", err
 	}
 	return ai.ID.String(), nil
+}
+
+// portCheckTimeout bounds the TCP dial that anyPortOpen makes per address.
+const portCheckTimeout = time.Second
+
+// anyPortOpen reports whether a plain TCP connection to one of addrs
+// succeeds (it is closed at once).
+func anyPortOpen(addrs []ma.Multiaddr) bool {
+	for _, a := range addrs {
+		network, hostport, err := manet.DialArgs(a)
+		if err != nil || !strings.HasPrefix(network, "tcp") {
+			continue
+		}
+		c, err := net.DialTimeout(network, hostport, portCheckTimeout)
+		if err == nil {
+			_ = c.Close()
+			return true
+		}
+	}
+	return false
 }
 
 // Close stops the request protocol and closes the host. It is idempotent.
