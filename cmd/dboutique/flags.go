@@ -7,12 +7,16 @@ import (
 	"io"
 	"math"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap/zapcore"
 
+	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/p2p"
+	"github.com/dboutique/dboutique/ring"
 	"github.com/dboutique/dboutique/textproto"
 )
 
@@ -29,6 +33,16 @@ type config struct {
 	maxConns     int
 	idleTimeout  time.Duration // 0: never time out
 	logLevel     zapcore.Level
+
+	// Cluster flags.
+	name      string   // the node's name; default: the host name
+	cluster   string   // the cluster's name
+	p2pListen []string // multiaddrs for node-to-node traffic
+	join      []string // full multiaddrs of nodes to join through
+	mdns      bool     // LAN discovery
+	ranges    string   // letter-range table; empty: consistent hashing
+	identity  string   // identity key file; empty: a new identity each start
+	pskFile   string   // cluster key file; empty: public network
 }
 
 func defaultConfig() config {
@@ -38,7 +52,38 @@ func defaultConfig() config {
 		maxConns:    textproto.DefaultMaxConns,
 		idleTimeout: textproto.DefaultIdleTimeout,
 		logLevel:    zapcore.InfoLevel,
+		name:        defaultName(),
+		cluster:     node.DefaultCluster,
+		p2pListen:   []string{defaultP2PListen},
 	}
+}
+
+// defaultP2PListen is where a node listens for other nodes unless told:
+// loopback, so that nothing is reachable from the network by default.
+const defaultP2PListen = "/ip4/127.0.0.1/tcp/0"
+
+// defaultName is the host name, or "dboutique" when it is unknown.
+func defaultName() string {
+	h, err := os.Hostname()
+	if err != nil || !validName(h) {
+		return "dboutique"
+	}
+	return h
+}
+
+// validName reports whether s can name a node or a cluster: one word of
+// printable characters, without commas or equals signs (the range table's
+// separators).
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f || r == ',' || r == '=' {
+			return false
+		}
+	}
+	return true
 }
 
 // flagSpec describes one flag for the FlagSet and for --help.
@@ -75,6 +120,34 @@ func flagSpecs(cfg *config) []flagSpec {
 			&durationValue{&cfg.idleTimeout}},
 		{"log-level", "LEVEL", "Least severe log messages written to stderr: debug, info, warn or error.",
 			&levelValue{&cfg.logLevel}},
+		{"name", "NAME", "This node's name, shown by NODES and OWNER and used by --ranges\n" +
+			"(one word, no ',' or '='). The default is the host name.",
+			&nameValue{&cfg.name}},
+		{"cluster", "NAME", "The cluster's name. Nodes of other clusters are refused, and mDNS\n" +
+			"only finds nodes of the same cluster.",
+			&nameValue{&cfg.cluster}},
+		{"p2p-listen", "MULTIADDR", "Where to listen for other nodes, as a libp2p multiaddr such as\n" +
+			"/ip4/192.168.1.10/tcp/4041 (repeatable; in the environment, comma-separated).\n" +
+			"The default, loopback on a free port, serves a cluster on one machine.",
+			&listValue{p: &cfg.p2pListen}},
+		{"join", "MULTIADDR", "Join the cluster through this node: a full address with the peer ID, as\n" +
+			"the other node logs it at start (/ip4/.../tcp/.../p2p/12D3Koo...).\n" +
+			"Repeatable; one reachable node is enough.",
+			&listValue{p: &cfg.join, check: func(s string) error { _, err := p2p.ParseJoinAddr(s); return err }}},
+		{"mdns", "", "Find the cluster's other nodes on the LAN with mDNS. This announces\n" +
+			"the node on every network interface; --p2p-listen should then name a LAN address.",
+			&boolValue{&cfg.mdns}},
+		{"ranges", "SPEC", "Place buckets by the first byte of their name with a static table,\n" +
+			"such as a-g=a-g,h-n=h-n,o-u=o-u,v-z=v-z (range=node name), instead of\n" +
+			"the consistent-hash ring. Every node must be given the same table.",
+			&rangesValue{&cfg.ranges}},
+		{"identity", "FILE", "File holding the node's private key (created if missing), so that a\n" +
+			"restarted node keeps its peer ID and its place in the ring. Without it,\n" +
+			"every start is a new node.",
+			&stringValue{&cfg.identity}},
+		{"psk-file", "FILE", "Cluster key file (make one with 'dboutique genkey FILE'): only nodes\n" +
+			"holding the same key can connect. Node traffic is encrypted either way.",
+			&stringValue{&cfg.pskFile}},
 	}
 }
 
@@ -138,7 +211,11 @@ Flags:
 		if def == "" {
 			def = "none"
 		}
-		fmt.Fprintf(&b, "  --%s %s\n", s.name, s.arg)
+		fmt.Fprintf(&b, "  --%s", s.name)
+		if s.arg != "" {
+			b.WriteString(" " + s.arg)
+		}
+		b.WriteString("\n")
 		for line := range strings.SplitSeq(s.usage, "\n") {
 			fmt.Fprintf(&b, "        %s\n", line)
 		}
@@ -176,6 +253,108 @@ func (v *stringValue) String() string {
 }
 
 func (v *stringValue) Set(s string) error { *v.p = s; return nil }
+
+// nameValue is a node or cluster name.
+type nameValue struct{ p *string }
+
+func (v *nameValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v *nameValue) Set(s string) error {
+	s = strings.TrimSpace(s)
+	if !validName(s) {
+		return errors.New("want one word of at most 64 printable characters, without ',' or '='")
+	}
+	*v.p = s
+	return nil
+}
+
+// listValue is a repeatable flag. The first Set replaces the default;
+// later ones append. From the environment, the value is comma-separated.
+type listValue struct {
+	p     *[]string
+	set   bool
+	check func(string) error // nil: any non-empty item
+}
+
+func (v *listValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strings.Join(*v.p, ",")
+}
+
+func (v *listValue) Set(s string) error {
+	var items []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		if v.check != nil {
+			if err := v.check(item); err != nil {
+				return err
+			}
+		}
+		items = append(items, item)
+	}
+	if len(items) == 0 {
+		return errors.New("want a value")
+	}
+	if !v.set {
+		*v.p = nil
+		v.set = true
+	}
+	*v.p = append(*v.p, items...)
+	return nil
+}
+
+// boolValue is a switch: --mdns, --mdns=false, or in the environment
+// true/false, 1/0, yes/no, on/off.
+type boolValue struct{ p *bool }
+
+func (v *boolValue) String() string {
+	if v.p == nil || !*v.p {
+		return "off"
+	}
+	return "on"
+}
+
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+func (v *boolValue) Set(s string) error {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "1", "yes", "on":
+		*v.p = true
+	case "false", "0", "no", "off":
+		*v.p = false
+	default:
+		return errors.New("want true or false")
+	}
+	return nil
+}
+
+// rangesValue is a letter-range table, checked when set.
+type rangesValue struct{ p *string }
+
+func (v *rangesValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v *rangesValue) Set(s string) error {
+	r, err := ring.ParseRanges(s)
+	if err != nil {
+		return err
+	}
+	*v.p = r.String()
+	return nil
+}
 
 // sizeValue is a byte count in [min, max], parsed by parseSize.
 type sizeValue struct {

@@ -1,6 +1,8 @@
-// Command dboutique runs a single D-Boutique node: an in-memory key-value
-// store, its data in named buckets, served to clients over the text protocol
-// of package textproto.
+// Command dboutique runs a D-Boutique node: an in-memory key-value store,
+// its data in named buckets, served to clients over the text protocol of
+// package textproto. Nodes form a cluster over libp2p (--join, --mdns); any
+// node serves any bucket, forwarding requests to the bucket's owner.
+// "dboutique genkey FILE" writes a new cluster key for --psk-file.
 //
 // Flags, each also settable through an environment variable, are listed by
 // "dboutique --help". The node logs to stderr; it logs "Accepting
@@ -25,14 +27,19 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 	"unicode"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/p2p"
+	"github.com/dboutique/dboutique/ring"
 	"github.com/dboutique/dboutique/textproto"
 )
 
@@ -54,6 +61,9 @@ func main() {
 // getenv, serves until a value arrives on sigs, and returns the exit code.
 // Help goes to stdout; logs and errors go to stderr.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
+	if len(args) > 0 && args[0] == "genkey" {
+		return genkey(args[1:], stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		writeUsage(stdout)
@@ -92,12 +102,55 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 			return err
 		}
 	}
+	var identity crypto.PrivKey
+	if cfg.identity != "" {
+		var err error
+		if identity, err = p2p.LoadOrCreateIdentity(cfg.identity); err != nil {
+			return fmt.Errorf("identity: %w", err)
+		}
+	}
+	var psk []byte
+	if cfg.pskFile != "" {
+		var err error
+		if psk, err = readClusterKey(cfg.pskFile); err != nil {
+			return err
+		}
+	}
+	var placement ring.Placement
+	if cfg.ranges != "" {
+		r, err := ring.ParseRanges(cfg.ranges)
+		if err != nil {
+			return err
+		}
+		placement = r
+	}
 	idle := cfg.idleTimeout
 	if idle == 0 {
 		idle = textproto.NoTimeout
 	}
+
+	tr, err := p2p.NewTransport(p2p.TransportConfig{
+		Host:   p2p.HostConfig{ListenAddrs: cfg.p2pListen, Identity: identity, PSK: psk},
+		Logger: log.Named("p2p"),
+	})
+	if err != nil {
+		return fmt.Errorf("cannot start the peer-to-peer host: %w", err)
+	}
+	defer tr.Close()
+	nd, err := node.New(node.Config{
+		Name:      cfg.name,
+		Cluster:   cfg.cluster,
+		Transport: tr,
+		Placement: placement,
+		Join:      cfg.join,
+		Logger:    log.Named("node"),
+	})
+	if err != nil {
+		return err
+	}
+	defer nd.Close()
 	srv, err := textproto.NewServer(textproto.Config{
-		Executor:     node.NewStore(),
+		Executor:     nd,
 		Password:     password,
 		MaxLineBytes: cfg.maxLine,
 		MaxConns:     cfg.maxConns,
@@ -112,12 +165,95 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 		srv.Close()
 		return fmt.Errorf("cannot listen: %w", err)
 	}
-	log.Info("starting a single node",
+	placed := "consistent hashing"
+	if placement != nil {
+		placed = "ranges " + placement.String()
+	}
+	log.Info("starting node",
+		zap.String("name", cfg.name),
+		zap.String("cluster", cfg.cluster),
+		zap.String("peer_id", tr.ID()),
+		zap.String("placement", placed),
+		zap.Bool("cluster_key", psk != nil),
+		zap.Bool("mdns", cfg.mdns),
 		zap.String("max_line", formatSize(int64(cfg.maxLine))),
 		zap.Int("max_conns", cfg.maxConns),
 		zap.Duration("idle_timeout", cfg.idleTimeout),
 		zap.Bool("auth", password != nil))
-	return serve(srv, l, log, sigs, shutdownGrace)
+	if psk != nil {
+		log.Info("cluster key fingerprint " + p2p.KeyFingerprint(psk))
+	}
+	for _, a := range tr.FullAddrs() {
+		log.Info("Peer address " + a + " (other nodes can --join it)")
+	}
+	nd.Start()
+	if cfg.mdns {
+		m, err := p2p.StartMDNS(tr.Host(), p2p.ServiceTag(cfg.cluster, psk), func(ai peer.AddrInfo) {
+			addrs := make([]string, len(ai.Addrs))
+			for i, a := range ai.Addrs {
+				addrs[i] = a.String()
+			}
+			nd.Introduce(ai.ID.String(), addrs)
+		}, log.Named("mdns"))
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("cannot start mDNS: %w", err)
+		}
+		defer m.Close()
+	}
+	leave := func() { nd.Leave(context.Background()) }
+	return serve(srv, l, log, sigs, shutdownGrace, leave)
+}
+
+// readClusterKey reads the cluster key file at path.
+func readClusterKey(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the cluster key file: %w", err)
+	}
+	defer f.Close()
+	key, err := p2p.ReadClusterKey(f)
+	if err != nil {
+		return nil, fmt.Errorf("cluster key file %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// genkey is "dboutique genkey [FILE]": it writes a new cluster key to FILE
+// (which must not exist yet), or to stdout when FILE is "-" or missing.
+func genkey(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 1 || len(args) == 1 && strings.HasPrefix(args[0], "-") && args[0] != "-" {
+		fmt.Fprintln(stderr, "Usage: dboutique genkey [FILE]\n\nWrites a new cluster key to FILE (or to stdout). Give the same file to\nevery node with --psk-file; nodes without it cannot connect.")
+		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			return 0
+		}
+		return 2
+	}
+	key, err := p2p.GenerateClusterKey()
+	if err != nil {
+		fmt.Fprintf(stderr, "dboutique genkey: %v\n", err)
+		return 1
+	}
+	if len(args) == 0 || args[0] == "-" {
+		if err := p2p.WriteClusterKey(stdout, key); err != nil {
+			fmt.Fprintf(stderr, "dboutique genkey: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	path := args[0]
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		fmt.Fprintf(stderr, "dboutique genkey: %v (an existing key file is never overwritten)\n", err)
+		return 1
+	}
+	if err := errors.Join(p2p.WriteClusterKey(f, key), f.Close()); err != nil {
+		fmt.Fprintf(stderr, "dboutique genkey: %v\n", err)
+		_ = os.Remove(path)
+		return 1
+	}
+	fmt.Fprintf(stderr, "dboutique genkey: wrote a new cluster key to %s (fingerprint %s).\nGive this file to every node with --psk-file.\n", path, p2p.KeyFingerprint(key))
+	return 0
 }
 
 // readPassword reads the client password from the file at path: its
@@ -145,11 +281,12 @@ func readPassword(path string) ([]byte, error) {
 	return p, nil
 }
 
-// serve runs srv on l until the first value on sigs, then shuts it down,
+// serve runs srv on l until the first value on sigs, then calls leave (if
+// not nil) and shuts srv down,
 // waiting up to grace for requests in flight; a second value on sigs closes
 // every connection at once. It returns nil after a signal, or the error
 // that stopped Serve. Every goroutine it starts has ended when it returns.
-func serve(srv *textproto.Server, l net.Listener, log *zap.Logger, sigs <-chan os.Signal, grace time.Duration) error {
+func serve(srv *textproto.Server, l net.Listener, log *zap.Logger, sigs <-chan os.Signal, grace time.Duration, leave func()) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }() // ends after Shutdown or Close
 	log.Info("Accepting connections on " + l.Addr().String())
@@ -161,6 +298,9 @@ func serve(srv *textproto.Server, l net.Listener, log *zap.Logger, sigs <-chan o
 	case sig := <-sigs:
 		log.Info("shutting down: no new connections; finishing requests in flight",
 			zap.Stringer("signal", sig), zap.Duration("grace", grace))
+	}
+	if leave != nil {
+		leave()
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), grace)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -93,9 +94,17 @@ type process struct {
 // ("NAME=value"). The test's cleanup kills it if it is still running.
 func startNode(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
-	p := &process{t: t, newLine: make(chan struct{}, 1), exited: make(chan struct{})}
-	p.cmd = exec.Command(binary(t), args...)
-	p.cmd.Env = append(cleanEnv(), env...)
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append(cleanEnv(), env...)
+	return startProcess(t, cmd, "dboutique "+strings.Join(args, " "))
+}
+
+// startProcess starts cmd, a dboutique process described by what, and
+// collects its stderr. The test's cleanup kills it if it is still running,
+// and logs its stderr if the test failed.
+func startProcess(t *testing.T, cmd *exec.Cmd, what string) *process {
+	t.Helper()
+	p := &process{t: t, cmd: cmd, newLine: make(chan struct{}, 1), exited: make(chan struct{})}
 	p.cmd.Stdout = &p.stdout
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -113,7 +122,7 @@ func startNode(t *testing.T, env []string, args ...string) *process {
 			<-p.exited
 		}
 		if t.Failed() {
-			t.Logf("stderr of dboutique %s:\n%s", strings.Join(args, " "), p.stderr())
+			t.Logf("stderr of %s:\n%s", what, p.stderr())
 		}
 	})
 	return p
@@ -475,6 +484,15 @@ func TestUsageErrors(t *testing.T) {
 		{env: map[string]string{"DBOUTIQUE_IDLE_TIMEOUT": "forever"}, want: "DBOUTIQUE_IDLE_TIMEOUT"},
 		{env: map[string]string{"DBOUTIQUE_LOG_LEVEL": "verbose"}, want: "DBOUTIQUE_LOG_LEVEL"},
 		{env: map[string]string{"DBOUTIQUE_LISTEN": "nonsense"}, want: "DBOUTIQUE_LISTEN"},
+		{args: []string{"--name", "a b"}, want: "one word"},
+		{args: []string{"--name=x,y"}, want: "one word"},
+		{args: []string{"--cluster="}, want: "one word"},
+		{args: []string{"--ranges", "a-z=one,m=two"}, want: "ranges"},
+		{args: []string{"--mdns=maybe"}, want: "mdns"},
+		{args: []string{"--join", "/ip4/127.0.0.1/tcp/7040"}, want: "join"},
+		{args: []string{"--join="}, want: "want a value"},
+		{env: map[string]string{"DBOUTIQUE_MDNS": "perhaps"}, want: "DBOUTIQUE_MDNS"},
+		{env: map[string]string{"DBOUTIQUE_JOIN": "nonsense"}, want: "DBOUTIQUE_JOIN"},
 	} {
 		code, _, stderr := runInProcess(t, tc.args, tc.env)
 		if code != 2 {
@@ -501,6 +519,7 @@ func TestStartErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
+	_, busyPort, _ := net.SplitHostPort(busy.Addr().String())
 
 	for _, tc := range []struct {
 		name string
@@ -513,6 +532,11 @@ func TestStartErrors(t *testing.T) {
 		{"two words", []string{"--password-file", write("two", "two words\n")}, "white space"},
 		{"two lines", []string{"--password-file", write("lines", "one\ntwo\n")}, "white space"},
 		{"address in use", []string{"--listen", busy.Addr().String()}, "cannot listen"},
+		{"p2p address in use", []string{"--p2p-listen", "/ip4/127.0.0.1/tcp/" + busyPort}, "peer-to-peer"},
+		{"p2p address not a multiaddr", []string{"--p2p-listen", "127.0.0.1:7040"}, "peer-to-peer"},
+		{"missing cluster key", []string{"--psk-file", filepath.Join(dir, "nope")}, "cluster key"},
+		{"bad cluster key", []string{"--psk-file", write("bad.key", "not a key\n")}, "cluster key"},
+		{"corrupt identity", []string{"--identity", write("bad.id", "garbage")}, "identity"},
 	} {
 		args := append([]string{"--listen", "127.0.0.1:0"}, tc.args...)
 		code, _, stderr := runInProcess(t, args, nil)
@@ -624,6 +648,14 @@ func TestEnvName(t *testing.T) {
 		"max-conns":     "DBOUTIQUE_MAX_CONNS",
 		"idle-timeout":  "DBOUTIQUE_IDLE_TIMEOUT",
 		"log-level":     "DBOUTIQUE_LOG_LEVEL",
+		"name":          "DBOUTIQUE_NAME",
+		"cluster":       "DBOUTIQUE_CLUSTER",
+		"p2p-listen":    "DBOUTIQUE_P2P_LISTEN",
+		"join":          "DBOUTIQUE_JOIN",
+		"mdns":          "DBOUTIQUE_MDNS",
+		"ranges":        "DBOUTIQUE_RANGES",
+		"identity":      "DBOUTIQUE_IDENTITY",
+		"psk-file":      "DBOUTIQUE_PSK_FILE",
 	}
 	cfg := defaultConfig()
 	specs := flagSpecs(&cfg)
@@ -664,10 +696,31 @@ func TestConfigPrecedence(t *testing.T) {
 			"DBOUTIQUE_MAX_CONNS":     "7",
 			"DBOUTIQUE_IDLE_TIMEOUT":  "0",
 			"DBOUTIQUE_LOG_LEVEL":     "DEBUG",
-		}, config{":5050", "/etc/pw", 1 << 20, 7, 0, zapcore.DebugLevel}},
+		}, with(func(c *config) {
+			c.listen, c.passwordFile, c.maxLine, c.maxConns, c.idleTimeout, c.logLevel = ":5050", "/etc/pw", 1<<20, 7, 0, zapcore.DebugLevel
+		})},
 		{"flags", []string{"--listen", ":6060", "--password-file=pw", "--max-line", "128", "-max-conns", "3",
 			"--idle-timeout=1h", "--log-level", "warn"}, nil,
-			config{":6060", "pw", 128, 3, time.Hour, zapcore.WarnLevel}},
+			with(func(c *config) {
+				c.listen, c.passwordFile, c.maxLine, c.maxConns, c.idleTimeout, c.logLevel = ":6060", "pw", 128, 3, time.Hour, zapcore.WarnLevel
+			})},
+		{"cluster flags", []string{"--name", "h-n", "--cluster=prod", "--p2p-listen", "/ip4/10.0.0.1/tcp/7040",
+			"--join", "/ip4/10.0.0.2/tcp/7040/p2p/12D3KooWExUaGRbBfhxxSptMwXM4nuSi6RBVLtC8z4TRva8uXwwd", "--join=/ip4/10.0.0.3/tcp/7040/p2p/12D3KooWFaozZTP5j2sUY88KAPs5f93iU7fr73rZ9DRAH7SUSaBM", "--mdns",
+			"--ranges", "a-g = a-g, h-n=h-n", "--identity", "id.key", "--psk-file", "cluster.key"}, nil,
+			with(func(c *config) {
+				c.name, c.cluster, c.p2pListen = "h-n", "prod", []string{"/ip4/10.0.0.1/tcp/7040"}
+				c.join = []string{"/ip4/10.0.0.2/tcp/7040/p2p/12D3KooWExUaGRbBfhxxSptMwXM4nuSi6RBVLtC8z4TRva8uXwwd", "/ip4/10.0.0.3/tcp/7040/p2p/12D3KooWFaozZTP5j2sUY88KAPs5f93iU7fr73rZ9DRAH7SUSaBM"}
+				c.mdns, c.ranges, c.identity, c.pskFile = true, "a-g=a-g,h-n=h-n", "id.key", "cluster.key"
+			})},
+		{"cluster variables", nil, map[string]string{
+			"DBOUTIQUE_JOIN": "/ip4/10.0.0.2/tcp/1/p2p/12D3KooWExUaGRbBfhxxSptMwXM4nuSi6RBVLtC8z4TRva8uXwwd, /ip4/10.0.0.3/tcp/1/p2p/12D3KooWFaozZTP5j2sUY88KAPs5f93iU7fr73rZ9DRAH7SUSaBM", "DBOUTIQUE_MDNS": "yes",
+			"DBOUTIQUE_P2P_LISTEN": "/ip4/0.0.0.0/tcp/7040,/ip4/0.0.0.0/udp/7040/quic-v1", "DBOUTIQUE_NAME": "box"},
+			with(func(c *config) {
+				c.join = []string{"/ip4/10.0.0.2/tcp/1/p2p/12D3KooWExUaGRbBfhxxSptMwXM4nuSi6RBVLtC8z4TRva8uXwwd", "/ip4/10.0.0.3/tcp/1/p2p/12D3KooWFaozZTP5j2sUY88KAPs5f93iU7fr73rZ9DRAH7SUSaBM"}
+				c.p2pListen = []string{"/ip4/0.0.0.0/tcp/7040", "/ip4/0.0.0.0/udp/7040/quic-v1"}
+				c.mdns, c.name = true, "box"
+			})},
+		{"mdns switched off by a flag", []string{"--mdns=false"}, map[string]string{"DBOUTIQUE_MDNS": "1"}, def},
 		{"flag beats environment", []string{"--max-conns", "3", "--log-level=error"},
 			map[string]string{"DBOUTIQUE_MAX_CONNS": "7", "DBOUTIQUE_LOG_LEVEL": "debug", "DBOUTIQUE_MAX_LINE": "1k"},
 			with(func(c *config) { c.maxConns, c.logLevel, c.maxLine = 3, zapcore.ErrorLevel, 1024 })},
@@ -684,7 +737,7 @@ func TestConfigPrecedence(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
-		if got != tc.want {
+		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: config = %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
@@ -739,7 +792,7 @@ func startInProcess(t *testing.T, grace time.Duration) *inProcessNode {
 	n := &inProcessNode{t: t, gate: gate, addr: l.Addr().String(), sigs: make(chan os.Signal, 2),
 		logs: logs, done: make(chan struct{})}
 	go func() { // ends when serve does, after the first signal at the latest
-		n.err = serve(srv, l, zap.New(core), n.sigs, grace)
+		n.err = serve(srv, l, zap.New(core), n.sigs, grace, nil)
 		close(n.done)
 	}()
 	t.Cleanup(func() {
