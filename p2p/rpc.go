@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,11 +92,14 @@ type RPCConfig struct {
 // Defaults and fixed sizes.
 const (
 	defaultStreamsPerPeer = 2
-	defaultMaxFrameBytes  = 64 << 20
-	defaultCallTimeout    = 5 * time.Second
-	defaultFrameTimeout   = 10 * time.Second
-	defaultIdleTimeout    = 2 * time.Minute
-	defaultMaxInflight    = 1024
+	// spillInflight is how many calls may wait on a stream before the
+	// pool sends new calls to another one.
+	spillInflight        = 64
+	defaultMaxFrameBytes = 64 << 20
+	defaultCallTimeout   = 5 * time.Second
+	defaultFrameTimeout  = 10 * time.Second
+	defaultIdleTimeout   = 2 * time.Minute
+	defaultMaxInflight   = 1024
 
 	// minFrameBytes leaves room for any error reply.
 	minFrameBytes = 4 << 10
@@ -353,10 +357,20 @@ func (r *RPC) acquire(cd *callDeadline, to peer.ID) (*outStream, error) {
 			p = &peerPool{}
 			r.peers[to] = p
 		}
+		// Fill the first stream before spreading calls over others: all
+		// the calls on one stream share its writes (one frame, one Noise
+		// message, one syscall for many), which matters more than
+		// parallel streams on a few cores. Another stream opens only when
+		// every stream is busy, and then the least loaded one is used.
 		var best *outStream
 		var bestLoad int32
 		for _, st := range p.streams {
-			if load := st.inflight.Load(); best == nil || load < bestLoad {
+			load := st.inflight.Load()
+			if load < spillInflight {
+				best, bestLoad = st, 0
+				break
+			}
+			if best == nil || load < bestLoad {
 				best, bestLoad = st, load
 			}
 		}
@@ -883,14 +897,22 @@ func (r *RPC) writeLoop(s network.Stream, queue <-chan outFrame, stop <-chan str
 			return
 		}
 		err := writeQueued(bw, f)
-	batch:
+		// Take everything queued; when the queue runs dry, yield once so
+		// that callers about to enqueue can join this write: every flush
+		// is a yamux frame, a Noise message and a syscall.
+		yielded := false
 		for err == nil {
 			select {
 			case f = <-queue:
 				err = writeQueued(bw, f)
+				continue
 			default:
-				break batch
 			}
+			if yielded {
+				break
+			}
+			yielded = true
+			runtime.Gosched()
 		}
 		if err == nil {
 			err = bw.Flush()

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -32,6 +33,8 @@ type TransportConfig struct {
 type Transport struct {
 	host      host.Host
 	rpc       *RPC
+	ids       sync.Map     // peer ID string -> peer.ID: decoding base58 on every call is costly
+	numIDs    atomic.Int64 // entries in ids, capped at maxCachedIDs
 	private   bool
 	log       *zap.Logger
 	closeOnce sync.Once
@@ -89,9 +92,9 @@ func (t *Transport) Serve(h func(ctx context.Context, from string, req []byte) (
 
 // Call sends req to the peer with ID to and returns its reply.
 func (t *Transport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
-	id, err := peer.Decode(to)
+	id, err := t.decodeID(to)
 	if err != nil {
-		return nil, fmt.Errorf("%w: peer ID %q: %v", ErrInvalidAddr, to, err)
+		return nil, err
 	}
 	reply, err := t.rpc.Call(ctx, id, req)
 	if err != nil {
@@ -104,10 +107,31 @@ func (t *Transport) Call(ctx context.Context, to string, req []byte) ([]byte, er
 	return reply, nil
 }
 
+// maxCachedIDs caps the decoded peer IDs a Transport remembers; a cluster
+// has far fewer members.
+const maxCachedIDs = 4096
+
+// decodeID decodes a peer ID string, remembering the result.
+func (t *Transport) decodeID(s string) (peer.ID, error) {
+	if v, ok := t.ids.Load(s); ok {
+		return v.(peer.ID), nil
+	}
+	id, err := peer.Decode(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: peer ID %q: %v", ErrInvalidAddr, s, err)
+	}
+	if t.numIDs.Load() < maxCachedIDs {
+		if _, loaded := t.ids.LoadOrStore(s, id); !loaded {
+			t.numIDs.Add(1)
+		}
+	}
+	return id, nil
+}
+
 // AddAddrs records where peer id listens. Addresses that do not parse are
 // skipped.
 func (t *Transport) AddAddrs(id string, addrs []string) {
-	pid, err := peer.Decode(id)
+	pid, err := t.decodeID(id)
 	if err != nil || pid == t.host.ID() {
 		return
 	}
