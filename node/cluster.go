@@ -307,6 +307,100 @@ func (n *Node) Execute(ctx context.Context, op Op) (Result, error) {
 	return n.route(ctx, op, n.cfg.MaxHops)
 }
 
+// ExecuteBatch runs ops in order, as Execute would one after another, and
+// puts each outcome in res[i] and errs[i] (both as long as ops).
+// Consecutive operations whose buckets have the same owner travel to it as
+// one message, so that a client's pipelined requests cost one round trip
+// rather than one each; the owner runs them in order.
+func (n *Node) ExecuteBatch(ctx context.Context, ops []Op, res []Result, errs []error) {
+	n.executeBatch(ctx, ops, res, errs, n.cfg.MaxHops)
+}
+
+// routed reports whether operations of kind k go to their bucket's owner.
+func routed(k Kind) bool {
+	switch k {
+	case KindCreate, KindPut, KindGet, KindDelete, KindDrop, KindKeys:
+		return true
+	}
+	return false
+}
+
+func (n *Node) executeBatch(ctx context.Context, ops []Op, res []Result, errs []error, hops int) {
+	v := n.view.Load()
+	// owner returns the first owner of ops[i] when it is a valid routed
+	// operation, and ok false otherwise. Pipelined requests mostly name
+	// one bucket, so the last answer is kept.
+	var lastBucket string
+	var lastOwner Member
+	owner := func(i int) (Member, bool) {
+		if !routed(ops[i].Kind) || ops[i].Validate() != nil {
+			return Member{}, false
+		}
+		if ops[i].Bucket == lastBucket && lastBucket != "" {
+			return lastOwner, true
+		}
+		ms, err := v.owners(ops[i].Bucket, 1)
+		if err != nil {
+			return Member{}, false
+		}
+		lastBucket, lastOwner = ops[i].Bucket, ms[0]
+		return ms[0], true
+	}
+	for i := 0; i < len(ops); {
+		first, ok := owner(i)
+		if !ok {
+			res[i], errs[i] = n.Execute(ctx, ops[i]) // gives the error, or runs a non-routed kind
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(ops) && j-i < maxBatch {
+			m, ok := owner(j)
+			if !ok || m.ID != first.ID {
+				break
+			}
+			j++
+		}
+		switch {
+		case first.Self:
+			for k := i; k < j; k++ {
+				res[k], errs[k] = n.cfg.Store.Execute(ctx, ops[k])
+			}
+		case j-i == 1:
+			res[i], errs[i] = n.route(ctx, ops[i], hops)
+		default:
+			n.forwardBatch(ctx, v.epoch, first, ops[i:j], res[i:j], errs[i:j], hops)
+		}
+		i = j
+	}
+}
+
+// forwardBatch sends ops, all owned by m, to m in one message.
+func (n *Node) forwardBatch(ctx context.Context, epoch uint64, m Member, ops []Op, res []Result, errs []error, hops int) {
+	fail := func(err error) {
+		for k := range errs {
+			res[k], errs[k] = Result{}, err
+		}
+	}
+	if hops <= 0 {
+		fail(ErrNoRoute)
+		return
+	}
+	req, err := batchRequest{epoch: epoch, hops: hops - 1, ops: ops}.append(nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	reply, err := n.call(ctx, m, req)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if err := decodeBatchReply(reply, res, errs); err != nil {
+		fail(err)
+	}
+}
+
 // route runs op where the current view places it; hops is how many more
 // times it may be forwarded.
 func (n *Node) route(ctx context.Context, op Op, hops int) (Result, error) {
@@ -422,6 +516,18 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 		}
 		res, err := n.route(ctx, r.op, r.hops)
 		return appendReply(nil, res, err), nil
+	case msgBatch:
+		r, err := decodeBatchRequest(req[1:])
+		if err != nil {
+			return nil, err
+		}
+		if r.epoch != n.Epoch() {
+			n.probeSoon(from)
+		}
+		res := make([]Result, len(r.ops))
+		errs := make([]error, len(r.ops))
+		n.executeBatch(ctx, r.ops, res, errs, r.hops)
+		return appendBatchReply(nil, res, errs), nil
 	case msgBuckets:
 		return appendReply(nil, Result{Names: n.cfg.Store.Buckets()}, nil), nil
 	case msgLeave:

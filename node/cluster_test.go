@@ -280,3 +280,60 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestExecuteBatch: a batch mixing local and remote buckets runs in order,
+// with each operation's own outcome, remote errors included.
+func TestExecuteBatch(t *testing.T) {
+	net := newMemNet()
+	table := mustRanges(t, "a-m=left,n-z=right")
+	left := startMemNode(t, net, "left", table)
+	right := startMemNode(t, net, "right", table, "/mem/id-left")
+	waitFor(t, "both nodes to see each other", func() bool { return alive(left) == 2 && alive(right) == 2 })
+	ops := []node.Op{
+		{Kind: node.KindCreate, Bucket: "apple"},
+		{Kind: node.KindCreate, Bucket: "zoo"},
+		{Kind: node.KindPut, Bucket: "zoo", Key: "k", Value: "v"},
+		{Kind: node.KindGet, Bucket: "zoo", Key: "k"},
+		{Kind: node.KindGet, Bucket: "zoo", Key: "nope"},
+		{Kind: node.KindGet, Bucket: "nest", Key: "k"},
+		{Kind: node.KindPut, Bucket: "Zoo", Key: "k", Value: "v"},
+		{Kind: node.KindPut, Bucket: "apple", Key: "k", Value: "w"},
+		{Kind: node.KindBuckets},
+		{Kind: node.KindGet, Bucket: "apple", Key: "k"},
+		{Kind: node.KindGet, Bucket: ""},
+	}
+	want := []struct {
+		value string
+		names []string
+		err   error
+	}{
+		{}, {}, {}, {value: "v"}, {err: node.ErrKeyNotFound}, {err: node.ErrBucketNotFound},
+		{err: ring.ErrNoOwner}, {}, {names: []string{"apple", "zoo"}}, {value: "w"}, {err: node.ErrInvalidOp},
+	}
+	res := make([]node.Result, len(ops))
+	errs := make([]error, len(ops))
+	left.ExecuteBatch(context.Background(), ops, res, errs)
+	for i, w := range want {
+		if !errors.Is(errs[i], w.err) || (w.err == nil && errs[i] != nil) || res[i].Value != w.value || !slices.Equal(res[i].Names, w.names) {
+			t.Errorf("op %d (%v %s): %+v, %v; want %+v", i, ops[i].Kind, ops[i].Bucket, res[i], errs[i], w)
+		}
+	}
+
+	// The owner of some operations is cut off: only those fail.
+	net.setDown("id-right", true)
+	ops = []node.Op{
+		{Kind: node.KindGet, Bucket: "zoo", Key: "k"},
+		{Kind: node.KindGet, Bucket: "zoo", Key: "k"},
+		{Kind: node.KindGet, Bucket: "apple", Key: "k"},
+	}
+	left.ExecuteBatch(context.Background(), ops, res[:3], errs[:3])
+	var ue *node.UnreachableError
+	for i := range 2 {
+		if !errors.As(errs[i], &ue) && !errors.Is(errs[i], node.ErrBucketNotFound) {
+			t.Errorf("op %d on the cut-off owner: %v", i, errs[i])
+		}
+	}
+	if errs[2] != nil || res[2].Value != "w" {
+		t.Errorf("local op next to unreachable ones: %+v, %v", res[2], errs[2])
+	}
+}

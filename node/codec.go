@@ -123,6 +123,21 @@ func (d *decoder) string() string {
 	return s
 }
 
+// bytes reads a length-prefixed byte string without copying it.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.buf)) {
+		d.err = fmt.Errorf("%w: length %d exceeds the %d bytes left", ErrCorruptOp, n, len(d.buf))
+		return nil
+	}
+	b := d.buf[:n]
+	d.buf = d.buf[n:]
+	return b
+}
+
 func (d *decoder) finish() error {
 	if d.err == nil && len(d.buf) != 0 {
 		d.err = fmt.Errorf("%w: %d trailing bytes", ErrCorruptOp, len(d.buf))

@@ -17,6 +17,9 @@ import (
 //	            reply: a reply (below)
 //	msgBuckets: nothing; reply: a reply whose Result lists local buckets
 //	msgLeave:   nothing; reply: empty
+//	msgBatch:   epoch uint64, hops byte, uvarint count, then each Op as a
+//	            uvarint length and the Op; reply: uvarint count, then each
+//	            reply as a uvarint length and the reply
 //
 // A member is: id string, name string, address count uvarint, addresses.
 // A member list is a uvarint count, then members. A reply is a status byte:
@@ -27,7 +30,11 @@ const (
 	msgOp      byte = 2
 	msgBuckets byte = 3
 	msgLeave   byte = 4
+	msgBatch   byte = 5
 )
+
+// maxBatch caps the operations of one msgBatch.
+const maxBatch = 1024
 
 // Error codes in replies; the values are wire format.
 const (
@@ -133,6 +140,92 @@ func decodeOpRequest(b []byte) (opRequest, error) {
 	}
 	r.op = op
 	return r, nil
+}
+
+// batchRequest is the body of msgBatch: operations to run in order.
+type batchRequest struct {
+	epoch uint64
+	hops  int
+	ops   []Op
+}
+
+func (r batchRequest) append(b []byte) ([]byte, error) {
+	b = append(b, msgBatch)
+	b = binary.BigEndian.AppendUint64(b, r.epoch)
+	b = append(b, byte(r.hops))
+	b = binary.AppendUvarint(b, uint64(len(r.ops)))
+	var op []byte
+	for _, o := range r.ops {
+		var err error
+		if op, err = o.AppendBinary(op[:0]); err != nil {
+			return nil, err
+		}
+		b = binary.AppendUvarint(b, uint64(len(op)))
+		b = append(b, op...)
+	}
+	return b, nil
+}
+
+// decodeBatchRequest decodes a msgBatch body (after the type byte). Each
+// operation is validated; one that is invalid fails the whole batch.
+func decodeBatchRequest(b []byte) (batchRequest, error) {
+	if len(b) < 9 {
+		return batchRequest{}, fmt.Errorf("%w: short batch request", ErrCorruptOp)
+	}
+	r := batchRequest{epoch: binary.BigEndian.Uint64(b), hops: int(b[8])}
+	d := decoder{buf: b[9:]}
+	n := d.count()
+	if d.err == nil && n > maxBatch {
+		return batchRequest{}, fmt.Errorf("%w: %d operations in a batch, at most %d", ErrCorruptOp, n, maxBatch)
+	}
+	r.ops = make([]Op, 0, n)
+	for range n {
+		raw := d.bytes()
+		if d.err != nil {
+			break
+		}
+		op, err := DecodeOp(raw)
+		if err != nil {
+			return batchRequest{}, err
+		}
+		r.ops = append(r.ops, op)
+	}
+	if err := d.finish(); err != nil {
+		return batchRequest{}, err
+	}
+	return r, nil
+}
+
+// appendBatchReply encodes the outcomes of a batch.
+func appendBatchReply(b []byte, res []Result, errs []error) []byte {
+	b = binary.AppendUvarint(b, uint64(len(res)))
+	var one []byte
+	for i := range res {
+		one = appendReply(one[:0], res[i], errs[i])
+		b = binary.AppendUvarint(b, uint64(len(one)))
+		b = append(b, one...)
+	}
+	return b
+}
+
+// decodeBatchReply decodes a batch's outcomes into res and errs, which
+// must have the length the batch had.
+func decodeBatchReply(b []byte, res []Result, errs []error) error {
+	d := decoder{buf: b}
+	if n := d.uvarint(); d.err == nil && n != uint64(len(res)) {
+		return fmt.Errorf("%w: %d replies to a batch of %d", ErrCorruptOp, n, len(res))
+	}
+	for i := range res {
+		raw := d.bytes()
+		if d.err != nil {
+			break
+		}
+		res[i], errs[i] = decodeReply(raw)
+		if errors.Is(errs[i], ErrCorruptOp) {
+			return errs[i]
+		}
+	}
+	return d.finish()
 }
 
 // appendReply encodes the outcome of an operation.

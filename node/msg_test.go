@@ -24,6 +24,41 @@ func TestPingRoundTrip(t *testing.T) {
 	}
 }
 
+func TestBatchRoundTrip(t *testing.T) {
+	r := batchRequest{epoch: 42, hops: 1, ops: []Op{
+		{Kind: KindPut, Bucket: "b", Key: "k", Value: "v"},
+		{Kind: KindGet, Bucket: "b", Key: ""},
+	}}
+	enc, err := r.append(nil)
+	if err != nil || enc[0] != msgBatch {
+		t.Fatalf("append: %x, %v", enc, err)
+	}
+	got, err := decodeBatchRequest(enc[1:])
+	if err != nil || got.epoch != 42 || got.hops != 1 || !slices.Equal(got.ops, r.ops) {
+		t.Fatalf("round trip = %+v, %v", got, err)
+	}
+	res := []Result{{Value: "v"}, {}}
+	errs := []error{nil, ErrKeyNotFound}
+	enc = appendBatchReply(nil, res, errs)
+	gres, gerrs := make([]Result, 2), make([]error, 2)
+	if err := decodeBatchReply(enc, gres, gerrs); err != nil || gres[0].Value != "v" || !errors.Is(gerrs[1], ErrKeyNotFound) {
+		t.Fatalf("reply round trip = %+v %v, %v", gres, gerrs, err)
+	}
+	if err := decodeBatchReply(enc, make([]Result, 3), make([]error, 3)); !errors.Is(err, ErrCorruptOp) {
+		t.Errorf("a reply of 2 for a batch of 3: %v", err)
+	}
+	// Must fail: truncated, too many operations, an invalid operation.
+	for _, b := range [][]byte{
+		enc[:1],
+		append(make([]byte, 9), 0xff, 0x0f),
+		append(make([]byte, 9), 1, 2, 0, 0),
+	} {
+		if _, err := decodeBatchRequest(b); err == nil {
+			t.Errorf("decodeBatchRequest(%x) succeeded", b)
+		}
+	}
+}
+
 func TestReplyRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
@@ -83,6 +118,9 @@ func FuzzMessages(f *testing.F) {
 	f.Add(b[1:])
 	f.Add(appendReply(nil, Result{Names: []string{"x"}}, nil))
 	f.Add(appendReply(nil, Result{}, &UnreachableError{Node: "n"}))
+	b, _ = batchRequest{epoch: 1, hops: 1, ops: []Op{{Kind: KindGet, Bucket: "b", Key: "k"}, {Kind: KindCreate, Bucket: "c"}}}.append(nil)
+	f.Add(b[1:])
+	f.Add(appendBatchReply(nil, []Result{{Value: "v"}, {}}, []error{nil, ErrKeyNotFound}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if p, err := decodePing(b); err == nil {
 			if again, err := decodePing(p.append(nil)); err != nil || again.from.ID != p.from.ID || len(again.members) != len(p.members) {
@@ -96,5 +134,15 @@ func FuzzMessages(f *testing.F) {
 			}
 		}
 		_, _ = decodeReply(b)
+		if r, err := decodeBatchRequest(b); err == nil {
+			enc, _ := r.append(nil)
+			again, err := decodeBatchRequest(enc[1:])
+			if err != nil || !slices.Equal(again.ops, r.ops) || again.epoch != r.epoch || again.hops != r.hops {
+				t.Fatalf("batch request does not round-trip: %v", err)
+			}
+		}
+		for _, n := range []int{0, 1, 2, 3} {
+			_ = decodeBatchReply(b, make([]Result, n), make([]error, n))
+		}
 	})
 }

@@ -105,6 +105,29 @@ func TestTranscriptOnEveryNode(t *testing.T) {
 	}
 }
 
+// TestPipelinedTranscriptOnEveryNode sends the whole transcript in one
+// write: through a node that does not hold "shopping", the requests travel
+// to o-u together and the replies come back in order.
+func TestPipelinedTranscriptOnEveryNode(t *testing.T) {
+	c := testcluster.New(t, 4, testcluster.WithRanges(original))
+	var req, want strings.Builder
+	for _, st := range prototest.Transcript() {
+		req.WriteString(st.Req + "\r\n")
+		want.WriteString(st.Reply)
+	}
+	req.WriteString("PING\r\nCREATE hello\r\nPUT hello k v\r\nPUT shopping k w\r\nGET hello k\r\nGET shopping k\r\nOWNER hello\r\nDROP hello\r\nDROP shopping\r\n")
+	want.WriteString("PONG\r\nOK\r\nOK\r\nOK\r\nv\r\nOK\r\nw\r\nOK\r\n")
+	for i := range 4 {
+		raw := prototest.Dial(t, c.Addr(i))
+		raw.Send(req.String())
+		raw.Expect(want.String())
+		if line := raw.Line(); !strings.HasPrefix(line, "h-n ") {
+			t.Fatalf("OWNER hello through %s = %q", c.Name(i), line)
+		}
+		raw.Expect("OK\r\nOK\r\nOK\r\n")
+	}
+}
+
 // TestConsistentHashEveryBucketEverywhere: with the consistent-hash ring on
 // eight nodes, each bucket lives on exactly the node OWNER names, and is
 // reachable through every node.

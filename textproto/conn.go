@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,6 +30,12 @@ type conn struct {
 	authed bool
 
 	lastBucket string // see bucketName
+
+	// Store operations read from the buffer and not run yet; they run
+	// together (see runPending) before anything else is answered.
+	pending []node.Op
+	res     []node.Result
+	errs    []error
 
 	// mu orders the connection's own read-deadline updates against
 	// Server.beginClose waking it, so that a wake-up is never overwritten.
@@ -105,6 +112,7 @@ func (c *conn) serve() {
 		// Flush and arm the deadline before a read that may block; while
 		// requests are buffered they are answered without waiting.
 		if c.lines.r.Buffered() == 0 {
+			c.runPending()
 			if err := c.w.Flush(); err != nil {
 				return
 			}
@@ -133,6 +141,7 @@ func (c *conn) serve() {
 // readFailed answers, where the client should hear why, a read that ended
 // the connection.
 func (c *conn) readFailed(err error) {
+	c.runPending() // the requests before the failure are answered first
 	var ne net.Error
 	switch {
 	case errors.Is(err, errLineTooLong):
@@ -180,6 +189,17 @@ func (c *conn) handle(line []byte) bool {
 	if r.n > 0 {
 		v = parseVerb(r.words[0])
 	}
+	if c.authed {
+		if cmd, ok := storeCommand(v); ok && r.arity() == cmd.words {
+			c.pending = append(c.pending, c.op(cmd))
+			if len(c.pending) == maxPending {
+				c.runPending()
+			}
+			return true
+		}
+	}
+	// Anything else is answered after the operations before it.
+	c.runPending()
 	if !c.authed && v != verbAuth && v != verbQuit {
 		c.writeLine(replyForError(ErrAuthRequired))
 		return true
@@ -217,19 +237,58 @@ func (c *conn) handle(line []byte) bool {
 	case r.arity() != cmd.words:
 		c.usage(cmd.usage)
 	default:
-		op := node.Op{Kind: cmd.kind}
-		if r.n > 1 {
-			op.Bucket = c.bucketName(r.words[1])
-		}
-		if r.n > 2 {
-			op.Key = string(r.words[2])
-		}
-		if r.n > 3 {
-			op.Value = string(r.words[3])
-		}
-		c.exec(op)
+		op := c.op(cmd)
+		res, err := c.srv.cfg.Executor.Execute(c.srv.ctx, op)
+		c.reply(op, res, err)
 	}
 	return true
+}
+
+// op builds the operation of the request just parsed.
+func (c *conn) op(cmd storeCmd) node.Op {
+	r := &c.req
+	op := node.Op{Kind: cmd.kind}
+	if r.n > 1 {
+		op.Bucket = c.bucketName(r.words[1])
+	}
+	if r.n > 2 {
+		op.Key = string(r.words[2])
+	}
+	if r.n > 3 {
+		op.Value = string(r.words[3])
+	}
+	return op
+}
+
+// maxPending caps the operations run together.
+const maxPending = 128
+
+// runPending runs the pending operations, in order, and writes their
+// replies. With a BatchExecutor they run as one call, so that a clustered
+// node can forward a client's pipelined requests for one bucket in one
+// message.
+func (c *conn) runPending() {
+	ops := c.pending
+	if len(ops) == 0 {
+		return
+	}
+	c.pending = c.pending[:0]
+	ctx := c.srv.ctx
+	if be, ok := c.srv.cfg.Executor.(BatchExecutor); ok && len(ops) > 1 {
+		c.res = slices.Grow(c.res[:0], len(ops))[:len(ops)]
+		c.errs = slices.Grow(c.errs[:0], len(ops))[:len(ops)]
+		be.ExecuteBatch(ctx, ops, c.res, c.errs)
+		for i, op := range ops {
+			c.reply(op, c.res[i], c.errs[i])
+			c.res[i], c.errs[i] = node.Result{}, nil
+		}
+	} else {
+		for _, op := range ops {
+			res, err := c.srv.cfg.Executor.Execute(ctx, op)
+			c.reply(op, res, err)
+		}
+	}
+	clear(ops) // drop the strings for the collector
 }
 
 // storeCmd describes a verb that runs an operation on the store: the
@@ -275,8 +334,8 @@ func (c *conn) bucketName(name []byte) string {
 	return c.lastBucket
 }
 
-func (c *conn) exec(op node.Op) {
-	res, err := c.srv.cfg.Executor.Execute(c.srv.ctx, op)
+// reply writes the reply to op, whose outcome is res and err.
+func (c *conn) reply(op node.Op, res node.Result, err error) {
 	switch {
 	case err == nil:
 	case op.Kind == node.KindGet && errors.Is(err, node.ErrKeyNotFound):

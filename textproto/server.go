@@ -21,6 +21,15 @@ type Executor interface {
 	Execute(ctx context.Context, op node.Op) (node.Result, error)
 }
 
+// BatchExecutor is an Executor that can also run several operations as one
+// call. The server uses it for requests a client pipelines: ExecuteBatch
+// must run ops in order, as Execute would one after another, putting each
+// outcome in res[i] and errs[i] (both as long as ops).
+type BatchExecutor interface {
+	Executor
+	ExecuteBatch(ctx context.Context, ops []node.Op, res []node.Result, errs []error)
+}
+
 // Defaults for Config fields left zero.
 const (
 	DefaultMaxLineBytes = 64 << 10
