@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"go.uber.org/zap"
 
@@ -80,8 +82,8 @@ type Config struct {
 }
 
 func (c *Config) validate() error {
-	if c.Name == "" {
-		return fmt.Errorf("%w: a node needs a name", ErrInvalidConfig)
+	if c.Name == "" || strings.ContainsFunc(c.Name, unicode.IsSpace) {
+		return fmt.Errorf("%w: a node's name is one word, not %q", ErrInvalidConfig, c.Name)
 	}
 	if c.Transport == nil {
 		return fmt.Errorf("%w: a node needs a transport", ErrInvalidConfig)

@@ -263,6 +263,7 @@ func TestConfigValidation(t *testing.T) {
 		cfg  node.Config
 	}{
 		{"no name", node.Config{Transport: tr}},
+		{"two-word name", node.Config{Name: "a b", Transport: tr}},
 		{"no transport", node.Config{Name: "a"}},
 		{"dead-after too short", node.Config{Name: "a", Transport: tr, ProbeInterval: time.Second, DeadAfter: time.Second}},
 		{"negative probe", node.Config{Name: "a", Transport: tr, ProbeInterval: -1}},

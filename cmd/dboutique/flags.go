@@ -35,14 +35,15 @@ type config struct {
 	logLevel     zapcore.Level
 
 	// Cluster flags.
-	name      string   // the node's name; default: the host name
-	cluster   string   // the cluster's name
-	p2pListen []string // multiaddrs for node-to-node traffic
-	join      []string // full multiaddrs of nodes to join through
-	mdns      bool     // LAN discovery
-	ranges    string   // letter-range table; empty: consistent hashing
-	identity  string   // identity key file; empty: a new identity each start
-	pskFile   string   // cluster key file; empty: public network
+	name      string        // the node's name; default: the host name
+	cluster   string        // the cluster's name
+	p2pListen []string      // multiaddrs for node-to-node traffic
+	join      []string      // full multiaddrs of nodes to join through
+	mdns      bool          // LAN discovery
+	ranges    string        // letter-range table; empty: consistent hashing
+	identity  string        // identity key file; empty: a new identity each start
+	pskFile   string        // cluster key file; empty: public network
+	deadAfter time.Duration // silence after which a member leaves the ring
 }
 
 func defaultConfig() config {
@@ -55,6 +56,7 @@ func defaultConfig() config {
 		name:        defaultName(),
 		cluster:     node.DefaultCluster,
 		p2pListen:   []string{defaultP2PListen},
+		deadAfter:   node.DefaultDeadAfter,
 	}
 }
 
@@ -148,6 +150,10 @@ func flagSpecs(cfg *config) []flagSpec {
 		{"psk-file", "FILE", "Cluster key file (make one with 'dboutique genkey FILE'): only nodes\n" +
 			"holding the same key can connect. Node traffic is encrypted either way.",
 			&stringValue{&cfg.pskFile}},
+		{"dead-after", "DURATION", "How long a node may stay silent before the others take it out of the\n" +
+			"ring and serve its buckets elsewhere (500ms to 10m). Members are probed\n" +
+			"six times in this period. A node stopped by a signal leaves at once.",
+			&boundedDurationValue{&cfg.deadAfter, 500 * time.Millisecond, 10 * time.Minute}},
 	}
 }
 
@@ -423,6 +429,31 @@ func (v *durationValue) Set(s string) error {
 	}
 	if d < 0 {
 		return errors.New("must not be negative")
+	}
+	*v.p = d
+	return nil
+}
+
+// boundedDurationValue is a time.Duration in [min, max].
+type boundedDurationValue struct {
+	p        *time.Duration
+	min, max time.Duration
+}
+
+func (v *boundedDurationValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.p.String()
+}
+
+func (v *boundedDurationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("want a duration such as 3s or 1m")
+	}
+	if d < v.min || d > v.max {
+		return fmt.Errorf("%v is out of range: want %v to %v", d, v.min, v.max)
 	}
 	*v.p = d
 	return nil

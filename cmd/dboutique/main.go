@@ -138,12 +138,14 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 	}
 	defer tr.Close()
 	nd, err := node.New(node.Config{
-		Name:      cfg.name,
-		Cluster:   cfg.cluster,
-		Transport: tr,
-		Placement: placement,
-		Join:      cfg.join,
-		Logger:    log.Named("node"),
+		Name:          cfg.name,
+		Cluster:       cfg.cluster,
+		Transport:     tr,
+		Placement:     placement,
+		Join:          cfg.join,
+		DeadAfter:     cfg.deadAfter,
+		ProbeInterval: cfg.deadAfter / 6,
+		Logger:        log.Named("node"),
 	})
 	if err != nil {
 		return err

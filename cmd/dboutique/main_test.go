@@ -491,6 +491,8 @@ func TestUsageErrors(t *testing.T) {
 		{args: []string{"--mdns=maybe"}, want: "mdns"},
 		{args: []string{"--join", "/ip4/127.0.0.1/tcp/7040"}, want: "join"},
 		{args: []string{"--join="}, want: "want a value"},
+		{args: []string{"--dead-after=100ms"}, want: "out of range"},
+		{args: []string{"--dead-after=soon"}, want: "dead-after"},
 		{env: map[string]string{"DBOUTIQUE_MDNS": "perhaps"}, want: "DBOUTIQUE_MDNS"},
 		{env: map[string]string{"DBOUTIQUE_JOIN": "nonsense"}, want: "DBOUTIQUE_JOIN"},
 	} {
@@ -656,6 +658,7 @@ func TestEnvName(t *testing.T) {
 		"ranges":        "DBOUTIQUE_RANGES",
 		"identity":      "DBOUTIQUE_IDENTITY",
 		"psk-file":      "DBOUTIQUE_PSK_FILE",
+		"dead-after":    "DBOUTIQUE_DEAD_AFTER",
 	}
 	cfg := defaultConfig()
 	specs := flagSpecs(&cfg)
@@ -712,6 +715,7 @@ func TestConfigPrecedence(t *testing.T) {
 				c.join = []string{"/ip4/10.0.0.2/tcp/7040/p2p/12D3KooWExUaGRbBfhxxSptMwXM4nuSi6RBVLtC8z4TRva8uXwwd", "/ip4/10.0.0.3/tcp/7040/p2p/12D3KooWFaozZTP5j2sUY88KAPs5f93iU7fr73rZ9DRAH7SUSaBM"}
 				c.mdns, c.ranges, c.identity, c.pskFile = true, "a-g=a-g,h-n=h-n", "id.key", "cluster.key"
 			})},
+		{"dead-after", []string{"--dead-after", "10s"}, nil, with(func(c *config) { c.deadAfter = 10 * time.Second })},
 		{"cluster variables", nil, map[string]string{
 			"DBOUTIQUE_JOIN": "/ip4/10.0.0.2/tcp/1/p2p/12D3KooWExUaGRbBfhxxSptMwXM4nuSi6RBVLtC8z4TRva8uXwwd, /ip4/10.0.0.3/tcp/1/p2p/12D3KooWFaozZTP5j2sUY88KAPs5f93iU7fr73rZ9DRAH7SUSaBM", "DBOUTIQUE_MDNS": "yes",
 			"DBOUTIQUE_P2P_LISTEN": "/ip4/0.0.0.0/tcp/7040,/ip4/0.0.0.0/udp/7040/quic-v1", "DBOUTIQUE_NAME": "box"},
