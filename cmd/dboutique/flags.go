@@ -201,11 +201,15 @@ func writeUsage(w io.Writer) {
 	cfg := defaultConfig()
 	var b strings.Builder
 	b.WriteString(`Usage: dboutique [flags]
+       dboutique genkey [FILE]
 
 dboutique runs one D-Boutique node: an in-memory key-value store, its data
 in named buckets, served over a line protocol that telnet or nc can speak
-(connect and send HELP). SIGINT or SIGTERM stops it gracefully; a second
-signal stops it at once.
+(connect and send HELP). Nodes form a cluster (--join, or --mdns on a LAN);
+any node serves any bucket. SIGINT or SIGTERM stops the node gracefully,
+after telling the cluster it is leaving; a second signal stops it at once.
+
+'dboutique genkey FILE' writes a new cluster key for --psk-file.
 
 Every flag can also be set with the environment variable shown; a flag on
 the command line wins over the environment.

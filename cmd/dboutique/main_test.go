@@ -915,3 +915,37 @@ func TestGracePeriodEnds(t *testing.T) {
 	n.waitLog("grace period over")
 	n.waitLog("stopped")
 }
+
+func TestGenkey(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "cluster.key")
+	code, _, stderr := runInProcess(t, []string{"genkey", path}, nil)
+	if code != 0 || !strings.Contains(stderr, "fingerprint") {
+		t.Fatalf("genkey FILE: exit %d, stderr %q", code, stderr)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, mode %v; want 0600", err, fi.Mode())
+	}
+	key, err := readClusterKey(path)
+	if err != nil || len(key) != 32 {
+		t.Fatalf("reading the new key: %d bytes, %v", len(key), err)
+	}
+	if code, _, stderr := runInProcess(t, []string{"genkey", path}, nil); code != 1 || !strings.Contains(stderr, "never overwritten") {
+		t.Errorf("genkey over an existing file: exit %d, stderr %q", code, stderr)
+	}
+	again, err := readClusterKey(path)
+	if err != nil || !bytes.Equal(again, key) {
+		t.Error("genkey changed an existing key file")
+	}
+	code, stdout, _ := runInProcess(t, []string{"genkey"}, nil)
+	if code != 0 || !strings.HasPrefix(stdout, "/key/swarm/psk/1.0.0/") {
+		t.Errorf("genkey to stdout: exit %d, %q", code, stdout)
+	}
+	if code, _, _ := runInProcess(t, []string{"genkey", "a", "b"}, nil); code != 2 {
+		t.Errorf("genkey with two files: exit %d, want 2", code)
+	}
+	if code, _, stderr := runInProcess(t, []string{"genkey", "--help"}, nil); code != 0 || !strings.Contains(stderr, "Usage") {
+		t.Errorf("genkey --help: exit %d, stderr %q", code, stderr)
+	}
+}
