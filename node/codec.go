@@ -34,13 +34,21 @@ func (op Op) AppendBinary(b []byte) ([]byte, error) {
 // DecodeOp decodes an Op encoded by AppendBinary. The Op is validated; a
 // malformed or trailing-garbage input gives ErrCorruptOp, a well-formed
 // encoding of an invalid Op gives ErrInvalidOp.
-func DecodeOp(b []byte) (Op, error) {
+func DecodeOp(b []byte) (Op, error) { return decodeOp(b, "") }
+
+// decodeOp is DecodeOp, reusing the string sameBucket when the bucket name
+// is the same: operations decoded together mostly name one bucket.
+func decodeOp(b []byte, sameBucket string) (Op, error) {
 	if len(b) == 0 {
 		return Op{}, fmt.Errorf("%w: empty op", ErrCorruptOp)
 	}
 	d := decoder{buf: b[1:]}
 	op := Op{Kind: Kind(b[0])}
-	op.Bucket = d.string()
+	if bucket := d.bytes(); string(bucket) == sameBucket {
+		op.Bucket = sameBucket
+	} else {
+		op.Bucket = string(bucket)
+	}
 	op.Key = d.string()
 	op.Value = d.string()
 	if err := d.finish(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/dboutique/dboutique/ring"
 )
@@ -150,6 +151,11 @@ type batchRequest struct {
 }
 
 func (r batchRequest) append(b []byte) ([]byte, error) {
+	size := 16
+	for _, o := range r.ops {
+		size += len(o.Bucket) + len(o.Key) + len(o.Value) + 8
+	}
+	b = slices.Grow(b, size)
 	b = append(b, msgBatch)
 	b = binary.BigEndian.AppendUint64(b, r.epoch)
 	b = append(b, byte(r.hops))
@@ -184,7 +190,11 @@ func decodeBatchRequest(b []byte) (batchRequest, error) {
 		if d.err != nil {
 			break
 		}
-		op, err := DecodeOp(raw)
+		var last string
+		if len(r.ops) > 0 {
+			last = r.ops[len(r.ops)-1].Bucket
+		}
+		op, err := decodeOp(raw, last)
 		if err != nil {
 			return batchRequest{}, err
 		}
@@ -198,6 +208,11 @@ func decodeBatchRequest(b []byte) (batchRequest, error) {
 
 // appendBatchReply encodes the outcomes of a batch.
 func appendBatchReply(b []byte, res []Result, errs []error) []byte {
+	size := 8
+	for _, r := range res {
+		size += len(r.Value) + 8
+	}
+	b = slices.Grow(b, size)
 	b = binary.AppendUvarint(b, uint64(len(res)))
 	var one []byte
 	for i := range res {

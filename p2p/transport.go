@@ -34,7 +34,8 @@ type Transport struct {
 	host      host.Host
 	rpc       *RPC
 	ids       sync.Map     // peer ID string -> peer.ID: decoding base58 on every call is costly
-	numIDs    atomic.Int64 // entries in ids, capped at maxCachedIDs
+	names     sync.Map     // peer.ID -> its string, for the same reason
+	numIDs    atomic.Int64 // entries in ids and names, capped at maxCachedIDs
 	private   bool
 	log       *zap.Logger
 	closeOnce sync.Once
@@ -86,7 +87,7 @@ func (t *Transport) FullAddrs() []string { return FullAddrs(t.host) }
 // Serve answers peers' requests with h.
 func (t *Transport) Serve(h func(ctx context.Context, from string, req []byte) ([]byte, error)) {
 	t.rpc.Serve(func(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
-		return h(ctx, from.String(), req)
+		return h(ctx, t.idString(from), req)
 	})
 }
 
@@ -126,6 +127,21 @@ func (t *Transport) decodeID(s string) (peer.ID, error) {
 		}
 	}
 	return id, nil
+}
+
+// idString returns id's string form, remembering it for the peers that
+// call often (base58 encoding shows in profiles of forwarded requests).
+func (t *Transport) idString(id peer.ID) string {
+	if v, ok := t.names.Load(id); ok {
+		return v.(string)
+	}
+	s := id.String()
+	if t.numIDs.Load() < maxCachedIDs {
+		if _, loaded := t.names.LoadOrStore(id, s); !loaded {
+			t.numIDs.Add(1)
+		}
+	}
+	return s
 }
 
 // AddAddrs records where peer id listens. Addresses that do not parse are
