@@ -190,6 +190,10 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 	}
 	nd.Start()
 	if cfg.mdns {
+		if onlyLoopback(cfg.p2pListen) {
+			log.Warn("mDNS is on, but the node listens for other nodes on loopback only: " +
+				"nodes on other machines will find it and fail to connect; set --p2p-listen to a LAN address")
+		}
 		m, err := p2p.StartMDNS(tr.Host(), p2p.ServiceTag(cfg.cluster, psk), func(ai peer.AddrInfo) {
 			addrs := make([]string, len(ai.Addrs))
 			for i, a := range ai.Addrs {
@@ -205,6 +209,17 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 	}
 	leave := func() { nd.Leave(context.Background()) }
 	return serve(srv, l, log, sigs, shutdownGrace, leave)
+}
+
+// onlyLoopback reports whether every address is an IPv4 or IPv6 loopback
+// address.
+func onlyLoopback(addrs []string) bool {
+	for _, a := range addrs {
+		if !strings.HasPrefix(a, "/ip4/127.") && !strings.HasPrefix(a, "/ip6/::1/") {
+			return false
+		}
+	}
+	return true
 }
 
 // readClusterKey reads the cluster key file at path.
