@@ -34,7 +34,7 @@ func (n *Node) run() {
 		case id := <-n.poke:
 			n.mu.Lock()
 			e := n.members[id]
-			start := e != nil && !e.probing
+			start := e != nil && !e.probing && !n.leaving.Load()
 			if start {
 				e.probing = true
 			}

@@ -238,10 +238,16 @@ func FuzzServer(f *testing.F) {
 	}
 	for i, s := range seeds {
 		f.Add([]byte(s), []byte{byte(i), 1, 7, 200})
+		f.Add([]byte(s), []byte{byte(i), 1, 255})
 	}
 	const maxLine = 64
 	f.Fuzz(func(t *testing.T, input, cuts []byte) {
-		s, err := NewServer(Config{Executor: node.NewStore(), MaxLineBytes: maxLine})
+		// Half the inputs go through the batch path.
+		var exec Executor = node.NewStore()
+		if len(cuts)%2 == 1 {
+			exec = &batchStore{Store: node.NewStore()}
+		}
+		s, err := NewServer(Config{Executor: exec, MaxLineBytes: maxLine})
 		if err != nil {
 			t.Fatal(err)
 		}
