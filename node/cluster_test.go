@@ -20,13 +20,22 @@ type memNet struct {
 	mu       sync.Mutex
 	handlers map[string]func(ctx context.Context, from string, req []byte) ([]byte, error)
 	down     map[string]bool
+	hung     map[string]func(req []byte) bool // requests to these nodes that match wait until the caller gives up
 }
 
 func newMemNet() *memNet {
 	return &memNet{
 		handlers: make(map[string]func(context.Context, string, []byte) ([]byte, error)),
 		down:     make(map[string]bool),
+		hung:     make(map[string]func([]byte) bool),
 	}
+}
+
+// setHung makes requests to id that match never get an answer.
+func (m *memNet) setHung(id string, match func(req []byte) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.hung[id] = match
 }
 
 func (m *memNet) setDown(id string, down bool) {
@@ -55,9 +64,14 @@ func (t *memTransport) Call(ctx context.Context, to string, req []byte) ([]byte,
 	t.net.mu.Lock()
 	h := t.net.handlers[to]
 	down := t.net.down[to] || t.net.down[t.id]
+	hung := t.net.hung[to]
 	t.net.mu.Unlock()
 	if h == nil || down {
 		return nil, errMemUnreachable
+	}
+	if hung != nil && hung(req) {
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -82,12 +96,13 @@ func (t *memTransport) Connect(ctx context.Context, addr string) (string, error)
 func startMemNode(t *testing.T, net *memNet, name string, p ring.Placement, join ...string) *node.Node {
 	t.Helper()
 	n, err := node.New(node.Config{
-		Name:          name,
-		Transport:     &memTransport{net: net, id: "id-" + name},
-		Placement:     p,
-		Join:          join,
-		ProbeInterval: 20 * time.Millisecond,
-		DeadAfter:     200 * time.Millisecond,
+		Name:           name,
+		Transport:      &memTransport{net: net, id: "id-" + name},
+		Placement:      p,
+		Join:           join,
+		ProbeInterval:  20 * time.Millisecond,
+		DeadAfter:      200 * time.Millisecond,
+		ForwardTimeout: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -186,6 +201,33 @@ func TestNodeRoutesAndDetectsDeath(t *testing.T) {
 	}
 	net.setDown("id-right", false)
 	waitFor(t, "right to come back", func() bool { return alive(left) == 2 && alive(right) == 2 })
+}
+
+// TestHungOwnerIsUnreachable: an owner that accepts requests and never
+// answers (a stopped process) gives an UnreachableError once the forward
+// timeout passes, never a hang.
+func TestHungOwnerIsUnreachable(t *testing.T) {
+	net := newMemNet()
+	table := mustRanges(t, "a-m=left,n-z=right")
+	left := startMemNode(t, net, "left", table)
+	right := startMemNode(t, net, "right", table, "/mem/id-left")
+	waitFor(t, "both nodes to see each other", func() bool { return alive(left) == 2 && alive(right) == 2 })
+	// Pings (message type 1) still get answers, so right stays in the
+	// ring whatever the timing; everything else hangs.
+	net.setHung("id-right", func(req []byte) bool { return len(req) > 0 && req[0] != 1 })
+	_, err := left.Execute(context.Background(), node.Op{Kind: node.KindCreate, Bucket: "zoo"})
+	var ue *node.UnreachableError
+	if !errors.As(err, &ue) || ue.Node != "right" || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("CREATE on a hung owner: %v, want right unreachable after the timeout", err)
+	}
+	res := make([]node.Result, 2)
+	errs := make([]error, 2)
+	left.ExecuteBatch(context.Background(), []node.Op{{Kind: node.KindCreate, Bucket: "zoo"}, {Kind: node.KindGet, Bucket: "zoo", Key: "k"}}, res, errs)
+	for i, err := range errs {
+		if !errors.As(err, &ue) {
+			t.Errorf("batched op %d on a hung owner: %v", i, err)
+		}
+	}
 }
 
 // TestNodesDisagreeingDoNotLoop: two nodes given different range tables
