@@ -146,6 +146,8 @@ type Node struct {
 	mu      sync.Mutex        // guards members
 	members map[string]*entry // peer ID -> entry; never holds self
 
+	scratch sync.Pool // *batchScratch for answering batches
+
 	poke    chan string // peer IDs to probe now (buffered; dropped when full)
 	leaving atomic.Bool // set by Leave: no more probes, pings refused
 
@@ -172,6 +174,7 @@ func New(cfg Config) (*Node, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 	}
+	n.scratch.New = func() any { return new(batchScratch) }
 	n.self = Member{ID: cfg.Transport.ID(), Name: cfg.Name, State: StateAlive, Self: true}
 	n.rebuildLocked()
 	return n, nil
@@ -316,6 +319,30 @@ func (n *Node) Execute(ctx context.Context, op Op) (Result, error) {
 // rather than one each; the owner runs them in order.
 func (n *Node) ExecuteBatch(ctx context.Context, ops []Op, res []Result, errs []error) {
 	n.executeBatch(ctx, ops, res, errs, n.cfg.MaxHops)
+}
+
+// batchScratch holds the slices used to answer one batch, kept in a pool
+// between batches.
+type batchScratch struct {
+	ops  []Op
+	res  []Result
+	errs []error
+}
+
+// outcomes returns result and error slices of length n.
+func (sc *batchScratch) outcomes(n int) ([]Result, []error) {
+	sc.res = slices.Grow(sc.res[:0], n)[:n]
+	sc.errs = slices.Grow(sc.errs[:0], n)[:n]
+	return sc.res, sc.errs
+}
+
+// clear drops what the slices refer to, so that a pooled scratch keeps no
+// keys or values alive.
+func (sc *batchScratch) clear() {
+	clear(sc.ops)
+	clear(sc.res)
+	clear(sc.errs)
+	sc.ops, sc.res, sc.errs = sc.ops[:0], sc.res[:0], sc.errs[:0]
 }
 
 // routed reports whether operations of kind k go to their bucket's owner.
@@ -519,15 +546,20 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 		res, err := n.route(ctx, r.op, r.hops)
 		return appendReply(nil, res, err), nil
 	case msgBatch:
-		r, err := decodeBatchRequest(req[1:])
+		sc := n.scratch.Get().(*batchScratch)
+		defer func() {
+			sc.clear()
+			n.scratch.Put(sc)
+		}()
+		r, err := decodeBatchRequest(req[1:], sc.ops)
+		sc.ops = r.ops
 		if err != nil {
 			return nil, err
 		}
 		if r.epoch != n.Epoch() {
 			n.probeSoon(from)
 		}
-		res := make([]Result, len(r.ops))
-		errs := make([]error, len(r.ops))
+		res, errs := sc.outcomes(len(r.ops))
 		n.executeBatch(ctx, r.ops, res, errs, r.hops)
 		return appendBatchReply(nil, res, errs), nil
 	case msgBuckets:

@@ -172,9 +172,10 @@ func (r batchRequest) append(b []byte) ([]byte, error) {
 	return b, nil
 }
 
-// decodeBatchRequest decodes a msgBatch body (after the type byte). Each
-// operation is validated; one that is invalid fails the whole batch.
-func decodeBatchRequest(b []byte) (batchRequest, error) {
+// decodeBatchRequest decodes a msgBatch body (after the type byte), putting
+// the operations in ops[:0] (which may be nil). Each operation is
+// validated; one that is invalid fails the whole batch.
+func decodeBatchRequest(b []byte, ops []Op) (batchRequest, error) {
 	if len(b) < 9 {
 		return batchRequest{}, fmt.Errorf("%w: short batch request", ErrCorruptOp)
 	}
@@ -184,7 +185,7 @@ func decodeBatchRequest(b []byte) (batchRequest, error) {
 	if d.err == nil && n > maxBatch {
 		return batchRequest{}, fmt.Errorf("%w: %d operations in a batch, at most %d", ErrCorruptOp, n, maxBatch)
 	}
-	r.ops = make([]Op, 0, n)
+	r.ops = slices.Grow(ops[:0], int(n))
 	for range n {
 		raw := d.bytes()
 		if d.err != nil {

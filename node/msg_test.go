@@ -33,7 +33,7 @@ func TestBatchRoundTrip(t *testing.T) {
 	if err != nil || enc[0] != msgBatch {
 		t.Fatalf("append: %x, %v", enc, err)
 	}
-	got, err := decodeBatchRequest(enc[1:])
+	got, err := decodeBatchRequest(enc[1:], nil)
 	if err != nil || got.epoch != 42 || got.hops != 1 || !slices.Equal(got.ops, r.ops) {
 		t.Fatalf("round trip = %+v, %v", got, err)
 	}
@@ -53,7 +53,7 @@ func TestBatchRoundTrip(t *testing.T) {
 		append(make([]byte, 9), 0xff, 0x0f),
 		append(make([]byte, 9), 1, 2, 0, 0),
 	} {
-		if _, err := decodeBatchRequest(b); err == nil {
+		if _, err := decodeBatchRequest(b, nil); err == nil {
 			t.Errorf("decodeBatchRequest(%x) succeeded", b)
 		}
 	}
@@ -134,9 +134,9 @@ func FuzzMessages(f *testing.F) {
 			}
 		}
 		_, _ = decodeReply(b)
-		if r, err := decodeBatchRequest(b); err == nil {
+		if r, err := decodeBatchRequest(b, nil); err == nil {
 			enc, _ := r.append(nil)
-			again, err := decodeBatchRequest(enc[1:])
+			again, err := decodeBatchRequest(enc[1:], nil)
 			if err != nil || !slices.Equal(again.ops, r.ops) || again.epoch != r.epoch || again.hops != r.hops {
 				t.Fatalf("batch request does not round-trip: %v", err)
 			}
