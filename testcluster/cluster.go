@@ -154,19 +154,32 @@ func (c *Cluster) inst(i int) *instance {
 	return c.nodes[i]
 }
 
-// Node returns node i.
-func (c *Cluster) Node(i int) *node.Node { return c.inst(i).node }
+// Node returns node i (its current run: Restart makes a new one).
+func (c *Cluster) Node(i int) *node.Node {
+	in := c.inst(i)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return in.node
+}
 
 // Name returns node i's name.
 func (c *Cluster) Name(i int) string { return c.inst(i).name }
 
 // Addr returns the address of node i's text server.
-func (c *Cluster) Addr(i int) string { return c.inst(i).addr }
+func (c *Cluster) Addr(i int) string {
+	in := c.inst(i)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return in.addr
+}
 
 // JoinAddr returns a full peer-to-peer address of node i, as --join takes.
 func (c *Cluster) JoinAddr(i int) string {
 	in := c.inst(i)
-	return in.tr.FullAddrs()[0]
+	c.mu.Lock()
+	tr := in.tr
+	c.mu.Unlock()
+	return tr.FullAddrs()[0]
 }
 
 // Client returns a new client connected to node i's text server; it is
@@ -176,7 +189,7 @@ func (c *Cluster) Client(i int) *textproto.Client {
 	in := c.inst(i)
 	ctx, cancel := context.WithTimeout(context.Background(), WaitTimeout)
 	defer cancel()
-	cl, err := textproto.Dial(ctx, in.addr)
+	cl, err := textproto.Dial(ctx, c.Addr(i))
 	if err != nil {
 		c.t.Fatalf("testcluster: dial node %d (%s): %v", i, in.name, err)
 	}
@@ -352,20 +365,22 @@ func (c *Cluster) WaitConverged() {
 	c.WaitFor("the cluster to converge", func() error {
 		c.mu.Lock()
 		var up []*instance
+		var nodes []*node.Node
 		for _, in := range c.nodes {
 			if in.up {
 				up = append(up, in)
+				nodes = append(nodes, in.node)
 			}
 		}
 		c.mu.Unlock()
 		want := make([]string, len(up))
-		for i, in := range up {
-			want[i] = in.node.ID()
+		for i, nd := range nodes {
+			want[i] = nd.ID()
 		}
 		slices.Sort(want)
-		for _, in := range up {
+		for i, in := range up {
 			var alive []string
-			for _, m := range in.node.Members() {
+			for _, m := range nodes[i].Members() {
 				if m.State == node.StateAlive {
 					alive = append(alive, m.ID)
 				}
@@ -374,7 +389,7 @@ func (c *Cluster) WaitConverged() {
 			if !slices.Equal(alive, want) {
 				return fmt.Errorf("%s sees %d of %d nodes alive", in.name, len(alive), len(want))
 			}
-			if in.node.Epoch() != up[0].node.Epoch() {
+			if nodes[i].Epoch() != nodes[0].Epoch() {
 				return fmt.Errorf("%s and %s place buckets differently", in.name, up[0].name)
 			}
 		}
