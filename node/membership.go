@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -136,7 +135,7 @@ func (n *Node) probe(id string) {
 // alive, and learns the members it lists.
 func (n *Node) heard(p ping) {
 	now := time.Now()
-	var learned []string
+	var learned []Member
 	n.mu.Lock()
 	e := n.members[p.from.ID]
 	if e == nil {
@@ -170,7 +169,7 @@ func (n *Node) heard(p ping) {
 		}
 		if _, ok := n.members[m.ID]; !ok {
 			n.addLocked(m)
-			learned = append(learned, m.ID)
+			learned = append(learned, m)
 		}
 	}
 	if changed {
@@ -178,11 +177,9 @@ func (n *Node) heard(p ping) {
 	}
 	n.mu.Unlock()
 	n.cfg.Transport.AddAddrs(p.from.ID, p.from.Addrs)
-	for _, m := range p.members {
-		if slices.Contains(learned, m.ID) {
-			n.cfg.Transport.AddAddrs(m.ID, m.Addrs)
-			n.probeSoon(m.ID)
-		}
+	for _, m := range learned {
+		n.cfg.Transport.AddAddrs(m.ID, m.Addrs)
+		n.probeSoon(m.ID)
 	}
 }
 
@@ -295,10 +292,10 @@ func (n *Node) join() {
 				poll.Stop()
 				return
 			case <-poll.C:
-				if n.aliveCount() > 0 {
+				if alive := n.aliveCount(); alive > 0 {
 					deadline.Stop()
 					poll.Stop()
-					n.log.Info("joined the cluster", zap.Int("members", n.aliveCount()+1))
+					n.log.Info("joined the cluster", zap.Int("members", alive+1))
 					return
 				}
 			case <-deadline.C:

@@ -72,8 +72,7 @@ func TestLoadOrCreateIdentityConcurrent(t *testing.T) {
 }
 
 func TestLoadOrCreateIdentityMustFail(t *testing.T) {
-	valid := func() []byte {
-		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	marshal := func(k crypto.PrivKey, _ crypto.PubKey, err error) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,18 +81,9 @@ func TestLoadOrCreateIdentityMustFail(t *testing.T) {
 			t.Fatal(err)
 		}
 		return b
-	}()
-	secp := func() []byte {
-		k, _, err := crypto.GenerateSecp256k1Key(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := crypto.MarshalPrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}()
+	}
+	valid := marshal(crypto.GenerateEd25519Key(rand.Reader))
+	secp := marshal(crypto.GenerateSecp256k1Key(rand.Reader))
 	tests := []struct {
 		name    string
 		content []byte

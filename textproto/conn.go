@@ -189,14 +189,14 @@ func (c *conn) handle(line []byte) bool {
 	if r.n > 0 {
 		v = parseVerb(r.words[0])
 	}
-	if c.authed {
-		if cmd, ok := storeCommand(v); ok && r.arity() == cmd.words {
-			c.pending = append(c.pending, c.op(cmd))
-			if len(c.pending) == maxPending {
-				c.runPending()
-			}
-			return true
+	cmd, isStore := storeCommand(v)
+	if isStore && c.authed && r.arity() == cmd.words {
+		// Run later, together with the store requests around it.
+		c.pending = append(c.pending, c.op(cmd))
+		if len(c.pending) == maxPending {
+			c.runPending()
 		}
+		return true
 	}
 	// Anything else is answered after the operations before it.
 	c.runPending()
@@ -226,20 +226,14 @@ func (c *conn) handle(line []byte) bool {
 		c.auth(r.words[1])
 		return true
 	}
-	cmd, ok := storeCommand(v)
+	// Left: unknown verbs, and store verbs with the wrong number of words.
 	switch {
-	case !ok:
-		c.writeLine(replyNotImplemented)
-	case r.arity() != cmd.words && cmd.usage == "":
+	case !isStore || cmd.usage == "":
 		// The original answers its own verbs with the wrong number of
 		// words as it answers unknown ones.
 		c.writeLine(replyNotImplemented)
-	case r.arity() != cmd.words:
-		c.usage(cmd.usage)
 	default:
-		op := c.op(cmd)
-		res, err := c.srv.cfg.Executor.Execute(c.srv.ctx, op)
-		c.reply(op, res, err)
+		c.usage(cmd.usage)
 	}
 	return true
 }
