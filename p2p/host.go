@@ -82,6 +82,9 @@ type HostConfig struct {
 	// talks to hosts with the same key. libp2p's private networks work over
 	// TCP only, so QUIC listen addresses are refused when PSK is set.
 	PSK []byte
+	// Gater, if set, is the host's connection gater: the host refuses
+	// connections with the peers it blocks. Nil means no gater.
+	Gater *Gater
 }
 
 // hostSettings is a validated HostConfig with its defaults filled in.
@@ -177,6 +180,9 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 		// LAN has nothing to learn from probing strangers.
 		libp2p.ForceReachabilityPrivate(),
 		libp2p.UserAgent(userAgent),
+	}
+	if cfg.Gater != nil {
+		opts = append(opts, libp2p.ConnectionGater(cfg.Gater))
 	}
 	if hs.psk != nil {
 		opts = append(opts, libp2p.PrivateNetwork(hs.psk))

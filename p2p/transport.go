@@ -25,6 +25,12 @@ type TransportConfig struct {
 	Host   HostConfig
 	RPC    RPCConfig
 	Logger *zap.Logger // nil logs nothing
+	// Gater, if set, is the host's connection gater, through which
+	// Transport.Block and Unblock cut and restore links to peers. It is
+	// installed as Host.Gater; setting both to different gaters is an
+	// error, and a Host.Gater alone is used as if it were set here. Nil
+	// (with Host.Gater nil) means no gater: Block returns ErrNoGater.
+	Gater *Gater
 }
 
 // Transport is a node's connection to its peers: a libp2p host and the
@@ -33,6 +39,7 @@ type TransportConfig struct {
 type Transport struct {
 	host      host.Host
 	rpc       *RPC
+	gater     *Gater       // nil: Block and Unblock return ErrNoGater
 	ids       sync.Map     // peer ID string -> peer.ID: decoding base58 on every call is costly
 	names     sync.Map     // peer.ID -> its string, for the same reason
 	numIDs    atomic.Int64 // entries in ids and names, capped at maxCachedIDs
@@ -48,6 +55,14 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	switch {
+	case cfg.Gater == nil:
+		cfg.Gater = cfg.Host.Gater
+	case cfg.Host.Gater == nil:
+		cfg.Host.Gater = cfg.Gater
+	case cfg.Host.Gater != cfg.Gater:
+		return nil, errors.New("p2p: TransportConfig.Gater and TransportConfig.Host.Gater are different gaters")
+	}
 	h, err := NewHost(cfg.Host)
 	if err != nil {
 		return nil, err
@@ -61,7 +76,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		_ = h.Close()
 		return nil, err
 	}
-	return &Transport{host: h, rpc: rpc, private: cfg.Host.PSK != nil, log: cfg.Logger}, nil
+	return &Transport{host: h, rpc: rpc, gater: cfg.Gater, private: cfg.Host.PSK != nil, log: cfg.Logger}, nil
 }
 
 // Host returns the libp2p host.
@@ -181,6 +196,9 @@ func (t *Transport) Connect(ctx context.Context, addr string) (string, error) {
 		sw.Backoff().Clear(ai.ID)
 	}
 	if err := t.host.Connect(ctx, ai); err != nil {
+		if errors.Is(err, swarm.ErrGaterDisallowedConnection) {
+			return "", fmt.Errorf("p2p: connect to %s: the peer is blocked: %w", ai.ID, err)
+		}
 		err = ExplainDialError(err, t.private)
 		if !errors.Is(err, ErrClusterKeyMismatch) && anyPortOpen(ai.Addrs) {
 			// A key mismatch often shows as a handshake that never
@@ -191,6 +209,84 @@ func (t *Transport) Connect(ctx context.Context, addr string) (string, error) {
 		return "", err
 	}
 	return ai.ID.String(), nil
+}
+
+// Block cuts the links to the peers with IDs ids, in both directions, until
+// they are unblocked: the gater refuses new connections with them, dialled
+// by either side, and every existing connection with them is closed, so
+// calls in flight fail at once and later calls cannot dial. Blocking one
+// side of a link is enough: the peers' dials to us are refused once their
+// handshake has authenticated them. Block returns ErrNoGater when the transport has no gater, and
+// an error, blocking nobody, when an ID does not parse.
+func (t *Transport) Block(ids []string) error {
+	if t.gater == nil {
+		return ErrNoGater
+	}
+	pids, err := t.decodeIDs(ids)
+	if err != nil {
+		return err
+	}
+	t.gater.Block(pids...)
+	var errs []error
+	for _, id := range pids {
+		if err := t.host.Network().ClosePeer(id); err != nil {
+			errs = append(errs, fmt.Errorf("p2p: close connections to blocked peer %s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Unblock restores the links to the peers with IDs ids, and forgets the dial
+// backoff libp2p recorded for them while they were blocked, so the next call
+// dials at once. The peers' own dial backoff for us is theirs: a peer that
+// tried to dial us while blocked may wait for it to expire unless we connect
+// first. Unblock returns ErrNoGater when the transport has no gater, and an
+// error, unblocking nobody, when an ID does not parse.
+func (t *Transport) Unblock(ids []string) error {
+	if t.gater == nil {
+		return ErrNoGater
+	}
+	pids, err := t.decodeIDs(ids)
+	if err != nil {
+		return err
+	}
+	t.gater.Unblock(pids...)
+	t.clearBackoff(pids)
+	return nil
+}
+
+// UnblockAll unblocks every blocked peer, as Unblock does. Without a gater
+// it does nothing.
+func (t *Transport) UnblockAll() {
+	if t.gater == nil {
+		return
+	}
+	t.clearBackoff(t.gater.unblockAll())
+}
+
+// decodeIDs decodes peer ID strings, failing on the first that does not
+// parse.
+func (t *Transport) decodeIDs(ids []string) ([]peer.ID, error) {
+	pids := make([]peer.ID, len(ids))
+	for i, s := range ids {
+		id, err := t.decodeID(s)
+		if err != nil {
+			return nil, err
+		}
+		pids[i] = id
+	}
+	return pids, nil
+}
+
+// clearBackoff forgets libp2p's dial backoff for ids.
+func (t *Transport) clearBackoff(ids []peer.ID) {
+	sw, ok := t.host.Network().(interface{ Backoff() *swarm.DialBackoff })
+	if !ok {
+		return
+	}
+	for _, id := range ids {
+		sw.Backoff().Clear(id)
+	}
 }
 
 // portCheckTimeout bounds the TCP dial that anyPortOpen makes per address.
