@@ -2,32 +2,212 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+
+	"github.com/cespare/xxhash/v2"
 )
 
-// Store holds buckets in memory. It is safe for concurrent use; the zero
-// value is not usable, call NewStore.
+// NumShards is the number of shards a bucket's keys are split into (by
+// ShardOf). Each shard has its own digest, so two copies of a bucket that
+// differ in a few keys differ in a few shard digests only.
+const NumShards = 64
+
+// PageEntryOverhead is what Page counts for one entry on top of the bytes of
+// its key and value, so that maxBytes bounds an encoded page (lengths,
+// version, tombstone flag).
+const PageEntryOverhead = 24
+
+// ErrRetired is returned by the versioned writes (ApplyCreate, ApplyDrop,
+// ApplyEntry, Merge) to a copy of a bucket that is being handed off to
+// another node.
+var ErrRetired = errors.New("node: bucket copy is being handed off")
+
+// ShardOf returns the shard (0 to NumShards-1) that holds key.
+func ShardOf(key string) int { return int(xxhash.Sum64String(key) % NumShards) }
+
+// Entry is one key's state in a copy of a bucket: a value or, when Deleted,
+// a tombstone. The store keeps a tombstone's Value empty.
+type Entry struct {
+	Key, Value string
+	Version    Version
+	Deleted    bool
+}
+
+// Newer reports whether a should replace b (same key): higher Version wins;
+// on equal versions (two primaries on two sides of a partition) the
+// tombstone wins, then the greater Value; identical = false.
+func (a Entry) Newer(b Entry) bool {
+	return newer(a.Version, a.Deleted, a.Value, b.Version, b.Deleted, b.Value)
+}
+
+func newer(av Version, adel bool, aval string, bv Version, bdel bool, bval string) bool {
+	if av != bv {
+		return av > bv
+	}
+	if adel != bdel {
+		return adel
+	}
+	return aval > bval
+}
+
+// Hash returns the hash of e that digests combine: xxhash over the key's
+// length and bytes, the version, the tombstone flag and the value.
+func (e Entry) Hash() uint64 { return entryHash(e.Key, e.Version, e.Deleted, e.Value) }
+
+func entryHash(key string, v Version, deleted bool, value string) uint64 {
+	var flag byte
+	if deleted {
+		flag = 1
+	}
+	// Layout: key length (8 bytes), key, version (8 bytes), flag, value. The
+	// value is the rest of the input, so nothing needs its length.
+	if n := 17 + len(key) + len(value); n <= smallEntry {
+		var buf [smallEntry]byte // one-shot hashing is faster for the common small entry
+		b := binary.LittleEndian.AppendUint64(buf[:0], uint64(len(key)))
+		b = append(b, key...)
+		b = binary.LittleEndian.AppendUint64(b, uint64(v))
+		b = append(b, flag)
+		b = append(b, value...)
+		return xxhash.Sum64(b)
+	}
+	var d xxhash.Digest
+	d.Reset()
+	var buf [9]byte
+	binary.LittleEndian.PutUint64(buf[:8], uint64(len(key)))
+	_, _ = d.Write(buf[:8])
+	_, _ = d.WriteString(key)
+	binary.LittleEndian.PutUint64(buf[:8], uint64(v))
+	buf[8] = flag
+	_, _ = d.Write(buf[:9])
+	_, _ = d.WriteString(value)
+	return d.Sum64()
+}
+
+// smallEntry is the size up to which entryHash hashes from a stack buffer.
+const smallEntry = 128
+
+// BucketMeta is a copy's bucket-level state. The bucket exists when
+// Created > Dropped. Merging takes the maximum of each field.
 //
-// The directory of buckets is a sync.Map, read without locks; each bucket
-// has its own RWMutex, so operations on different buckets never wait for each
-// other and reads of one bucket run in parallel.
+// The store keeps it canonical, so that copies that saw the same writes in
+// any order hold equal metas: while the bucket exists, Created is the
+// greatest version of any create or entry written since the last drop; when
+// it does not exist, Created is 0.
+type BucketMeta struct {
+	Created, Dropped Version
+}
+
+// Exists reports whether the bucket exists (Created > Dropped).
+func (m BucketMeta) Exists() bool { return m.Created > m.Dropped }
+
+// merge sets m to the maximum of m and o, field by field, and keeps it
+// canonical.
+func (m *BucketMeta) merge(o BucketMeta) {
+	m.Created = max(m.Created, o.Created)
+	m.Dropped = max(m.Dropped, o.Dropped)
+	if m.Created <= m.Dropped {
+		m.Created = 0
+	}
+}
+
+// Digest summarises a copy: meta plus one XOR-digest per shard. Equal
+// digests mean equal copies (up to hash collisions).
+type Digest struct {
+	Meta   BucketMeta
+	Shards [NumShards]uint64
+}
+
+// Sum returns one number combining meta and all shards (xxhash of their
+// bytes).
+func (d *Digest) Sum() uint64 {
+	var buf [16 + 8*NumShards]byte
+	binary.LittleEndian.PutUint64(buf[0:], uint64(d.Meta.Created))
+	binary.LittleEndian.PutUint64(buf[8:], uint64(d.Meta.Dropped))
+	for i, h := range d.Shards {
+		binary.LittleEndian.PutUint64(buf[16+8*i:], h)
+	}
+	return xxhash.Sum64(buf[:])
+}
+
+// StoreStats counts a store's contents, for logs and tests.
+type StoreStats struct {
+	Buckets    int   // existing buckets
+	Records    int   // records: existing, dropped and retired buckets
+	Keys       int   // live keys
+	Tombstones int   // deleted keys not yet collected
+	Bytes      int64 // approximate: bytes of keys and values
+}
+
+// Store holds the copies of buckets that this node owns, in memory. It is
+// safe for concurrent use; the zero value is not usable, call NewStore.
+//
+// Each bucket has a record in a directory (a sync.Map, read without locks).
+// A record has its own RWMutex, so operations on different buckets never
+// wait for each other and reads of one bucket run in parallel. A record
+// stays after its bucket is dropped (remembering when, so that older writes
+// arriving late stay dropped) until Collect or Remove deletes it.
+//
+// Every key's state carries a Version. The versioned writes (ApplyCreate,
+// ApplyDrop, ApplyEntry, Merge) are last-writer-wins merges: idempotent and
+// commutative, so copies that saw the same writes in any order are equal.
+// The unversioned API (Execute, Create, Put, ...) versions its writes with
+// the store's own Clock.
 type Store struct {
-	buckets sync.Map // bucket name (string) -> *bucket
+	clock   *Clock
+	records sync.Map // bucket name (string) -> *record
 }
 
-type bucket struct {
-	mu      sync.RWMutex      // guards dropped and data
-	dropped bool              // set once, under mu, when the bucket leaves the directory
-	data    map[string]string // key -> value
+// record is one copy of a bucket.
+type record struct {
+	mu         sync.RWMutex // guards every field below
+	meta       BucketMeta
+	retired    bool // being handed off: versioned writes fail with ErrRetired
+	removed    bool // set once when the record leaves the directory; nothing writes to it after
+	live       int  // entries that are not tombstones
+	tombstones int
+	bytes      int64 // bytes of keys and values
+	shards     [NumShards]shard
 }
 
-// NewStore returns an empty store.
-func NewStore() *Store { return &Store{} }
+// shard holds the entries of the keys that ShardOf puts in it.
+type shard struct {
+	entries map[string]cell // nil until the first entry
+	digest  uint64          // XOR over entries of entryHash
+}
+
+// cell is a key's state in a shard; the key is the map key.
+type cell struct {
+	value   string
+	version Version
+	deleted bool
+}
+
+func (e cell) hash(key string) uint64 { return entryHash(key, e.version, e.deleted, e.value) }
+
+// NewStore returns an empty store with a clock of its own.
+func NewStore() *Store { return NewStoreWithClock(nil) }
+
+// NewStoreWithClock returns an empty store that versions its unversioned
+// writes with c and advances c past every version it applies (nil makes a
+// clock of its own). A node shares its clock with its store.
+func NewStoreWithClock(c *Clock) *Store {
+	if c == nil {
+		c = NewClock(nil)
+	}
+	return &Store{clock: c}
+}
+
+// Clock returns the store's clock.
+func (s *Store) Clock() *Clock { return s.clock }
 
 // Execute applies op and returns its result. It is the single entry point
-// through which routed and replicated operations reach the data. The context
+// through which routed operations reach the data of a node that is not
+// replicated: writes are versioned with the store's own clock. The context
 // is accepted for the Executor contract; a local operation never blocks on
 // anything but a bucket's lock.
 func (s *Store) Execute(_ context.Context, op Op) (Result, error) {
@@ -57,119 +237,319 @@ func (s *Store) Execute(_ context.Context, op Op) (Result, error) {
 	return Result{}, fmt.Errorf("%w: unknown kind %v", ErrInvalidOp, op.Kind)
 }
 
-// lookup returns the live bucket called name, or nil.
-func (s *Store) lookup(name string) *bucket {
-	v, ok := s.buckets.Load(name)
+// load returns the record of the bucket called name, or nil.
+func (s *Store) load(name string) *record {
+	v, ok := s.records.Load(name)
 	if !ok {
 		return nil
 	}
-	return v.(*bucket)
+	return v.(*record)
+}
+
+// lock returns the record of the bucket called name, locked for writing; nil
+// if there is none and create is false. A record that Remove or Collect took
+// out of the directory while we waited for its lock is never returned: the
+// lookup starts again, so no write lands in a removed record.
+func (s *Store) lock(name string, create bool) *record {
+	for {
+		r := s.load(name)
+		if r == nil {
+			if !create {
+				return nil
+			}
+			v, _ := s.records.LoadOrStore(name, new(record))
+			r = v.(*record)
+		}
+		r.mu.Lock()
+		if !r.removed {
+			return r
+		}
+		r.mu.Unlock()
+	}
+}
+
+// rlock is lock for reading, never creating.
+func (s *Store) rlock(name string) *record {
+	for {
+		r := s.load(name)
+		if r == nil {
+			return nil
+		}
+		r.mu.RLock()
+		if !r.removed {
+			return r
+		}
+		r.mu.RUnlock()
+	}
+}
+
+// rlockExisting returns the record of the existing bucket called name locked
+// for reading, or ErrBucketNotFound.
+func (s *Store) rlockExisting(name string) (*record, error) {
+	r := s.rlock(name)
+	if r == nil {
+		return nil, notFound(name)
+	}
+	if !r.meta.Exists() {
+		r.mu.RUnlock()
+		return nil, notFound(name)
+	}
+	return r, nil
 }
 
 func notFound(name string) error {
 	return fmt.Errorf("%w: %q", ErrBucketNotFound, name)
 }
 
-// Create makes an empty bucket called name. Creating a bucket that exists
-// is not an error and keeps its contents.
-func (s *Store) Create(name string) error {
-	if name == "" {
-		return fmt.Errorf("%w: empty bucket name", ErrInvalidOp)
+func emptyName() error {
+	return fmt.Errorf("%w: empty bucket name", ErrInvalidOp)
+}
+
+// --- record internals; the caller holds r.mu for writing ---
+
+// set makes e (already checked to be newer) the state of key, keeping the
+// shard's digest and the record's counts.
+func (r *record) set(sh *shard, key string, e cell, old cell, had bool) {
+	if had {
+		r.forget(sh, key, old)
+	} else if sh.entries == nil {
+		sh.entries = make(map[string]cell)
 	}
-	for {
-		b := s.lookup(name)
-		if b == nil {
-			v, loaded := s.buckets.LoadOrStore(name, &bucket{data: make(map[string]string)})
-			if !loaded {
-				return nil
+	sh.entries[key] = e
+	sh.digest ^= e.hash(key)
+	if e.deleted {
+		r.tombstones++
+	} else {
+		r.live++
+	}
+	r.bytes += int64(len(key) + len(e.value))
+}
+
+// forget undoes the accounting of key's entry e (the caller replaces or
+// deletes it from the map).
+func (r *record) forget(sh *shard, key string, e cell) {
+	sh.digest ^= e.hash(key)
+	if e.deleted {
+		r.tombstones--
+	} else {
+		r.live--
+	}
+	r.bytes -= int64(len(key) + len(e.value))
+}
+
+// applyEntry merges e and reports whether it changed the copy.
+func (r *record) applyEntry(key string, e cell) bool {
+	if e.deleted {
+		e.value = ""
+	}
+	if e.version <= r.meta.Dropped {
+		return false
+	}
+	// Every entry written since the last drop counts as a create: a copy
+	// that missed the create still has the bucket, and Created stays the
+	// greatest version since the drop whatever the order of writes.
+	r.meta.Created = max(r.meta.Created, e.version)
+	sh := &r.shards[ShardOf(key)]
+	old, had := sh.entries[key]
+	if had && !newer(e.version, e.deleted, e.value, old.version, old.deleted, old.value) {
+		return false
+	}
+	r.set(sh, key, e, old, had)
+	return true
+}
+
+// applyMeta merges m: a later drop removes every entry of version up to
+// it. It returns how many entries the drop removed.
+func (r *record) applyMeta(m BucketMeta) int {
+	dropped := r.meta.Dropped
+	r.meta.merge(m)
+	if r.meta.Dropped == dropped {
+		return 0
+	}
+	n := r.live + r.tombstones
+	if r.meta.Created == 0 {
+		// Every entry has a version at most the old Created, so at most
+		// the new Dropped: all go.
+		r.clear()
+		return n
+	}
+	for i := range r.shards {
+		sh := &r.shards[i]
+		for k, e := range sh.entries {
+			if e.version <= r.meta.Dropped {
+				r.forget(sh, k, e)
+				delete(sh.entries, k)
 			}
-			b = v.(*bucket)
 		}
-		b.mu.RLock()
-		dropped := b.dropped
-		b.mu.RUnlock()
-		if !dropped {
-			return nil
+		if len(sh.entries) == 0 {
+			sh.entries = nil
 		}
-		// A concurrent Drop is removing this bucket; once it has left the
-		// directory the next round creates a fresh one.
-		s.buckets.CompareAndDelete(name, b)
 	}
+	return n - (r.live + r.tombstones)
 }
 
-// Drop removes the bucket called name and all its keys.
-func (s *Store) Drop(name string) error {
-	b := s.lookup(name)
-	if b == nil {
-		return notFound(name)
+// clear removes every entry.
+func (r *record) clear() {
+	r.shards = [NumShards]shard{}
+	r.live, r.tombstones, r.bytes = 0, 0, 0
+}
+
+// --- versioned writes ---
+
+// ApplyCreate records a create at v: Created = max(Created, v). Creates the
+// record if missing.
+func (s *Store) ApplyCreate(bucket string, v Version) error {
+	return s.applyMeta(bucket, BucketMeta{Created: v})
+}
+
+// ApplyDrop records a drop at v: Dropped = max(Dropped, v) and removes every
+// entry with Version <= Dropped (live keys and tombstones). Creates the
+// record if missing (so a late create older than v stays dropped).
+func (s *Store) ApplyDrop(bucket string, v Version) error {
+	return s.applyMeta(bucket, BucketMeta{Dropped: v})
+}
+
+func (s *Store) applyMeta(bucket string, m BucketMeta) error {
+	if bucket == "" {
+		return emptyName()
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.dropped {
-		return notFound(name)
+	s.clock.Observe(max(m.Created, m.Dropped))
+	r := s.lock(bucket, true)
+	defer r.mu.Unlock()
+	if r.retired {
+		return ErrRetired
 	}
-	b.dropped = true
-	b.data = nil
-	s.buckets.CompareAndDelete(name, b)
+	r.applyMeta(m)
 	return nil
 }
 
-// Put sets key to value in the bucket called name.
-func (s *Store) Put(name, key, value string) error {
-	b := s.lookup(name)
-	if b == nil {
-		return notFound(name)
+// ApplyEntry merges e: ignored when e.Version <= Dropped or when the present
+// entry is not older (Newer). When the bucket does not exist (Created <=
+// Dropped) and e is kept, the bucket comes to exist: a replica that missed
+// the create still ends up with the bucket. Created becomes the greatest of
+// itself and e.Version (see BucketMeta).
+func (s *Store) ApplyEntry(bucket string, e Entry) error {
+	if bucket == "" {
+		return emptyName()
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.dropped {
-		return notFound(name)
+	s.clock.Observe(e.Version)
+	r := s.lock(bucket, true)
+	defer r.mu.Unlock()
+	if r.retired {
+		return ErrRetired
 	}
-	b.data[key] = value
+	r.applyEntry(e.Key, cell{value: e.Value, version: e.Version, deleted: e.Deleted})
 	return nil
 }
 
-// Get returns the value of key in the bucket called name. A missing key is
-// ErrKeyNotFound; a missing bucket is ErrBucketNotFound.
-func (s *Store) Get(name, key string) (string, error) {
-	b := s.lookup(name)
-	if b == nil {
-		return "", notFound(name)
+// Merge applies a peer's copy: meta first (as ApplyCreate/ApplyDrop with
+// max), then each entry as ApplyEntry, under one lock acquisition. Returns
+// ErrRetired if retired. Returns how many entries changed this copy: entries
+// written plus entries that the meta's drop removed.
+func (s *Store) Merge(bucket string, meta BucketMeta, entries []Entry) (changed int, err error) {
+	if bucket == "" {
+		return 0, emptyName()
 	}
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.dropped {
-		return "", notFound(name)
+	top := max(meta.Created, meta.Dropped)
+	for i := range entries {
+		top = max(top, entries[i].Version)
 	}
-	v, ok := b.data[key]
-	if !ok {
-		return "", ErrKeyNotFound
+	s.clock.Observe(top)
+	r := s.lock(bucket, true)
+	defer r.mu.Unlock()
+	if r.retired {
+		return 0, ErrRetired
 	}
-	return v, nil
+	changed = r.applyMeta(meta)
+	for i := range entries {
+		e := &entries[i]
+		if r.applyEntry(e.Key, cell{value: e.Value, version: e.Version, deleted: e.Deleted}) {
+			changed++
+		}
+	}
+	return changed, nil
 }
 
-// Delete removes key from the bucket called name. Removing a missing key is
-// not an error.
-func (s *Store) Delete(name, key string) error {
-	b := s.lookup(name)
-	if b == nil {
-		return notFound(name)
+// --- primary-side reads and anti-entropy ---
+
+// Meta returns the bucket-level state of the bucket's copy; false when
+// there is no record.
+func (s *Store) Meta(bucket string) (BucketMeta, bool) {
+	r := s.rlock(bucket)
+	if r == nil {
+		return BucketMeta{}, false
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.dropped {
-		return notFound(name)
-	}
-	delete(b.data, key)
-	return nil
+	m := r.meta
+	r.mu.RUnlock()
+	return m, true
 }
 
-// Buckets returns the names of all buckets, sorted. While buckets are
-// being created and dropped it is not a snapshot of one instant: a bucket
-// created or dropped during the call may or may not be listed.
-func (s *Store) Buckets() []string {
+// Exists reports whether the bucket exists in this copy.
+func (s *Store) Exists(bucket string) bool {
+	m, _ := s.Meta(bucket)
+	return m.Exists()
+}
+
+// Digest returns the digest of the bucket's copy; false when there is no
+// record.
+func (s *Store) Digest(bucket string) (Digest, bool) {
+	var d Digest
+	r := s.rlock(bucket)
+	if r == nil {
+		return d, false
+	}
+	d.Meta = r.meta
+	for i := range r.shards {
+		d.Shards[i] = r.shards[i].digest
+	}
+	r.mu.RUnlock()
+	return d, true
+}
+
+// Page returns up to maxBytes (at least one entry if any) of shard `shard`'s
+// entries whose key is greater than `after`, sorted by key, tombstones
+// included, and whether more follow. An entry counts as the bytes of its key
+// and value plus PageEntryOverhead. It copies the shard's entries under the
+// read lock and sorts outside it (bounded by one shard). ok=false when there
+// is no record; a shard out of range holds nothing.
+//
+// The empty key is the smallest key, so after = "" starts at the first key,
+// the empty key included. To keep the last key of a page a valid `after` for
+// the next one, a page never ends on the empty key while more follow.
+func (s *Store) Page(bucket string, shard int, after string, maxBytes int) (entries []Entry, more bool, ok bool) {
+	r := s.rlock(bucket)
+	if r == nil {
+		return nil, false, false
+	}
+	if shard < 0 || shard >= NumShards {
+		r.mu.RUnlock()
+		return nil, false, true
+	}
+	sh := &r.shards[shard]
+	all := make([]Entry, 0, len(sh.entries))
+	for k, e := range sh.entries {
+		if after == "" || k > after {
+			all = append(all, Entry{Key: k, Value: e.value, Version: e.version, Deleted: e.deleted})
+		}
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(all, func(a, b Entry) int { return strings.Compare(a.Key, b.Key) })
+	n, size := 0, 0
+	for n < len(all) {
+		size += len(all[n].Key) + len(all[n].Value) + PageEntryOverhead
+		if n > 0 && size > maxBytes && all[n-1].Key != "" {
+			break
+		}
+		n++
+	}
+	return all[:n:n], n < len(all), true
+}
+
+// Records lists every record's bucket name (existing, dropped and retired),
+// sorted.
+func (s *Store) Records() []string {
 	var names []string
-	s.buckets.Range(func(k, _ any) bool {
+	s.records.Range(func(k, _ any) bool {
 		names = append(names, k.(string))
 		return true
 	})
@@ -177,36 +557,237 @@ func (s *Store) Buckets() []string {
 	return names
 }
 
-// Keys returns the keys of the bucket called name, sorted.
+// Retire marks the copy as being handed off: from now on ApplyCreate,
+// ApplyDrop, ApplyEntry and Merge return ErrRetired. Digest, Page, Meta and
+// the unversioned API still work. Returns false if there is no record.
+func (s *Store) Retire(bucket string) bool {
+	r := s.lock(bucket, false)
+	if r == nil {
+		return false
+	}
+	r.retired = true
+	r.mu.Unlock()
+	return true
+}
+
+// Unretire lets the versioned writes reach the copy again (a hand-off that
+// did not happen).
+func (s *Store) Unretire(bucket string) {
+	if r := s.lock(bucket, false); r != nil {
+		r.retired = false
+		r.mu.Unlock()
+	}
+}
+
+// Retired reports whether the copy is being handed off.
+func (s *Store) Retired(bucket string) bool {
+	r := s.rlock(bucket)
+	if r == nil {
+		return false
+	}
+	defer r.mu.RUnlock()
+	return r.retired
+}
+
+// Remove deletes the record (after its hand-off); a new write later creates
+// a fresh record.
+func (s *Store) Remove(bucket string) {
+	if r := s.lock(bucket, false); r != nil {
+		s.removeLocked(bucket, r)
+		r.mu.Unlock()
+	}
+}
+
+// removeLocked takes r, locked for writing, out of the directory.
+func (s *Store) removeLocked(bucket string, r *record) {
+	r.removed = true
+	r.clear()
+	s.records.CompareAndDelete(bucket, r)
+}
+
+// Collect removes tombstones whose Version < before, and records that are
+// dropped (not existing), hold no entries and whose Dropped < before. It
+// leaves retired records alone (they are being handed off). Returns counts.
+// It runs bucket by bucket and shard by shard, never holding one lock for
+// long.
+func (s *Store) Collect(before Version) (tombstones, records int) {
+	s.records.Range(func(k, v any) bool {
+		name, r := k.(string), v.(*record)
+		for i := range r.shards {
+			r.mu.Lock()
+			if r.removed || r.retired || r.tombstones == 0 {
+				r.mu.Unlock()
+				break
+			}
+			sh := &r.shards[i]
+			for key, e := range sh.entries {
+				if e.deleted && e.version < before {
+					r.forget(sh, key, e)
+					delete(sh.entries, key)
+					tombstones++
+				}
+			}
+			if len(sh.entries) == 0 {
+				sh.entries = nil
+			}
+			r.mu.Unlock()
+		}
+		r.mu.Lock()
+		if !r.removed && !r.retired && !r.meta.Exists() && r.live+r.tombstones == 0 && r.meta.Dropped < before {
+			s.removeLocked(name, r)
+			records++
+		}
+		r.mu.Unlock()
+		return true
+	})
+	return tombstones, records
+}
+
+// Stats counts records, live keys, tombstones and approximate bytes. While
+// the store changes it is not a snapshot of one instant.
+func (s *Store) Stats() StoreStats {
+	var st StoreStats
+	s.records.Range(func(_, v any) bool {
+		r := v.(*record)
+		r.mu.RLock()
+		if !r.removed {
+			st.Records++
+			if r.meta.Exists() {
+				st.Buckets++
+			}
+			st.Keys += r.live
+			st.Tombstones += r.tombstones
+			st.Bytes += r.bytes
+		}
+		r.mu.RUnlock()
+		return true
+	})
+	return st
+}
+
+// --- unversioned API ---
+
+// Create makes an empty bucket called name. Creating a bucket that exists
+// is not an error and keeps its contents. It ignores retirement.
+func (s *Store) Create(name string) error {
+	if name == "" {
+		return emptyName()
+	}
+	r := s.lock(name, true)
+	defer r.mu.Unlock()
+	if !r.meta.Exists() {
+		// The clock is past every version this store applied, Dropped
+		// included, so the bucket exists afterwards.
+		r.applyMeta(BucketMeta{Created: s.clock.Now()})
+	}
+	return nil
+}
+
+// Drop removes the bucket called name and all its keys.
+func (s *Store) Drop(name string) error {
+	r := s.lock(name, false)
+	if r == nil {
+		return notFound(name)
+	}
+	defer r.mu.Unlock()
+	if !r.meta.Exists() {
+		return notFound(name)
+	}
+	r.applyMeta(BucketMeta{Dropped: s.clock.Now()})
+	return nil
+}
+
+// Put sets key to value in the bucket called name.
+func (s *Store) Put(name, key, value string) error {
+	r := s.lock(name, false)
+	if r == nil {
+		return notFound(name)
+	}
+	defer r.mu.Unlock()
+	if !r.meta.Exists() {
+		return notFound(name)
+	}
+	r.applyEntry(key, cell{value: value, version: s.clock.Now()})
+	return nil
+}
+
+// Get returns the value of key in the bucket called name. A missing or
+// deleted key is ErrKeyNotFound; a missing bucket is ErrBucketNotFound.
+func (s *Store) Get(name, key string) (string, error) {
+	r, err := s.rlockExisting(name)
+	if err != nil {
+		return "", err
+	}
+	e, ok := r.shards[ShardOf(key)].entries[key]
+	r.mu.RUnlock()
+	if !ok || e.deleted {
+		return "", ErrKeyNotFound
+	}
+	return e.value, nil
+}
+
+// Delete removes key from the bucket called name, leaving a tombstone.
+// Removing a missing key is not an error (and writes nothing).
+func (s *Store) Delete(name, key string) error {
+	r := s.lock(name, false)
+	if r == nil {
+		return notFound(name)
+	}
+	defer r.mu.Unlock()
+	if !r.meta.Exists() {
+		return notFound(name)
+	}
+	if e, ok := r.shards[ShardOf(key)].entries[key]; ok && !e.deleted {
+		r.applyEntry(key, cell{version: s.clock.Now(), deleted: true})
+	}
+	return nil
+}
+
+// Buckets returns the names of all existing buckets, sorted. While buckets
+// are being created and dropped it is not a snapshot of one instant: a
+// bucket created or dropped during the call may or may not be listed.
+func (s *Store) Buckets() []string {
+	var names []string
+	s.records.Range(func(k, v any) bool {
+		r := v.(*record)
+		r.mu.RLock()
+		exists := !r.removed && r.meta.Exists()
+		r.mu.RUnlock()
+		if exists {
+			names = append(names, k.(string))
+		}
+		return true
+	})
+	slices.Sort(names)
+	return names
+}
+
+// Keys returns the live keys of the bucket called name, sorted.
 func (s *Store) Keys(name string) ([]string, error) {
-	b := s.lookup(name)
-	if b == nil {
-		return nil, notFound(name)
+	r, err := s.rlockExisting(name)
+	if err != nil {
+		return nil, err
 	}
-	b.mu.RLock()
-	if b.dropped {
-		b.mu.RUnlock()
-		return nil, notFound(name)
+	keys := make([]string, 0, r.live)
+	for i := range r.shards {
+		for k, e := range r.shards[i].entries {
+			if !e.deleted {
+				keys = append(keys, k)
+			}
+		}
 	}
-	keys := make([]string, 0, len(b.data))
-	for k := range b.data {
-		keys = append(keys, k)
-	}
-	b.mu.RUnlock()
+	r.mu.RUnlock()
 	slices.Sort(keys)
 	return keys, nil
 }
 
-// Len returns the number of keys in the bucket called name.
+// Len returns the number of live keys in the bucket called name.
 func (s *Store) Len(name string) (int, error) {
-	b := s.lookup(name)
-	if b == nil {
-		return 0, notFound(name)
+	r, err := s.rlockExisting(name)
+	if err != nil {
+		return 0, err
 	}
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.dropped {
-		return 0, notFound(name)
-	}
-	return len(b.data), nil
+	n := r.live
+	r.mu.RUnlock()
+	return n, nil
 }
