@@ -44,9 +44,16 @@ const (
 	DefaultDeadAfter      = 3 * time.Second
 	DefaultForwardTimeout = 3 * time.Second
 	DefaultMaxHops        = 2
+	DefaultReplicas       = 2
+	DefaultSyncInterval   = 30 * time.Second
+	DefaultTombstoneGrace = 10 * time.Minute
 	defaultForgetAfter    = 10 * time.Minute
 	maxJoinBackoff        = 10 * time.Second
 	leaveTimeout          = time.Second
+	// leftSourceWindow is how long a member that left is still asked for
+	// its copies (it hands them off before it exits).
+	leftSourceWindow = time.Minute
+	maxReplicas      = 16
 )
 
 // Config configures a Node. Zero values take the defaults above.
@@ -77,6 +84,25 @@ type Config struct {
 	ForwardTimeout time.Duration
 	// MaxHops is how many times a request may be forwarded in all.
 	MaxHops int
+	// Replicas is how many nodes hold each bucket (its first ring owners);
+	// an acknowledged write survives the loss of Replicas-1 of them.
+	Replicas int
+	// MinMembers, when positive, makes the node refuse writes with
+	// ErrUnavailable while it sees fewer members (itself included), so
+	// that the minority side of a partition takes no writes.
+	MinMembers int
+	// WriteTimeout bounds the replication of a write: an owner that does
+	// not answer is retried until it answers or is declared dead. The
+	// default is DeadAfter plus ForwardTimeout.
+	WriteTimeout time.Duration
+	// SyncInterval is how often copies are compared with the other
+	// owners' when nothing else triggers it (anti-entropy); every change
+	// of membership triggers it at once.
+	SyncInterval time.Duration
+	// TombstoneGrace is how long deleted keys and dropped buckets are
+	// remembered, so that an older copy merged later cannot bring them
+	// back. A copy cut off for longer than this (a partition) may.
+	TombstoneGrace time.Duration
 	// Logger receives membership changes and errors; nil logs nothing.
 	Logger *zap.Logger
 }
@@ -113,6 +139,18 @@ func (c *Config) validate() error {
 	if c.MaxHops == 0 {
 		c.MaxHops = DefaultMaxHops
 	}
+	if c.Replicas == 0 {
+		c.Replicas = DefaultReplicas
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = c.DeadAfter + c.ForwardTimeout
+	}
+	if c.SyncInterval == 0 {
+		c.SyncInterval = DefaultSyncInterval
+	}
+	if c.TombstoneGrace == 0 {
+		c.TombstoneGrace = DefaultTombstoneGrace
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -125,6 +163,16 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: forward timeout %v", ErrInvalidConfig, c.ForwardTimeout)
 	case c.MaxHops < 1 || c.MaxHops > 16:
 		return fmt.Errorf("%w: max hops %d not in [1, 16]", ErrInvalidConfig, c.MaxHops)
+	case c.Replicas < 1 || c.Replicas > maxReplicas:
+		return fmt.Errorf("%w: replicas %d not in [1, %d]", ErrInvalidConfig, c.Replicas, maxReplicas)
+	case c.MinMembers < 0:
+		return fmt.Errorf("%w: min members %d", ErrInvalidConfig, c.MinMembers)
+	case c.WriteTimeout < 0:
+		return fmt.Errorf("%w: write timeout %v", ErrInvalidConfig, c.WriteTimeout)
+	case c.SyncInterval < 0:
+		return fmt.Errorf("%w: sync interval %v", ErrInvalidConfig, c.SyncInterval)
+	case c.TombstoneGrace < 0:
+		return fmt.Errorf("%w: tombstone grace %v", ErrInvalidConfig, c.TombstoneGrace)
 	}
 	return nil
 }
@@ -148,8 +196,16 @@ type Node struct {
 
 	scratch sync.Pool // *batchScratch for answering batches
 
-	poke    chan string // peer IDs to probe now (buffered; dropped when full)
-	leaving atomic.Bool // set by Leave: no more probes, pings refused
+	poke    chan string   // peer IDs to probe now (buffered; dropped when full)
+	syncNow chan struct{} // a pass is due (the view changed); buffered, 1
+	leaving atomic.Bool   // set by Leave: out of the ring, no probes, pings refused
+	joined  atomic.Bool   // has reached a member (or was not told to join any)
+
+	seq       [seqStripes]sync.RWMutex // primary's per-bucket write sequencers
+	ready     readiness                // buckets pulled in the current view
+	handoffMu sync.Mutex               // orders retiring, un-retiring and removing copies
+	passMu    sync.Mutex               // one sync pass at a time
+	settled   atomic.Uint64            // epoch of the last pass that left nothing undone
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
@@ -171,11 +227,13 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger,
 		members: make(map[string]*entry),
 		poke:    make(chan string, 64),
+		syncNow: make(chan struct{}, 1),
 		ctx:     ctx,
 		cancel:  cancel,
 	}
 	n.scratch.New = func() any { return new(batchScratch) }
-	n.self = Member{ID: cfg.Transport.ID(), Name: cfg.Name, State: StateAlive, Self: true}
+	n.self = Member{ID: cfg.Transport.ID(), Name: cfg.Name, State: StateAlive, Self: true, Incarnation: newIncarnation()}
+	n.joined.Store(len(cfg.Join) == 0)
 	n.rebuildLocked()
 	return n, nil
 }
@@ -195,8 +253,9 @@ func (n *Node) Start() {
 	n.startOnce.Do(func() {
 		n.self.Addrs = n.cfg.Transport.Addrs()
 		n.cfg.Transport.Serve(n.handle)
-		n.wg.Add(1)
+		n.wg.Add(2)
 		go n.run()
+		go n.syncLoop()
 		if len(n.cfg.Join) > 0 {
 			n.wg.Add(1)
 			go n.join()
@@ -204,14 +263,26 @@ func (n *Node) Start() {
 	})
 }
 
-// Leave tells every alive member that this node is going away, so that
-// they take it out of the ring at once instead of waiting for DeadAfter.
-// From then on the node stops probing and answers no pings; it still
-// serves requests until Close, which the caller should call next.
-func (n *Node) Leave(ctx context.Context) {
+// Leave takes the node out of the cluster without losing data: it leaves
+// its own ring (requests it receives go to the remaining owners), tells
+// every alive member, who take it out of theirs at once instead of waiting
+// for DeadAfter, and then hands every bucket copy it holds to the
+// bucket's owners, returning once all have confirmed or ctx ends. From
+// then on the node stops probing and answers no pings; it still answers
+// peers until Close, which the caller should call next.
+func (n *Node) Leave(ctx context.Context) error {
 	// A node that has said goodbye must not look alive again through its
 	// own probes.
 	n.leaving.Store(true)
+	n.mu.Lock()
+	n.rebuildLocked()
+	n.mu.Unlock()
+	n.sayGoodbye(ctx)
+	return n.handoff(ctx)
+}
+
+// sayGoodbye tells every alive member that this node is leaving.
+func (n *Node) sayGoodbye(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, leaveTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -256,10 +327,10 @@ func (n *Node) Members() []Member {
 	return ms
 }
 
-// Owners returns the nodes that own bucket, first owner first (one node
-// until replication exists).
+// Owners returns the nodes that hold bucket, the primary (which orders
+// its writes and serves its reads) first.
 func (n *Node) Owners(bucket string) ([]Member, error) {
-	return n.view.Load().owners(bucket, 1)
+	return n.view.Load().owners(bucket, n.cfg.Replicas)
 }
 
 // Epoch returns a fingerprint of the membership this node places buckets
@@ -392,9 +463,7 @@ func (n *Node) executeBatch(ctx context.Context, ops []Op, res []Result, errs []
 		}
 		switch {
 		case first.Self:
-			for k := i; k < j; k++ {
-				res[k], errs[k] = n.cfg.Store.Execute(ctx, ops[k])
-			}
+			n.executeOwned(ctx, ops[i:j], res[i:j], errs[i:j])
 		case j-i == 1:
 			res[i], errs[i] = n.route(ctx, ops[i], hops)
 		default:
@@ -420,7 +489,7 @@ func (n *Node) forwardBatch(ctx context.Context, epoch uint64, m Member, ops []O
 		fail(err)
 		return
 	}
-	reply, err := n.call(ctx, m, req)
+	reply, err := n.call(ctx, m, req, n.forwardTimeout())
 	if err != nil {
 		fail(err)
 		return
@@ -440,7 +509,7 @@ func (n *Node) route(ctx context.Context, op Op, hops int) (Result, error) {
 	}
 	owner := owners[0]
 	if owner.Self {
-		return n.cfg.Store.Execute(ctx, op)
+		return n.executeOne(ctx, op)
 	}
 	if hops <= 0 {
 		return Result{}, ErrNoRoute
@@ -449,17 +518,23 @@ func (n *Node) route(ctx context.Context, op Op, hops int) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	reply, err := n.call(ctx, owner, req)
+	reply, err := n.call(ctx, owner, req, n.forwardTimeout())
 	if err != nil {
 		return Result{}, err
 	}
 	return decodeReply(reply)
 }
 
-// call sends req to m within ForwardTimeout; a failure is an
-// UnreachableError naming m.
-func (n *Node) call(ctx context.Context, m Member, req []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.ForwardTimeout)
+// forwardTimeout bounds a request forwarded to its primary, which may
+// have to pull the bucket and replicate a write first.
+func (n *Node) forwardTimeout() time.Duration {
+	return n.cfg.ForwardTimeout + n.cfg.WriteTimeout
+}
+
+// call sends req to m within timeout; a failure is an UnreachableError
+// naming m.
+func (n *Node) call(ctx context.Context, m Member, req []byte, timeout time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	reply, err := n.cfg.Transport.Call(ctx, m.ID, req)
 	if err != nil {
@@ -489,7 +564,7 @@ func (n *Node) gatherBuckets(ctx context.Context) (Result, error) {
 			continue
 		}
 		wg.Go(func() {
-			reply, err := n.call(ctx, m, []byte{msgBuckets})
+			reply, err := n.call(ctx, m, []byte{msgBuckets}, n.cfg.ForwardTimeout)
 			var res Result
 			if err == nil {
 				res, err = decodeReply(reply)
@@ -567,6 +642,8 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 	case msgLeave:
 		n.left(from)
 		return nil, nil
+	case msgReplicate, msgDigest, msgPage, msgMerge, msgSums:
+		return n.handleSync(from, req[0], req[1:])
 	}
 	return nil, fmt.Errorf("%w: unknown message type %d", ErrCorruptOp, req[0])
 }

@@ -103,6 +103,7 @@ func startMemNode(t *testing.T, net *memNet, name string, p ring.Placement, join
 		ProbeInterval:  20 * time.Millisecond,
 		DeadAfter:      200 * time.Millisecond,
 		ForwardTimeout: 100 * time.Millisecond,
+		Replicas:       1, // these tests check routing; replication_test.go checks copies
 	})
 	if err != nil {
 		t.Fatal(err)

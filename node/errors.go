@@ -32,6 +32,10 @@ var (
 	ErrInvalidConfig = errors.New("node: invalid configuration")
 	// ErrClusterMismatch: a peer belongs to another cluster.
 	ErrClusterMismatch = errors.New("node: peer belongs to another cluster")
+	// ErrUnavailable: the node refuses the request because it cannot
+	// serve it safely: it sees fewer members than Config.MinMembers (for a
+	// write), or it has not joined its cluster yet.
+	ErrUnavailable = errors.New("node: cluster unavailable")
 )
 
 // UnreachableError says which node could not be reached. It wraps

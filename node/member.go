@@ -2,6 +2,9 @@ package node
 
 import (
 	"cmp"
+	"context"
+	"encoding/binary"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -48,7 +51,13 @@ type Member struct {
 	Addrs []string // where its peer-to-peer port listens (multiaddrs)
 	State State
 	Self  bool // this node
+	// Incarnation is chosen at random each time the node starts, so that a
+	// node restarted with the same identity (and an empty store) changes
+	// the view and gets its copies back.
+	Incarnation uint64
 }
+
+func newIncarnation() uint64 { return rand.Uint64() | 1 }
 
 // line formats m for NODES: name, peer ID, addresses, state.
 func (m Member) line() string {
@@ -84,6 +93,10 @@ type view struct {
 	err    error             // why the ring is nil
 	byKey  map[string]Member // ring member key -> member
 	byName bool              // ring keys are node names, not peer IDs
+	// replaced is done when a newer view replaces this one (a context, so
+	// that calls can end with it through context.AfterFunc).
+	replaced     context.Context
+	markReplaced context.CancelFunc
 }
 
 // owners returns the first n owners of bucket.
@@ -108,6 +121,7 @@ func (v *view) owners(bucket string, n int) ([]Member, error) {
 func buildView(p ring.Placement, byName bool, alive []Member) *view {
 	slices.SortFunc(alive, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
 	v := &view{byKey: make(map[string]Member, len(alive)), byName: byName}
+	v.replaced, v.markReplaced = context.WithCancel(context.Background())
 	keys := make([]string, 0, len(alive))
 	h := xxhash.New()
 	for _, m := range alive {
@@ -124,6 +138,7 @@ func buildView(p ring.Placement, byName bool, alive []Member) *view {
 		_, _ = h.WriteString("\x00")
 		_, _ = h.WriteString(m.ID)
 		_, _ = h.WriteString("\x00")
+		_, _ = h.Write(binary.BigEndian.AppendUint64(nil, m.Incarnation))
 	}
 	v.epoch = h.Sum64()
 	v.ring, v.err = p.Place(keys)

@@ -150,6 +150,12 @@ func (n *Node) heard(p ping) {
 	}
 	e.lastSeen = now
 	changed := false
+	if e.Incarnation != p.from.Incarnation {
+		// A new entry, or the node restarted: it holds nothing now, so
+		// the view must change for its copies to come back.
+		changed = changed || e.State == StateAlive
+		e.Incarnation = p.from.Incarnation
+	}
 	if e.Name != p.from.Name {
 		// A new entry, or a node restarted under another name: with a
 		// range table the name decides placement.
@@ -206,6 +212,9 @@ func (n *Node) setStateLocked(e *entry, s State, now time.Time) {
 	if s == StateDead {
 		log = n.log.Warn
 	}
+	if s == StateAlive {
+		n.joined.Store(true)
+	}
 	log("member "+s.String(), zap.String("name", e.Name), zap.String("peer", e.ID), zap.Stringer("was", e.State))
 	e.State = s
 	e.since = now
@@ -213,7 +222,10 @@ func (n *Node) setStateLocked(e *entry, s State, now time.Time) {
 
 // rebuildLocked places buckets on the alive members and publishes the view.
 func (n *Node) rebuildLocked() {
-	alive := []Member{n.self}
+	var alive []Member
+	if !n.leaving.Load() {
+		alive = append(alive, n.self)
+	}
 	for _, e := range n.members {
 		if e.State == StateAlive {
 			alive = append(alive, e.Member)
@@ -229,7 +241,12 @@ func (n *Node) rebuildLocked() {
 	}
 	n.view.Store(v)
 	if old != nil {
+		old.markReplaced()
 		n.log.Info("ring changed", zap.Int("members", len(v.byKey)), zap.Uint64("epoch", v.epoch))
+	}
+	select {
+	case n.syncNow <- struct{}{}:
+	default:
 	}
 }
 

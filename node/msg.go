@@ -12,8 +12,9 @@ import (
 // Messages between nodes. The transport carries opaque request and reply
 // payloads; a request's first byte says what it is:
 //
-//	msgPing:    cluster string, sender member, member list
-//	            reply: cluster string, replier member, member list
+//	msgPing:    cluster string, sender member, its incarnation (8 bytes,
+//	            big endian), member list
+//	            reply: cluster string, replier member, incarnation, member list
 //	msgOp:      epoch uint64 (8 bytes, big endian), hops byte, Op (codec.go)
 //	            reply: a reply (below)
 //	msgBuckets: nothing; reply: a reply whose Result lists local buckets
@@ -46,6 +47,8 @@ const (
 	codeNoOwner     byte = 4 // ring.ErrNoOwner
 	codeUnreachable byte = 5 // *UnreachableError; the message is the node's name
 	codeNoRoute     byte = 6 // ErrNoRoute
+	codeUnavailable byte = 7 // ErrUnavailable
+	codeRetired     byte = 8 // ErrRetired
 )
 
 // ping is the body of msgPing and of its reply.
@@ -90,6 +93,7 @@ func (d *decoder) count() uint64 {
 func (p ping) append(b []byte) []byte {
 	b = appendString(b, p.cluster)
 	b = appendMember(b, p.from)
+	b = appendU64(b, p.from.Incarnation)
 	b = binary.AppendUvarint(b, uint64(len(p.members)))
 	for _, m := range p.members {
 		b = appendMember(b, m)
@@ -100,6 +104,7 @@ func (p ping) append(b []byte) []byte {
 func decodePing(b []byte) (ping, error) {
 	d := decoder{buf: b}
 	p := ping{cluster: d.string(), from: d.member()}
+	p.from.Incarnation = d.u64()
 	if n := d.count(); n > 0 {
 		p.members = make([]Member, 0, n)
 		for range n {
@@ -266,6 +271,10 @@ func appendReply(b []byte, res Result, err error) []byte {
 		code = codeNoOwner
 	case errors.Is(err, ErrNoRoute):
 		code = codeNoRoute
+	case errors.Is(err, ErrUnavailable):
+		code = codeUnavailable
+	case errors.Is(err, ErrRetired):
+		code = codeRetired
 	}
 	b = append(b, 1, code)
 	return appendString(b, msg)
@@ -302,6 +311,10 @@ func decodeReply(b []byte) (Result, error) {
 		sentinel = ring.ErrNoOwner
 	case codeNoRoute:
 		sentinel = ErrNoRoute
+	case codeUnavailable:
+		sentinel = ErrUnavailable
+	case codeRetired:
+		sentinel = ErrRetired
 	default:
 		return Result{}, &RemoteError{Msg: msg}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -37,6 +38,9 @@ type options struct {
 	deadAfter     time.Duration
 	leakCheck     bool
 	logLevel      zapcore.Level
+	replicas      int
+	minMembers    int
+	syncInterval  time.Duration
 }
 
 // WithRanges places buckets with the letter-range table spec (for example
@@ -68,6 +72,18 @@ func WithFailureDetection(probe, deadAfter time.Duration) Option {
 	return func(o *options) { o.probeInterval, o.deadAfter = probe, deadAfter }
 }
 
+// WithReplicas sets how many nodes hold each bucket (node.Config.Replicas;
+// the default is node.DefaultReplicas).
+func WithReplicas(n int) Option { return func(o *options) { o.replicas = n } }
+
+// WithMinMembers makes nodes refuse writes while they see fewer than k
+// members (node.Config.MinMembers).
+func WithMinMembers(k int) Option { return func(o *options) { o.minMembers = k } }
+
+// WithSyncInterval sets how often nodes compare their copies when nothing
+// changes (node.Config.SyncInterval).
+func WithSyncInterval(d time.Duration) Option { return func(o *options) { o.syncInterval = d } }
+
 // WithoutLeakCheck skips the goroutine-leak check at cleanup, for tests
 // that run in parallel with others (the check sees their goroutines too).
 func WithoutLeakCheck() Option { return func(o *options) { o.leakCheck = false } }
@@ -93,6 +109,7 @@ type instance struct {
 	identity crypto.PrivKey
 
 	tr      *p2p.Transport
+	gater   *p2p.Gater
 	node    *node.Node
 	srv     *textproto.Server
 	addr    string        // the text server's address
@@ -256,9 +273,14 @@ func (c *Cluster) add(via int) int {
 func (c *Cluster) start(in *instance, join []string) {
 	c.t.Helper()
 	log := zaptest.NewLogger(c.t, zaptest.Level(c.opts.logLevel)).Named(in.name)
+	gater := p2p.NewGater()
 	tr, err := p2p.NewTransport(p2p.TransportConfig{
-		Host:   p2p.HostConfig{Identity: in.identity, PSK: c.opts.psk},
+		Host: p2p.HostConfig{Identity: in.identity, PSK: c.opts.psk},
+		// The node bounds every call itself; a write may wait for a
+		// dead replica to be declared dead.
+		RPC:    p2p.RPCConfig{CallTimeout: time.Minute},
 		Logger: log,
+		Gater:  gater,
 	})
 	if err != nil {
 		c.t.Fatalf("testcluster: host for %s: %v", in.name, err)
@@ -270,6 +292,9 @@ func (c *Cluster) start(in *instance, join []string) {
 		Join:          join,
 		ProbeInterval: c.opts.probeInterval,
 		DeadAfter:     c.opts.deadAfter,
+		Replicas:      c.opts.replicas,
+		MinMembers:    c.opts.minMembers,
+		SyncInterval:  c.opts.syncInterval,
 		Logger:        log,
 	})
 	if err != nil {
@@ -295,7 +320,7 @@ func (c *Cluster) start(in *instance, join []string) {
 		}
 	}()
 	c.mu.Lock()
-	in.tr, in.node, in.srv, in.addr, in.served, in.up = tr, nd, srv, l.Addr().String(), served, true
+	in.tr, in.gater, in.node, in.srv, in.addr, in.served, in.up = tr, gater, nd, srv, l.Addr().String(), served, true
 	c.mu.Unlock()
 }
 
@@ -306,8 +331,10 @@ func (c *Cluster) Kill(i int) {
 	c.stop(c.inst(i), false)
 }
 
-// Stop stops node i gracefully: it tells the others it is leaving first.
-func (c *Cluster) Stop(i int) {
+// Leave stops node i gracefully, as SIGTERM does: it tells the others it
+// is leaving and hands its buckets off before it stops. The test fails if
+// the hand-off does not finish within WaitTimeout.
+func (c *Cluster) Leave(i int) {
 	c.t.Helper()
 	c.stop(c.inst(i), true)
 }
@@ -326,7 +353,12 @@ func (c *Cluster) stop(in *instance, leave bool) {
 		_ = cl.Close()
 	}
 	if leave {
-		in.node.Leave(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), WaitTimeout)
+		err := in.node.Leave(ctx)
+		cancel()
+		if err != nil {
+			c.t.Errorf("testcluster: %s leaving: %v", in.name, err)
+		}
 	}
 	_ = in.srv.Close()
 	<-in.served
@@ -423,4 +455,149 @@ func (c *Cluster) closeAll() {
 		wg.Go(func() { c.stop(in, false) })
 	}
 	wg.Wait()
+}
+
+// Partition cuts the network between groups of nodes: each node keeps
+// talking to the nodes of its own group only, and a running node that no
+// group lists is cut off from every other. It uses the real hosts: each
+// node's connection gater refuses the peers outside its group, and the
+// connections to them are closed. Clients still reach every node's text
+// server. Heal undoes it.
+func (c *Cluster) Partition(groups ...[]int) {
+	c.t.Helper()
+	c.mu.Lock()
+	nodes := slices.Clone(c.nodes)
+	c.mu.Unlock()
+	group := make(map[int]int) // node -> its group
+	for g, members := range groups {
+		for _, i := range members {
+			if i < 0 || i >= len(nodes) {
+				c.t.Fatalf("testcluster: partition names node %d; the cluster has %d", i, len(nodes))
+			}
+			group[i] = g
+		}
+	}
+	for i, in := range nodes {
+		c.mu.Lock()
+		up, tr := in.up, in.tr
+		c.mu.Unlock()
+		if !up {
+			continue
+		}
+		gi, listed := group[i]
+		var block []string
+		for j, other := range nodes {
+			if j == i {
+				continue
+			}
+			if gj, ok := group[j]; !listed || !ok || gj != gi {
+				block = append(block, c.peerID(other))
+			}
+		}
+		if err := tr.Block(block); err != nil {
+			c.t.Fatalf("testcluster: partition %s: %v", in.name, err)
+		}
+	}
+}
+
+// Heal restores the network between all nodes.
+func (c *Cluster) Heal() {
+	c.t.Helper()
+	c.mu.Lock()
+	nodes := slices.Clone(c.nodes)
+	c.mu.Unlock()
+	for _, in := range nodes {
+		c.mu.Lock()
+		up, tr := in.up, in.tr
+		c.mu.Unlock()
+		if up {
+			tr.UnblockAll()
+		}
+	}
+}
+
+func (c *Cluster) peerID(in *instance) string {
+	c.t.Helper()
+	id, err := peer.IDFromPrivateKey(in.identity)
+	if err != nil {
+		c.t.Fatalf("testcluster: peer ID of %s: %v", in.name, err)
+	}
+	return id.String()
+}
+
+// WaitReplicated waits until the cluster has converged and every bucket
+// copy is where the ring puts it: each running node holds only buckets it
+// owns, and every owner of a bucket holds an identical copy.
+func (c *Cluster) WaitReplicated() {
+	c.t.Helper()
+	c.WaitConverged()
+	c.WaitFor("every bucket to have all its copies", c.replicated)
+}
+
+// replicated reports the first bucket that is not fully replicated.
+func (c *Cluster) replicated() error {
+	c.mu.Lock()
+	byID := make(map[string]*node.Node)
+	var nodes []*node.Node
+	for _, in := range c.nodes {
+		if in.up {
+			byID[in.node.ID()] = in.node
+			nodes = append(nodes, in.node)
+		}
+	}
+	c.mu.Unlock()
+	for _, nd := range nodes {
+		s := nd.Store()
+		for _, b := range s.Records() {
+			owners, err := nd.Owners(b)
+			if err != nil {
+				return fmt.Errorf("%s: bucket %q: %v", nd.Name(), b, err)
+			}
+			mine, ok := s.Digest(b)
+			if !ok {
+				continue // removed meanwhile
+			}
+			own := false
+			for _, m := range owners {
+				if m.ID == nd.ID() {
+					own = true
+					continue
+				}
+				other := byID[m.ID]
+				if other == nil {
+					return fmt.Errorf("bucket %q: owner %s is not running", b, m.Name)
+				}
+				theirs, ok := other.Store().Digest(b)
+				if !ok {
+					return fmt.Errorf("bucket %q: owner %s has no copy (%s has)", b, m.Name, nd.Name())
+				}
+				if theirs.Sum() != mine.Sum() {
+					return fmt.Errorf("bucket %q: copies on %s and %s differ", b, nd.Name(), m.Name)
+				}
+			}
+			if !own {
+				return fmt.Errorf("%s still holds bucket %q, owned by others", nd.Name(), b)
+			}
+		}
+	}
+	return nil
+}
+
+// WaitSettled waits until the cluster has converged and every node has
+// moved its copies where the current view wants them (node.Settled).
+// Unlike WaitReplicated it does not compare copies, so it holds while
+// clients keep writing.
+func (c *Cluster) WaitSettled() {
+	c.t.Helper()
+	c.WaitConverged()
+	c.WaitFor("every node to settle its copies", func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, in := range c.nodes {
+			if in.up && !in.node.Settled() {
+				return fmt.Errorf("%s has copies to move", in.name)
+			}
+		}
+		return nil
+	})
 }

@@ -39,7 +39,8 @@ func holders(c *testcluster.Cluster, bucket string) []string {
 
 // TestOriginalDistributed rebuilds the original's distributed test: four
 // nodes named after their letter ranges; "hello" lives on h-n and "world"
-// on v-z, and both are reached through every node's client port.
+// on v-z, and both are reached through every node's client port. With two
+// replicas, the next range's node holds a copy too.
 func TestOriginalDistributed(t *testing.T) {
 	c := testcluster.New(t, 4, testcluster.WithRanges(original))
 	ctx := ctxT(t)
@@ -51,11 +52,11 @@ func TestOriginalDistributed(t *testing.T) {
 	if err := c.Client(2).Create(ctx, "world"); err != nil {
 		t.Fatal(err)
 	}
-	if got := holders(c, "hello"); !slices.Equal(got, []string{"h-n"}) {
-		t.Errorf("hello is held by %v, want [h-n]", got)
+	if got := holders(c, "hello"); !slices.Equal(got, []string{"h-n", "o-u"}) {
+		t.Errorf("hello is held by %v, want [h-n o-u]", got)
 	}
-	if got := holders(c, "world"); !slices.Equal(got, []string{"v-z"}) {
-		t.Errorf("world is held by %v, want [v-z]", got)
+	if got := holders(c, "world"); !slices.Equal(got, []string{"a-g", "v-z"}) {
+		t.Errorf("world is held by %v, want [a-g v-z]", got)
 	}
 	for i := range 4 {
 		cl := c.Client(i)
@@ -77,7 +78,7 @@ func TestOriginalDistributed(t *testing.T) {
 			}
 		}
 		owner, err := cl.Owner(ctx, "hello")
-		if err != nil || len(owner) != 1 || !strings.HasPrefix(owner[0], "h-n ") {
+		if err != nil || len(owner) != 2 || !strings.HasPrefix(owner[0], "h-n ") || !strings.HasPrefix(owner[1], "o-u ") {
 			t.Errorf("OWNER hello through %s = %q, %v", c.Name(i), owner, err)
 		}
 	}
@@ -90,13 +91,13 @@ func TestOriginalDistributed(t *testing.T) {
 }
 
 // TestTranscriptOnEveryNode plays PROTOCOL.md's transcript through every
-// node's client port; "shopping" lives on o-u.
+// node's client port; "shopping" lives on o-u, with a copy on v-z.
 func TestTranscriptOnEveryNode(t *testing.T) {
 	c := testcluster.New(t, 4, testcluster.WithRanges(original))
 	ctx := ctxT(t)
 	for i := range 4 {
 		prototest.RunTranscript(t, c.Addr(i))
-		if got := holders(c, "shopping"); !slices.Equal(got, []string{"o-u"}) {
+		if got := holders(c, "shopping"); !slices.Equal(got, []string{"o-u", "v-z"}) {
 			t.Errorf("after the transcript through %s, shopping is held by %v", c.Name(i), got)
 		}
 		if err := c.Client(i).Drop(ctx, "shopping"); err != nil {
@@ -124,13 +125,16 @@ func TestPipelinedTranscriptOnEveryNode(t *testing.T) {
 		if line := raw.Line(); !strings.HasPrefix(line, "h-n ") {
 			t.Fatalf("OWNER hello through %s = %q", c.Name(i), line)
 		}
+		if line := raw.Line(); !strings.HasPrefix(line, "o-u ") {
+			t.Fatalf("OWNER hello through %s, second line = %q", c.Name(i), line)
+		}
 		raw.Expect("OK\r\nOK\r\nOK\r\n")
 	}
 }
 
 // TestConsistentHashEveryBucketEverywhere: with the consistent-hash ring on
-// eight nodes, each bucket lives on exactly the node OWNER names, and is
-// reachable through every node.
+// eight nodes, each bucket lives on exactly the two nodes OWNER names, and
+// is reachable through every node.
 func TestConsistentHashEveryBucketEverywhere(t *testing.T) {
 	const nodes, buckets = 8, 40
 	c := testcluster.New(t, nodes)
@@ -153,6 +157,9 @@ func TestConsistentHashEveryBucketEverywhere(t *testing.T) {
 	for b := range buckets {
 		name := fmt.Sprintf("bucket-%d", b)
 		held := holders(c, name)
+		if len(held) != 2 {
+			t.Fatalf("%s is held by %v, want two nodes", name, held)
+		}
 		used[held[0]] = true
 		for i, cl := range clients {
 			got, err := cl.Get(ctx, name, "k")
@@ -160,7 +167,12 @@ func TestConsistentHashEveryBucketEverywhere(t *testing.T) {
 				t.Fatalf("GET %s k through node %d = %q, %v", name, i, got, err)
 			}
 			owner, err := cl.Owner(ctx, name)
-			if err != nil || len(owner) != 1 || !strings.HasPrefix(owner[0], held[0]+" ") {
+			var names []string
+			for _, l := range owner {
+				names = append(names, strings.Fields(l)[0])
+			}
+			slices.Sort(names)
+			if err != nil || !slices.Equal(names, held) {
 				t.Fatalf("OWNER %s through node %d = %q, %v; held by %v", name, i, owner, err, held)
 			}
 		}
@@ -198,8 +210,8 @@ func TestJoinThroughAnyNode(t *testing.T) {
 }
 
 // TestKilledOwner: a killed owner first gives a clear error, then, once the
-// others notice, its buckets are served by the ring's next owner (empty:
-// nothing is replicated yet).
+// others notice, its buckets are served, with their data, by the copy on
+// the ring's next owner, and a new second copy is made.
 func TestKilledOwner(t *testing.T) {
 	c := testcluster.New(t, 4, testcluster.WithRanges(original))
 	ctx := ctxT(t)
@@ -207,26 +219,26 @@ func TestKilledOwner(t *testing.T) {
 	if err := cl.Create(ctx, "hello"); err != nil {
 		t.Fatal(err)
 	}
+	if err := cl.Put(ctx, "hello", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
 	c.Kill(1) // h-n
 	raw := prototest.Dial(t, c.Addr(0))
 	raw.Send("GET hello k\r\n")
 	raw.Expect("ERROR node h-n unreachable\r\n")
-	_, err := cl.Get(ctx, "hello", "k")
+	got, err := cl.Get(ctx, "hello", "k")
 	if ue := (*node.UnreachableError)(nil); !errors.As(err, &ue) || ue.Node != "h-n" {
 		// The failure detector may already have acted; then the next
 		// owner answers.
-		if !errors.Is(err, node.ErrBucketNotFound) {
-			t.Fatalf("GET through the client after the kill: %v", err)
+		if err != nil || got != "v" {
+			t.Fatalf("GET through the client after the kill: %q, %v", got, err)
 		}
 	}
-	c.WaitConverged()
+	c.WaitReplicated()
 	raw.Send("GET hello k\r\n")
-	raw.Expect("NOT FOUND\r\n")
-	if err := cl.Create(ctx, "hello"); err != nil {
-		t.Fatal(err)
-	}
-	if got := holders(c, "hello"); !slices.Equal(got, []string{"o-u"}) {
-		t.Errorf("with h-n gone, hello is held by %v, want [o-u]", got)
+	raw.Expect("v\r\nOK\r\n")
+	if got := holders(c, "hello"); !slices.Equal(got, []string{"o-u", "v-z"}) {
+		t.Errorf("with h-n gone, hello is held by %v, want [o-u v-z]", got)
 	}
 
 	// Back with the same identity, h-n owns its range again.
@@ -236,15 +248,24 @@ func TestKilledOwner(t *testing.T) {
 		t.Errorf("restarted node has peer ID %s, want %s", c.Node(1).ID(), id)
 	}
 	owner, err := c.Client(3).Owner(ctx, "hello")
-	if err != nil || len(owner) != 1 || owner[0] != "h-n "+id {
+	if err != nil || len(owner) != 2 || owner[0] != "h-n "+id {
 		t.Errorf("OWNER hello after the restart = %q, %v", owner, err)
+	}
+	// ...and it has caught up: it serves hello's data, and o-u's copy is
+	// the second one again (v-z's was handed back and removed).
+	if got, err := c.Client(1).Get(ctx, "hello", "k"); err != nil || got != "v" {
+		t.Errorf("GET hello k through the restarted h-n = %q, %v", got, err)
+	}
+	c.WaitReplicated()
+	if got := holders(c, "hello"); !slices.Equal(got, []string{"h-n", "o-u"}) {
+		t.Errorf("after the restart, hello is held by %v, want [h-n o-u]", got)
 	}
 }
 
 // TestGracefulStop: a node that leaves is out of the ring at once.
 func TestGracefulStop(t *testing.T) {
 	c := testcluster.New(t, 3, testcluster.WithFailureDetection(time.Second, time.Hour))
-	c.Stop(2)
+	c.Leave(2)
 	// With an hour before a silent node is dead, only the goodbye can
 	// have taken it out of the ring.
 	c.WaitConverged()
@@ -291,9 +312,11 @@ func TestOwnerErrors(t *testing.T) {
 	raw.Send("OWNER\r\n")
 	raw.Expect("ERROR usage: OWNER <bucket>\r\n")
 	raw.Send("OWNER zoo\r\n")
-	line := raw.Line()
-	if !strings.HasPrefix(line, "right ") {
+	if line := raw.Line(); !strings.HasPrefix(line, "right ") {
 		t.Errorf("OWNER zoo = %q", line)
+	}
+	if line := raw.Line(); !strings.HasPrefix(line, "left ") {
+		t.Errorf("OWNER zoo, second line = %q", line)
 	}
 	raw.Expect("OK\r\n")
 	_, err := c.Client(1).Owner(ctxT(t), "9lives")

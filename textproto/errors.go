@@ -62,6 +62,7 @@ func errorReplies() []struct {
 		{ErrInvalidPassword, errorPrefix + "invalid password"},
 		{ErrIdleTimeout, errorPrefix + "idle timeout"},
 		{node.ErrNoRoute, errorPrefix + "cluster membership is changing, retry"},
+		{node.ErrUnavailable, errorPrefix + "cluster unavailable"},
 	}
 }
 

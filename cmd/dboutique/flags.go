@@ -44,6 +44,12 @@ type config struct {
 	identity  string        // identity key file; empty: a new identity each start
 	pskFile   string        // cluster key file; empty: public network
 	deadAfter time.Duration // silence after which a member leaves the ring
+
+	// Replication flags.
+	replicas       int           // nodes holding each bucket
+	minMembers     int           // fewer members seen: refuse writes; 0: never
+	leaveTimeout   time.Duration // how long SIGTERM's hand-off may take
+	tombstoneGrace time.Duration // how long deletes are remembered
 }
 
 func defaultConfig() config {
@@ -57,6 +63,10 @@ func defaultConfig() config {
 		cluster:     node.DefaultCluster,
 		p2pListen:   []string{defaultP2PListen},
 		deadAfter:   node.DefaultDeadAfter,
+
+		replicas:       node.DefaultReplicas,
+		leaveTimeout:   time.Minute,
+		tombstoneGrace: node.DefaultTombstoneGrace,
 	}
 }
 
@@ -154,6 +164,20 @@ func flagSpecs(cfg *config) []flagSpec {
 			"ring and serve its buckets elsewhere (500ms to 10m). Members are probed\n" +
 			"six times in this period. A node stopped by a signal leaves at once.",
 			&boundedDurationValue{&cfg.deadAfter, 500 * time.Millisecond, 10 * time.Minute}},
+		{"replicas", "N", "How many nodes hold each bucket (1 to 16). A write is acknowledged once\n" +
+			"every live holder has it, so it survives the loss of N-1 nodes.",
+			&intValue{&cfg.replicas, 1, 16}},
+		{"min-members", "K", "Refuse writes (\"ERROR cluster unavailable\") while this node sees fewer\n" +
+			"than K members, itself included; with K a majority, the smaller side of a\n" +
+			"network partition takes no writes. 0, the default, never refuses.",
+			&intValue{&cfg.minMembers, 0, 1 << 16}},
+		{"leave-timeout", "DURATION", "On SIGTERM the node hands its buckets to the other nodes before it\n" +
+			"exits; this bounds how long that may take (1s to 1h).",
+			&boundedDurationValue{&cfg.leaveTimeout, time.Second, time.Hour}},
+		{"tombstone-grace", "DURATION", "How long deleted keys and dropped buckets are remembered, so that an\n" +
+			"older copy merged later cannot bring them back (1m to 720h). A node cut\n" +
+			"off from the others for longer than this may bring them back when it returns.",
+			&boundedDurationValue{&cfg.tombstoneGrace, time.Minute, 720 * time.Hour}},
 	}
 }
 

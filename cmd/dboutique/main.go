@@ -130,7 +130,10 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 	}
 
 	tr, err := p2p.NewTransport(p2p.TransportConfig{
-		Host:   p2p.HostConfig{ListenAddrs: cfg.p2pListen, Identity: identity, PSK: psk},
+		Host: p2p.HostConfig{ListenAddrs: cfg.p2pListen, Identity: identity, PSK: psk},
+		// The node bounds each call itself: a write may wait for a dead
+		// replica to be declared dead.
+		RPC:    p2p.RPCConfig{CallTimeout: time.Minute},
 		Logger: log.Named("p2p"),
 	})
 	if err != nil {
@@ -138,14 +141,17 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 	}
 	defer tr.Close()
 	nd, err := node.New(node.Config{
-		Name:          cfg.name,
-		Cluster:       cfg.cluster,
-		Transport:     tr,
-		Placement:     placement,
-		Join:          cfg.join,
-		DeadAfter:     cfg.deadAfter,
-		ProbeInterval: cfg.deadAfter / 6,
-		Logger:        log.Named("node"),
+		Name:           cfg.name,
+		Cluster:        cfg.cluster,
+		Transport:      tr,
+		Placement:      placement,
+		Join:           cfg.join,
+		DeadAfter:      cfg.deadAfter,
+		ProbeInterval:  cfg.deadAfter / 6,
+		Replicas:       cfg.replicas,
+		MinMembers:     cfg.minMembers,
+		TombstoneGrace: cfg.tombstoneGrace,
+		Logger:         log.Named("node"),
 	})
 	if err != nil {
 		return err
@@ -207,7 +213,14 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 		}
 		defer m.Close()
 	}
-	leave := func() { nd.Leave(context.Background()) }
+	leave := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.leaveTimeout)
+		defer cancel()
+		log.Info("leaving the cluster: handing buckets off", zap.Duration("timeout", cfg.leaveTimeout))
+		if err := nd.Leave(ctx); err != nil {
+			log.Error("hand-off incomplete", zap.Error(err))
+		}
+	}
 	return serve(srv, l, log, sigs, shutdownGrace, leave)
 }
 

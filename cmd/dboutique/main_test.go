@@ -493,6 +493,13 @@ func TestUsageErrors(t *testing.T) {
 		{args: []string{"--join="}, want: "want a value"},
 		{args: []string{"--dead-after=100ms"}, want: "out of range"},
 		{args: []string{"--dead-after=soon"}, want: "dead-after"},
+		{args: []string{"--replicas=0"}, want: "replicas"},
+		{args: []string{"--replicas=17"}, want: "replicas"},
+		{args: []string{"--replicas=two"}, want: "replicas"},
+		{args: []string{"--min-members=-1"}, want: "min-members"},
+		{args: []string{"--leave-timeout=0s"}, want: "leave-timeout"},
+		{args: []string{"--tombstone-grace=1s"}, want: "tombstone-grace"},
+		{env: map[string]string{"DBOUTIQUE_REPLICAS": "many"}, want: "DBOUTIQUE_REPLICAS"},
 		{env: map[string]string{"DBOUTIQUE_MDNS": "perhaps"}, want: "DBOUTIQUE_MDNS"},
 		{env: map[string]string{"DBOUTIQUE_JOIN": "nonsense"}, want: "DBOUTIQUE_JOIN"},
 	} {
@@ -644,21 +651,25 @@ func TestFormatSize(t *testing.T) {
 func TestEnvName(t *testing.T) {
 	t.Parallel()
 	want := map[string]string{
-		"listen":        "DBOUTIQUE_LISTEN",
-		"password-file": "DBOUTIQUE_PASSWORD_FILE",
-		"max-line":      "DBOUTIQUE_MAX_LINE",
-		"max-conns":     "DBOUTIQUE_MAX_CONNS",
-		"idle-timeout":  "DBOUTIQUE_IDLE_TIMEOUT",
-		"log-level":     "DBOUTIQUE_LOG_LEVEL",
-		"name":          "DBOUTIQUE_NAME",
-		"cluster":       "DBOUTIQUE_CLUSTER",
-		"p2p-listen":    "DBOUTIQUE_P2P_LISTEN",
-		"join":          "DBOUTIQUE_JOIN",
-		"mdns":          "DBOUTIQUE_MDNS",
-		"ranges":        "DBOUTIQUE_RANGES",
-		"identity":      "DBOUTIQUE_IDENTITY",
-		"psk-file":      "DBOUTIQUE_PSK_FILE",
-		"dead-after":    "DBOUTIQUE_DEAD_AFTER",
+		"listen":          "DBOUTIQUE_LISTEN",
+		"password-file":   "DBOUTIQUE_PASSWORD_FILE",
+		"max-line":        "DBOUTIQUE_MAX_LINE",
+		"max-conns":       "DBOUTIQUE_MAX_CONNS",
+		"idle-timeout":    "DBOUTIQUE_IDLE_TIMEOUT",
+		"log-level":       "DBOUTIQUE_LOG_LEVEL",
+		"name":            "DBOUTIQUE_NAME",
+		"cluster":         "DBOUTIQUE_CLUSTER",
+		"p2p-listen":      "DBOUTIQUE_P2P_LISTEN",
+		"join":            "DBOUTIQUE_JOIN",
+		"mdns":            "DBOUTIQUE_MDNS",
+		"ranges":          "DBOUTIQUE_RANGES",
+		"identity":        "DBOUTIQUE_IDENTITY",
+		"psk-file":        "DBOUTIQUE_PSK_FILE",
+		"dead-after":      "DBOUTIQUE_DEAD_AFTER",
+		"replicas":        "DBOUTIQUE_REPLICAS",
+		"min-members":     "DBOUTIQUE_MIN_MEMBERS",
+		"leave-timeout":   "DBOUTIQUE_LEAVE_TIMEOUT",
+		"tombstone-grace": "DBOUTIQUE_TOMBSTONE_GRACE",
 	}
 	cfg := defaultConfig()
 	specs := flagSpecs(&cfg)
@@ -716,6 +727,12 @@ func TestConfigPrecedence(t *testing.T) {
 				c.mdns, c.ranges, c.identity, c.pskFile = true, "a-g=a-g,h-n=h-n", "id.key", "cluster.key"
 			})},
 		{"dead-after", []string{"--dead-after", "10s"}, nil, with(func(c *config) { c.deadAfter = 10 * time.Second })},
+		{"replication flags", []string{"--replicas", "3", "--min-members=2", "--leave-timeout", "10s", "--tombstone-grace=1h"}, nil,
+			with(func(c *config) {
+				c.replicas, c.minMembers, c.leaveTimeout, c.tombstoneGrace = 3, 2, 10*time.Second, time.Hour
+			})},
+		{"replication variables", nil, map[string]string{"DBOUTIQUE_REPLICAS": "1", "DBOUTIQUE_MIN_MEMBERS": "3"},
+			with(func(c *config) { c.replicas, c.minMembers = 1, 3 })},
 		{"cluster variables", nil, map[string]string{
 			"DBOUTIQUE_JOIN": "/ip4/10.0.0.2/tcp/1/p2p/12D3KooWExUaGRbBfhxxSptMwXM4nuSi6RBVLtC8z4TRva8uXwwd, /ip4/10.0.0.3/tcp/1/p2p/12D3KooWFaozZTP5j2sUY88KAPs5f93iU7fr73rZ9DRAH7SUSaBM", "DBOUTIQUE_MDNS": "yes",
 			"DBOUTIQUE_P2P_LISTEN": "/ip4/0.0.0.0/tcp/7040,/ip4/0.0.0.0/udp/7040/quic-v1", "DBOUTIQUE_NAME": "box"},

@@ -1,0 +1,472 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"go.uber.org/zap"
+)
+
+// Replication. A bucket lives on its first Config.Replicas ring owners.
+// The first owner, the primary, orders the bucket's writes: it gives each
+// a version from its clock, sends the writes to the other owners, and
+// applies and acknowledges them only once every owner of its current view
+// holds them. A write is therefore visible (to reads, which the primary
+// serves) only once it is on every live owner, and it survives the loss of
+// any Replicas-1 of them.
+//
+// Before the primary serves a bucket in a new view it is "ready" for it: it
+// has pulled the copies every other member holds (pullBucket). Membership
+// changes move a bucket's primary role to nodes that may not hold it yet;
+// the pull is what makes sure that a bucket in flight never answers NOT
+// FOUND and that no acknowledged write is missed.
+
+// seqStripes is the number of sequencer locks. A bucket's writes take its
+// stripe shared, except CREATE and DROP, which take it alone: a bucket's
+// existence changes in version order with respect to its other writes.
+const seqStripes = 256
+
+// maxReady caps the buckets remembered as ready in one view; past it the
+// set starts over (the cost is one more pull per bucket).
+const maxReady = 1 << 20
+
+func (n *Node) seqLock(bucket string) *sync.RWMutex {
+	return &n.seq[xxhash.Sum64String(bucket)%seqStripes]
+}
+
+// executeOwned runs ops, valid routed operations whose buckets this node
+// is the primary of, in order. Consecutive writes to one bucket are
+// replicated as one message.
+func (n *Node) executeOwned(ctx context.Context, ops []Op, res []Result, errs []error) {
+	for i := 0; i < len(ops); {
+		op := ops[i]
+		if !op.Kind.IsWrite() {
+			res[i], errs[i] = n.read(ctx, op)
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(ops) && j-i < maxWrites && ops[j].Kind.IsWrite() && ops[j].Bucket == op.Bucket {
+			j++
+		}
+		n.writeGroup(ctx, op.Bucket, ops[i:j], res[i:j], errs[i:j])
+		i = j
+	}
+}
+
+// executeOne runs one operation whose bucket this node is the primary of.
+func (n *Node) executeOne(ctx context.Context, op Op) (Result, error) {
+	if !op.Kind.IsWrite() {
+		return n.read(ctx, op)
+	}
+	ops := [1]Op{op}
+	var res [1]Result
+	var errs [1]error
+	n.writeGroup(ctx, op.Bucket, ops[:], res[:], errs[:])
+	return res[0], errs[0]
+}
+
+// read serves GET and KEYS.
+func (n *Node) read(ctx context.Context, op Op) (Result, error) {
+	if err := n.serving(); err != nil {
+		return Result{}, err
+	}
+	if err := n.ensureReady(ctx, op.Bucket); err != nil {
+		return Result{}, err
+	}
+	return n.cfg.Store.Execute(ctx, op)
+}
+
+// serving reports whether the node may answer for buckets at all: a node
+// told to join a cluster answers nothing until it has, or it would answer
+// NOT FOUND for buckets that exist.
+func (n *Node) serving() error {
+	if !n.joined.Load() {
+		return fmt.Errorf("%w: not joined yet", ErrUnavailable)
+	}
+	return nil
+}
+
+// writable reports whether the node may accept writes: it has joined and
+// sees at least Config.MinMembers members.
+func (n *Node) writable() error {
+	if err := n.serving(); err != nil {
+		return err
+	}
+	if n.cfg.MinMembers > 0 {
+		if alive := len(n.view.Load().byKey); alive < n.cfg.MinMembers {
+			return fmt.Errorf("%w: %d members reachable, %d needed", ErrUnavailable, alive, n.cfg.MinMembers)
+		}
+	}
+	return nil
+}
+
+// writeGroup runs ops, writes to bucket, in order: it decides each one's
+// outcome, versions those that change the bucket, replicates them, and
+// applies them here once every owner holds them.
+func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Result, errs []error) {
+	fail := func(err error) {
+		for k := range ops {
+			res[k], errs[k] = Result{}, err
+		}
+	}
+	if err := n.writable(); err != nil {
+		fail(err)
+		return
+	}
+	if err := n.ensureReady(ctx, bucket); err != nil {
+		fail(err)
+		return
+	}
+	exclusive := false
+	for _, op := range ops {
+		if op.Kind == KindCreate || op.Kind == KindDrop {
+			exclusive = true
+		}
+	}
+	mu := n.seqLock(bucket)
+	if exclusive {
+		mu.Lock()
+		defer mu.Unlock()
+	} else {
+		mu.RLock()
+		defer mu.RUnlock()
+	}
+	// Under the sequencer, this node must still be the primary: a node
+	// getting ready to replace it waits for the sequencer (see msgDigest),
+	// so no write is ordered here once that node serves the bucket.
+	if owners, err := n.view.Load().owners(bucket, 1); err != nil || !owners[0].Self {
+		fail(fmt.Errorf("%w: this node no longer orders writes to %q", ErrNoRoute, bucket))
+		return
+	}
+	s := n.cfg.Store
+	clock := s.Clock()
+	exists := s.Exists(bucket)
+	var buf [8]write
+	ws := buf[:0]
+	for k, op := range ops {
+		res[k], errs[k] = Result{}, nil
+		if op.Kind != KindCreate && !exists {
+			errs[k] = notFound(bucket)
+			continue
+		}
+		w := write{kind: op.Kind, entry: Entry{Version: clock.Now()}}
+		switch op.Kind {
+		case KindCreate:
+			exists = true
+		case KindDrop:
+			exists = false
+		case KindPut:
+			w.entry.Key, w.entry.Value = op.Key, op.Value
+		case KindDelete:
+			w.entry.Key, w.entry.Deleted = op.Key, true
+		}
+		ws = append(ws, w)
+	}
+	if len(ws) == 0 {
+		return
+	}
+	if err := n.replicate(ctx, bucket, ws); err != nil {
+		for k := range ops {
+			if errs[k] == nil {
+				errs[k] = err
+			}
+		}
+		return
+	}
+	for _, w := range ws {
+		// A copy retired meanwhile (the view changed and this node no
+		// longer owns the bucket) is being handed off; the owners
+		// already hold the write.
+		if err := w.apply(s, bucket); err != nil && !errors.Is(err, ErrRetired) {
+			n.log.Error("cannot apply a replicated write", zap.String("bucket", bucket), zap.Error(err))
+		}
+	}
+}
+
+// replicate sends ws to every owner of bucket other than this node and
+// returns once all hold them. When the view changes meanwhile, the owners
+// of the new view get them too. An owner that does not answer is retried
+// until it answers or leaves the view (its death is detected), within
+// Config.WriteTimeout.
+func (n *Node) replicate(ctx context.Context, bucket string, ws []write) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteTimeout)
+	defer cancel()
+	var (
+		msg     []byte
+		done    []string // owners that hold the writes
+		backoff = 5 * time.Millisecond
+	)
+	for {
+		v := n.view.Load()
+		owners, err := v.owners(bucket, n.cfg.Replicas)
+		if err != nil {
+			return err
+		}
+		var targets []Member
+		for _, m := range owners {
+			if !m.Self && !contains(done, m.ID) {
+				targets = append(targets, m)
+			}
+		}
+		if len(targets) == 0 {
+			return nil
+		}
+		if msg == nil {
+			msg = appendReplicate(nil, bucket, ws)
+		}
+		errs := n.replicateRound(ctx, v, targets, msg)
+		var failed error
+		for i, err := range errs {
+			if err == nil {
+				done = append(done, targets[i].ID)
+			} else if failed == nil {
+				failed = err
+			}
+		}
+		if failed == nil {
+			continue // check that the view has not changed meanwhile
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			if n.ctx.Err() != nil {
+				return ErrClosed
+			}
+			return failed
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+}
+
+// replicateRound sends msg to every target at once. The calls end when
+// the view changes: an owner may be dead, and a call to it hang (a dial
+// over a silent network) until the view drops it, when the caller no
+// longer needs it.
+func (n *Node) replicateRound(ctx context.Context, v *view, targets []Member, msg []byte) []error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(v.replaced, cancel)
+	defer stop()
+	errs := make([]error, len(targets))
+	if len(targets) == 1 {
+		errs[0] = n.replicateTo(ctx, targets[0], msg)
+		return errs
+	}
+	var wg sync.WaitGroup
+	for i, m := range targets {
+		wg.Go(func() { errs[i] = n.replicateTo(ctx, m, msg) })
+	}
+	wg.Wait()
+	return errs
+}
+
+func contains(ids []string, id string) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// replicateTo sends an encoded msgReplicate to m.
+func (n *Node) replicateTo(ctx context.Context, m Member, msg []byte) error {
+	reply, err := n.call(ctx, m, msg, n.cfg.ForwardTimeout)
+	if err != nil {
+		return err
+	}
+	_, err = decodeReply(reply)
+	if errors.Is(err, ErrRetired) {
+		// The replica no longer thinks it owns the bucket: our views
+		// differ. Compare member lists now; the client, if it comes to
+		// that, may retry.
+		n.probeSoon(m.ID)
+		return fmt.Errorf("%w: %s is handing the bucket off", ErrNoRoute, m.Name)
+	}
+	return err
+}
+
+// applyReplicated applies a primary's writes to this node's copy.
+func (n *Node) applyReplicated(bucket string, ws []write) error {
+	for _, w := range ws {
+		if err := w.apply(n.cfg.Store, bucket); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readiness remembers the buckets this node has pulled in the current
+// view, and the pulls in flight.
+type readiness struct {
+	mu    sync.Mutex // guards the fields below
+	epoch uint64
+	ready map[string]struct{}
+	pulls map[string]*pull
+}
+
+// pull is one pull of a bucket in flight; done is closed when err is set.
+type pull struct {
+	epoch uint64
+	done  chan struct{}
+	err   error
+}
+
+// ensureReady returns once this node has pulled bucket from every other
+// member in the current view (once per view and bucket).
+func (n *Node) ensureReady(ctx context.Context, bucket string) error {
+	r := &n.ready
+	for {
+		v := n.view.Load()
+		r.mu.Lock()
+		if r.epoch != v.epoch || r.ready == nil || len(r.ready) >= maxReady {
+			r.epoch = v.epoch
+			r.ready = make(map[string]struct{})
+			r.pulls = make(map[string]*pull)
+		}
+		if _, ok := r.ready[bucket]; ok {
+			r.mu.Unlock()
+			return nil
+		}
+		p := r.pulls[bucket]
+		if p == nil {
+			p = &pull{epoch: v.epoch, done: make(chan struct{})}
+			r.pulls[bucket] = p
+			r.mu.Unlock()
+			p.err = n.pullUntilAgreed(ctx, bucket)
+			r.mu.Lock()
+			if p.err == nil && r.epoch == p.epoch {
+				r.ready[bucket] = struct{}{}
+			}
+			if r.pulls[bucket] == p {
+				delete(r.pulls, bucket)
+			}
+			r.mu.Unlock()
+			close(p.done)
+		} else {
+			r.mu.Unlock()
+			select {
+			case <-p.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if p.err != nil {
+			return p.err
+		}
+		if p.epoch == n.view.Load().epoch {
+			return nil
+		}
+		// The view changed during the pull: members may have joined
+		// that were not asked.
+	}
+}
+
+// pullUntilAgreed pulls bucket, retrying while other members still place
+// buckets differently (they will agree within a probe or two), for at most
+// ForwardTimeout.
+func (n *Node) pullUntilAgreed(ctx context.Context, bucket string) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ForwardTimeout)
+	defer cancel()
+	backoff := 5 * time.Millisecond
+	for {
+		err := n.pullBucket(ctx, bucket)
+		if !errors.Is(err, errViewsDiffer) {
+			return err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// pullBucket merges into this node's copy of bucket what every other
+// member holds of it. A member that left recently is asked too (it may be
+// handing its copies off), but its silence is not an error.
+func (n *Node) pullBucket(ctx context.Context, bucket string) error {
+	n.handoffMu.Lock()
+	if n.cfg.Store.Retired(bucket) {
+		// This node owns the bucket again before its hand-off ended.
+		n.cfg.Store.Unretire(bucket)
+	}
+	n.handoffMu.Unlock()
+	epoch := n.Epoch()
+	sources := n.syncSources()
+	errs := make([]error, len(sources))
+	var wg sync.WaitGroup
+	for i, m := range sources {
+		wg.Go(func() {
+			if m.State == StateLeft {
+				// A departed member's view no longer has itself in it.
+				errs[i] = n.pullFrom(ctx, m, bucket, 0)
+			} else {
+				errs[i] = n.pullFrom(ctx, m, bucket, epoch)
+			}
+			if errs[i] != nil && m.State == StateLeft {
+				n.log.Debug("pull from a departed member failed", zap.String("peer", m.Name), zap.Error(errs[i]))
+				errs[i] = nil
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// pullFrom merges m's copy of bucket into this node's: the shards whose
+// digests differ, page by page. With a non-zero epoch, m answers only if
+// it has the same view (errViewsDiffer otherwise), and only once its own
+// writes to the bucket as a primary have finished.
+func (n *Node) pullFrom(ctx context.Context, m Member, bucket string, epoch uint64) error {
+	reply, err := n.call(ctx, m, appendDigestRequest(nil, epoch, bucket), n.cfg.ForwardTimeout)
+	if err != nil {
+		return err
+	}
+	theirs, ok, err := decodeDigestReply(reply)
+	if err != nil || !ok {
+		return err
+	}
+	s := n.cfg.Store
+	mine, _ := s.Digest(bucket)
+	if theirs.Meta != mine.Meta {
+		if _, err := s.Merge(bucket, theirs.Meta, nil); err != nil {
+			return err
+		}
+	}
+	for shard := range NumShards {
+		if theirs.Shards[shard] == mine.Shards[shard] {
+			continue
+		}
+		after := ""
+		for {
+			req := pageRequest{bucket: bucket, shard: shard, after: after, maxBytes: pageBytes}.append(nil)
+			reply, err := n.call(ctx, m, req, n.cfg.ForwardTimeout)
+			if err != nil {
+				return err
+			}
+			es, more, err := decodePageReply(reply)
+			if err != nil {
+				return err
+			}
+			if _, err := s.Merge(bucket, BucketMeta{}, es); err != nil {
+				return err
+			}
+			if !more || len(es) == 0 {
+				break
+			}
+			after = es[len(es)-1].Key
+		}
+	}
+	return nil
+}

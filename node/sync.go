@@ -1,0 +1,409 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Rebalancing, repair and anti-entropy. After every change of the view,
+// and every Config.SyncInterval, each node runs a pass over the bucket
+// copies it holds: it compares each copy with the copies of the bucket's
+// other owners (one message per owner with a digest sum per bucket), and
+// pushes the shards that differ, page by page, so memory stays bounded by
+// a page. A copy this node no longer owns is retired (it takes no more
+// writes), pushed to every owner, and removed only once all of them have
+// confirmed it. The same pass moves buckets to nodes that join, re-makes
+// copies lost with a dead node, hands a leaving node's buckets off, and
+// makes the copies on two sides of a healed partition converge: merging
+// keeps the newest version of every key.
+
+// retryInterval is how soon a pass that left work undone runs again.
+const retryInterval = time.Second
+
+// maxSumsPerMessage caps the buckets compared in one msgSums.
+const maxSumsPerMessage = 4096
+
+// passStats counts what one pass did.
+type passStats struct {
+	buckets int   // copies pushed (to one owner each)
+	entries int   // entries sent
+	bytes   int64 // their keys and values
+	removed int   // copies handed off and removed
+	pending int   // copies not handed off or not confirmed by every owner
+}
+
+// syncLoop runs passes when the view changes and every SyncInterval, and
+// collects old tombstones.
+func (n *Node) syncLoop() {
+	defer n.wg.Done()
+	t := time.NewTimer(n.cfg.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.syncNow:
+		case <-t.C:
+		}
+		st := n.syncPass(n.ctx)
+		n.collect()
+		next := n.cfg.SyncInterval
+		if st.pending > 0 {
+			next = min(next, retryInterval)
+		}
+		t.Reset(next)
+	}
+}
+
+// collect removes tombstones and dropped buckets older than the grace
+// period.
+func (n *Node) collect() {
+	cut := VersionAt(time.Now().Add(-n.cfg.TombstoneGrace))
+	if tomb, recs := n.cfg.Store.Collect(cut); tomb+recs > 0 {
+		n.log.Debug("collected tombstones", zap.Int("keys", tomb), zap.Int("buckets", recs))
+	}
+}
+
+// syncPass pushes this node's copies to the owners that lack them and hands
+// off the copies it no longer owns. Passes run one at a time.
+func (n *Node) syncPass(ctx context.Context) passStats {
+	n.passMu.Lock()
+	defer n.passMu.Unlock()
+	start := time.Now()
+	s := n.cfg.Store
+	v := n.view.Load()
+	var (
+		st       passStats
+		byPeer   = make(map[string][]bucketSum)
+		peers    = make(map[string]Member)
+		notOwned []string
+	)
+	for _, b := range s.Records() {
+		owners, err := v.owners(b, n.cfg.Replicas)
+		if err != nil || len(owners) == 0 {
+			st.pending++ // no owner now (for example no range covers it): keep it
+			continue
+		}
+		own := false
+		for _, m := range owners {
+			own = own || m.Self
+		}
+		if !own {
+			n.handoffMu.Lock()
+			s.Retire(b)
+			n.handoffMu.Unlock()
+			notOwned = append(notOwned, b)
+		}
+		dg, ok := s.Digest(b)
+		if !ok {
+			continue
+		}
+		sum := dg.Sum()
+		for _, m := range owners {
+			if !m.Self {
+				byPeer[m.ID] = append(byPeer[m.ID], bucketSum{bucket: b, sum: sum})
+				peers[m.ID] = m
+			}
+		}
+	}
+	defer func() {
+		// Settled: this pass saw the current view and left nothing undone.
+		var e uint64
+		if st.pending == 0 {
+			e = v.epoch
+		}
+		n.settled.Store(e)
+	}()
+	if len(byPeer) == 0 && len(notOwned) == 0 {
+		return st
+	}
+	var (
+		mu     sync.Mutex // guards failed and st
+		failed = make(map[string]bool)
+		wg     sync.WaitGroup
+	)
+	for id, sums := range byPeer {
+		wg.Go(func() {
+			ps, bad := n.pushTo(ctx, peers[id], sums)
+			mu.Lock()
+			defer mu.Unlock()
+			st.buckets += ps.buckets
+			st.entries += ps.entries
+			st.bytes += ps.bytes
+			for _, b := range bad {
+				failed[b] = true
+			}
+		})
+	}
+	wg.Wait()
+	st.pending += len(failed)
+	for _, b := range notOwned {
+		if failed[b] {
+			continue // counted above
+		}
+		if !n.removeHandedOff(b) {
+			st.pending++
+			continue
+		}
+		st.removed++
+	}
+	if st.buckets > 0 || st.removed > 0 {
+		n.log.Info("rebalanced",
+			zap.Int("copies_sent", st.buckets), zap.Int("keys_sent", st.entries),
+			zap.Int64("bytes_sent", st.bytes), zap.Int("copies_removed", st.removed),
+			zap.Int("pending", st.pending), zap.Duration("took", time.Since(start)))
+	}
+	return st
+}
+
+// Settled reports whether this node's copies are where the current view
+// wants them: its last sync pass ran with the current view, confirmed
+// every copy with the other owners, and handed off every copy it does not
+// own. Writes since are replicated to every owner as they happen.
+func (n *Node) Settled() bool {
+	e := n.settled.Load()
+	return e != 0 && e == n.Epoch()
+}
+
+// removeHandedOff removes the copy of b once it is handed off, unless this
+// node owns b again meanwhile.
+func (n *Node) removeHandedOff(b string) bool {
+	n.handoffMu.Lock()
+	defer n.handoffMu.Unlock()
+	if !n.cfg.Store.Retired(b) {
+		return false // pulled back into service
+	}
+	owners, err := n.view.Load().owners(b, n.cfg.Replicas)
+	if err != nil {
+		return false
+	}
+	for _, m := range owners {
+		if m.Self {
+			n.cfg.Store.Unretire(b)
+			return false
+		}
+	}
+	n.cfg.Store.Remove(b)
+	return true
+}
+
+// pushTo compares this node's copies with m's and pushes those that
+// differ. It returns what it sent and the buckets it could not push.
+func (n *Node) pushTo(ctx context.Context, m Member, sums []bucketSum) (passStats, []string) {
+	var st passStats
+	var bad []string
+	progress := time.Now()
+	for len(sums) > 0 {
+		chunk := sums[:min(len(sums), maxSumsPerMessage)]
+		sums = sums[len(chunk):]
+		reply, err := n.call(ctx, m, appendSums(nil, chunk), n.cfg.ForwardTimeout)
+		var differ []string
+		if err == nil {
+			differ, err = decodeNames(reply)
+		}
+		if err != nil {
+			n.log.Debug("cannot compare copies", zap.String("peer", m.Name), zap.Error(err))
+			for _, s := range chunk {
+				bad = append(bad, s.bucket)
+			}
+			continue
+		}
+		for _, b := range differ {
+			if err := n.pushBucket(ctx, m, b, &st); err != nil {
+				n.log.Debug("cannot push a copy", zap.String("peer", m.Name), zap.String("bucket", b), zap.Error(err))
+				bad = append(bad, b)
+			}
+			if time.Since(progress) > 5*time.Second {
+				progress = time.Now()
+				n.log.Info("rebalancing", zap.String("to", m.Name), zap.Int("copies_sent", st.buckets),
+					zap.Int("keys_sent", st.entries), zap.Int64("bytes_sent", st.bytes))
+			}
+		}
+	}
+	return st, bad
+}
+
+// pushBucket sends m the shards of bucket b whose digests differ from m's.
+func (n *Node) pushBucket(ctx context.Context, m Member, b string, st *passStats) error {
+	reply, err := n.call(ctx, m, appendDigestRequest(nil, 0, b), n.cfg.ForwardTimeout)
+	if err != nil {
+		return err
+	}
+	theirs, _, err := decodeDigestReply(reply)
+	if err != nil {
+		return err
+	}
+	s := n.cfg.Store
+	mine, ok := s.Digest(b)
+	if !ok {
+		return nil // removed meanwhile
+	}
+	send := func(es []Entry) error {
+		reply, err := n.call(ctx, m, appendMerge(nil, b, mine.Meta, es), n.cfg.ForwardTimeout)
+		if err != nil {
+			return err
+		}
+		_, err = decodeReply(reply)
+		return err
+	}
+	sent := false
+	for shard := range NumShards {
+		if theirs.Shards[shard] == mine.Shards[shard] {
+			continue
+		}
+		after := ""
+		for {
+			es, more, ok := s.Page(b, shard, after, pageBytes)
+			if !ok {
+				return nil
+			}
+			if len(es) > 0 {
+				if err := send(es); err != nil {
+					return err
+				}
+				sent = true
+				st.entries += len(es)
+				for _, e := range es {
+					st.bytes += int64(len(e.Key) + len(e.Value))
+				}
+			}
+			if !more || len(es) == 0 {
+				break
+			}
+			after = es[len(es)-1].Key
+		}
+	}
+	if !sent && theirs.Meta != mine.Meta {
+		if err := send(nil); err != nil {
+			return err
+		}
+		sent = true
+	}
+	if sent {
+		st.buckets++
+	}
+	return nil
+}
+
+// handleSums answers msgSums: the buckets whose copy here differs.
+func (n *Node) handleSums(sums []bucketSum) []byte {
+	var differ []string
+	for _, s := range sums {
+		dg, ok := n.cfg.Store.Digest(s.bucket)
+		if !ok || dg.Sum() != s.sum {
+			differ = append(differ, s.bucket)
+		}
+	}
+	return appendNames(nil, differ)
+}
+
+// handoff pushes every copy this node holds to the bucket's owners (this
+// node has left the view) until none is left or ctx ends.
+func (n *Node) handoff(ctx context.Context) error {
+	start := time.Now()
+	var total passStats
+	for {
+		if len(n.view.Load().byKey) == 0 {
+			// Alone, or every other member is leaving too (the whole
+			// cluster is shutting down).
+			if recs := len(n.cfg.Store.Records()); recs > 0 {
+				n.log.Warn("no other member to hand buckets to; their data goes with this node", zap.Int("buckets", recs))
+			}
+			return nil
+		}
+		st := n.syncPass(ctx)
+		total.buckets += st.buckets
+		total.entries += st.entries
+		total.bytes += st.bytes
+		total.removed += st.removed
+		if st.pending == 0 && len(n.cfg.Store.Records()) == 0 {
+			n.log.Info("handed every bucket off", zap.Int("copies_sent", total.buckets),
+				zap.Int("keys_sent", total.entries), zap.Duration("took", time.Since(start)))
+			return nil
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("node: %d bucket copies not handed off: %w", len(n.cfg.Store.Records()), ctx.Err())
+		case <-n.ctx.Done():
+			t.Stop()
+			return ErrClosed
+		}
+	}
+}
+
+// syncSources lists the members a pull asks: the alive ones, and those
+// that left within leftSourceWindow, which may still be handing off.
+func (n *Node) syncSources() []Member {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var ms []Member
+	for _, e := range n.members {
+		if e.State == StateAlive || e.State == StateLeft && now.Sub(e.since) < leftSourceWindow {
+			ms = append(ms, e.Member)
+		}
+	}
+	return ms
+}
+
+// handleSync answers the messages of replication and anti-entropy.
+func (n *Node) handleSync(from string, typ byte, body []byte) ([]byte, error) {
+	s := n.cfg.Store
+	switch typ {
+	case msgReplicate:
+		bucket, ws, err := decodeReplicate(body)
+		if err != nil {
+			return nil, err
+		}
+		return appendReply(nil, Result{}, n.applyReplicated(bucket, ws)), nil
+	case msgDigest:
+		epoch, bucket, err := decodeDigestRequest(body)
+		if err != nil {
+			return nil, err
+		}
+		if epoch != 0 {
+			// A primary getting ready: it must not start serving while
+			// this node still takes writes to the bucket as its primary.
+			// Same view: this node forwards them now; and the sequencer
+			// lets the writes already under way finish first.
+			if epoch != n.Epoch() {
+				n.probeSoon(from)
+				return []byte{2}, nil
+			}
+			mu := n.seqLock(bucket)
+			mu.Lock()
+			mu.Unlock() //nolint:staticcheck // a barrier, not a critical section
+		}
+		dg, ok := s.Digest(bucket)
+		return appendDigestReply(nil, dg, ok), nil
+	case msgPage:
+		r, err := decodePageRequest(body)
+		if err != nil {
+			return nil, err
+		}
+		es, more, _ := s.Page(r.bucket, r.shard, r.after, r.maxBytes)
+		return appendPageReply(nil, es, more), nil
+	case msgMerge:
+		bucket, meta, es, err := decodeMerge(body)
+		if err != nil {
+			return nil, err
+		}
+		_, err = s.Merge(bucket, meta, es)
+		return appendReply(nil, Result{}, err), nil
+	case msgSums:
+		sums, err := decodeSums(body)
+		if err != nil {
+			return nil, err
+		}
+		return n.handleSums(sums), nil
+	}
+	return nil, errors.New("node: not a sync message")
+}
