@@ -3,6 +3,7 @@ module github.com/dboutique/dboutique
 go 1.26.0
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/buraksezer/consistent v1.0.0
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/libp2p/go-libp2p v0.51.0
