@@ -198,7 +198,7 @@ type Node struct {
 
 	poke    chan string   // peer IDs to probe now (buffered; dropped when full)
 	syncNow chan struct{} // a pass is due (the view changed); buffered, 1
-	leaving atomic.Bool   // set by Leave: out of the ring, no probes, pings refused
+	leaving atomic.Bool   // set by Leave: out of the ring; its pings say so
 	joined  atomic.Bool   // has reached a member (or was not told to join any)
 
 	seq       [seqStripes]sync.RWMutex // primary's per-bucket write sequencers
@@ -268,21 +268,25 @@ func (n *Node) Start() {
 // every alive member, who take it out of theirs at once instead of waiting
 // for DeadAfter, and then hands every bucket copy it holds to the
 // bucket's owners, returning once all have confirmed or ctx ends. From
-// then on the node stops probing and answers no pings; it still answers
-// peers until Close, which the caller should call next.
+// then on the node answers no pings, and its own pings say it is leaving
+// (it keeps probing to learn whom to hand off to); it still answers peers
+// until Close, which the caller should call next.
 func (n *Node) Leave(ctx context.Context) error {
-	// A node that has said goodbye must not look alive again through its
-	// own probes.
 	n.leaving.Store(true)
 	n.mu.Lock()
 	n.rebuildLocked()
 	n.mu.Unlock()
-	n.sayGoodbye(ctx)
-	return n.handoff(ctx)
+	n.sayGoodbye(ctx, []byte{msgLeave})
+	if err := n.handoff(ctx); err != nil {
+		return err
+	}
+	// Nothing left to pull from here: the others stop asking.
+	n.sayGoodbye(ctx, []byte{msgLeave, 1})
+	return nil
 }
 
-// sayGoodbye tells every alive member that this node is leaving.
-func (n *Node) sayGoodbye(ctx context.Context) {
+// sayGoodbye sends msg, a msgLeave, to every alive member.
+func (n *Node) sayGoodbye(ctx context.Context, msg []byte) {
 	ctx, cancel := context.WithTimeout(ctx, leaveTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -291,7 +295,7 @@ func (n *Node) sayGoodbye(ctx context.Context) {
 			continue
 		}
 		wg.Go(func() {
-			if _, err := n.cfg.Transport.Call(ctx, m.ID, []byte{msgLeave}); err != nil {
+			if _, err := n.cfg.Transport.Call(ctx, m.ID, msg); err != nil {
 				n.log.Debug("leave not delivered", zap.String("peer", m.Name), zap.Error(err))
 			}
 		})
@@ -600,6 +604,12 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 		if n.leaving.Load() {
 			return nil, errors.New("node: leaving the cluster")
 		}
+		if p.leaving {
+			// A leaving node still probes, to know whom to hand its
+			// buckets to; its pings are goodbyes, never proof of life.
+			n.left(from, false)
+			return n.pingMsg().append(nil), nil
+		}
 		if p.cluster != n.cfg.Cluster {
 			return nil, fmt.Errorf("%w: this node is in cluster %q, the caller in %q", ErrClusterMismatch, n.cfg.Cluster, p.cluster)
 		}
@@ -640,7 +650,7 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 	case msgBuckets:
 		return appendReply(nil, Result{Names: n.cfg.Store.Buckets()}, nil), nil
 	case msgLeave:
-		n.left(from)
+		n.left(from, len(req) == 2 && req[1] == 1)
 		return nil, nil
 	case msgReplicate, msgDigest, msgPage, msgMerge, msgSums:
 		return n.handleSync(from, req[0], req[1:])

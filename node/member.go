@@ -82,6 +82,7 @@ type entry struct {
 	lastSeen  time.Time // last direct contact: a probe answered or a probe received
 	since     time.Time // when State was entered
 	probing   bool      // a probe is in flight
+	handedOff bool      // left, and said its copies are all handed off
 	nextProbe time.Time
 }
 
@@ -93,6 +94,9 @@ type view struct {
 	err    error             // why the ring is nil
 	byKey  map[string]Member // ring member key -> member
 	byName bool              // ring keys are node names, not peer IDs
+	// wide places buckets on the alive and the dead members: the ring as
+	// it was before the deaths. Nil when no member is dead.
+	wide *view
 	// replaced is done when a newer view replaces this one (a context, so
 	// that calls can end with it through context.AfterFunc).
 	replaced     context.Context
@@ -113,6 +117,30 @@ func (v *view) owners(bucket string, n int) ([]Member, error) {
 		ms[i] = v.byKey[k]
 	}
 	return ms, nil
+}
+
+// copiesDown returns an UnreachableError when every node that held bucket
+// before the latest deaths is dead: its data is lost, or on the other side
+// of a partition, and answering NOT FOUND would be wrong.
+func (v *view) copiesDown(bucket string, replicas int) error {
+	if v.wide == nil {
+		return nil
+	}
+	owners, err := v.wide.owners(bucket, replicas)
+	if err != nil || len(owners) == 0 {
+		return nil
+	}
+	for _, m := range owners {
+		if m.Self {
+			return nil
+		}
+		for _, a := range v.byKey {
+			if a.ID == m.ID {
+				return nil
+			}
+		}
+	}
+	return &UnreachableError{Node: owners[0].Name}
 }
 
 // buildView places the given members (self included, all alive). With

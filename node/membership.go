@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -33,7 +34,7 @@ func (n *Node) run() {
 		case id := <-n.poke:
 			n.mu.Lock()
 			e := n.members[id]
-			start := e != nil && !e.probing && !n.leaving.Load()
+			start := e != nil && !e.probing
 			if start {
 				e.probing = true
 			}
@@ -73,7 +74,7 @@ func (n *Node) tick(now time.Time) {
 			delete(n.members, id)
 			continue
 		}
-		if !e.probing && !now.Before(e.nextProbe) && !n.leaving.Load() {
+		if !e.probing && !now.Before(e.nextProbe) {
 			e.probing = true
 			due = append(due, id)
 		}
@@ -189,14 +190,22 @@ func (n *Node) heard(p ping) {
 	}
 }
 
-// left takes a member that announced its departure out of the ring.
-func (n *Node) left(id string) {
+// left takes a member that announced its departure out of the ring;
+// handedOff says it has handed every copy off, so that pulls need not
+// ask it any more.
+func (n *Node) left(id string, handedOff bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if e := n.members[id]; e != nil && e.State != StateLeft {
+	e := n.members[id]
+	if e == nil {
+		return
+	}
+	if e.State != StateLeft {
 		n.setStateLocked(e, StateLeft, time.Now())
+		e.handedOff = false
 		n.rebuildLocked()
 	}
+	e.handedOff = e.handedOff || handedOff
 }
 
 // addLocked adds m as a joining member and returns its entry.
@@ -222,16 +231,24 @@ func (n *Node) setStateLocked(e *entry, s State, now time.Time) {
 
 // rebuildLocked places buckets on the alive members and publishes the view.
 func (n *Node) rebuildLocked() {
-	var alive []Member
+	var alive, dead []Member
 	if !n.leaving.Load() {
 		alive = append(alive, n.self)
 	}
 	for _, e := range n.members {
-		if e.State == StateAlive {
+		switch e.State {
+		case StateAlive:
 			alive = append(alive, e.Member)
+		case StateDead:
+			dead = append(dead, e.Member)
 		}
 	}
+	var wide *view
+	if len(dead) > 0 {
+		wide = buildView(n.cfg.Placement, n.byName, append(slices.Clone(alive), dead...))
+	}
 	v := buildView(n.cfg.Placement, n.byName, alive)
+	v.wide = wide
 	if v.err != nil {
 		n.log.Error("cannot place buckets", zap.Error(v.err))
 	}
@@ -244,10 +261,7 @@ func (n *Node) rebuildLocked() {
 		old.markReplaced()
 		n.log.Info("ring changed", zap.Int("members", len(v.byKey)), zap.Uint64("epoch", v.epoch))
 	}
-	select {
-	case n.syncNow <- struct{}{}:
-	default:
-	}
+	n.syncSoon()
 }
 
 // pingMsg is this node's ping, and its reply to one: itself and the
@@ -255,7 +269,7 @@ func (n *Node) rebuildLocked() {
 func (n *Node) pingMsg() ping {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	p := ping{cluster: n.cfg.Cluster, from: n.self}
+	p := ping{cluster: n.cfg.Cluster, from: n.self, leaving: n.leaving.Load()}
 	for _, e := range n.members {
 		if e.State == StateAlive {
 			p.members = append(p.members, e.Member)

@@ -13,12 +13,13 @@ import (
 // payloads; a request's first byte says what it is:
 //
 //	msgPing:    cluster string, sender member, its incarnation (8 bytes,
-//	            big endian), member list
-//	            reply: cluster string, replier member, incarnation, member list
+//	            big endian), leaving byte (0 or 1), member list
+//	            reply: the same fields for the replier
 //	msgOp:      epoch uint64 (8 bytes, big endian), hops byte, Op (codec.go)
 //	            reply: a reply (below)
 //	msgBuckets: nothing; reply: a reply whose Result lists local buckets
-//	msgLeave:   nothing; reply: empty
+//	msgLeave:   nothing (leaving), or the byte 1 (left, every copy handed
+//	            off); reply: empty
 //	msgBatch:   epoch uint64, hops byte, uvarint count, then each Op as a
 //	            uvarint length and the Op; reply: uvarint count, then each
 //	            reply as a uvarint length and the reply
@@ -55,6 +56,7 @@ const (
 type ping struct {
 	cluster string
 	from    Member   // the sender (or replier); State unused
+	leaving bool     // the sender is leaving: a goodbye, not proof of life
 	members []Member // the members the sender sees alive; State unused
 }
 
@@ -94,6 +96,7 @@ func (p ping) append(b []byte) []byte {
 	b = appendString(b, p.cluster)
 	b = appendMember(b, p.from)
 	b = appendU64(b, p.from.Incarnation)
+	b = appendBool(b, p.leaving)
 	b = binary.AppendUvarint(b, uint64(len(p.members)))
 	for _, m := range p.members {
 		b = appendMember(b, m)
@@ -105,6 +108,7 @@ func decodePing(b []byte) (ping, error) {
 	d := decoder{buf: b}
 	p := ping{cluster: d.string(), from: d.member()}
 	p.from.Incarnation = d.u64()
+	p.leaving = d.bool()
 	if n := d.count(); n > 0 {
 		p.members = make([]Member, 0, n)
 		for range n {

@@ -75,6 +75,9 @@ func (n *Node) read(ctx context.Context, op Op) (Result, error) {
 	if err := n.serving(); err != nil {
 		return Result{}, err
 	}
+	if err := n.view.Load().copiesDown(op.Bucket, n.cfg.Replicas); err != nil {
+		return Result{}, err
+	}
 	if err := n.ensureReady(ctx, op.Bucket); err != nil {
 		return Result{}, err
 	}
@@ -115,6 +118,10 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Re
 		}
 	}
 	if err := n.writable(); err != nil {
+		fail(err)
+		return
+	}
+	if err := n.view.Load().copiesDown(bucket, n.cfg.Replicas); err != nil {
 		fail(err)
 		return
 	}

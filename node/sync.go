@@ -25,6 +25,33 @@ import (
 // retryInterval is how soon a pass that left work undone runs again.
 const retryInterval = time.Second
 
+// minPassGap is the least time between two passes.
+const minPassGap = 50 * time.Millisecond
+
+// syncSoon asks for a pass; it never blocks.
+func (n *Node) syncSoon() {
+	select {
+	case n.syncNow <- struct{}{}:
+	default:
+	}
+}
+
+// strayCopy asks for a pass when this node holds a copy of bucket that
+// the current view does not give it: a peer with an older view sent it.
+// The pass hands it to the owners.
+func (n *Node) strayCopy(bucket string) {
+	owners, err := n.view.Load().owners(bucket, n.cfg.Replicas)
+	if err != nil {
+		return
+	}
+	for _, m := range owners {
+		if m.Self {
+			return
+		}
+	}
+	n.syncSoon()
+}
+
 // maxSumsPerMessage caps the buckets compared in one msgSums.
 const maxSumsPerMessage = 4096
 
@@ -57,6 +84,15 @@ func (n *Node) syncLoop() {
 			next = min(next, retryInterval)
 		}
 		t.Reset(next)
+		// Passes asked for in a burst (a stream of stray copies) run
+		// one every minPassGap at most.
+		gap := time.NewTimer(minPassGap)
+		select {
+		case <-n.ctx.Done():
+			gap.Stop()
+			return
+		case <-gap.C:
+		}
 	}
 }
 
@@ -93,12 +129,23 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 		for _, m := range owners {
 			own = own || m.Self
 		}
-		if !own {
-			n.handoffMu.Lock()
+		n.handoffMu.Lock()
+		switch {
+		case !own:
+			// Writes this node ordered as the bucket's primary under the
+			// old view finish first (applied here, so in the copy sent);
+			// later ones find it is no longer the primary.
+			seq := n.seqLock(b)
+			seq.Lock()
 			s.Retire(b)
-			n.handoffMu.Unlock()
+			seq.Unlock()
 			notOwned = append(notOwned, b)
+		case s.Retired(b):
+			// Owned again before its hand-off finished (a partition
+			// healed, a node came back): it takes writes again.
+			s.Unretire(b)
 		}
+		n.handoffMu.Unlock()
 		dg, ok := s.Digest(b)
 		if !ok {
 			continue
@@ -243,33 +290,46 @@ func (n *Node) pushBucket(ctx context.Context, m Member, b string, st *passStats
 	if !ok {
 		return nil // removed meanwhile
 	}
-	send := func(es []Entry) error {
-		reply, err := n.call(ctx, m, appendMerge(nil, b, mine.Meta, es), n.cfg.ForwardTimeout)
+	// Entries of the differing shards travel in messages of about
+	// pageBytes, several small shards to a message.
+	var (
+		batch []Entry
+		size  int
+		sent  bool
+	)
+	flush := func() error {
+		reply, err := n.call(ctx, m, appendMerge(nil, b, mine.Meta, batch), n.cfg.ForwardTimeout)
+		if err == nil {
+			_, err = decodeReply(reply)
+		}
 		if err != nil {
 			return err
 		}
-		_, err = decodeReply(reply)
-		return err
+		sent = true
+		st.entries += len(batch)
+		for _, e := range batch {
+			st.bytes += int64(len(e.Key) + len(e.Value))
+		}
+		batch, size = batch[:0], 0
+		return nil
 	}
-	sent := false
 	for shard := range NumShards {
 		if theirs.Shards[shard] == mine.Shards[shard] {
 			continue
 		}
 		after := ""
 		for {
-			es, more, ok := s.Page(b, shard, after, pageBytes)
+			es, more, ok := s.Page(b, shard, after, max(pageBytes-size, 1))
 			if !ok {
-				return nil
+				return nil // removed meanwhile
 			}
-			if len(es) > 0 {
-				if err := send(es); err != nil {
+			batch = append(batch, es...)
+			for _, e := range es {
+				size += len(e.Key) + len(e.Value) + PageEntryOverhead
+			}
+			if size >= pageBytes {
+				if err := flush(); err != nil {
 					return err
-				}
-				sent = true
-				st.entries += len(es)
-				for _, e := range es {
-					st.bytes += int64(len(e.Key) + len(e.Value))
 				}
 			}
 			if !more || len(es) == 0 {
@@ -278,11 +338,10 @@ func (n *Node) pushBucket(ctx context.Context, m Member, b string, st *passStats
 			after = es[len(es)-1].Key
 		}
 	}
-	if !sent && theirs.Meta != mine.Meta {
-		if err := send(nil); err != nil {
+	if len(batch) > 0 || !sent && theirs.Meta != mine.Meta {
+		if err := flush(); err != nil {
 			return err
 		}
-		sent = true
 	}
 	if sent {
 		st.buckets++
@@ -306,15 +365,25 @@ func (n *Node) handleSums(sums []bucketSum) []byte {
 // node has left the view) until none is left or ctx ends.
 func (n *Node) handoff(ctx context.Context) error {
 	start := time.Now()
+	held := len(n.cfg.Store.Records())
 	var total passStats
+	var alone time.Time // when the view was first found empty
 	for {
 		if len(n.view.Load().byKey) == 0 {
 			// Alone, or every other member is leaving too (the whole
-			// cluster is shutting down).
-			if recs := len(n.cfg.Store.Records()); recs > 0 {
-				n.log.Warn("no other member to hand buckets to; their data goes with this node", zap.Int("buckets", recs))
+			// cluster is shutting down). Members only thought dead (an
+			// overloaded machine) may come back: wait a little for them.
+			if alone.IsZero() {
+				alone = time.Now()
 			}
-			return nil
+			if !n.anyDead() || time.Since(alone) > 2*n.cfg.DeadAfter {
+				if recs := len(n.cfg.Store.Records()); recs > 0 {
+					n.log.Warn("no other member to hand buckets to; their data goes with this node", zap.Int("buckets", recs))
+				}
+				return nil
+			}
+		} else {
+			alone = time.Time{}
 		}
 		st := n.syncPass(ctx)
 		total.buckets += st.buckets
@@ -322,8 +391,8 @@ func (n *Node) handoff(ctx context.Context) error {
 		total.bytes += st.bytes
 		total.removed += st.removed
 		if st.pending == 0 && len(n.cfg.Store.Records()) == 0 {
-			n.log.Info("handed every bucket off", zap.Int("copies_sent", total.buckets),
-				zap.Int("keys_sent", total.entries), zap.Duration("took", time.Since(start)))
+			n.log.Info("handed every bucket off", zap.Int("copies_held", held),
+				zap.Duration("took", time.Since(start)))
 			return nil
 		}
 		t := time.NewTimer(50 * time.Millisecond)
@@ -339,6 +408,18 @@ func (n *Node) handoff(ctx context.Context) error {
 	}
 }
 
+// anyDead reports whether a member is dead (rather than gone for good).
+func (n *Node) anyDead() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, e := range n.members {
+		if e.State == StateDead {
+			return true
+		}
+	}
+	return false
+}
+
 // syncSources lists the members a pull asks: the alive ones, and those
 // that left within leftSourceWindow, which may still be handing off.
 func (n *Node) syncSources() []Member {
@@ -347,7 +428,7 @@ func (n *Node) syncSources() []Member {
 	defer n.mu.Unlock()
 	var ms []Member
 	for _, e := range n.members {
-		if e.State == StateAlive || e.State == StateLeft && now.Sub(e.since) < leftSourceWindow {
+		if e.State == StateAlive || e.State == StateLeft && !e.handedOff && now.Sub(e.since) < leftSourceWindow {
 			ms = append(ms, e.Member)
 		}
 	}
@@ -363,7 +444,11 @@ func (n *Node) handleSync(from string, typ byte, body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return appendReply(nil, Result{}, n.applyReplicated(bucket, ws)), nil
+		err = n.applyReplicated(bucket, ws)
+		if err == nil {
+			n.strayCopy(bucket)
+		}
+		return appendReply(nil, Result{}, err), nil
 	case msgDigest:
 		epoch, bucket, err := decodeDigestRequest(body)
 		if err != nil {
@@ -396,7 +481,18 @@ func (n *Node) handleSync(from string, typ byte, body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		_, isNew := s.Meta(bucket)
+		isNew = !isNew
 		_, err = s.Merge(bucket, meta, es)
+		if err == nil {
+			if isNew {
+				// A copy that arrived after this node's last pass: the
+				// other owners may lack what it holds.
+				n.syncSoon()
+			} else {
+				n.strayCopy(bucket)
+			}
+		}
 		return appendReply(nil, Result{}, err), nil
 	case msgSums:
 		sums, err := decodeSums(body)

@@ -1,0 +1,754 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dboutique/dboutique/node"
+)
+
+// Replication tests: clusters of nodes on memNet (cluster_test.go) with
+// Replicas above 1. They check where the copies of each bucket are and what
+// reads and writes answer; they wait for conditions with a deadline and
+// never assert on durations.
+
+// replicas returns a startMemNodeWith tweak that sets Config.Replicas to r
+// and then applies more.
+func replicas(r int, more ...func(*node.Config)) func(*node.Config) {
+	return func(c *node.Config) {
+		c.Replicas = r
+		for _, f := range more {
+			f(c)
+		}
+	}
+}
+
+// startReplicated starts one node per name on net, each configured by tweak
+// and joining through the first, and waits until they agree on the
+// membership.
+func startReplicated(t *testing.T, net *memNet, tweak func(*node.Config), names ...string) []*node.Node {
+	t.Helper()
+	var nodes []*node.Node
+	for i, name := range names {
+		var join []string
+		if i > 0 {
+			join = []string{"/mem/id-" + names[0]}
+		}
+		nodes = append(nodes, startMemNodeWith(t, net, name, nil, tweak, join...))
+	}
+	waitConverged(t, nodes)
+	return nodes
+}
+
+// converged reports whether every node sees exactly the nodes alive and
+// all place buckets alike.
+func converged(nodes []*node.Node) bool {
+	for _, n := range nodes {
+		if alive(n) != len(nodes) || n.Epoch() != nodes[0].Epoch() {
+			return false
+		}
+	}
+	return true
+}
+
+func waitConverged(t *testing.T, nodes []*node.Node) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d nodes to agree on the membership", len(nodes)), func() bool { return converged(nodes) })
+}
+
+// eventually polls check until it returns nil, and fails the test with its
+// last error after a deadline.
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s: %v", what, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// settled is nil once the nodes agree on the membership, every one has
+// settled, and every bucket is exactly where checkPlacement wants it.
+func settled(nodes []*node.Node, buckets ...string) error {
+	if !converged(nodes) {
+		return errors.New("the nodes do not agree on the membership")
+	}
+	for _, n := range nodes {
+		if !n.Settled() {
+			return fmt.Errorf("%s has not settled", n.Name())
+		}
+	}
+	for _, b := range buckets {
+		if err := checkPlacement(nodes, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPlacement returns an error unless bucket's copies are exactly on
+// the owners nodes[0] names, all of them among nodes, and equal.
+func checkPlacement(nodes []*node.Node, bucket string) error {
+	owners, err := nodes[0].Owners(bucket)
+	if err != nil {
+		return err
+	}
+	want := make(map[string]bool)
+	for _, m := range owners {
+		if find(nodes, m.ID) == nil {
+			return fmt.Errorf("%s: owner %s is not among the nodes", bucket, m.Name)
+		}
+		want[m.ID] = true
+	}
+	var first node.Digest
+	firstName := ""
+	for _, n := range nodes {
+		dg, ok := n.Store().Digest(bucket)
+		switch {
+		case ok && !want[n.ID()]:
+			return fmt.Errorf("%s holds a copy of %s; its owners are %v", n.Name(), bucket, memberNames(owners))
+		case !ok && want[n.ID()]:
+			return fmt.Errorf("%s, an owner of %s, holds no copy", n.Name(), bucket)
+		case !ok:
+		case firstName == "":
+			first, firstName = dg, n.Name()
+		case dg != first:
+			return fmt.Errorf("the copies of %s on %s and %s differ", bucket, firstName, n.Name())
+		}
+	}
+	return nil
+}
+
+func memberNames(ms []node.Member) []string {
+	var names []string
+	for _, m := range ms {
+		names = append(names, m.Name)
+	}
+	return names
+}
+
+// find returns the node of nodes with peer ID id, or nil.
+func find(nodes []*node.Node, id string) *node.Node {
+	for _, n := range nodes {
+		if n.ID() == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// without returns nodes without x.
+func without(nodes []*node.Node, x *node.Node) []*node.Node {
+	var out []*node.Node
+	for _, n := range nodes {
+		if n != x {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func mustOwners(t *testing.T, n *node.Node, bucket string, want int) []node.Member {
+	t.Helper()
+	owners, err := n.Owners(bucket)
+	if err != nil || len(owners) != want {
+		t.Fatalf("%s: owners of %s = %v, %v; want %d", n.Name(), bucket, memberNames(owners), err, want)
+	}
+	return owners
+}
+
+func mustExec(t *testing.T, n *node.Node, op node.Op) node.Result {
+	t.Helper()
+	res, err := n.Execute(context.Background(), op)
+	if err != nil {
+		t.Fatalf("%v %s %q via %s: %v", op.Kind, op.Bucket, op.Key, n.Name(), err)
+	}
+	return res
+}
+
+// mustRead checks that GET bucket key through n gives value.
+func mustRead(t *testing.T, n *node.Node, bucket, key, value string) {
+	t.Helper()
+	res, err := n.Execute(context.Background(), get(bucket, key))
+	if err != nil || res.Value != value {
+		t.Fatalf("GET %s %s via %s = %q, %v; want %q", bucket, key, n.Name(), res.Value, err, value)
+	}
+}
+
+// mustMiss checks that GET bucket key through n gives ErrKeyNotFound.
+func mustMiss(t *testing.T, n *node.Node, bucket, key string) {
+	t.Helper()
+	res, err := n.Execute(context.Background(), get(bucket, key))
+	if !errors.Is(err, node.ErrKeyNotFound) {
+		t.Fatalf("GET %s %s via %s = %q, %v; want ErrKeyNotFound", bucket, key, n.Name(), res.Value, err)
+	}
+}
+
+func bucketName(i int) string { return fmt.Sprintf("bucket%02d", i) }
+func keyName(k int) string    { return fmt.Sprintf("k%02d", k) }
+func valueOf(i, k int) string { return fmt.Sprintf("v%d-%d", i, k) }
+
+// fill creates nb buckets of nk keys each, bucket i through nodes[i%len],
+// one batch per bucket, and returns the bucket names.
+func fill(t *testing.T, nodes []*node.Node, nb, nk int) []string {
+	t.Helper()
+	var names []string
+	for i := range nb {
+		b := bucketName(i)
+		names = append(names, b)
+		ops := []node.Op{create(b)}
+		for k := range nk {
+			ops = append(ops, put(b, keyName(k), valueOf(i, k)))
+		}
+		res := make([]node.Result, len(ops))
+		errs := make([]error, len(ops))
+		nodes[i%len(nodes)].ExecuteBatch(context.Background(), ops, res, errs)
+		for j, err := range errs {
+			if err != nil {
+				t.Fatalf("%v %s %q: %v", ops[j].Kind, b, ops[j].Key, err)
+			}
+		}
+	}
+	return names
+}
+
+// readAll checks every key fill wrote through every node.
+func readAll(t *testing.T, nodes []*node.Node, nb, nk int) {
+	t.Helper()
+	for _, n := range nodes {
+		for i := range nb {
+			for k := range nk {
+				mustRead(t, n, bucketName(i), keyName(k), valueOf(i, k))
+			}
+		}
+	}
+}
+
+// TestReplicasHoldCopies: a write is acknowledged only once every owner
+// holds it, so right after each acknowledgement the bucket's Replicas
+// owners hold equal copies and no other node holds one, whichever node the
+// write went through.
+func TestReplicasHoldCopies(t *testing.T) {
+	for _, r := range []int{1, 2, 3} {
+		t.Run(fmt.Sprintf("replicas=%d", r), func(t *testing.T) {
+			nodes := startReplicated(t, newMemNet(), replicas(r), "a", "b", "c")
+			for i := range 4 {
+				b := bucketName(i)
+				mustOwners(t, nodes[0], b, r)
+				for j, op := range []node.Op{
+					create(b), put(b, "k1", "v1"), put(b, "k2", "v2"), put(b, "k1", "v3"), del(b, "k2"),
+				} {
+					via := nodes[(i+j)%len(nodes)]
+					mustExec(t, via, op)
+					if err := checkPlacement(nodes, b); err != nil {
+						t.Fatalf("right after %v %s %q via %s: %v", op.Kind, b, op.Key, via.Name(), err)
+					}
+				}
+				for _, n := range nodes {
+					mustRead(t, n, b, "k1", "v3")
+					mustMiss(t, n, b, "k2")
+				}
+			}
+		})
+	}
+}
+
+// TestPrimaryDiesCopiesRemade: once a bucket's primary is declared dead,
+// reads through any survivor return every acknowledged value, and the
+// survivors re-make the lost copies until every bucket has Replicas equal
+// copies again, on its owners only.
+func TestPrimaryDiesCopiesRemade(t *testing.T) {
+	const nb, nk = 12, 10
+	net := newMemNet()
+	nodes := startReplicated(t, net, replicas(2), "a", "b", "c", "d")
+	buckets := fill(t, nodes, nb, nk)
+	victim := find(nodes, mustOwners(t, nodes[0], buckets[0], 2)[0].ID)
+	survivors := without(nodes, victim)
+
+	net.setDown(victim.ID(), true)
+	waitConverged(t, survivors)
+	readAll(t, survivors, nb, nk)
+	eventually(t, "the survivors to re-make the lost copies", func() error { return settled(survivors, buckets...) })
+	for _, b := range buckets {
+		mustOwners(t, survivors[0], b, 2)
+	}
+	readAll(t, survivors, nb, nk)
+}
+
+// TestWriteWaitsForDeadReplica: a write while an owner cannot be reached,
+// but is still alive in the view, waits until the owner is declared dead
+// and then succeeds; the value is on the owners of the new view. The
+// replica is either cut off, or hung: it takes the replicated write and
+// never answers, and then is cut off.
+func TestWriteWaitsForDeadReplica(t *testing.T) {
+	for _, hang := range []bool{false, true} {
+		name := "down"
+		if hang {
+			name = "hung"
+		}
+		t.Run(name, func(t *testing.T) {
+			net := newMemNet()
+			// The write must end because the replica left the view, not
+			// because WriteTimeout passed. When hung, ForwardTimeout is as
+			// long: the call that hangs must end because the view changed.
+			nodes := startReplicated(t, net, replicas(2, func(c *node.Config) {
+				c.WriteTimeout = 5 * time.Second
+				if hang {
+					c.ForwardTimeout = c.WriteTimeout
+				}
+			}), "a", "b", "c")
+			const b = "bucket"
+			owners := mustOwners(t, nodes[0], b, 2)
+			primary, replica := find(nodes, owners[0].ID), find(nodes, owners[1].ID)
+			mustExec(t, primary, create(b))
+			mustExec(t, primary, put(b, "before", "1"))
+
+			var err error
+			if hang {
+				reached := make(chan struct{})
+				var once sync.Once
+				net.setHung(replica.ID(), func(req []byte) bool {
+					if len(req) > 0 && req[0] == 6 { // msgReplicate
+						once.Do(func() { close(reached) })
+						return true
+					}
+					return false
+				})
+				done := make(chan error, 1)
+				go func() {
+					_, err := primary.Execute(context.Background(), put(b, "during", "2"))
+					done <- err
+				}()
+				select {
+				case <-reached:
+				case err := <-done:
+					t.Fatalf("the write ended before it reached the replica: %v", err)
+				case <-time.After(10 * time.Second):
+					t.Fatal("the write never reached the replica")
+				}
+				net.setDown(replica.ID(), true)
+				select {
+				case err = <-done:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the write never ended")
+				}
+			} else {
+				net.setDown(replica.ID(), true)
+				_, err = primary.Execute(context.Background(), put(b, "during", "2"))
+			}
+			if err != nil {
+				t.Fatalf("write while %s was %s: %v", replica.Name(), name, err)
+			}
+			// Only the replica's death can have ended the write.
+			if alive(primary) != 2 {
+				t.Fatalf("the write was acknowledged while %s was unreachable and still alive", replica.Name())
+			}
+			for _, m := range mustOwners(t, primary, b, 2) {
+				n := find(nodes, m.ID)
+				if n == replica {
+					t.Fatalf("%s, declared dead, still owns %s", replica.Name(), b)
+				}
+				if v, err := n.Store().Get(b, "during"); err != nil || v != "2" {
+					t.Errorf("owner %s holds during = %q, %v", n.Name(), v, err)
+				}
+			}
+			survivors := without(nodes, replica)
+			waitConverged(t, survivors)
+			for _, n := range survivors {
+				mustRead(t, n, b, "before", "1")
+				mustRead(t, n, b, "during", "2")
+			}
+		})
+	}
+}
+
+// TestJoinMovesBuckets: a node joins two that hold every bucket; the
+// cluster settles with every bucket exactly on its owners, every key reads
+// back through every node, and GETs running all along never find a bucket
+// or key missing.
+func TestJoinMovesBuckets(t *testing.T) {
+	const nb, nk = 20, 50
+	net := newMemNet()
+	tweak := replicas(2)
+	nodes := startReplicated(t, net, tweak, "a", "b")
+	buckets := fill(t, nodes, nb, nk)
+	for _, b := range buckets {
+		if err := checkPlacement(nodes, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var (
+		stop      = make(chan struct{})
+		wg        sync.WaitGroup
+		mu        sync.Mutex // guards bad
+		bad       []string
+		good      atomic.Int64
+		transient atomic.Int64
+	)
+	read := func(n *node.Node, start int) {
+		for i := start; ; i += 7 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			bi, k := i%nb, (i/nb)%nk
+			res, err := n.Execute(context.Background(), get(bucketName(bi), keyName(k)))
+			switch {
+			case err == nil && res.Value == valueOf(bi, k):
+				good.Add(1)
+			case err == nil, errors.Is(err, node.ErrBucketNotFound), errors.Is(err, node.ErrKeyNotFound):
+				mu.Lock()
+				bad = append(bad, fmt.Sprintf("GET %s %s via %s = %q, %v", bucketName(bi), keyName(k), n.Name(), res.Value, err))
+				mu.Unlock()
+			default:
+				transient.Add(1) // not joined yet, views differ for a moment, ...
+			}
+		}
+	}
+	for i, n := range nodes {
+		wg.Go(func() { read(n, i) })
+	}
+	c := startMemNodeWith(t, net, "c", nil, tweak, "/mem/id-a")
+	wg.Go(func() { read(c, 3) })
+	stopReaders := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	t.Cleanup(stopReaders)
+
+	all := append(slices.Clone(nodes), c)
+	eventually(t, "the buckets to settle on three nodes", func() error { return settled(all, buckets...) })
+	stopReaders()
+	t.Logf("GETs during the join: %d right, %d transient errors", good.Load(), transient.Load())
+	for i, s := range bad {
+		if i == 10 {
+			t.Errorf("... and %d more", len(bad)-i)
+			break
+		}
+		t.Error(s)
+	}
+	holds := 0
+	for _, b := range buckets {
+		if _, ok := c.Store().Digest(b); ok {
+			holds++
+		}
+	}
+	if holds == 0 {
+		t.Error("the new node holds no bucket")
+	}
+	readAll(t, all, nb, nk)
+}
+
+// TestLeaveHandsOffBuckets: with one copy per bucket, a node that leaves
+// hands every copy to the bucket's new owner before Leave returns.
+func TestLeaveHandsOffBuckets(t *testing.T) {
+	const nb, nk = 10, 10
+	nodes := startReplicated(t, newMemNet(), replicas(1), "a", "b", "c")
+	buckets := fill(t, nodes, nb, nk)
+	leaver := nodes[0]
+	for _, n := range nodes {
+		if len(n.Store().Records()) > len(leaver.Store().Records()) {
+			leaver = n
+		}
+	}
+	held := len(leaver.Store().Records())
+	if held == 0 {
+		t.Fatal("no node holds a bucket")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leaver.Leave(ctx); err != nil {
+		t.Fatalf("Leave of %s, holding %d buckets: %v", leaver.Name(), held, err)
+	}
+	if recs := leaver.Store().Records(); len(recs) != 0 {
+		t.Fatalf("%s still holds %v after leaving", leaver.Name(), recs)
+	}
+	others := without(nodes, leaver)
+	readAll(t, others, nb, nk)
+	eventually(t, "the remaining nodes to settle", func() error { return settled(others, buckets...) })
+}
+
+// TestMinMembers: a node that sees fewer than MinMembers members refuses
+// writes with ErrUnavailable and still serves reads; once the others are
+// back, writes work again.
+func TestMinMembers(t *testing.T) {
+	net := newMemNet()
+	nodes := startReplicated(t, net, replicas(3, func(c *node.Config) { c.MinMembers = 2 }), "a", "b", "c")
+	const b = "bucket"
+	mustExec(t, nodes[1], create(b))
+	mustExec(t, nodes[2], put(b, "k", "v"))
+
+	survivor := nodes[0]
+	for _, n := range nodes[1:] {
+		net.setDown(n.ID(), true)
+	}
+	waitFor(t, "the survivor to see the others dead", func() bool { return alive(survivor) == 1 })
+	for _, op := range []node.Op{put(b, "k", "w"), del(b, "k"), create("other"), {Kind: node.KindDrop, Bucket: b}} {
+		if _, err := survivor.Execute(context.Background(), op); !errors.Is(err, node.ErrUnavailable) {
+			t.Errorf("%v %s alone: %v, want ErrUnavailable", op.Kind, op.Bucket, err)
+		}
+	}
+	mustRead(t, survivor, b, "k", "v")
+
+	for _, n := range nodes[1:] {
+		net.setDown(n.ID(), false)
+	}
+	waitConverged(t, nodes)
+	mustExec(t, survivor, put(b, "k", "w"))
+	for _, n := range nodes {
+		mustRead(t, n, b, "k", "w")
+	}
+}
+
+// TestNotJoinedIsUnavailable: a node told to join through an address that
+// does not answer refuses reads and writes with ErrUnavailable rather than
+// answering NOT FOUND for buckets it cannot know of, until it has joined.
+func TestNotJoinedIsUnavailable(t *testing.T) {
+	net := newMemNet()
+	seed := startMemNodeWith(t, net, "seed", nil, replicas(2))
+	mustExec(t, seed, create("bucket"))
+	mustExec(t, seed, put("bucket", "k", "v"))
+	net.setDown(seed.ID(), true)
+	joiner := startMemNodeWith(t, net, "joiner", nil, replicas(2), "/mem/"+seed.ID())
+	for _, op := range []node.Op{
+		get("bucket", "k"), put("bucket", "k", "w"), get("nope", "k"), create("new"), {Kind: node.KindKeys, Bucket: "bucket"},
+	} {
+		if _, err := joiner.Execute(context.Background(), op); !errors.Is(err, node.ErrUnavailable) {
+			t.Errorf("%v %s before joining: %v, want ErrUnavailable", op.Kind, op.Bucket, err)
+		}
+	}
+	net.setDown(seed.ID(), false)
+	nodes := []*node.Node{seed, joiner}
+	waitConverged(t, nodes)
+	mustRead(t, joiner, "bucket", "k", "v")
+	mustExec(t, joiner, put("bucket", "k", "w"))
+	for _, n := range nodes {
+		mustRead(t, n, "bucket", "k", "w")
+	}
+}
+
+// entryOf returns key's entry in s's copy of bucket, read with Page.
+func entryOf(t *testing.T, s *node.Store, bucket, key string) node.Entry {
+	t.Helper()
+	es, _, ok := s.Page(bucket, node.ShardOf(key), "", 1<<20)
+	for _, e := range es {
+		if e.Key == key {
+			return e
+		}
+	}
+	t.Fatalf("no entry for %s %s (copy exists: %v)", bucket, key, ok)
+	return node.Entry{}
+}
+
+// TestTombstonesSurviveAntiEntropy: an older copy of a deleted key, merged
+// by anti-entropy or rebalancing, never brings the key back.
+func TestTombstonesSurviveAntiEntropy(t *testing.T) {
+	const b = "bucket"
+	t.Run("stale copy on a non-owner", func(t *testing.T) {
+		nodes := startReplicated(t, newMemNet(), replicas(2, func(c *node.Config) {
+			c.SyncInterval = 50 * time.Millisecond
+		}), "a", "b", "c")
+		owners := mustOwners(t, nodes[0], b, 2)
+		var other *node.Node
+		for _, n := range nodes {
+			if n.ID() != owners[0].ID && n.ID() != owners[1].ID {
+				other = n
+			}
+		}
+		mustExec(t, nodes[0], create(b))
+		mustExec(t, nodes[1], put(b, "k", "old"))
+		mustExec(t, nodes[1], put(b, "keep", "x"))
+		old := entryOf(t, find(nodes, owners[0].ID).Store(), b, "k")
+		mustExec(t, nodes[2], del(b, "k"))
+
+		// A copy that missed the delete turns up on a node that does not
+		// own the bucket (as after a partition), and an owner is offered
+		// the old entry directly.
+		mustNil(t, other.Store().ApplyEntry(b, old))
+		mustNil(t, find(nodes, owners[1].ID).Store().ApplyEntry(b, old))
+		if v, err := other.Store().Get(b, "k"); err != nil || v != "old" {
+			t.Fatalf("stale copy: k = %q, %v", v, err)
+		}
+		eventually(t, "the stale copy to be handed off", func() error { return settled(nodes, b) })
+		for _, n := range nodes {
+			mustMiss(t, n, b, "k")
+			mustRead(t, n, b, "keep", "x")
+		}
+		for _, m := range owners {
+			if v, err := find(nodes, m.ID).Store().Get(b, "k"); !errors.Is(err, node.ErrKeyNotFound) {
+				t.Errorf("owner %s: k = %q, %v; want ErrKeyNotFound", m.Name, v, err)
+			}
+		}
+	})
+	t.Run("owner cut off during the delete", func(t *testing.T) {
+		net := newMemNet()
+		nodes := startReplicated(t, net, replicas(3), "a", "b", "c")
+		owners := mustOwners(t, nodes[0], b, 3)
+		cut := find(nodes, owners[2].ID)
+		mustExec(t, nodes[0], create(b))
+		mustExec(t, nodes[0], put(b, "k", "old"))
+		mustExec(t, nodes[0], put(b, "keep", "x"))
+
+		net.setDown(cut.ID(), true)
+		survivors := without(nodes, cut)
+		waitConverged(t, survivors)
+		mustExec(t, survivors[0], del(b, "k"))
+		if v, err := cut.Store().Get(b, "k"); err != nil || v != "old" {
+			t.Fatalf("the cut-off copy: k = %q, %v; want the old value", v, err)
+		}
+		net.setDown(cut.ID(), false)
+		eventually(t, "the copies to converge", func() error { return settled(nodes, b) })
+		for _, n := range nodes {
+			mustMiss(t, n, b, "k")
+			mustRead(t, n, b, "keep", "x")
+			if v, err := n.Store().Get(b, "k"); !errors.Is(err, node.ErrKeyNotFound) {
+				t.Errorf("%s's copy: k = %q, %v; want ErrKeyNotFound", n.Name(), v, err)
+			}
+		}
+	})
+	t.Run("drop while an owner is cut off", func(t *testing.T) {
+		net := newMemNet()
+		nodes := startReplicated(t, net, replicas(3), "a", "b", "c")
+		owners := mustOwners(t, nodes[0], b, 3)
+		cut := find(nodes, owners[1].ID)
+		mustExec(t, nodes[0], create(b))
+		mustExec(t, nodes[0], put(b, "k", "old"))
+
+		net.setDown(cut.ID(), true)
+		survivors := without(nodes, cut)
+		waitConverged(t, survivors)
+		mustExec(t, survivors[1], node.Op{Kind: node.KindDrop, Bucket: b})
+		if !cut.Store().Exists(b) {
+			t.Fatal("the cut-off copy missed nothing")
+		}
+		net.setDown(cut.ID(), false)
+		eventually(t, "the copies to converge", func() error { return settled(nodes, b) })
+		for _, n := range nodes {
+			if _, err := n.Execute(context.Background(), get(b, "k")); !errors.Is(err, node.ErrBucketNotFound) {
+				t.Errorf("GET after the drop via %s: %v, want ErrBucketNotFound", n.Name(), err)
+			}
+			if n.Store().Exists(b) {
+				t.Errorf("%s's copy of the dropped bucket exists", n.Name())
+			}
+		}
+	})
+}
+
+// TestConfigValidationReplication: replication settings out of range are
+// refused; zero takes the default.
+func TestConfigValidationReplication(t *testing.T) {
+	tr := &memTransport{net: newMemNet(), id: "x"}
+	cfg := func(f func(*node.Config)) node.Config {
+		c := node.Config{Name: "a", Transport: tr}
+		f(&c)
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  node.Config
+	}{
+		{"negative replicas", cfg(func(c *node.Config) { c.Replicas = -1 })},
+		{"17 replicas", cfg(func(c *node.Config) { c.Replicas = 17 })},
+		{"negative min members", cfg(func(c *node.Config) { c.MinMembers = -1 })},
+		{"negative write timeout", cfg(func(c *node.Config) { c.WriteTimeout = -time.Second })},
+		{"negative sync interval", cfg(func(c *node.Config) { c.SyncInterval = -time.Second })},
+		{"negative tombstone grace", cfg(func(c *node.Config) { c.TombstoneGrace = -time.Second })},
+	} {
+		if _, err := node.New(tc.cfg); !errors.Is(err, node.ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", tc.name, err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  node.Config
+	}{
+		{"zero replicas (the default)", cfg(func(c *node.Config) { c.Replicas = 0 })},
+		{"one replica", cfg(func(c *node.Config) { c.Replicas = 1 })},
+		{"16 replicas", cfg(func(c *node.Config) { c.Replicas = 16 })},
+		{"min members", cfg(func(c *node.Config) { c.MinMembers = 3 })},
+		{"durations", cfg(func(c *node.Config) {
+			c.WriteTimeout, c.SyncInterval, c.TombstoneGrace = time.Second, time.Minute, time.Hour
+		})},
+	} {
+		n, err := node.New(tc.cfg)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		mustNil(t, n.Close())
+	}
+}
+
+// TestLeaveWaitsForSlowOwner: a hand-off that lasts longer than DeadAfter
+// (new owners slow to take the copies) must not end with Leave returning
+// nil while the leaving node still holds copies: Leave returns nil only
+// once every copy is handed off, or an error when ctx ends. (A leaving node
+// that neither probes nor is probed would see every member go silent,
+// declare them dead, and give up with its copies still in hand.)
+func TestLeaveWaitsForSlowOwner(t *testing.T) {
+	const nb, nk = 10, 10
+	net := newMemNet()
+	nodes := startReplicated(t, net, replicas(1), "a", "b", "c")
+	fill(t, nodes, nb, nk)
+	leaver := nodes[0]
+	for _, n := range nodes {
+		if len(n.Store().Records()) > len(leaver.Store().Records()) {
+			leaver = n
+		}
+	}
+	others := without(nodes, leaver)
+	// The others take no merge (message type 9) until enough attempts have
+	// hung: the hand-off then lasts several DeadAfter periods.
+	var hung atomic.Int64
+	slow := make(chan struct{})
+	var once sync.Once
+	for _, n := range others {
+		net.setHung(n.ID(), func(req []byte) bool {
+			if len(req) == 0 || req[0] != 9 {
+				return false
+			}
+			if hung.Add(1) == 20 {
+				once.Do(func() { close(slow) })
+			}
+			return true
+		})
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- leaver.Leave(ctx)
+	}()
+	var err error
+	select {
+	case err = <-done:
+		t.Logf("Leave ended after %d hung merges", hung.Load())
+	case <-slow:
+		for _, n := range others {
+			net.setHung(n.ID(), nil)
+		}
+		err = <-done
+	}
+	recs := leaver.Store().Records()
+	if err == nil && len(recs) > 0 {
+		t.Fatalf("Leave of %s returned nil, but it still holds %d copies: %v", leaver.Name(), len(recs), recs)
+	}
+	if err != nil {
+		t.Fatalf("Leave of %s: %v", leaver.Name(), err)
+	}
+	readAll(t, others, nb, nk)
+}
