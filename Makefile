@@ -9,8 +9,10 @@ ARGS ?=
 BENCHTIME ?= 1s
 # Time each fuzz target runs in `make fuzz`.
 FUZZTIME ?= 10s
+# How long `make soak` runs the churn test and the partition/heal cycles, each.
+SOAK ?= 10m
 
-.PHONY: all build run test bench fuzz clean
+.PHONY: all build run test soak bench fuzz clean
 
 all: build
 
@@ -30,6 +32,13 @@ test:
 	go test -race -count=1 -skip '$(NETNS_TESTS)' ./...
 	@echo '==> network-namespace tests (mDNS discovery; need root, skipped otherwise)'
 	go test -race -count=1 -v -run '$(NETNS_TESTS)' ./cmd/dboutique ./p2p | grep -E '^(--- |ok|FAIL)|skipping|needs root'
+
+# The long runs of the churn and partition tests (make test runs them for
+# about 30 s each): zero acknowledged writes may be lost.
+soak:
+	DBOUTIQUE_SOAK=$(SOAK) go test -race -count=1 -timeout 0 -v \
+		-run '^(TestChurnLosesNoAcknowledgedWrite|TestPartitionHealCycles)$$' ./testcluster \
+		| grep -E '^(=== RUN|--- |ok|FAIL|PASS)|(churn|partition)_test.go'
 
 bench:
 	go test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...

@@ -116,6 +116,11 @@ type writer struct {
 	buckets []string
 	l       *ledger
 	rng     *rand.Rand
+	// overwrite: one write in overwrite (0: none) gives one of the
+	// writer's earlier keys a new value.
+	overwrite int
+	// nodes, if set, lists the nodes the writer may talk to.
+	nodes []int
 
 	cl        *textproto.Client
 	staleRead atomic.Int64 // read-backs that did not return the acknowledged value
@@ -128,6 +133,9 @@ func (w *writer) client(ctx context.Context) *textproto.Client {
 	}
 	for ctx.Err() == nil {
 		i := w.rng.IntN(w.c.Len())
+		if len(w.nodes) > 0 {
+			i = w.nodes[w.rng.IntN(len(w.nodes))]
+		}
 		if !w.c.Up(i) {
 			continue
 		}
@@ -157,7 +165,7 @@ func (w *writer) run(ctx context.Context) {
 		}
 		bucket := w.buckets[w.rng.IntN(len(w.buckets))]
 		key := fmt.Sprintf("w%d-%d", w.id, seq)
-		if len(mine) > 0 && w.rng.IntN(5) == 0 {
+		if len(mine) > 0 && w.overwrite > 0 && w.rng.IntN(w.overwrite) == 0 {
 			bk := mine[w.rng.IntN(len(mine))]
 			bucket, key, _ = strings.Cut(bk, "/")
 		}
@@ -220,7 +228,7 @@ func TestChurnLosesNoAcknowledgedWrite(t *testing.T) {
 	writers := make([]*writer, 32)
 	var wg sync.WaitGroup
 	for i := range writers {
-		writers[i] = &writer{id: i, c: c, buckets: buckets, l: l, rng: rand.New(rand.NewPCG(uint64(i), 7))}
+		writers[i] = &writer{id: i, c: c, buckets: buckets, l: l, rng: rand.New(rand.NewPCG(uint64(i), 7)), overwrite: 5}
 		wg.Go(func() { writers[i].run(load) })
 	}
 

@@ -531,11 +531,14 @@ func (c *Cluster) peerID(in *instance) string {
 func (c *Cluster) WaitReplicated() {
 	c.t.Helper()
 	c.WaitConverged()
-	c.WaitFor("every bucket to have all its copies", c.replicated)
+	c.WaitFor("every bucket to have all its copies", c.Replicated)
 }
 
-// replicated reports the first bucket that is not fully replicated.
-func (c *Cluster) replicated() error {
+// Replicated reports the first bucket copy that is not where the ring puts
+// it, or differs from another owner's; nil when every copy is in place.
+// WaitReplicated polls it; benchmarks that move much data poll it with
+// their own deadline.
+func (c *Cluster) Replicated() error {
 	c.mu.Lock()
 	byID := make(map[string]*node.Node)
 	var nodes []*node.Node
@@ -572,7 +575,14 @@ func (c *Cluster) replicated() error {
 					return fmt.Errorf("bucket %q: owner %s has no copy (%s has)", b, m.Name, nd.Name())
 				}
 				if theirs.Sum() != mine.Sum() {
-					return fmt.Errorf("bucket %q: copies on %s and %s differ", b, nd.Name(), m.Name)
+					shards := 0
+					for k := range theirs.Shards {
+						if theirs.Shards[k] != mine.Shards[k] {
+							shards++
+						}
+					}
+					return fmt.Errorf("bucket %q: copies on %s and %s differ (%d shards; meta %+v and %+v; settled %v %v)",
+						b, nd.Name(), m.Name, shards, mine.Meta, theirs.Meta, nd.Settled(), other.Settled())
 				}
 			}
 			if !own {
@@ -590,14 +600,27 @@ func (c *Cluster) replicated() error {
 func (c *Cluster) WaitSettled() {
 	c.t.Helper()
 	c.WaitConverged()
-	c.WaitFor("every node to settle its copies", func() error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, in := range c.nodes {
-			if in.up && !in.node.Settled() {
-				return fmt.Errorf("%s has copies to move", in.name)
-			}
+	c.WaitFor("every node to settle its copies", c.Settled)
+}
+
+// Settled reports which running node, if any, still has copies to move
+// (node.Settled), or places buckets differently from the others.
+func (c *Cluster) Settled() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var epoch uint64
+	for _, in := range c.nodes {
+		if !in.up {
+			continue
 		}
-		return nil
-	})
+		if e := in.node.Epoch(); epoch == 0 {
+			epoch = e
+		} else if e != epoch {
+			return fmt.Errorf("%s places buckets differently", in.name)
+		}
+		if !in.node.Settled() {
+			return fmt.Errorf("%s has copies to move", in.name)
+		}
+	}
+	return nil
 }
