@@ -285,13 +285,15 @@ func (n *Node) Leave(ctx context.Context) error {
 	return nil
 }
 
-// sayGoodbye sends msg, a msgLeave, to every alive member.
+// sayGoodbye sends msg, a msgLeave, to every alive member, and to those
+// leaving too (the whole cluster may be stopping: each must know the
+// others will not take its buckets).
 func (n *Node) sayGoodbye(ctx context.Context, msg []byte) {
 	ctx, cancel := context.WithTimeout(ctx, leaveTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, m := range n.Members() {
-		if m.Self || m.State != StateAlive {
+		if m.Self || m.State != StateAlive && m.State != StateLeft {
 			continue
 		}
 		wg.Go(func() {
@@ -601,14 +603,14 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 		if err != nil {
 			return nil, err
 		}
-		if n.leaving.Load() {
-			return nil, errors.New("node: leaving the cluster")
-		}
 		if p.leaving {
 			// A leaving node still probes, to know whom to hand its
 			// buckets to; its pings are goodbyes, never proof of life.
 			n.left(from, false)
 			return n.pingMsg().append(nil), nil
+		}
+		if n.leaving.Load() {
+			return nil, errors.New("node: leaving the cluster")
 		}
 		if p.cluster != n.cfg.Cluster {
 			return nil, fmt.Errorf("%w: this node is in cluster %q, the caller in %q", ErrClusterMismatch, n.cfg.Cluster, p.cluster)

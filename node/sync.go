@@ -113,6 +113,13 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 	start := time.Now()
 	s := n.cfg.Store
 	v := n.view.Load()
+	// A pass works for one view: when it is replaced, calls to members
+	// that left it (a dead node's dial may hang) end, and the next pass,
+	// already asked for, starts from the new view. What was sent stays.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(v.replaced, cancel)
+	defer stop()
 	var (
 		st       passStats
 		byPeer   = make(map[string][]bucketSum)
@@ -481,17 +488,13 @@ func (n *Node) handleSync(from string, typ byte, body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		_, isNew := s.Meta(bucket)
-		isNew = !isNew
-		_, err = s.Merge(bucket, meta, es)
-		if err == nil {
-			if isNew {
-				// A copy that arrived after this node's last pass: the
-				// other owners may lack what it holds.
-				n.syncSoon()
-			} else {
-				n.strayCopy(bucket)
-			}
+		_, existed := s.Meta(bucket)
+		changed, err := s.Merge(bucket, meta, es)
+		if err == nil && (changed > 0 || !existed) {
+			// What came in may be news to the bucket's other owners too
+			// (or this copy is a stray to hand on): compare again now
+			// rather than at the next interval.
+			n.syncSoon()
 		}
 		return appendReply(nil, Result{}, err), nil
 	case msgSums:
