@@ -1,15 +1,27 @@
 // Package node owns a D-Boutique node: its buckets, held in memory, each a
-// map of key to value; the cluster's membership as the node sees it; and
-// the routing of every operation to the node that holds its bucket.
+// map of key to value; the cluster's membership as the node sees it; the
+// routing of every operation to the node that holds its bucket; and the
+// copies of each bucket on its owners: replication, rebalancing and
+// anti-entropy.
 //
 // # Data
 //
 // An operation is a value ([Op]) rather than only a method call, so that it
 // can be encoded ([Op.AppendBinary], [DecodeOp]), sent to the node that owns
-// its bucket and applied there with [Store.Execute]; its outcome ([Result])
-// travels back the same way. Every bucket of a [Store] has its own lock, so
-// operations on different buckets never wait for each other and reads of
-// one bucket run in parallel.
+// its bucket and applied there; its outcome ([Result]) travels back the
+// same way. Every bucket of a [Store] has its own lock, so operations on
+// different buckets never wait for each other and reads of one bucket run
+// in parallel.
+//
+// Every key carries a [Version], a hybrid logical clock reading ([Clock]);
+// a delete leaves a tombstone and a dropped bucket remembers when. Versioned
+// writes ([Store.ApplyEntry], [Store.ApplyDrop], [Store.Merge]) can be
+// applied in any order and any number of times: the newest version of each
+// key wins, so two copies merged either way end equal and a deleted key
+// does not come back. Tombstones are collected after
+// Config.TombstoneGrace. Each bucket's keys sit in [NumShards] shards with
+// an XOR digest each ([Store.Digest]), so two copies are compared in one
+// number and repaired shard by shard, a page at a time ([Store.Page]).
 //
 // # Cluster
 //
@@ -25,14 +37,28 @@
 // introduces it. A member silent for Config.DeadAfter is dead and leaves
 // the ring; [Node.Leave] takes a stopping node out at once.
 //
-// Routing: [Node.Execute] runs an operation locally when the ring places its
-// bucket here, and otherwise forwards it to the owner with this node's ring
+// Routing: [Node.Execute] runs an operation here when this node is its
+// bucket's primary, and otherwise forwards it to the primary with this node's ring
 // epoch and a hop limit, so that nodes that disagree about ownership answer
 // [ErrNoRoute] instead of bouncing a request forever. An owner that does not
 // answer in time gives an [UnreachableError]. [Node.ExecuteBatch] sends
 // consecutive operations for one owner as one message, which is what makes
 // a client's pipelined requests cheap to forward. msg.go describes the
 // messages between nodes.
+//
+// Replication (primary.go): a bucket lives on its first Config.Replicas
+// ring owners. The first, the primary, orders the bucket's writes: it
+// versions them, sends them to the other owners and applies and
+// acknowledges them once every owner of its view holds them. Before a
+// node serves a bucket as its primary in a new view it pulls the copies of
+// every other member, which must share its view; so a bucket in flight
+// never answers NOT FOUND and an acknowledged write is never missed.
+//
+// Rebalancing, repair and anti-entropy (sync.go) are one mechanism: after
+// every change of the view, and every Config.SyncInterval, each node
+// compares its copies with the other owners' and pushes the shards that
+// differ; a copy it no longer owns is retired and removed once every owner
+// has it. [Node.Leave] hands every copy off before the node stops.
 //
 // Errors are the sentinel values declared in errors.go, wrapped with %w
 // where context is added; callers test them with errors.Is. They cross the

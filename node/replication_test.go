@@ -752,3 +752,32 @@ func TestLeaveWaitsForSlowOwner(t *testing.T) {
 	}
 	readAll(t, others, nb, nk)
 }
+
+// TestTombstonesCollectedAfterGrace: a delete's tombstone, and a dropped
+// bucket's record, are collected once Config.TombstoneGrace has passed.
+func TestTombstonesCollectedAfterGrace(t *testing.T) {
+	net := newMemNet()
+	n := startMemNodeWith(t, net, "solo", nil, func(c *node.Config) {
+		c.TombstoneGrace = 20 * time.Millisecond
+		c.SyncInterval = 30 * time.Millisecond
+	})
+	ctx := context.Background()
+	for _, op := range []node.Op{
+		{Kind: node.KindCreate, Bucket: "b"},
+		{Kind: node.KindPut, Bucket: "b", Key: "k", Value: "v"},
+		{Kind: node.KindDelete, Bucket: "b", Key: "k"},
+		{Kind: node.KindCreate, Bucket: "gone"},
+		{Kind: node.KindDrop, Bucket: "gone"},
+	} {
+		if _, err := n.Execute(ctx, op); err != nil {
+			t.Fatalf("%v: %v", op.Kind, err)
+		}
+	}
+	if st := n.Store().Stats(); st.Tombstones != 1 || st.Records != 2 {
+		t.Fatalf("after the writes: %+v, want 1 tombstone and 2 records", st)
+	}
+	waitFor(t, "the tombstone and the dropped bucket to be collected", func() bool {
+		st := n.Store().Stats()
+		return st.Tombstones == 0 && st.Records == 1
+	})
+}

@@ -70,6 +70,7 @@ func (n *Node) syncLoop() {
 	defer n.wg.Done()
 	t := time.NewTimer(n.cfg.SyncInterval)
 	defer t.Stop()
+	var collected time.Time
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -78,7 +79,12 @@ func (n *Node) syncLoop() {
 		case <-t.C:
 		}
 		st := n.syncPass(n.ctx)
-		n.collect()
+		if time.Since(collected) >= n.cfg.SyncInterval {
+			// Collecting scans every bucket that has tombstones: not
+			// after each of the many passes of a rebalancing.
+			n.collect()
+			collected = time.Now()
+		}
 		next := n.cfg.SyncInterval
 		if st.pending > 0 {
 			next = min(next, retryInterval)

@@ -63,4 +63,12 @@
 //
 // Transport ties a host and RPC together into what a node needs (package
 // node's Transport interface), with peer IDs and addresses as strings.
+//
+// # Fault injection
+//
+// A Gater (HostConfig.Gater, TransportConfig.Gater) refuses chosen peers
+// at dial and handshake. Transport.Block blocks peers and closes the
+// connections to them, so calls in flight fail at once; Unblock and
+// UnblockAll restore them and clear libp2p's dial backoff. testcluster
+// partitions real hosts this way.
 package p2p
