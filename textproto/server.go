@@ -304,11 +304,14 @@ func (s *Server) beginClose() {
 	}
 }
 
+// forceClose closes every connection, then cancels the requests in
+// flight: in that order, the error a cancelled request returns finds its
+// connection closed and never reaches the client.
 func (s *Server) forceClose() {
-	s.cancel()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for c := range s.conns {
 		c.nc.Close()
 	}
+	s.mu.Unlock()
+	s.cancel()
 }
