@@ -459,12 +459,13 @@ func (n *Node) executeBatch(ctx context.Context, ops []Op, res []Result, errs []
 			i++
 			continue
 		}
-		j := i + 1
-		for j < len(ops) && j-i < maxBatch {
+		j, size := i+1, len(ops[i].Key)+len(ops[i].Value)
+		for j < len(ops) && j-i < maxBatch && size+len(ops[j].Key)+len(ops[j].Value) <= maxGroupBytes {
 			m, ok := owner(j)
 			if !ok || m.ID != first.ID {
 				break
 			}
+			size += len(ops[j].Key) + len(ops[j].Value)
 			j++
 		}
 		switch {

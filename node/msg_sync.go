@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 )
 
 // Messages of replication and anti-entropy (see msg.go for the others):
@@ -37,7 +38,36 @@ const (
 	maxPageBytes = 4 << 20 // the largest page a peer may ask for
 	pageBytes    = 1 << 20 // the page size this node asks for and sends
 	maxWrites    = maxBatch
+	// maxGroupBytes bounds the keys and values of the writes replicated in
+	// one message (a single larger write still goes alone).
+	maxGroupBytes = 8 << 20
+	// maxSumsBytes bounds the bucket names compared in one msgSums.
+	maxSumsBytes = 1 << 20
 )
+
+// maxClockSkew is how far ahead of this node's clock a peer's version may
+// be. Merging a version adopts it (the clock never goes back), so one from
+// a peer with a wildly wrong clock is refused rather than let it push
+// every later write's version out of reach.
+const maxClockSkew = time.Hour
+
+// errFutureVersion: a peer sent a version too far ahead.
+var errFutureVersion = fmt.Errorf("%w: a version more than %v ahead of this node's clock", ErrCorruptOp, maxClockSkew)
+
+// checkVersions returns errFutureVersion when a version of es (or of m) is
+// more than maxClockSkew ahead of now.
+func checkVersions(now time.Time, m BucketMeta, es []Entry) error {
+	limit := VersionAt(now.Add(maxClockSkew))
+	if m.Created > limit || m.Dropped > limit {
+		return errFutureVersion
+	}
+	for _, e := range es {
+		if e.Version > limit {
+			return errFutureVersion
+		}
+	}
+	return nil
+}
 
 // write is one replicated write: a bucket-level create or drop, or a key's
 // new entry (a value, or a tombstone for DELETE).

@@ -49,8 +49,12 @@ func (n *Node) executeOwned(ctx context.Context, ops []Op, res []Result, errs []
 			i++
 			continue
 		}
-		j := i + 1
-		for j < len(ops) && j-i < maxWrites && ops[j].Kind.IsWrite() && ops[j].Bucket == op.Bucket {
+		// A group is replicated as one message: keep it well under the
+		// transport's frame cap.
+		j, size := i+1, len(op.Key)+len(op.Value)
+		for j < len(ops) && j-i < maxWrites && ops[j].Kind.IsWrite() && ops[j].Bucket == op.Bucket &&
+			size+len(ops[j].Key)+len(ops[j].Value) <= maxGroupBytes {
+			size += len(ops[j].Key) + len(ops[j].Value)
 			j++
 		}
 		n.writeGroup(ctx, op.Bucket, ops[i:j], res[i:j], errs[i:j])
@@ -445,6 +449,9 @@ func (n *Node) pullFrom(ctx context.Context, m Member, bucket string, epoch uint
 		return err
 	}
 	s := n.cfg.Store
+	if err := checkVersions(time.Now(), theirs.Meta, nil); err != nil {
+		return err
+	}
 	mine, _ := s.Digest(bucket)
 	if theirs.Meta != mine.Meta {
 		if _, err := s.Merge(bucket, theirs.Meta, nil); err != nil {
@@ -463,6 +470,9 @@ func (n *Node) pullFrom(ctx context.Context, m Member, bucket string, epoch uint
 				return err
 			}
 			es, more, err := decodePageReply(reply)
+			if err == nil {
+				err = checkVersions(time.Now(), BucketMeta{}, es)
+			}
 			if err != nil {
 				return err
 			}

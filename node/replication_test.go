@@ -781,3 +781,28 @@ func TestTombstonesCollectedAfterGrace(t *testing.T) {
 		return st.Tombstones == 0 && st.Records == 1
 	})
 }
+
+// TestFutureVersionsRefused: a peer's copy whose versions are far ahead of
+// this node's clock is refused, so that a wrong clock cannot drag the
+// cluster's versions along.
+func TestFutureVersionsRefused(t *testing.T) {
+	net := newMemNet()
+	fast := func(c *node.Config) { c.Replicas, c.SyncInterval = 2, 20*time.Millisecond }
+	a := startMemNodeWith(t, net, "a", nil, fast)
+	b := startMemNodeWith(t, net, "b", nil, fast, "/mem/id-a")
+	waitFor(t, "both nodes to see each other", func() bool { return alive(a) == 2 && alive(b) == 2 })
+	waitFor(t, "a to settle", a.Settled)
+	// A rogue copy on a, two days ahead: a's passes try to push it to b,
+	// its co-owner, and fail.
+	future := node.VersionAt(time.Now().Add(48 * time.Hour))
+	if err := a.Store().ApplyEntry("rogue", node.Entry{Key: "k", Value: "v", Version: future}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a pass on a to fail to push the rogue copy", func() bool { return !a.Settled() })
+	if _, ok := b.Store().Meta("rogue"); ok {
+		t.Error("b took a copy with a version 48 h ahead")
+	}
+	if got := b.Store().Clock().Last(); got >= future {
+		t.Errorf("b's clock moved to %v", got)
+	}
+}

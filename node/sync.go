@@ -259,8 +259,13 @@ func (n *Node) pushTo(ctx context.Context, m Member, sums []bucketSum) (passStat
 	var bad []string
 	progress := time.Now()
 	for len(sums) > 0 {
-		chunk := sums[:min(len(sums), maxSumsPerMessage)]
-		sums = sums[len(chunk):]
+		k, size := 1, len(sums[0].bucket)
+		for k < len(sums) && k < maxSumsPerMessage && size+len(sums[k].bucket) <= maxSumsBytes {
+			size += len(sums[k].bucket)
+			k++
+		}
+		chunk := sums[:k]
+		sums = sums[k:]
 		reply, err := n.call(ctx, m, appendSums(nil, chunk), n.cfg.ForwardTimeout)
 		var differ []string
 		if err == nil {
@@ -457,6 +462,13 @@ func (n *Node) handleSync(from string, typ byte, body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		es := make([]Entry, len(ws))
+		for i, w := range ws {
+			es[i] = w.entry
+		}
+		if err := checkVersions(time.Now(), BucketMeta{}, es); err != nil {
+			return appendReply(nil, Result{}, err), nil
+		}
 		err = n.applyReplicated(bucket, ws)
 		if err == nil {
 			n.strayCopy(bucket)
@@ -493,6 +505,9 @@ func (n *Node) handleSync(from string, typ byte, body []byte) ([]byte, error) {
 		bucket, meta, es, err := decodeMerge(body)
 		if err != nil {
 			return nil, err
+		}
+		if err := checkVersions(time.Now(), meta, es); err != nil {
+			return appendReply(nil, Result{}, err), nil
 		}
 		_, existed := s.Meta(bucket)
 		changed, err := s.Merge(bucket, meta, es)
