@@ -54,10 +54,13 @@ const maxClockSkew = time.Hour
 // errFutureVersion: a peer sent a version too far ahead.
 var errFutureVersion = fmt.Errorf("%w: a version more than %v ahead of this node's clock", ErrCorruptOp, maxClockSkew)
 
+// versionLimit is the newest version a peer may send at now.
+func versionLimit(now time.Time) Version { return VersionAt(now.Add(maxClockSkew)) }
+
 // checkVersions returns errFutureVersion when a version of es (or of m) is
-// more than maxClockSkew ahead of now.
+// past versionLimit.
 func checkVersions(now time.Time, m BucketMeta, es []Entry) error {
-	limit := VersionAt(now.Add(maxClockSkew))
+	limit := versionLimit(now)
 	if m.Created > limit || m.Dropped > limit {
 		return errFutureVersion
 	}

@@ -317,7 +317,7 @@ func (n *Node) applyReplicated(bucket string, ws []write) error {
 // readiness remembers the buckets this node has pulled in the current
 // view, and the pulls in flight.
 type readiness struct {
-	mu    sync.Mutex // guards the fields below
+	mu    sync.RWMutex // guards the fields below
 	epoch uint64
 	ready map[string]struct{}
 	pulls map[string]*pull
@@ -336,6 +336,15 @@ func (n *Node) ensureReady(ctx context.Context, bucket string) error {
 	r := &n.ready
 	for {
 		v := n.view.Load()
+		// Every request at a primary asks: the common answer, under a
+		// shared lock.
+		r.mu.RLock()
+		_, ready := r.ready[bucket]
+		ready = ready && r.epoch == v.epoch
+		r.mu.RUnlock()
+		if ready {
+			return nil
+		}
 		r.mu.Lock()
 		if r.epoch != v.epoch || r.ready == nil || len(r.ready) >= maxReady {
 			r.epoch = v.epoch

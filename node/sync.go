@@ -462,12 +462,11 @@ func (n *Node) handleSync(from string, typ byte, body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		es := make([]Entry, len(ws))
-		for i, w := range ws {
-			es[i] = w.entry
-		}
-		if err := checkVersions(time.Now(), BucketMeta{}, es); err != nil {
-			return appendReply(nil, Result{}, err), nil
+		limit := versionLimit(time.Now())
+		for _, w := range ws {
+			if w.entry.Version > limit {
+				return appendReply(nil, Result{}, errFutureVersion), nil
+			}
 		}
 		err = n.applyReplicated(bucket, ws)
 		if err == nil {
