@@ -467,10 +467,7 @@ func (n *Node) pullFrom(ctx context.Context, m Member, bucket string, epoch uint
 			return err
 		}
 	}
-	for shard := range NumShards {
-		if theirs.Shards[shard] == mine.Shards[shard] {
-			continue
-		}
+	for shard := range differingShards(&theirs, &mine) {
 		after := ""
 		for {
 			req := pageRequest{bucket: bucket, shard: shard, after: after, maxBytes: pageBytes}.append(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"sync"
 	"time"
 
@@ -331,10 +332,7 @@ func (n *Node) pushBucket(ctx context.Context, m Member, b string, st *passStats
 		batch, size = batch[:0], 0
 		return nil
 	}
-	for shard := range NumShards {
-		if theirs.Shards[shard] == mine.Shards[shard] {
-			continue
-		}
+	for shard := range differingShards(&theirs, &mine) {
 		after := ""
 		for {
 			es, more, ok := s.Page(b, shard, after, max(pageBytes-size, 1))
@@ -365,6 +363,18 @@ func (n *Node) pushBucket(ctx context.Context, m Member, b string, st *passStats
 		st.buckets++
 	}
 	return nil
+}
+
+// differingShards yields the shards whose digests differ between two
+// copies: what a pull fetches and a push sends.
+func differingShards(a, b *Digest) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for shard := range NumShards {
+			if a.Shards[shard] != b.Shards[shard] && !yield(shard) {
+				return
+			}
+		}
+	}
 }
 
 // handleSums answers msgSums: the buckets whose copy here differs.
