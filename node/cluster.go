@@ -207,6 +207,8 @@ type Node struct {
 	passMu    sync.Mutex               // one sync pass at a time
 	settled   atomic.Uint64            // epoch of the last pass that left nothing undone
 
+	stats stats // counters behind Stats (stats.go)
+
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup // every goroutine the node starts
@@ -425,7 +427,8 @@ func (sc *batchScratch) clear() {
 // routed reports whether operations of kind k go to their bucket's owner.
 func routed(k Kind) bool {
 	switch k {
-	case KindCreate, KindPut, KindGet, KindDelete, KindDrop, KindKeys:
+	case KindCreate, KindPut, KindGet, KindDelete, KindDrop, KindKeys,
+		KindPutCreate, KindLen, KindGetAll:
 		return true
 	}
 	return false
@@ -445,12 +448,12 @@ func (n *Node) executeBatch(ctx context.Context, ops []Op, res []Result, errs []
 		if ops[i].Bucket == lastBucket && lastBucket != "" {
 			return lastOwner, true
 		}
-		ms, err := v.owners(ops[i].Bucket, 1)
+		m, err := v.primary(ops[i].Bucket)
 		if err != nil {
 			return Member{}, false
 		}
-		lastBucket, lastOwner = ops[i].Bucket, ms[0]
-		return ms[0], true
+		lastBucket, lastOwner = ops[i].Bucket, m
+		return m, true
 	}
 	for i := 0; i < len(ops); {
 		first, ok := owner(i)
@@ -488,6 +491,7 @@ func (n *Node) forwardBatch(ctx context.Context, epoch uint64, m Member, ops []O
 		}
 	}
 	if hops <= 0 {
+		n.stats.forwardErrors.Add(1)
 		fail(ErrNoRoute)
 		return
 	}
@@ -496,8 +500,10 @@ func (n *Node) forwardBatch(ctx context.Context, epoch uint64, m Member, ops []O
 		fail(err)
 		return
 	}
+	n.stats.forwarded(len(ops))
 	reply, err := n.call(ctx, m, req, n.forwardTimeout())
 	if err != nil {
+		n.stats.forwardErrors.Add(1)
 		fail(err)
 		return
 	}
@@ -510,23 +516,25 @@ func (n *Node) forwardBatch(ctx context.Context, epoch uint64, m Member, ops []O
 // times it may be forwarded.
 func (n *Node) route(ctx context.Context, op Op, hops int) (Result, error) {
 	v := n.view.Load()
-	owners, err := v.owners(op.Bucket, 1)
+	owner, err := v.primary(op.Bucket)
 	if err != nil {
 		return Result{}, err
 	}
-	owner := owners[0]
 	if owner.Self {
 		return n.executeOne(ctx, op)
 	}
 	if hops <= 0 {
+		n.stats.forwardErrors.Add(1)
 		return Result{}, ErrNoRoute
 	}
 	req, err := opRequest{epoch: v.epoch, hops: hops - 1, op: op}.append(nil)
 	if err != nil {
 		return Result{}, err
 	}
+	n.stats.forwarded(1)
 	reply, err := n.call(ctx, owner, req, n.forwardTimeout())
 	if err != nil {
+		n.stats.forwardErrors.Add(1)
 		return Result{}, err
 	}
 	return decodeReply(reply)

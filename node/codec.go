@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 )
 
 // The binary encoding of an Op, used to send it to another node:
@@ -16,6 +17,7 @@ import (
 //
 //	value  uvarint length, bytes
 //	names  uvarint count, then each name as uvarint length, bytes
+//	count  uvarint, only when Result.Count is not 0
 //
 // Lengths must be written minimally, so every value has exactly one
 // encoding. Decoding checks every length against the bytes that remain, so
@@ -67,6 +69,9 @@ func (r Result) AppendBinary(b []byte) ([]byte, error) {
 	for _, n := range r.Names {
 		b = appendString(b, n)
 	}
+	if r.Count > 0 { // and never negative
+		b = binary.AppendUvarint(b, uint64(r.Count))
+	}
 	return b, nil
 }
 
@@ -84,6 +89,14 @@ func DecodeResult(b []byte) (Result, error) {
 		r.Names = make([]string, n)
 		for i := range r.Names {
 			r.Names[i] = d.string()
+		}
+	}
+	if d.err == nil && len(d.buf) > 0 {
+		// A count of 0 is not written, so that each Result has one encoding.
+		if c := d.uvarint(); d.err == nil && (c == 0 || c > math.MaxInt32) {
+			d.err = fmt.Errorf("%w: count %d", ErrCorruptOp, c)
+		} else {
+			r.Count = int(c)
 		}
 	}
 	if err := d.finish(); err != nil {

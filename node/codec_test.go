@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -94,6 +95,8 @@ func TestResultEncodingGolden(t *testing.T) {
 		{node.Result{Value: "v"}, bs(1, "v", 0)},
 		{node.Result{Names: []string{"a", "bc"}}, bs(0, 2, 1, "a", 2, "bc")},
 		{node.Result{Names: []string{""}}, bs(0, 1, 0)},
+		{node.Result{Count: 1}, bs(0, 0, 1)},
+		{node.Result{Value: "v", Count: 300}, bs(1, "v", 0, 0xac, 0x02)},
 	} {
 		if got := appendResult(t, tc.r); !bytes.Equal(got, tc.want) {
 			t.Errorf("AppendBinary(%+v) = % x, want % x", tc.r, got, tc.want)
@@ -190,6 +193,8 @@ func TestResultRoundTrip(t *testing.T) {
 		{Value: strings.Repeat("v", 70000)},
 		{Names: many},
 		{Names: []string{strings.Repeat("n", 200), ""}},
+		{Count: 1},
+		{Value: "v", Names: []string{"k", "v"}, Count: 1 << 20},
 	} {
 		b := appendResult(t, r)
 		got, err := node.DecodeResult(b)
@@ -197,7 +202,7 @@ func TestResultRoundTrip(t *testing.T) {
 			t.Errorf("DecodeResult(AppendBinary(%.40v)): %v", r, err)
 			continue
 		}
-		if got.Value != r.Value || !slices.Equal(got.Names, r.Names) {
+		if got.Value != r.Value || !slices.Equal(got.Names, r.Names) || got.Count != r.Count {
 			t.Errorf("round trip of %.40v gave %.40v", r, got)
 		}
 		if len(r.Names) == 0 && got.Names != nil {
@@ -271,8 +276,11 @@ func TestDecodeResultCorrupt(t *testing.T) {
 		{"second name missing", bs(0, 2, 1, "a")},
 		{"truncated name length", bs(0, 1, 0x80)},
 		{"huge name length", bs(0, 1, uv(1<<62), "a")},
-		{"trailing zero", bs(0, 0, 0)},
-		{"trailing after names", bs(0, 1, 1, "a", "x")},
+		{"trailing zero (a count of 0 is not written)", bs(0, 0, 0)},
+		{"trailing after names", bs(0, 1, 1, "a", "x", 1)},
+		{"trailing after count", bs(0, 0, 1, 1)},
+		{"count over 2^31", bs(0, 0, uv(1<<40))},
+		{"truncated count", bs(0, 0, 0x80)},
 	} {
 		r, err := node.DecodeResult(tc.in)
 		checkErr(t, fmt.Sprintf("%s: DecodeResult(% x)", tc.name, tc.in), err, node.ErrCorruptOp)
@@ -428,6 +436,11 @@ func refDecodeResult(b []byte) (res node.Result, ok, minimal bool) {
 	for i := uint64(0); i < n && r.ok; i++ {
 		res.Names = append(res.Names, r.string())
 	}
+	if r.ok && len(r.buf) > 0 {
+		c := r.uvarint()
+		r.ok = r.ok && c > 0 && c <= math.MaxInt32
+		res.Count = int(c)
+	}
 	return res, r.ok && len(r.buf) == 0, r.minimal
 }
 
@@ -446,7 +459,7 @@ func seedCorpus(f *testing.F, ops []node.Op, results []node.Result, extra ...[]b
 }
 
 var fuzzResults = []node.Result{
-	{}, {Value: "v"}, {Names: []string{"a", "bc"}}, {Value: "x", Names: []string{"", ""}},
+	{}, {Value: "v"}, {Names: []string{"a", "bc"}}, {Value: "x", Names: []string{"", ""}}, {Count: 7},
 }
 
 var fuzzExtra = [][]byte{
@@ -526,7 +539,7 @@ func FuzzDecodeResult(f *testing.F) {
 		if err != nil {
 			t.Fatalf("DecodeResult(% x): %v; want %+v", b, err, ref)
 		}
-		if r.Value != ref.Value || !slices.Equal(r.Names, ref.Names) {
+		if r.Value != ref.Value || !slices.Equal(r.Names, ref.Names) || r.Count != ref.Count {
 			t.Fatalf("DecodeResult(% x) = %+v, want %+v", b, r, ref)
 		}
 		if len(r.Names) == 0 && r.Names != nil {

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -101,6 +103,32 @@ type view struct {
 	// that calls can end with it through context.AfterFunc).
 	replaced     context.Context
 	markReplaced context.CancelFunc
+
+	// firsts caches primary's answers (bucket name -> Member), for up to
+	// maxCachedPrimaries buckets: every request asks, and the ring's
+	// answer costs a search and two allocations.
+	firsts sync.Map
+	cached atomic.Int64
+}
+
+// maxCachedPrimaries bounds a view's cache of primaries.
+const maxCachedPrimaries = 1 << 16
+
+// primary returns the first owner of bucket.
+func (v *view) primary(bucket string) (Member, error) {
+	if m, ok := v.firsts.Load(bucket); ok {
+		return m.(Member), nil
+	}
+	owners, err := v.owners(bucket, 1)
+	if err != nil {
+		return Member{}, err
+	}
+	if v.cached.Load() < maxCachedPrimaries {
+		if _, loaded := v.firsts.LoadOrStore(bucket, owners[0]); !loaded {
+			v.cached.Add(1)
+		}
+	}
+	return owners[0], nil
 }
 
 // owners returns the first n owners of bucket.

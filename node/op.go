@@ -28,6 +28,13 @@ const (
 	KindNodes
 	// KindOwner lists the nodes that hold a bucket, first owner first.
 	KindOwner
+	// KindPutCreate sets a key's value, creating the bucket first if it
+	// does not exist (Redis's HSET and SET).
+	KindPutCreate
+	// KindLen counts the live keys of a bucket.
+	KindLen
+	// KindGetAll reads every live key of a bucket with its value.
+	KindGetAll
 	kindEnd // one past the last valid kind
 )
 
@@ -51,6 +58,12 @@ func (k Kind) String() string {
 		return "NODES"
 	case KindOwner:
 		return "OWNER"
+	case KindPutCreate:
+		return "PUTCREATE"
+	case KindLen:
+		return "LEN"
+	case KindGetAll:
+		return "GETALL"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
@@ -58,7 +71,7 @@ func (k Kind) String() string {
 // IsWrite reports whether operations of this kind change the store.
 func (k Kind) IsWrite() bool {
 	switch k {
-	case KindCreate, KindPut, KindDelete, KindDrop:
+	case KindCreate, KindPut, KindDelete, KindDrop, KindPutCreate:
 		return true
 	}
 	return false
@@ -66,8 +79,9 @@ func (k Kind) IsWrite() bool {
 
 // Op is one operation on the store. Which fields are used depends on Kind:
 //
-//	KindCreate, KindDrop, KindKeys, KindOwner:  Bucket
-//	KindPut:                                    Bucket, Key, Value
+//	KindCreate, KindDrop, KindKeys, KindOwner,
+//	KindLen, KindGetAll:                        Bucket
+//	KindPut, KindPutCreate:                     Bucket, Key, Value
 //	KindGet, KindDelete:                        Bucket, Key
 //	KindBuckets, KindNodes:                     none
 //
@@ -88,7 +102,8 @@ func (op Op) Validate() error {
 			return fmt.Errorf("%w: %v takes no arguments", ErrInvalidOp, op.Kind)
 		}
 		return nil
-	case KindCreate, KindDrop, KindKeys, KindOwner, KindGet, KindDelete, KindPut:
+	case KindCreate, KindDrop, KindKeys, KindOwner, KindGet, KindDelete, KindPut,
+		KindPutCreate, KindLen, KindGetAll:
 	default:
 		return fmt.Errorf("%w: unknown kind %v", ErrInvalidOp, op.Kind)
 	}
@@ -96,7 +111,7 @@ func (op Op) Validate() error {
 		return fmt.Errorf("%w: %v needs a bucket name", ErrInvalidOp, op.Kind)
 	}
 	switch op.Kind {
-	case KindCreate, KindDrop, KindKeys, KindOwner:
+	case KindCreate, KindDrop, KindKeys, KindOwner, KindLen, KindGetAll:
 		if op.Key != "" || op.Value != "" {
 			return fmt.Errorf("%w: %v takes only a bucket name", ErrInvalidOp, op.Kind)
 		}
@@ -110,8 +125,17 @@ func (op Op) Validate() error {
 
 // Result is the outcome of a successful operation: Value for KindGet, Names
 // (sorted) for KindBuckets and KindKeys, one line per node for KindNodes and
-// KindOwner, nothing for the others.
+// KindOwner, keys and values alternating in key order for KindGetAll.
+//
+// Count says how much a write changed, as Redis counts it: 1 when
+// KindCreate made a new bucket, KindPutCreate set a key that had no value,
+// KindDelete removed a live key, or KindDrop removed a bucket; 0 otherwise.
+// For KindLen it is the number of live keys. KindPut leaves it 0 (counting
+// costs a lookup that the text protocol never needs). Writes to one key
+// from several clients at once may each count 1: a count is decided when
+// the write is ordered, not when the copies apply it.
 type Result struct {
 	Value string
 	Names []string
+	Count int
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -133,12 +134,28 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Re
 		fail(err)
 		return
 	}
+	// CREATE and DROP change whether the bucket exists, and so does a
+	// PUTCREATE of a bucket that does not: those take the sequencer alone.
 	exclusive := false
 	for _, op := range ops {
-		if op.Kind == KindCreate || op.Kind == KindDrop {
+		switch op.Kind {
+		case KindCreate, KindDrop:
 			exclusive = true
+		case KindPutCreate:
+			exclusive = exclusive || !n.cfg.Store.Exists(bucket)
 		}
 	}
+	if !n.sequence(ctx, bucket, ops, res, errs, exclusive) {
+		// Dropped between the look and the lock: order the group alone.
+		n.sequence(ctx, bucket, ops, res, errs, true)
+	}
+}
+
+// sequence orders ops under the bucket's sequencer, taken alone when
+// exclusive, then replicates and applies them. Holding it shared, it
+// returns false, having done nothing, when a PUTCREATE finds that it must
+// create the bucket.
+func (n *Node) sequence(ctx context.Context, bucket string, ops []Op, res []Result, errs []error, exclusive bool) bool {
 	mu := n.seqLock(bucket)
 	if exclusive {
 		mu.Lock()
@@ -150,39 +167,32 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Re
 	// Under the sequencer, this node must still be the primary: a node
 	// getting ready to replace it waits for the sequencer (see msgDigest),
 	// so no write is ordered here once that node serves the bucket.
-	if owners, err := n.view.Load().owners(bucket, 1); err != nil || !owners[0].Self {
-		fail(fmt.Errorf("%w: this node no longer orders writes to %q", ErrNoRoute, bucket))
-		return
+	if first, err := n.view.Load().primary(bucket); err != nil || !first.Self {
+		err := fmt.Errorf("%w: this node no longer orders writes to %q", ErrNoRoute, bucket)
+		for k := range ops {
+			res[k], errs[k] = Result{}, err
+		}
+		return true
 	}
-	s := n.cfg.Store
-	clock := s.Clock()
-	exists := s.Exists(bucket)
+	exists := n.cfg.Store.Exists(bucket)
+	if !exists && !exclusive && slices.ContainsFunc(ops, func(op Op) bool { return op.Kind == KindPutCreate }) {
+		return false
+	}
 	var buf [8]write
-	ws := buf[:0]
-	for k, op := range ops {
-		res[k], errs[k] = Result{}, nil
-		if op.Kind != KindCreate && !exists {
-			errs[k] = notFound(bucket)
-			continue
-		}
-		w := write{kind: op.Kind, entry: Entry{Version: clock.Now()}}
-		switch op.Kind {
-		case KindCreate:
-			exists = true
-		case KindDrop:
-			exists = false
-		case KindPut:
-			w.entry.Key, w.entry.Value = op.Key, op.Value
-		case KindDelete:
-			w.entry.Key, w.entry.Deleted = op.Key, true
-		}
-		ws = append(ws, w)
-	}
+	ws := n.order(buf[:0], bucket, exists, ops, res, errs)
+	n.commit(ctx, bucket, ws, errs)
+	return true
+}
+
+// commit replicates ws, the writes ordered for a group, and applies them
+// here once every owner holds them; if that fails, the group's operations
+// that had no error get the failure.
+func (n *Node) commit(ctx context.Context, bucket string, ws []write, errs []error) {
 	if len(ws) == 0 {
 		return
 	}
 	if err := n.replicate(ctx, bucket, ws); err != nil {
-		for k := range ops {
+		for k := range errs {
 			if errs[k] == nil {
 				errs[k] = err
 			}
@@ -193,10 +203,70 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Re
 		// A copy retired meanwhile (the view changed and this node no
 		// longer owns the bucket) is being handed off; the owners
 		// already hold the write.
-		if err := w.apply(s, bucket); err != nil && !errors.Is(err, ErrRetired) {
+		if err := w.apply(n.cfg.Store, bucket); err != nil && !errors.Is(err, ErrRetired) {
 			n.log.Error("cannot apply a replicated write", zap.String("bucket", bucket), zap.Error(err))
 		}
 	}
+}
+
+// order decides the outcome of each of ops, writes to bucket, given
+// whether the bucket exists now, and appends the writes to replicate to
+// ws. The caller holds the bucket's sequencer (alone when ops may change
+// whether the bucket exists).
+func (n *Node) order(ws []write, bucket string, exists bool, ops []Op, res []Result, errs []error) []write {
+	s := n.cfg.Store
+	clock := s.Clock()
+	for k, op := range ops {
+		res[k], errs[k] = Result{}, nil
+		if !exists && op.Kind != KindCreate && op.Kind != KindPutCreate {
+			errs[k] = notFound(bucket)
+			continue
+		}
+		switch op.Kind {
+		case KindCreate:
+			// Written even when the bucket exists: a copy that missed
+			// its creation learns of it.
+			ws = append(ws, write{kind: KindCreate, entry: Entry{Version: clock.Now()}})
+			res[k].Count = b2i(!exists)
+			exists = true
+		case KindDrop:
+			ws = append(ws, write{kind: KindDrop, entry: Entry{Version: clock.Now()}})
+			res[k].Count = 1
+			exists = false
+		case KindPutCreate:
+			if !exists {
+				ws = append(ws, write{kind: KindCreate, entry: Entry{Version: clock.Now()}})
+				exists = true
+			}
+			res[k].Count = b2i(!live(s, bucket, ws, op.Key))
+			ws = append(ws, write{kind: KindPut, entry: Entry{Key: op.Key, Value: op.Value, Version: clock.Now()}})
+		case KindPut:
+			ws = append(ws, write{kind: KindPut, entry: Entry{Key: op.Key, Value: op.Value, Version: clock.Now()}})
+		case KindDelete:
+			res[k].Count = b2i(live(s, bucket, ws, op.Key))
+			ws = append(ws, write{kind: KindDelete, entry: Entry{Key: op.Key, Deleted: true, Version: clock.Now()}})
+		}
+	}
+	return ws
+}
+
+// live reports whether key has a value once ws, writes not applied yet,
+// are: the last of them that writes key decides, or else the store. The
+// count is decided here, when the write is ordered, and not when it is
+// applied: by then anti-entropy may have brought the write back from a
+// replica, and applying it would change nothing.
+func live(s *Store, bucket string, ws []write, key string) bool {
+	for i := len(ws) - 1; i >= 0; i-- {
+		switch w := &ws[i]; {
+		case w.kind == KindCreate:
+			continue
+		case w.kind == KindDrop:
+			return false
+		case w.entry.Key == key:
+			return !w.entry.Deleted
+		}
+	}
+	return s.Live(bucket, key)
 }
 
 // replicate sends ws to every owner of bucket other than this node and
@@ -205,17 +275,24 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Re
 // until it answers or leaves the view (its death is detected), within
 // Config.WriteTimeout.
 func (n *Node) replicate(ctx context.Context, bucket string, ws []write) error {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteTimeout)
-	defer cancel()
+	if v := n.view.Load(); n.cfg.Replicas == 1 || v.ring != nil && len(v.byKey) == 1 {
+		// Nobody else holds the bucket (this view has one member): the
+		// common case of a node alone, checked without allocating. A
+		// node that joins meanwhile pulls the bucket before serving it.
+		return nil
+	}
 	var (
-		msg     []byte
-		done    []string // owners that hold the writes
-		backoff = 5 * time.Millisecond
+		msg      []byte
+		done     []string // owners that hold the writes
+		backoff  = 5 * time.Millisecond
+		measured replication
+		cancel   context.CancelFunc
 	)
 	for {
 		v := n.view.Load()
 		owners, err := v.owners(bucket, n.cfg.Replicas)
 		if err != nil {
+			n.stats.replicationErrors.Add(1)
 			return err
 		}
 		var targets []Member
@@ -228,7 +305,15 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write) error {
 			return nil
 		}
 		if msg == nil {
+			// The first round (msg is set once, so these defers run
+			// once): from here on the write waits for others, within the
+			// write timeout.
+			measured = n.stats.replicateBegin()
+			defer n.stats.replicateEnd(&measured)
+			ctx, cancel = context.WithTimeout(ctx, n.cfg.WriteTimeout)
+			defer cancel()
 			msg = appendReplicate(nil, bucket, ws)
+			measured.writes = len(ws)
 		}
 		errs := n.replicateRound(ctx, v, targets, msg)
 		var failed error
@@ -247,6 +332,7 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write) error {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+			n.stats.replicationErrors.Add(1)
 			if n.ctx.Err() != nil {
 				return ErrClosed
 			}

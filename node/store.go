@@ -180,14 +180,44 @@ type shard struct {
 	digest  uint64          // XOR over entries of entryHash
 }
 
-// cell is a key's state in a shard; the key is the map key.
+// cell is a key's state in a shard; the key is the map key. The version
+// and the tombstone flag share a word (the flag is the top bit, which no
+// version reaches), so that a map slot takes 40 bytes rather than 48: a
+// store of small values is mostly map slots.
 type cell struct {
-	value   string
-	version Version
-	deleted bool
+	value string
+	vd    uint64 // the version, | tombstoneBit for a tombstone
 }
 
-func (e cell) hash(key string) uint64 { return entryHash(key, e.version, e.deleted, e.value) }
+// tombstoneBit marks a cell as a tombstone. Versions stay well below it:
+// versions applied must be under maxVersion (the clock's milliseconds
+// reach it in the year 6429), so a clock that observed the largest one
+// still has room to count up.
+const (
+	tombstoneBit = 1 << 63
+	maxVersion   = 1 << 62
+)
+
+func mkCell(value string, v Version, deleted bool) cell {
+	e := cell{value: value, vd: uint64(v)}
+	if deleted {
+		e.vd |= tombstoneBit
+	}
+	return e
+}
+
+func (e cell) version() Version { return Version(e.vd &^ tombstoneBit) }
+func (e cell) deleted() bool    { return e.vd&tombstoneBit != 0 }
+
+func (e cell) hash(key string) uint64 { return entryHash(key, e.version(), e.deleted(), e.value) }
+
+// validVersion reports an error for a version the store cannot hold.
+func validVersion(v Version) error {
+	if v >= maxVersion {
+		return fmt.Errorf("%w: version %#x out of range", ErrInvalidOp, uint64(v))
+	}
+	return nil
+}
 
 // NewStore returns an empty store with a clock of its own.
 func NewStore() *Store { return NewStoreWithClock(nil) }
@@ -220,17 +250,29 @@ func (s *Store) Execute(_ context.Context, op Op) (Result, error) {
 		return Result{Value: v}, err
 	case KindPut:
 		return Result{}, s.Put(op.Bucket, op.Key, op.Value)
+	case KindPutCreate:
+		added, err := s.putCreate(op.Bucket, op.Key, op.Value)
+		return Result{Count: b2i(added)}, err
 	case KindDelete:
-		return Result{}, s.Delete(op.Bucket, op.Key)
+		removed, err := s.delete(op.Bucket, op.Key)
+		return Result{Count: b2i(removed)}, err
 	case KindCreate:
-		return Result{}, s.Create(op.Bucket)
+		created, err := s.create(op.Bucket)
+		return Result{Count: b2i(created)}, err
 	case KindDrop:
-		return Result{}, s.Drop(op.Bucket)
+		err := s.Drop(op.Bucket)
+		return Result{Count: b2i(err == nil)}, err
 	case KindBuckets:
 		return Result{Names: s.Buckets()}, nil
 	case KindKeys:
 		keys, err := s.Keys(op.Bucket)
 		return Result{Names: keys}, err
+	case KindLen:
+		n, err := s.Len(op.Bucket)
+		return Result{Count: n}, err
+	case KindGetAll:
+		kvs, err := s.GetAll(op.Bucket)
+		return Result{Names: kvs}, err
 	case KindNodes, KindOwner:
 		return Result{}, fmt.Errorf("%w: %v needs a clustered node", ErrInvalidOp, op.Kind)
 	}
@@ -317,7 +359,7 @@ func (r *record) set(sh *shard, key string, e cell, old cell, had bool) {
 	}
 	sh.entries[key] = e
 	sh.digest ^= e.hash(key)
-	if e.deleted {
+	if e.deleted() {
 		r.tombstones++
 	} else {
 		r.live++
@@ -329,7 +371,7 @@ func (r *record) set(sh *shard, key string, e cell, old cell, had bool) {
 // deletes it from the map).
 func (r *record) forget(sh *shard, key string, e cell) {
 	sh.digest ^= e.hash(key)
-	if e.deleted {
+	if e.deleted() {
 		r.tombstones--
 	} else {
 		r.live--
@@ -339,19 +381,19 @@ func (r *record) forget(sh *shard, key string, e cell) {
 
 // applyEntry merges e and reports whether it changed the copy.
 func (r *record) applyEntry(key string, e cell) bool {
-	if e.deleted {
+	if e.deleted() {
 		e.value = ""
 	}
-	if e.version <= r.meta.Dropped {
+	if e.version() <= r.meta.Dropped {
 		return false
 	}
 	// Every entry written since the last drop counts as a create: a copy
 	// that missed the create still has the bucket, and Created stays the
 	// greatest version since the drop whatever the order of writes.
-	r.meta.Created = max(r.meta.Created, e.version)
+	r.meta.Created = max(r.meta.Created, e.version())
 	sh := &r.shards[ShardOf(key)]
 	old, had := sh.entries[key]
-	if had && !newer(e.version, e.deleted, e.value, old.version, old.deleted, old.value) {
+	if had && !newer(e.version(), e.deleted(), e.value, old.version(), old.deleted(), old.value) {
 		return false
 	}
 	r.set(sh, key, e, old, had)
@@ -376,7 +418,7 @@ func (r *record) applyMeta(m BucketMeta) int {
 	for i := range r.shards {
 		sh := &r.shards[i]
 		for k, e := range sh.entries {
-			if e.version <= r.meta.Dropped {
+			if e.version() <= r.meta.Dropped {
 				r.forget(sh, k, e)
 				delete(sh.entries, k)
 			}
@@ -413,6 +455,9 @@ func (s *Store) applyMeta(bucket string, m BucketMeta) error {
 	if bucket == "" {
 		return emptyName()
 	}
+	if err := validVersion(max(m.Created, m.Dropped)); err != nil {
+		return err
+	}
 	s.clock.Observe(max(m.Created, m.Dropped))
 	r := s.lock(bucket, true)
 	defer r.mu.Unlock()
@@ -432,13 +477,16 @@ func (s *Store) ApplyEntry(bucket string, e Entry) error {
 	if bucket == "" {
 		return emptyName()
 	}
+	if err := validVersion(e.Version); err != nil {
+		return err
+	}
 	s.clock.Observe(e.Version)
 	r := s.lock(bucket, true)
 	defer r.mu.Unlock()
 	if r.retired {
 		return ErrRetired
 	}
-	r.applyEntry(e.Key, cell{value: e.Value, version: e.Version, deleted: e.Deleted})
+	r.applyEntry(e.Key, mkCell(e.Value, e.Version, e.Deleted))
 	return nil
 }
 
@@ -454,6 +502,9 @@ func (s *Store) Merge(bucket string, meta BucketMeta, entries []Entry) (changed 
 	for i := range entries {
 		top = max(top, entries[i].Version)
 	}
+	if err := validVersion(top); err != nil {
+		return 0, err
+	}
 	s.clock.Observe(top)
 	r := s.lock(bucket, true)
 	defer r.mu.Unlock()
@@ -463,7 +514,7 @@ func (s *Store) Merge(bucket string, meta BucketMeta, entries []Entry) (changed 
 	changed = r.applyMeta(meta)
 	for i := range entries {
 		e := &entries[i]
-		if r.applyEntry(e.Key, cell{value: e.Value, version: e.Version, deleted: e.Deleted}) {
+		if r.applyEntry(e.Key, mkCell(e.Value, e.Version, e.Deleted)) {
 			changed++
 		}
 	}
@@ -529,7 +580,7 @@ func (s *Store) Page(bucket string, shard int, after string, maxBytes int) (entr
 	all := make([]Entry, 0, len(sh.entries))
 	for k, e := range sh.entries {
 		if after == "" || k > after {
-			all = append(all, Entry{Key: k, Value: e.value, Version: e.version, Deleted: e.deleted})
+			all = append(all, Entry{Key: k, Value: e.value, Version: e.version(), Deleted: e.deleted()})
 		}
 	}
 	r.mu.RUnlock()
@@ -621,7 +672,7 @@ func (s *Store) Collect(before Version) (tombstones, records int) {
 			}
 			sh := &r.shards[i]
 			for key, e := range sh.entries {
-				if e.deleted && e.version < before {
+				if e.deleted() && e.version() < before {
 					r.forget(sh, key, e)
 					delete(sh.entries, key)
 					tombstones++
@@ -670,17 +721,24 @@ func (s *Store) Stats() StoreStats {
 // Create makes an empty bucket called name. Creating a bucket that exists
 // is not an error and keeps its contents. It ignores retirement.
 func (s *Store) Create(name string) error {
+	_, err := s.create(name)
+	return err
+}
+
+// create is Create, reporting whether the bucket is new.
+func (s *Store) create(name string) (bool, error) {
 	if name == "" {
-		return emptyName()
+		return false, emptyName()
 	}
 	r := s.lock(name, true)
 	defer r.mu.Unlock()
-	if !r.meta.Exists() {
-		// The clock is past every version this store applied, Dropped
-		// included, so the bucket exists afterwards.
-		r.applyMeta(BucketMeta{Created: s.clock.Now()})
+	if r.meta.Exists() {
+		return false, nil
 	}
-	return nil
+	// The clock is past every version this store applied, Dropped
+	// included, so the bucket exists afterwards.
+	r.applyMeta(BucketMeta{Created: s.clock.Now()})
+	return true, nil
 }
 
 // Drop removes the bucket called name and all its keys.
@@ -707,7 +765,7 @@ func (s *Store) Put(name, key, value string) error {
 	if !r.meta.Exists() {
 		return notFound(name)
 	}
-	r.applyEntry(key, cell{value: value, version: s.clock.Now()})
+	r.applyEntry(key, mkCell(value, s.clock.Now(), false))
 	return nil
 }
 
@@ -720,7 +778,7 @@ func (s *Store) Get(name, key string) (string, error) {
 	}
 	e, ok := r.shards[ShardOf(key)].entries[key]
 	r.mu.RUnlock()
-	if !ok || e.deleted {
+	if !ok || e.deleted() {
 		return "", ErrKeyNotFound
 	}
 	return e.value, nil
@@ -729,18 +787,52 @@ func (s *Store) Get(name, key string) (string, error) {
 // Delete removes key from the bucket called name, leaving a tombstone.
 // Removing a missing key is not an error (and writes nothing).
 func (s *Store) Delete(name, key string) error {
+	_, err := s.delete(name, key)
+	return err
+}
+
+// delete is Delete, reporting whether the key was live.
+func (s *Store) delete(name, key string) (bool, error) {
 	r := s.lock(name, false)
 	if r == nil {
-		return notFound(name)
+		return false, notFound(name)
 	}
 	defer r.mu.Unlock()
 	if !r.meta.Exists() {
-		return notFound(name)
+		return false, notFound(name)
 	}
-	if e, ok := r.shards[ShardOf(key)].entries[key]; ok && !e.deleted {
-		r.applyEntry(key, cell{version: s.clock.Now(), deleted: true})
+	if e, ok := r.shards[ShardOf(key)].entries[key]; !ok || e.deleted() {
+		return false, nil
 	}
-	return nil
+	r.applyEntry(key, mkCell("", s.clock.Now(), true))
+	return true, nil
+}
+
+// putCreate sets key to value, creating the bucket first if it does not
+// exist, and reports whether the key had no value before.
+func (s *Store) putCreate(name, key, value string) (bool, error) {
+	if name == "" {
+		return false, emptyName()
+	}
+	r := s.lock(name, true)
+	defer r.mu.Unlock()
+	if !r.meta.Exists() {
+		r.applyMeta(BucketMeta{Created: s.clock.Now()})
+	}
+	e, ok := r.shards[ShardOf(key)].entries[key]
+	r.applyEntry(key, mkCell(value, s.clock.Now(), false))
+	return !ok || e.deleted(), nil
+}
+
+// Live reports whether key has a value in the existing bucket called name.
+func (s *Store) Live(name, key string) bool {
+	r, err := s.rlockExisting(name)
+	if err != nil {
+		return false
+	}
+	e, ok := r.shards[ShardOf(key)].entries[key]
+	r.mu.RUnlock()
+	return ok && !e.deleted()
 }
 
 // Buckets returns the names of all existing buckets, sorted. While buckets
@@ -768,17 +860,23 @@ func (s *Store) Keys(name string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys := r.liveKeys()
+	r.mu.RUnlock()
+	return keys, nil
+}
+
+// liveKeys returns the record's live keys, sorted; the caller holds r.mu.
+func (r *record) liveKeys() []string {
 	keys := make([]string, 0, r.live)
 	for i := range r.shards {
 		for k, e := range r.shards[i].entries {
-			if !e.deleted {
+			if !e.deleted() {
 				keys = append(keys, k)
 			}
 		}
 	}
-	r.mu.RUnlock()
 	slices.Sort(keys)
-	return keys, nil
+	return keys
 }
 
 // Len returns the number of live keys in the bucket called name.
@@ -790,4 +888,27 @@ func (s *Store) Len(name string) (int, error) {
 	n := r.live
 	r.mu.RUnlock()
 	return n, nil
+}
+
+// GetAll returns the live keys of the bucket called name with their
+// values, alternating (key, value, key, value, ...) in key order.
+func (s *Store) GetAll(name string) ([]string, error) {
+	r, err := s.rlockExisting(name)
+	if err != nil {
+		return nil, err
+	}
+	keys := r.liveKeys()
+	kvs := make([]string, 0, 2*len(keys))
+	for _, k := range keys {
+		kvs = append(kvs, k, r.shards[ShardOf(k)].entries[k].value)
+	}
+	r.mu.RUnlock()
+	return kvs, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

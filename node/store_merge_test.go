@@ -684,7 +684,7 @@ func TestRetireUnretireRemove(t *testing.T) {
 	if s.Retired("b") {
 		t.Fatal("still retired after Unretire")
 	}
-	mustNil(t, s.ApplyEntry("b", live("j", "v", 1<<62)))
+	mustNil(t, s.ApplyEntry("b", live("j", "v", 1<<61)))
 
 	s.Retire("b")
 	s.Remove("b")

@@ -393,7 +393,10 @@ func TestKind(t *testing.T) {
 		{node.KindKeys, 7, "KEYS", false},
 		{node.KindNodes, 8, "NODES", false},
 		{node.KindOwner, 9, "OWNER", false},
-		{10, 10, "Kind(10)", false},
+		{node.KindPutCreate, 10, "PUTCREATE", true},
+		{node.KindLen, 11, "LEN", false},
+		{node.KindGetAll, 12, "GETALL", false},
+		{13, 13, "Kind(13)", false},
 		{255, 255, "Kind(255)", false},
 	} {
 		if uint8(tc.k) != tc.num {
@@ -412,5 +415,43 @@ func mustNil(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("unexpected error: %v", err)
+	}
+}
+
+// TestStoreRefusesVersionsOutOfRange: the top bit of a version is where
+// the store marks tombstones, so versions stay below 2^62.
+func TestStoreRefusesVersionsOutOfRange(t *testing.T) {
+	s := node.NewStore()
+	huge := node.Version(1 << 62)
+	for name, err := range map[string]error{
+		"ApplyEntry":  s.ApplyEntry("b", node.Entry{Key: "k", Value: "v", Version: huge}),
+		"ApplyCreate": s.ApplyCreate("b", huge),
+		"ApplyDrop":   s.ApplyDrop("b", huge|1),
+	} {
+		if !errors.Is(err, node.ErrInvalidOp) {
+			t.Errorf("%s with version %#x: %v, want ErrInvalidOp", name, uint64(huge), err)
+		}
+	}
+	if _, err := s.Merge("b", node.BucketMeta{Created: 1}, []node.Entry{{Key: "k", Version: huge}}); !errors.Is(err, node.ErrInvalidOp) {
+		t.Errorf("Merge with version %#x: %v, want ErrInvalidOp", uint64(huge), err)
+	}
+	if s.Exists("b") {
+		t.Error("bucket exists after refused writes")
+	}
+	// The largest version allowed is kept, tombstone or not.
+	top := node.Version(1<<62 - 1)
+	mustNil(t, s.ApplyEntry("c", node.Entry{Key: "k", Deleted: true, Version: top - 1}))
+	mustNil(t, s.ApplyEntry("c", node.Entry{Key: "k", Value: "v", Version: top}))
+	if v, err := s.Get("c", "k"); err != nil || v != "v" {
+		t.Errorf("Get after the largest version = %q, %v; want v", v, err)
+	}
+	// Local writes after it still have versions of their own.
+	mustNil(t, s.Delete("c", "k"))
+	if _, err := s.Get("c", "k"); !errors.Is(err, node.ErrKeyNotFound) {
+		t.Errorf("Get after Delete: %v, want ErrKeyNotFound", err)
+	}
+	mustNil(t, s.Put("c", "k", "w"))
+	if v, err := s.Get("c", "k"); err != nil || v != "w" {
+		t.Errorf("Get after Put = %q, %v; want w", v, err)
 	}
 }

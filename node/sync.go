@@ -118,6 +118,7 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 	n.passMu.Lock()
 	defer n.passMu.Unlock()
 	start := time.Now()
+	n.stats.syncing.Store(true)
 	s := n.cfg.Store
 	v := n.view.Load()
 	// A pass works for one view: when it is replaced, calls to members
@@ -179,6 +180,7 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 			e = v.epoch
 		}
 		n.settled.Store(e)
+		n.stats.passDone(&st, time.Since(start))
 	}()
 	if len(byPeer) == 0 && len(notOwned) == 0 {
 		return st

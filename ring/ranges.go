@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // Ranges is a parsed letter-range table: each entry gives the bytes from one
@@ -17,6 +19,11 @@ import (
 // of the spec), wrapping around to the first entry, each name counted once.
 // Names that are not members of the ring are skipped, so when a node is
 // missing its buckets go to the node of the next entry.
+//
+// Bucket names that begin with a NUL byte are the node's own (the buckets
+// that hold plain keys, see ReservedPrefix): no table names that byte, so
+// such a name picks its entry by a hash of the whole name instead, which
+// spreads those buckets over every entry.
 type Ranges struct {
 	entries []rangeEntry
 	names   []string   // distinct names, in table order
@@ -211,6 +218,9 @@ func (r *rangesRing) Owners(bucket string, n int) ([]string, error) {
 		return nil, err
 	}
 	i := r.index[bucket[0]]
+	if bucket[0] == ReservedPrefix[0] && len(r.chains) > 0 {
+		i = uint8(1 + xxhash.Sum64String(bucket)%uint64(len(r.chains)))
+	}
 	if i == 0 {
 		return nil, fmt.Errorf("%w: bucket %s: no range covers its first byte", ErrNoOwner, quoteBucket(bucket))
 	}

@@ -3,6 +3,7 @@ package ring
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -232,5 +233,34 @@ func TestRangesLongBucketNameInError(t *testing.T) {
 	_, err := r.Owners(strings.Repeat("Z", 1<<20), 1)
 	if !errors.Is(err, ErrNoOwner) || len(err.Error()) > 200 {
 		t.Errorf("Owners(long name): %d-byte error %.80q..., want ErrNoOwner, short", len(err.Error()), err)
+	}
+}
+
+// TestRangesReservedNames: names that begin with ReservedPrefix are spread
+// over every entry by hash, the same way each time, and owned like any
+// other bucket of their entry.
+func TestRangesReservedNames(t *testing.T) {
+	table := mustParse(t, original)
+	r := mustPlace(t, table, table.Names())
+	again := mustPlace(t, table, table.Names())
+	firsts := map[string]int{}
+	for i := range 256 {
+		name := ReservedPrefix + "kv:" + strconv.Itoa(i)
+		got := mustOwners(t, r, name, 2)
+		if other := mustOwners(t, again, name, 2); !slices.Equal(got, other) {
+			t.Fatalf("Owners(%q) = %q, then %q", name, got, other)
+		}
+		checkOwners(t, r, name, 4)
+		firsts[got[0]]++
+	}
+	for _, name := range table.Names() {
+		if firsts[name] < 256/8 {
+			t.Errorf("entry %s is first owner of %d of 256 reserved names; want them spread (%v)", name, firsts[name], firsts)
+		}
+	}
+	// With no member the table names, they have no owner, like the rest.
+	none := mustPlace(t, table, []string{"other"})
+	if got, err := none.Owners(ReservedPrefix+"kv:1", 1); !errors.Is(err, ErrNoOwner) {
+		t.Errorf("no table member: Owners = %q, %v; want ErrNoOwner", got, err)
 	}
 }

@@ -62,6 +62,11 @@ func normalizeMembers(members []string) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
+// ReservedPrefix begins the names of buckets that a node keeps for its own
+// use, such as those holding plain keys; clients cannot name them. The
+// letter-range table places them by hash (see Ranges).
+const ReservedPrefix = "\x00"
+
 // checkQuery validates the arguments of Ring.Owners.
 func checkQuery(bucket string, n int) error {
 	if n < 1 {
