@@ -14,7 +14,8 @@ import (
 	"github.com/dboutique/dboutique/testcluster"
 )
 
-// BenchmarkClientPort measures GET and PUT through a node's client port,
+// BenchmarkClientPort measures GET and PUT (and RESP's HGET and HSET)
+// through a node's client port,
 // when the node holds the bucket (local) and when it forwards the request
 // to the node that does (forwarded): 50 clients, each either waiting for
 // every reply (p1) or keeping 16 requests in flight (p16). It reports
@@ -37,7 +38,12 @@ func BenchmarkClientPort(b *testing.B) {
 		for _, op := range []struct {
 			name, req string
 			lines     int
-		}{{"GET", "GET apple k\r\n", 2}, {"PUT", "PUT apple k value-of-k\r\n", 1}} {
+		}{
+			{"GET", "GET apple k\r\n", 2},
+			{"PUT", "PUT apple k value-of-k\r\n", 1},
+			{"HGET", "*3\r\n$4\r\nHGET\r\n$5\r\napple\r\n$1\r\nk\r\n", 2},
+			{"HSET", "*4\r\n$4\r\nHSET\r\n$5\r\napple\r\n$1\r\nk\r\n$10\r\nvalue-of-k\r\n", 1},
+		} {
 			for _, depth := range []int{1, 16} {
 				b.Run(fmt.Sprintf("%s/%s/p%d", where.name, op.name, depth), func(b *testing.B) {
 					runLoad(b, c.Addr(where.node), clients, depth, op.req, op.lines)
@@ -82,7 +88,7 @@ func runLoad(b *testing.B, addr string, clients, depth int, req string, lines in
 						errs <- err
 						return
 					}
-					if strings.HasPrefix(string(line), "ERROR") || string(line) == "NOT FOUND\r\n" {
+					if strings.HasPrefix(string(line), "ERROR") || string(line) == "NOT FOUND\r\n" || line[0] == '-' {
 						errs <- fmt.Errorf("reply %q", line)
 						return
 					}

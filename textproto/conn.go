@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,35 +31,53 @@ type conn struct {
 	authed bool
 
 	lastBucket string // see bucketName
+	id         uint64 // CLIENT ID
+	name       string // CLIENT SETNAME
+
+	// RESP: set once the first byte says the client speaks it.
+	resp  bool
+	rr    respReader
+	rw    respWriter
+	rcmds []respCmd // commands whose operations are pending
 
 	// Store operations read from the buffer and not run yet; they run
 	// together (see runPending) before anything else is answered.
 	pending []node.Op
 	res     []node.Result
 	errs    []error
+	took    time.Duration // how long the pending operations took, when measured
 
 	// mu orders the connection's own read-deadline updates against
 	// Server.beginClose waking it, so that a wake-up is never overwritten.
-	mu sync.Mutex
+	mu           sync.Mutex
+	idleDeadline time.Time // the read deadline armDeadline set last; guarded by mu
+	idleArmed    bool      // whether idleDeadline is the socket's; guarded by mu
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc, authed: len(s.cfg.Password) == 0}
+	c := &conn{srv: s, nc: nc, authed: len(s.cfg.Password) == 0, id: s.accepted.Add(1)}
 	c.lines = lineReader{r: bufio.NewReaderSize(nc, bufSize), max: s.cfg.MaxLineBytes}
-	c.w = bufio.NewWriterSize(deadlineWriter{nc, s.cfg.WriteTimeout}, bufSize)
+	c.w = bufio.NewWriterSize(&deadlineWriter{nc: nc, timeout: s.cfg.WriteTimeout}, bufSize)
 	return c
 }
 
-// deadlineWriter sets a write deadline before every write to the socket,
-// so a client that stops reading cannot hold its goroutine for ever.
+// deadlineWriter keeps a write deadline on the socket, so a client that
+// stops reading cannot hold its goroutine for ever. Moving a deadline
+// costs a timer update in the runtime, so it is moved only when it has
+// come within a sixteenth of the timeout: each write still has at least
+// 15/16 of the timeout to finish.
 type deadlineWriter struct {
-	nc      net.Conn
-	timeout time.Duration
+	nc       net.Conn
+	timeout  time.Duration
+	deadline time.Time // the one set last
 }
 
-func (d deadlineWriter) Write(p []byte) (int, error) {
-	if err := d.nc.SetWriteDeadline(time.Now().Add(d.timeout)); err != nil {
-		return 0, err
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	if now := time.Now(); d.deadline.Sub(now) < d.timeout-d.timeout/16 {
+		d.deadline = now.Add(d.timeout)
+		if err := d.nc.SetWriteDeadline(d.deadline); err != nil {
+			return 0, err
+		}
 	}
 	return d.nc.Write(p)
 }
@@ -68,22 +87,37 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 func (c *conn) wake() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.idleArmed = false
 	_ = c.nc.SetReadDeadline(time.Now())
 }
 
 // armDeadline sets the idle deadline for the reads to come. It reports
 // false, leaving the deadline that wake set, when the server is closing.
+// Like deadlineWriter, it moves the deadline only when it has come within
+// a sixteenth of the idle timeout, which saves a timer update per request:
+// a connection is closed after between 15/16 of the idle timeout and all
+// of it without a request.
 func (c *conn) armDeadline() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.srv.closing.Load() {
 		return false
 	}
-	var d time.Time
-	if c.srv.cfg.IdleTimeout > 0 {
-		d = time.Now().Add(c.srv.cfg.IdleTimeout)
+	idle := c.srv.cfg.IdleTimeout
+	if idle <= 0 {
+		if !c.idleArmed {
+			_ = c.nc.SetReadDeadline(time.Time{})
+			c.idleArmed = true
+		}
+		return true
 	}
-	_ = c.nc.SetReadDeadline(d)
+	now := time.Now()
+	if c.idleArmed && c.idleDeadline.Sub(now) >= idle-idle/16 {
+		return true
+	}
+	c.idleDeadline = now.Add(idle)
+	c.idleArmed = true
+	_ = c.nc.SetReadDeadline(c.idleDeadline)
 	return true
 }
 
@@ -101,28 +135,33 @@ func (c *conn) serve() {
 				zap.String("remote", c.nc.RemoteAddr().String()),
 				zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
 			// Replies already buffered go out first, then the error.
-			c.writeLine(errorPrefix + "internal error")
+			if c.resp {
+				c.rw.err("ERR internal error")
+			} else {
+				c.writeLine(errorPrefix + "internal error")
+			}
 			_ = c.w.Flush()
 		}
 	}()
 	c.srv.log.Debug("connection opened", zap.String("remote", c.nc.RemoteAddr().String()))
 
+	// The first byte chooses the protocol: a RESP request starts with '*'.
+	if !c.armDeadline() {
+		return
+	}
+	first, err := c.lines.r.Peek(1)
+	if err != nil {
+		c.readFailed(err)
+		return
+	}
+	if first[0] == '*' {
+		c.serveRESP()
+		return
+	}
 	busy := 0 // requests answered since the deadline was armed
 	for {
-		// Flush and arm the deadline before a read that may block; while
-		// requests are buffered they are answered without waiting.
-		if c.lines.r.Buffered() == 0 {
-			c.runPending()
-			if err := c.w.Flush(); err != nil {
-				return
-			}
-			if !c.armDeadline() {
-				return
-			}
-			busy = 0
-		} else if busy++; busy == rearmEvery {
-			c.armDeadline()
-			busy = 0
+		if !c.beforeRead(&busy, c.runPending) {
+			return
 		}
 		line, err := c.lines.next()
 		if err != nil {
@@ -136,6 +175,28 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// beforeRead runs before each request is read. When no input is buffered,
+// so that the read may block, it runs the pending requests (run), flushes
+// the replies and arms the idle deadline; while requests are buffered they
+// are answered without waiting, and every rearmEvery of them renew the
+// deadline. busy counts them. It reports false when the connection should
+// end (the client is gone, or the server is closing).
+func (c *conn) beforeRead(busy *int, run func()) bool {
+	if c.lines.r.Buffered() == 0 {
+		run()
+		if err := c.w.Flush(); err != nil {
+			return false
+		}
+		*busy = 0
+		return c.armDeadline()
+	}
+	if *busy++; *busy == rearmEvery {
+		c.armDeadline()
+		*busy = 0
+	}
+	return true
 }
 
 // readFailed answers, where the client should hear why, a read that ended
@@ -176,6 +237,7 @@ func (c *conn) lingerClose() {
 		return
 	}
 	c.mu.Lock()
+	c.idleArmed = false
 	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
 	c.mu.Unlock()
 	_, _ = io.Copy(io.Discard, io.LimitReader(c.nc, lingerBytes))
@@ -189,8 +251,9 @@ func (c *conn) handle(line []byte) bool {
 	if r.n > 0 {
 		v = parseVerb(r.words[0])
 	}
+	c.srv.commands.Add(1)
 	cmd, isStore := storeCommand(v)
-	if isStore && c.authed && r.arity() == cmd.words {
+	if isStore && c.authed && r.arity() == cmd.words && (r.n < 2 || !reserved(r.words[1])) {
 		// Run later, together with the store requests around it.
 		c.pending = append(c.pending, c.op(cmd))
 		if len(c.pending) == maxPending {
@@ -200,6 +263,15 @@ func (c *conn) handle(line []byte) bool {
 	}
 	// Anything else is answered after the operations before it.
 	c.runPending()
+	if m := c.srv.cfg.Metrics; m != nil {
+		// Requests that reach here and do not run an operation: count
+		// them as answered, or as errors when they are not understood.
+		result := resultOK
+		if !c.authed && v != verbAuth && v != verbQuit || v == verbUnknown || isStore {
+			result = resultError
+		}
+		m.request(protoText, int(v), result)
+	}
 	if !c.authed && v != verbAuth && v != verbQuit {
 		c.writeLine(replyForError(ErrAuthRequired))
 		return true
@@ -215,6 +287,20 @@ func (c *conn) handle(line []byte) bool {
 	case verbHelp:
 		c.writeHelp()
 		return true
+	case verbInfo:
+		if r.arity() > 2 {
+			c.usage("INFO [section]")
+			return true
+		}
+		section := ""
+		if r.n == 2 {
+			section = string(r.words[1])
+		}
+		for _, l := range strings.Split(strings.TrimSuffix(formatInfo(c.srv.info(section)), "\r\n"), "\r\n") {
+			c.writeLine(l)
+		}
+		c.writeLine(replyOK)
+		return true
 	case verbQuit:
 		c.writeLine(replyOK)
 		return false
@@ -226,8 +312,11 @@ func (c *conn) handle(line []byte) bool {
 		c.auth(r.words[1])
 		return true
 	}
-	// Left: unknown verbs, and store verbs with the wrong number of words.
+	// Left: unknown verbs, store verbs with the wrong number of words, and
+	// names the node keeps for itself.
 	switch {
+	case isStore && r.arity() == cmd.words:
+		c.writeLine(replyForError(ErrReservedName))
 	case !isStore || cmd.usage == "":
 		// The original answers its own verbs with the wrong number of
 		// words as it answers unknown ones.
@@ -262,27 +351,84 @@ const maxPending = 128
 // node can forward a client's pipelined requests for one bucket in one
 // message.
 func (c *conn) runPending() {
-	ops := c.pending
-	if len(ops) == 0 {
+	if len(c.pending) == 0 {
 		return
 	}
-	c.pending = c.pending[:0]
+	c.execPending()
+	for i, op := range c.pending {
+		c.reply(op, c.res[i], c.errs[i])
+	}
+	c.donePending()
+}
+
+// execPending runs the pending operations, in order, putting their
+// outcomes in c.res and c.errs. With a BatchExecutor they run as one call,
+// so that a clustered node can forward a client's pipelined requests for
+// one bucket in one message.
+func (c *conn) execPending() {
+	ops := c.pending
+	c.res = slices.Grow(c.res[:0], len(ops))[:len(ops)]
+	c.errs = slices.Grow(c.errs[:0], len(ops))[:len(ops)]
 	ctx := c.srv.ctx
+	var start time.Time
+	if c.srv.cfg.Metrics != nil {
+		start = time.Now()
+	}
 	if be, ok := c.srv.cfg.Executor.(BatchExecutor); ok && len(ops) > 1 {
-		c.res = slices.Grow(c.res[:0], len(ops))[:len(ops)]
-		c.errs = slices.Grow(c.errs[:0], len(ops))[:len(ops)]
 		be.ExecuteBatch(ctx, ops, c.res, c.errs)
-		for i, op := range ops {
-			c.reply(op, c.res[i], c.errs[i])
-			c.res[i], c.errs[i] = node.Result{}, nil
-		}
 	} else {
-		for _, op := range ops {
-			res, err := c.srv.cfg.Executor.Execute(ctx, op)
-			c.reply(op, res, err)
+		for i, op := range ops {
+			c.res[i], c.errs[i] = c.srv.cfg.Executor.Execute(ctx, op)
 		}
 	}
-	clear(ops) // drop the strings for the collector
+	if c.srv.cfg.Metrics != nil {
+		c.took = time.Since(start)
+	}
+}
+
+// resultOf gives the metrics' result of an operation's outcome.
+func resultOf(err error) int {
+	switch {
+	case err == nil:
+		return resultOK
+	case errors.Is(err, node.ErrBucketNotFound), errors.Is(err, node.ErrKeyNotFound):
+		return resultNotFound
+	}
+	return resultError
+}
+
+// textVerbOf gives the text verb that runs operations of kind k.
+func textVerbOf(k node.Kind) verb {
+	switch k {
+	case node.KindCreate:
+		return verbCreate
+	case node.KindPut:
+		return verbPut
+	case node.KindGet:
+		return verbGet
+	case node.KindDelete:
+		return verbDelete
+	case node.KindDrop:
+		return verbDrop
+	case node.KindBuckets:
+		return verbBuckets
+	case node.KindKeys:
+		return verbKeys
+	case node.KindNodes:
+		return verbNodes
+	case node.KindOwner:
+		return verbOwner
+	}
+	return verbUnknown
+}
+
+// donePending forgets the operations run and their outcomes, dropping the
+// strings they hold for the collector.
+func (c *conn) donePending() {
+	clear(c.pending)
+	clear(c.res)
+	clear(c.errs)
+	c.pending = c.pending[:0]
 }
 
 // storeCmd describes a verb that runs an operation on the store: the
@@ -330,6 +476,11 @@ func (c *conn) bucketName(name []byte) string {
 
 // reply writes the reply to op, whose outcome is res and err.
 func (c *conn) reply(op node.Op, res node.Result, err error) {
+	if m := c.srv.cfg.Metrics; m != nil {
+		v := int(textVerbOf(op.Kind))
+		m.request(protoText, v, resultOf(err))
+		m.took(protoText, v, c.took)
+	}
 	switch {
 	case err == nil:
 	case op.Kind == node.KindGet && errors.Is(err, node.ErrKeyNotFound):
@@ -347,7 +498,13 @@ func (c *conn) reply(op node.Op, res node.Result, err error) {
 	switch op.Kind {
 	case node.KindGet:
 		c.writeLine(res.Value)
-	case node.KindBuckets, node.KindKeys, node.KindNodes, node.KindOwner:
+	case node.KindBuckets:
+		for _, n := range res.Names {
+			if !strings.HasPrefix(n, ring.ReservedPrefix) { // the buckets of RESP's plain keys
+				c.writeLine(n)
+			}
+		}
+	case node.KindKeys, node.KindNodes, node.KindOwner:
 		for _, n := range res.Names {
 			c.writeLine(n)
 		}
@@ -360,15 +517,24 @@ func (c *conn) auth(password []byte) {
 		c.writeLine(errorPrefix + "no password is set")
 		return
 	}
+	if !c.checkPassword(password) {
+		c.writeLine(replyForError(ErrInvalidPassword))
+		return
+	}
+	c.writeLine(replyOK)
+}
+
+// checkPassword compares password with the server's, authenticating the
+// connection when they match.
+func (c *conn) checkPassword(password []byte) bool {
 	// Comparing fixed-size hashes hides the password's length too.
 	sum := sha256.Sum256(password)
 	if subtle.ConstantTimeCompare(sum[:], c.srv.password[:]) != 1 {
 		c.srv.log.Warn("invalid password", zap.String("remote", c.nc.RemoteAddr().String()))
-		c.writeLine(replyForError(ErrInvalidPassword))
-		return
+		return false
 	}
 	c.authed = true
-	c.writeLine(replyOK)
+	return true
 }
 
 func (c *conn) usage(u string) { c.writeLine(errorPrefix + "usage: " + u) }
@@ -393,6 +559,7 @@ func helpLines() []string {
 		"OWNER <bucket>              list the nodes that hold a bucket: name, peer ID",
 		"AUTH <password>             authenticate, when the server has a password",
 		"PING                        answer PONG",
+		"INFO [section]              a readable summary of the node, then OK",
 		"HELP                        this list",
 		"QUIT                        close the connection",
 	}

@@ -28,6 +28,9 @@ var (
 	// ErrInvalidArgument: a client call's argument cannot be sent as one
 	// word (it is empty or holds a space, tab or line break).
 	ErrInvalidArgument = errors.New("textproto: invalid argument")
+	// ErrReservedName: a client named a bucket that begins with
+	// ring.ReservedPrefix; the node keeps those for itself.
+	ErrReservedName = errors.New("textproto: bucket names beginning with a NUL byte are reserved")
 	// ErrProtocol: the server's reply does not follow the protocol.
 	ErrProtocol = errors.New("textproto: protocol error")
 	// ErrClientClosed: the client was closed, or broken by an earlier
@@ -63,6 +66,7 @@ func errorReplies() []struct {
 		{ErrIdleTimeout, errorPrefix + "idle timeout"},
 		{node.ErrNoRoute, errorPrefix + "cluster membership is changing, retry"},
 		{node.ErrUnavailable, errorPrefix + "cluster unavailable"},
+		{ErrReservedName, errorPrefix + "bucket names beginning with a NUL byte are reserved"},
 	}
 }
 

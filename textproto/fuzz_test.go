@@ -109,6 +109,11 @@ func model(input []byte, maxLine int) []byte {
 			verb = asciiUpper(w[0])
 		}
 		usage := func(u string) { reply("ERROR usage: " + u) }
+		words := map[string]int{"CREATE": 2, "PUT": 4, "GET": 3, "DELETE": 3, "DROP": 2, "KEYS": 2, "OWNER": 2}
+		if n, ok := words[verb]; ok && len(w) == n && strings.HasPrefix(w[1], "\x00") {
+			reply("ERROR bucket names beginning with a NUL byte are reserved")
+			continue
+		}
 		switch {
 		case verb == "CREATE" && len(w) == 2:
 			if buckets[w[1]] == nil {
@@ -242,6 +247,15 @@ func FuzzServer(f *testing.F) {
 	}
 	const maxLine = 64
 	f.Fuzz(func(t *testing.T, input, cuts []byte) {
+		// A first byte '*' makes the connection RESP, which FuzzRESP
+		// covers; this model is the text protocol's.
+		if len(input) > 0 && input[0] == '*' {
+			input = append([]byte{' '}, input[1:]...)
+		}
+		// INFO's reply holds counters the model does not keep.
+		if bytes.Contains(bytes.ToUpper(input), []byte("INFO")) {
+			t.Skip("INFO")
+		}
 		// Half the inputs go through the batch path.
 		var exec Executor = node.NewStore()
 		if len(cuts)%2 == 1 {

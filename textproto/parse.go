@@ -72,6 +72,7 @@ const (
 	verbAuth
 	verbNodes
 	verbOwner
+	verbInfo
 )
 
 // parseVerb matches a request's first word in any case, without allocating.
@@ -113,6 +114,8 @@ func parseVerb(w []byte) verb {
 		return verbNodes
 	case "OWNER":
 		return verbOwner
+	case "INFO":
+		return verbInfo
 	}
 	return verbUnknown
 }

@@ -68,6 +68,18 @@ type Config struct {
 	IdleTimeout time.Duration
 	// WriteTimeout bounds each write of replies to a client that does not read.
 	WriteTimeout time.Duration
+	// MaxBulkBytes caps one argument of a RESP request (a key or value);
+	// MaxArgs caps a RESP request's arguments, and MaxRequestBytes their
+	// total size. Past a cap the client gets "-ERR Protocol error" and the
+	// connection closes, as with Redis.
+	MaxBulkBytes    int
+	MaxArgs         int
+	MaxRequestBytes int
+	// Metrics, when set, counts requests and connections (see Metrics).
+	Metrics *Metrics
+	// Info, when set, gives the sections that INFO starts with (on both
+	// protocols); the server adds "Clients" and "Stats" of its own.
+	Info func() []InfoSection
 	// Logger receives the server's logs; nil discards them.
 	Logger *zap.Logger
 }
@@ -108,6 +120,24 @@ func (c *Config) validate() error {
 	case c.WriteTimeout < 0:
 		return fmt.Errorf("textproto: WriteTimeout %v is negative", c.WriteTimeout)
 	}
+	switch {
+	case c.MaxBulkBytes == 0:
+		c.MaxBulkBytes = DefaultMaxBulkBytes
+	case c.MaxBulkBytes < MinMaxBulkBytes || c.MaxBulkBytes > MaxMaxBulkBytes:
+		return fmt.Errorf("textproto: MaxBulkBytes %d out of range [%d, %d]", c.MaxBulkBytes, MinMaxBulkBytes, MaxMaxBulkBytes)
+	}
+	switch {
+	case c.MaxArgs == 0:
+		c.MaxArgs = DefaultMaxArgs
+	case c.MaxArgs < 4:
+		return fmt.Errorf("textproto: MaxArgs %d below 4 (HSET takes four)", c.MaxArgs)
+	}
+	switch {
+	case c.MaxRequestBytes == 0:
+		c.MaxRequestBytes = max(DefaultMaxRequestBytes, c.MaxBulkBytes)
+	case c.MaxRequestBytes < c.MaxBulkBytes:
+		return fmt.Errorf("textproto: MaxRequestBytes %d below MaxBulkBytes %d", c.MaxRequestBytes, c.MaxBulkBytes)
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -124,8 +154,12 @@ type Server struct {
 	ctx    context.Context // passed to Executor; cancelled by Close
 	cancel context.CancelFunc
 
-	closing  atomic.Bool  // set once by Shutdown or Close
-	numConns atomic.Int64 // open connections, for MaxConns
+	closing  atomic.Bool   // set once by Shutdown or Close
+	numConns atomic.Int64  // open connections, for MaxConns
+	accepted atomic.Uint64 // connections served so far; also gives CLIENT ID
+	commands atomic.Uint64 // requests answered, for INFO
+
+	plain []string // names of the buckets that hold RESP's plain keys
 
 	mu        sync.Mutex // guards listeners, conns and wg.Add
 	listeners map[net.Listener]struct{}
@@ -147,6 +181,7 @@ func NewServer(cfg Config) (*Server, error) {
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
+		plain:     plainBuckets(),
 	}, nil
 }
 
@@ -243,6 +278,7 @@ func (s *Server) trackConn(c *conn) bool {
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
+	s.cfg.Metrics.opened()
 	return true
 }
 
@@ -251,6 +287,7 @@ func (s *Server) untrackConn(c *conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.numConns.Add(-1)
+	s.cfg.Metrics.closed()
 	s.wg.Done()
 }
 

@@ -1,0 +1,195 @@
+package textproto
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// RESP2, the protocol of Redis, on the client port: a connection whose
+// first byte is '*' speaks it (a text-protocol request never starts with
+// '*'). A request is an array of bulk strings:
+//
+//	*<count>\r\n  then, count times,  $<length>\r\n<bytes>\r\n
+//
+// Replies are simple strings (+OK), errors (-ERR ...), integers (:1), bulk
+// strings ($3\r\nabc, $-1 for nil) and arrays (*2 ...).
+
+// Limits of a RESP request, in the manner of Redis's proto-max-bulk-len
+// and its cap on a multibulk's count.
+const (
+	DefaultMaxBulkBytes    = 8 << 20
+	DefaultMaxArgs         = 1 << 16
+	DefaultMaxRequestBytes = 64 << 20
+
+	MinMaxBulkBytes = 64
+	MaxMaxBulkBytes = 1 << 30
+
+	// maxHeaderLine caps a "*<count>" or "$<length>" line, with its
+	// "\r\n": counts fit in 20 digits.
+	maxHeaderLine = 32
+	// keepArena is the most argument space a connection keeps between
+	// requests; a larger arena, grown for one big request, is dropped.
+	keepArena = 64 << 10
+)
+
+// respError is a malformed RESP request: the connection gets
+// "-ERR Protocol error: <msg>" and closes, as Redis does.
+type respError struct{ msg string }
+
+func (e *respError) Error() string { return "textproto: RESP protocol error: " + e.msg }
+
+// respReader reads RESP requests of bounded size. The arguments of the
+// last request alias an arena of the reader's own and are valid until the
+// next call of next.
+type respReader struct {
+	r        *bufio.Reader
+	maxBulk  int // longest argument
+	maxArgs  int // most arguments in one request
+	maxBytes int // most argument bytes in one request
+
+	arena []byte
+	ends  []int    // end offsets of the arguments in arena
+	args  [][]byte // the last request's arguments
+}
+
+// next reads one request. An empty array ("*0") gives no arguments; the
+// caller skips it, as Redis does.
+func (rr *respReader) next() error {
+	n, err := rr.header('*', rr.maxArgs, "invalid multibulk length")
+	if err != nil {
+		return err
+	}
+	if cap(rr.arena) > keepArena {
+		rr.arena = nil
+	}
+	rr.arena, rr.ends = rr.arena[:0], rr.ends[:0]
+	for range n {
+		size, err := rr.header('$', rr.maxBulk, "invalid bulk length")
+		if err != nil {
+			return err
+		}
+		if len(rr.arena)+size > rr.maxBytes {
+			return &respError{fmt.Sprintf("request larger than %d bytes", rr.maxBytes)}
+		}
+		start := len(rr.arena)
+		rr.arena = grow(rr.arena, size+2)
+		if _, err := io.ReadFull(rr.r, rr.arena[start:start+size+2]); err != nil {
+			return noEOF(err)
+		}
+		if rr.arena[start+size] != '\r' || rr.arena[start+size+1] != '\n' {
+			return &respError{"bulk string not followed by CRLF"}
+		}
+		rr.arena = rr.arena[:start+size]
+		rr.ends = append(rr.ends, start+size)
+	}
+	rr.args = rr.args[:0]
+	start := 0
+	for _, end := range rr.ends {
+		rr.args = append(rr.args, rr.arena[start:end:end])
+		start = end
+	}
+	return nil
+}
+
+// grow extends b by n bytes, reallocating when its capacity is short.
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) < n {
+		nb := make([]byte, len(b), 2*cap(b)+n)
+		copy(nb, b)
+		b = nb
+	}
+	return b[:len(b)+n]
+}
+
+// header reads a "<prefix><number>\r\n" line and returns the number, which
+// must be in [0, max]; for '*' a negative count (the null array) is read
+// as 0.
+func (rr *respReader) header(prefix byte, max int, what string) (int, error) {
+	line, err := rr.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxHeaderLine {
+		return 0, &respError{"too big count string"}
+	}
+	if err != nil {
+		if prefix == '$' || len(line) > 0 {
+			return 0, noEOF(err)
+		}
+		return 0, err // a clean end between requests
+	}
+	if len(line) < 4 || line[len(line)-2] != '\r' {
+		return 0, &respError{what}
+	}
+	if line[0] != prefix {
+		return 0, &respError{fmt.Sprintf("expected '%c', got '%c'", prefix, line[0])}
+	}
+	digits := line[1 : len(line)-2]
+	if prefix == '*' && bytes.Equal(digits, []byte("-1")) {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(string(digits))
+	if err != nil || n < 0 || len(digits) > 1 && digits[0] == '0' || digits[0] == '+' || digits[0] == '-' {
+		return 0, &respError{what}
+	}
+	if n > max {
+		return 0, &respError{fmt.Sprintf("%s: %d, at most %d", what, n, max)}
+	}
+	return n, nil
+}
+
+// noEOF turns an end of input inside a request into io.ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// respWriter writes RESP replies to a buffered writer; errors surface at
+// the next Flush.
+type respWriter struct {
+	w    *bufio.Writer
+	num  [24]byte
+	nerr int // error replies written, for the metrics
+}
+
+func (w *respWriter) simple(s string) {
+	_ = w.w.WriteByte('+')
+	_, _ = w.w.WriteString(s)
+	_, _ = w.w.WriteString("\r\n")
+}
+
+// err writes an error reply; msg starts with its code ("ERR ...").
+func (w *respWriter) err(msg string) {
+	w.nerr++
+	_ = w.w.WriteByte('-')
+	_, _ = w.w.WriteString(oneLine(msg))
+	_, _ = w.w.WriteString("\r\n")
+}
+
+func (w *respWriter) header(prefix byte, n int) {
+	_ = w.w.WriteByte(prefix)
+	_, _ = w.w.Write(strconv.AppendInt(w.num[:0], int64(n), 10))
+	_, _ = w.w.WriteString("\r\n")
+}
+
+func (w *respWriter) int(n int) { w.header(':', n) }
+
+func (w *respWriter) array(n int) { w.header('*', n) }
+
+func (w *respWriter) bulk(s string) {
+	w.header('$', len(s))
+	_, _ = w.w.WriteString(s)
+	_, _ = w.w.WriteString("\r\n")
+}
+
+func (w *respWriter) nil() { _, _ = w.w.WriteString("$-1\r\n") }
+
+func (w *respWriter) bulks(ss []string) {
+	w.array(len(ss))
+	for _, s := range ss {
+		w.bulk(s)
+	}
+}
