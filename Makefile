@@ -11,8 +11,10 @@ BENCHTIME ?= 1s
 FUZZTIME ?= 10s
 # How long `make soak` runs the churn test and the partition/heal cycles, each.
 SOAK ?= 10m
+# Multiplies the request counts of `make bench`, e.g. 0.2 for a quick look.
+BENCH_SCALE ?= 1
 
-.PHONY: all build run test soak bench fuzz clean
+.PHONY: all build run test test-deps soak bench gobench fuzz clean
 
 all: build
 
@@ -27,11 +29,26 @@ run: build
 # output says whether they ran or why they were skipped.
 NETNS_TESTS := ^(TestLANDiscovery|TestMDNS)$$
 
-test:
+test: test-deps
 	go vet ./...
 	go test -race -count=1 -skip '$(NETNS_TESTS)' ./...
 	@echo '==> network-namespace tests (mDNS discovery; need root, skipped otherwise)'
 	go test -race -count=1 -v -run '$(NETNS_TESTS)' ./cmd/dboutique ./p2p | grep -E '^(--- |ok|FAIL)|skipping|needs root'
+
+# The RESP tests drive the real redis-cli, from Debian's redis-tools. As
+# root, with apt-get, it is installed when missing (and a failed install
+# fails the run); otherwise those tests are skipped.
+test-deps:
+	@if ! command -v redis-cli >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo '==> installing redis-tools (redis-cli) for the RESP tests'; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -q redis-tools >/dev/null || \
+				{ apt-get update -q >/dev/null && apt-get install -y -q redis-tools >/dev/null; }; \
+		else \
+			echo 'note: redis-cli not found and not root: the redis-cli tests will be skipped (apt-get install redis-tools)'; \
+		fi; \
+	fi
 
 # The long runs of the churn and partition tests (make test runs them for
 # about 30 s each): zero acknowledged writes may be lost.
@@ -40,8 +57,15 @@ soak:
 		-run '^(TestChurnLosesNoAcknowledgedWrite|TestPartitionHealCycles)$$' ./testcluster \
 		| grep -E '^(=== RUN|--- |ok|FAIL|PASS)|(churn|partition)_test.go'
 
-bench:
+# Go micro-benchmarks of every package.
+gobench:
 	go test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+# D-Boutique against redis-server, side by side, on loopback: one node, a
+# 3-node cluster and memory per entry (see scripts/bench.sh). Installs Debian's
+# redis-server and redis-tools if they are missing (needs root).
+bench: build
+	BENCH_SCALE='$(BENCH_SCALE)' bash scripts/bench.sh
 
 # Runs every fuzz target of every package for FUZZTIME each, one at a time
 # (go test -fuzz takes one target in one package per run).

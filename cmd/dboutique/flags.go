@@ -30,9 +30,11 @@ type config struct {
 	listen       string
 	passwordFile string // empty: no authentication
 	maxLine      int
+	maxBulk      int
 	maxConns     int
 	idleTimeout  time.Duration // 0: never time out
 	logLevel     zapcore.Level
+	metricsAddr  string // HTTP address for /metrics and pprof; empty: off
 
 	// Cluster flags.
 	name      string        // the node's name; default: the host name
@@ -56,6 +58,7 @@ func defaultConfig() config {
 	return config{
 		listen:      "127.0.0.1:4040",
 		maxLine:     textproto.DefaultMaxLineBytes,
+		maxBulk:     textproto.DefaultMaxBulkBytes,
 		maxConns:    textproto.DefaultMaxConns,
 		idleTimeout: textproto.DefaultIdleTimeout,
 		logLevel:    zapcore.InfoLevel,
@@ -124,6 +127,10 @@ func flagSpecs(cfg *config) []flagSpec {
 			"k, m, g (also KiB, MiB, GiB, KB, MB, GB) are powers of 1024. A longer\n"+
 			"line is answered \"ERROR line too long\" and the connection closed.", textproto.MinMaxLineBytes),
 			&sizeValue{&cfg.maxLine, textproto.MinMaxLineBytes, textproto.MaxMaxLineBytes}},
+		{"max-bulk", "SIZE", fmt.Sprintf("Longest key or value a RESP (Redis protocol) request may carry, from %d\n"+
+			"to 1GiB, with the same suffixes. A longer one is answered \"-ERR Protocol\n"+
+			"error\" and the connection closed.", textproto.MinMaxBulkBytes),
+			&sizeValue{&cfg.maxBulk, textproto.MinMaxBulkBytes, textproto.MaxMaxBulkBytes}},
 		{"max-conns", "N", "Most client connections open at once; one more is answered\n" +
 			"\"ERROR too many connections\" and closed.",
 			&intValue{&cfg.maxConns, 1, math.MaxInt32}},
@@ -132,6 +139,10 @@ func flagSpecs(cfg *config) []flagSpec {
 			&durationValue{&cfg.idleTimeout}},
 		{"log-level", "LEVEL", "Least severe log messages written to stderr: debug, info, warn or error.",
 			&levelValue{&cfg.logLevel}},
+		{"metrics-addr", "ADDR", "Serve Prometheus metrics on /metrics and Go profiles (pprof) on\n" +
+			"/debug/pprof/ over HTTP at this host:port (port 0 picks a free port).\n" +
+			"They expose the node's internals: keep it on loopback or a private network.",
+			&metricsAddrValue{&cfg.metricsAddr}},
 		{"name", "NAME", "This node's name, shown by NODES and OWNER and used by --ranges\n" +
 			"(one word, no ',' or '='). The default is the host name.",
 			&nameValue{&cfg.name}},

@@ -3,6 +3,8 @@
 // package textproto. Nodes form a cluster over libp2p (--join, --mdns); any
 // node serves any bucket, forwarding requests to the bucket's owner.
 // "dboutique genkey FILE" writes a new cluster key for --psk-file.
+// "dboutique bench" drives a server with load and reports throughput and
+// latency; "dboutique bench --help" lists its flags.
 //
 // Flags, each also settable through an environment variable, are listed by
 // "dboutique --help". The node logs to stderr; it logs "Accepting
@@ -63,6 +65,9 @@ func main() {
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 	if len(args) > 0 && args[0] == "genkey" {
 		return genkey(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "bench" {
+		return bench(args[1:], stdout, stderr, sigs)
 	}
 	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
@@ -157,12 +162,25 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 		return err
 	}
 	defer nd.Close()
+	var reqMetrics *textproto.Metrics // client requests, counted only when served (nil counts nothing)
+	if cfg.metricsAddr != "" {
+		reqMetrics = textproto.NewMetrics()
+	}
+	metrics, err := startMetrics(cfg.metricsAddr, nd, log.Named("metrics"), reqMetrics)
+	if err != nil {
+		return err
+	}
+	defer metrics.Close() // a nil server (no --metrics-addr) does nothing
+	info := newInfoEnv(cfg)
 	srv, err := textproto.NewServer(textproto.Config{
 		Executor:     nd,
 		Password:     password,
 		MaxLineBytes: cfg.maxLine,
+		MaxBulkBytes: cfg.maxBulk,
 		MaxConns:     cfg.maxConns,
 		IdleTimeout:  idle,
+		Info:         nodeInfo(nd, info),
+		Metrics:      reqMetrics,
 		Logger:       log.Named("textproto"),
 	})
 	if err != nil {
@@ -173,6 +191,7 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 		srv.Close()
 		return fmt.Errorf("cannot listen: %w", err)
 	}
+	info.listening(l.Addr())
 	placed := "consistent hashing"
 	if placement != nil {
 		placed = "ranges " + placement.String()
@@ -185,6 +204,7 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 		zap.Bool("cluster_key", psk != nil),
 		zap.Bool("mdns", cfg.mdns),
 		zap.String("max_line", formatSize(int64(cfg.maxLine))),
+		zap.String("max_bulk", formatSize(int64(cfg.maxBulk))),
 		zap.Int("max_conns", cfg.maxConns),
 		zap.Duration("idle_timeout", cfg.idleTimeout),
 		zap.Bool("auth", password != nil))

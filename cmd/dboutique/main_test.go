@@ -657,6 +657,8 @@ func TestEnvName(t *testing.T) {
 		"max-conns":       "DBOUTIQUE_MAX_CONNS",
 		"idle-timeout":    "DBOUTIQUE_IDLE_TIMEOUT",
 		"log-level":       "DBOUTIQUE_LOG_LEVEL",
+		"metrics-addr":    "DBOUTIQUE_METRICS_ADDR",
+		"max-bulk":        "DBOUTIQUE_MAX_BULK",
 		"name":            "DBOUTIQUE_NAME",
 		"cluster":         "DBOUTIQUE_CLUSTER",
 		"p2p-listen":      "DBOUTIQUE_P2P_LISTEN",
