@@ -492,3 +492,35 @@ func TestClusterCountsUnderAntiEntropy(t *testing.T) {
 		}
 	}
 }
+
+// TestAloneKinds: a node alone, and a cluster with replicas 1, count their
+// writes as they apply them (nothing is sent first); the counts, singly
+// and in a batch, are the same as elsewhere.
+func TestAloneKinds(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		nodes []string
+		r     int
+	}{{"alone", []string{"a"}, 2}, {"replicas 1", []string{"a", "b"}, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			nodes := startReplicated(t, newMemNet(), replicas(tc.r), tc.nodes...)
+			for _, via := range nodes {
+				for _, st := range kindScenario() {
+					res, err := via.Execute(context.Background(), st.op)
+					st.check(t, via.Name(), res, err)
+				}
+				mustExec(t, via, drop("b"))
+				ops := []node.Op{putCreate("b", "k", "1"), putCreate("b", "k", "2"), del("b", "k"), del("b", "k"), putCreate("b", "k", "3")}
+				res := make([]node.Result, len(ops))
+				errs := make([]error, len(ops))
+				via.ExecuteBatch(context.Background(), ops, res, errs)
+				for i, want := range []int{1, 0, 1, 0, 1} {
+					if errs[i] != nil || res[i].Count != want {
+						t.Errorf("via %s: batch op %d (%v): count %d, %v; want %d", via.Name(), i, ops[i].Kind, res[i].Count, errs[i], want)
+					}
+				}
+				mustExec(t, via, drop("b"))
+			}
+		})
+	}
+}

@@ -77,6 +77,10 @@ func checkVersions(now time.Time, m BucketMeta, es []Entry) error {
 type write struct {
 	kind  Kind // KindCreate, KindDrop, KindPut or KindDelete
 	entry Entry
+	// countFor, when not 0, is 1 + the index in its group of the
+	// operation whose Result.Count this write decides (see commit); the
+	// primary's own, never sent.
+	countFor int
 }
 
 // apply applies w to the bucket's copy in s.

@@ -180,18 +180,34 @@ func (n *Node) sequence(ctx context.Context, bucket string, ops []Op, res []Resu
 	}
 	var buf [8]write
 	ws := n.order(buf[:0], bucket, exists, ops, res, errs)
-	n.commit(ctx, bucket, ws, errs)
+	n.commit(ctx, bucket, ws, res, errs)
 	return true
 }
 
 // commit replicates ws, the writes ordered for a group, and applies them
 // here once every owner holds them; if that fails, the group's operations
 // that had no error get the failure.
-func (n *Node) commit(ctx context.Context, bucket string, ws []write, errs []error) {
+//
+// It also settles the counts of the writes marked countFor. A count must
+// be decided before the write leaves this node: once a replica holds it,
+// anti-entropy may bring it back here before it is applied, and applying
+// it would then change nothing. So counts are read from the store just
+// before the first send; a write that is never sent (a node alone, or
+// replicas 1) is counted as it is applied, which saves a lookup.
+func (n *Node) commit(ctx context.Context, bucket string, ws []write, res []Result, errs []error) {
 	if len(ws) == 0 {
 		return
 	}
-	if err := n.replicate(ctx, bucket, ws); err != nil {
+	s := n.cfg.Store
+	countNow := func() {
+		for i := range ws {
+			if w := &ws[i]; w.countFor > 0 {
+				res[w.countFor-1].Count = b2i(live(s, bucket, ws[:i], w.entry.Key) == w.entry.Deleted)
+				w.countFor = 0
+			}
+		}
+	}
+	if err := n.replicate(ctx, bucket, ws, countNow); err != nil {
 		for k := range errs {
 			if errs[k] == nil {
 				errs[k] = err
@@ -200,10 +216,18 @@ func (n *Node) commit(ctx context.Context, bucket string, ws []write, errs []err
 		return
 	}
 	for _, w := range ws {
+		var err error
+		if w.countFor > 0 {
+			var wasLive, applied bool
+			wasLive, applied, err = s.applyEntryLive(bucket, w.entry)
+			res[w.countFor-1].Count = b2i(applied && wasLive == w.entry.Deleted)
+		} else {
+			err = w.apply(s, bucket)
+		}
 		// A copy retired meanwhile (the view changed and this node no
 		// longer owns the bucket) is being handed off; the owners
 		// already hold the write.
-		if err := w.apply(n.cfg.Store, bucket); err != nil && !errors.Is(err, ErrRetired) {
+		if err != nil && !errors.Is(err, ErrRetired) {
 			n.log.Error("cannot apply a replicated write", zap.String("bucket", bucket), zap.Error(err))
 		}
 	}
@@ -238,23 +262,18 @@ func (n *Node) order(ws []write, bucket string, exists bool, ops []Op, res []Res
 				ws = append(ws, write{kind: KindCreate, entry: Entry{Version: clock.Now()}})
 				exists = true
 			}
-			res[k].Count = b2i(!live(s, bucket, ws, op.Key))
-			ws = append(ws, write{kind: KindPut, entry: Entry{Key: op.Key, Value: op.Value, Version: clock.Now()}})
+			ws = append(ws, write{kind: KindPut, entry: Entry{Key: op.Key, Value: op.Value, Version: clock.Now()}, countFor: k + 1})
 		case KindPut:
 			ws = append(ws, write{kind: KindPut, entry: Entry{Key: op.Key, Value: op.Value, Version: clock.Now()}})
 		case KindDelete:
-			res[k].Count = b2i(live(s, bucket, ws, op.Key))
-			ws = append(ws, write{kind: KindDelete, entry: Entry{Key: op.Key, Deleted: true, Version: clock.Now()}})
+			ws = append(ws, write{kind: KindDelete, entry: Entry{Key: op.Key, Deleted: true, Version: clock.Now()}, countFor: k + 1})
 		}
 	}
 	return ws
 }
 
 // live reports whether key has a value once ws, writes not applied yet,
-// are: the last of them that writes key decides, or else the store. The
-// count is decided here, when the write is ordered, and not when it is
-// applied: by then anti-entropy may have brought the write back from a
-// replica, and applying it would change nothing.
+// are: the last of them that writes key decides, or else the store.
 func live(s *Store, bucket string, ws []write, key string) bool {
 	for i := len(ws) - 1; i >= 0; i-- {
 		switch w := &ws[i]; {
@@ -274,7 +293,10 @@ func live(s *Store, bucket string, ws []write, key string) bool {
 // of the new view get them too. An owner that does not answer is retried
 // until it answers or leaves the view (its death is detected), within
 // Config.WriteTimeout.
-func (n *Node) replicate(ctx context.Context, bucket string, ws []write) error {
+//
+// beforeSend, when not nil, runs once before the writes first leave this
+// node.
+func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeSend func()) error {
 	if v := n.view.Load(); n.cfg.Replicas == 1 || v.ring != nil && len(v.byKey) == 1 {
 		// Nobody else holds the bucket (this view has one member): the
 		// common case of a node alone, checked without allocating. A
@@ -312,6 +334,9 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write) error {
 			defer n.stats.replicateEnd(&measured)
 			ctx, cancel = context.WithTimeout(ctx, n.cfg.WriteTimeout)
 			defer cancel()
+			if beforeSend != nil {
+				beforeSend()
+			}
 			msg = appendReplicate(nil, bucket, ws)
 			measured.writes = len(ws)
 		}

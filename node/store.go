@@ -490,6 +490,26 @@ func (s *Store) ApplyEntry(bucket string, e Entry) error {
 	return nil
 }
 
+// applyEntryLive is ApplyEntry, reporting whether the key had a value just
+// before and whether e was applied (not ignored as older).
+func (s *Store) applyEntryLive(bucket string, e Entry) (wasLive, applied bool, err error) {
+	if bucket == "" {
+		return false, false, emptyName()
+	}
+	if err := validVersion(e.Version); err != nil {
+		return false, false, err
+	}
+	s.clock.Observe(e.Version)
+	r := s.lock(bucket, true)
+	defer r.mu.Unlock()
+	if r.retired {
+		return false, false, ErrRetired
+	}
+	old, had := r.shards[ShardOf(e.Key)].entries[e.Key]
+	applied = r.applyEntry(e.Key, mkCell(e.Value, e.Version, e.Deleted))
+	return had && !old.deleted(), applied, nil
+}
+
 // Merge applies a peer's copy: meta first (as ApplyCreate/ApplyDrop with
 // max), then each entry as ApplyEntry, under one lock acquisition. Returns
 // ErrRetired if retired. Returns how many entries changed this copy: entries
