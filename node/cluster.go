@@ -436,48 +436,113 @@ func routed(k Kind) bool {
 
 func (n *Node) executeBatch(ctx context.Context, ops []Op, res []Result, errs []error, hops int) {
 	v := n.view.Load()
-	// owner returns the first owner of ops[i] when it is a valid routed
-	// operation, and ok false otherwise. Pipelined requests mostly name
-	// one bucket, so the last answer is kept.
+	owners := make([]Member, len(ops))
+	routable := make([]bool, len(ops))
+	// Pipelined requests mostly name one bucket, so the last answer is kept.
 	var lastBucket string
 	var lastOwner Member
-	owner := func(i int) (Member, bool) {
+	for i := range ops {
 		if !routed(ops[i].Kind) || ops[i].Validate() != nil {
-			return Member{}, false
+			continue
 		}
-		if ops[i].Bucket == lastBucket && lastBucket != "" {
-			return lastOwner, true
+		if ops[i].Bucket != lastBucket || lastBucket == "" {
+			m, err := v.primary(ops[i].Bucket)
+			if err != nil {
+				continue
+			}
+			lastBucket, lastOwner = ops[i].Bucket, m
 		}
-		m, err := v.primary(ops[i].Bucket)
-		if err != nil {
-			return Member{}, false
-		}
-		lastBucket, lastOwner = ops[i].Bucket, m
-		return m, true
+		owners[i], routable[i] = lastOwner, true
 	}
+	// Operations that are not routed (BUCKETS, NODES, or not valid) run
+	// in their place; the runs of routed ones between them go to their
+	// owners at once (see executeRouted).
 	for i := 0; i < len(ops); {
-		first, ok := owner(i)
-		if !ok {
+		if !routable[i] {
 			res[i], errs[i] = n.Execute(ctx, ops[i]) // gives the error, or runs a non-routed kind
 			i++
 			continue
 		}
+		j := i + 1
+		for j < len(ops) && routable[j] {
+			j++
+		}
+		n.executeRouted(ctx, v, owners[i:j], ops[i:j], res[i:j], errs[i:j], hops)
+		i = j
+	}
+}
+
+// executeRouted runs routed operations whose first owners are owners. The
+// operations of each owner run in order, and the owners' shares run at
+// the same time: a client's pipelined requests to buckets on three nodes
+// cost one round trip, not one per change of node. Requests of one
+// pipeline on different buckets are concurrent to the client anyway (it
+// has not seen the reply of one before sending the next), so running
+// them at once keeps each linearizable; requests on one bucket keep
+// their order.
+func (n *Node) executeRouted(ctx context.Context, v *view, owners []Member, ops []Op, res []Result, errs []error, hops int) {
+	type share struct {
+		owner Member
+		idx   []int
+	}
+	var shares []share
+	for i, m := range owners {
+		k := slices.IndexFunc(shares, func(sh share) bool { return sh.owner.ID == m.ID })
+		if k < 0 {
+			shares = append(shares, share{owner: m})
+			k = len(shares) - 1
+		}
+		shares[k].idx = append(shares[k].idx, i)
+	}
+	if len(shares) == 1 {
+		n.executeShare(ctx, v, shares[0].owner, ops, res, errs, hops)
+		return
+	}
+	run := func(sh share) {
+		sops := make([]Op, len(sh.idx))
+		sres := make([]Result, len(sh.idx))
+		serrs := make([]error, len(sh.idx))
+		for k, i := range sh.idx {
+			sops[k] = ops[i]
+		}
+		n.executeShare(ctx, v, sh.owner, sops, sres, serrs, hops)
+		for k, i := range sh.idx {
+			res[i], errs[i] = sres[k], serrs[k]
+		}
+	}
+	var wg sync.WaitGroup
+	for _, sh := range shares {
+		if !sh.owner.Self {
+			wg.Go(func() { run(sh) })
+		}
+	}
+	// This node's share runs here, while the others are on their way.
+	for _, sh := range shares {
+		if sh.owner.Self {
+			run(sh)
+		}
+	}
+	wg.Wait()
+}
+
+// executeShare runs ops, all of whose first owner is m, in order: here
+// when m is this node, else forwarded to m in messages of at most
+// maxBatch operations and maxGroupBytes.
+func (n *Node) executeShare(ctx context.Context, v *view, m Member, ops []Op, res []Result, errs []error, hops int) {
+	if m.Self {
+		n.executeOwned(ctx, ops, res, errs)
+		return
+	}
+	for i := 0; i < len(ops); {
 		j, size := i+1, len(ops[i].Key)+len(ops[i].Value)
 		for j < len(ops) && j-i < maxBatch && size+len(ops[j].Key)+len(ops[j].Value) <= maxGroupBytes {
-			m, ok := owner(j)
-			if !ok || m.ID != first.ID {
-				break
-			}
 			size += len(ops[j].Key) + len(ops[j].Value)
 			j++
 		}
-		switch {
-		case first.Self:
-			n.executeOwned(ctx, ops[i:j], res[i:j], errs[i:j])
-		case j-i == 1:
+		if j-i == 1 {
 			res[i], errs[i] = n.route(ctx, ops[i], hops)
-		default:
-			n.forwardBatch(ctx, v.epoch, first, ops[i:j], res[i:j], errs[i:j], hops)
+		} else {
+			n.forwardBatch(ctx, v.epoch, m, ops[i:j], res[i:j], errs[i:j], hops)
 		}
 		i = j
 	}

@@ -524,3 +524,40 @@ func TestAloneKinds(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchAcrossOwners: a batch over many buckets, whose owners' shares
+// (and, on each owner, whose buckets) run at the same time, keeps each
+// bucket's operations in order and puts every outcome in its place.
+func TestBatchAcrossOwners(t *testing.T) {
+	nodes := startReplicated(t, newMemNet(), replicas(2), "a", "b", "c")
+	var ops []node.Op
+	for round := range 3 {
+		for b := range 12 {
+			bucket := fmt.Sprintf("bk%d", b)
+			ops = append(ops,
+				putCreate(bucket, "k", fmt.Sprintf("v%d", round)),
+				node.Op{Kind: node.KindGet, Bucket: bucket, Key: "k"},
+				del(bucket, "gone"))
+		}
+	}
+	ops = append(ops, node.Op{Kind: node.KindBuckets}) // runs after everything before it
+	for _, via := range nodes {
+		res := make([]node.Result, len(ops))
+		errs := make([]error, len(ops))
+		via.ExecuteBatch(context.Background(), ops, res, errs)
+		for i, op := range ops[:len(ops)-1] {
+			round := i / 36
+			switch {
+			case errs[i] != nil:
+				t.Fatalf("via %s: op %d %v %s: %v", via.Name(), i, op.Kind, op.Bucket, errs[i])
+			case op.Kind == node.KindGet && res[i].Value != fmt.Sprintf("v%d", round):
+				t.Errorf("via %s: op %d GET %s = %q, want v%d", via.Name(), i, op.Bucket, res[i].Value, round)
+			case op.Kind == node.KindDelete && res[i].Count != 0:
+				t.Errorf("via %s: op %d DELETE %s counted %d", via.Name(), i, op.Bucket, res[i].Count)
+			}
+		}
+		if got := res[len(ops)-1].Names; len(got) != 12 {
+			t.Errorf("via %s: BUCKETS after the writes = %q, want 12 buckets", via.Name(), got)
+		}
+	}
+}

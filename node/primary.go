@@ -43,6 +43,64 @@ func (n *Node) seqLock(bucket string) *sync.RWMutex {
 // is the primary of, in order. Consecutive writes to one bucket are
 // replicated as one message.
 func (n *Node) executeOwned(ctx context.Context, ops []Op, res []Result, errs []error) {
+	// Writes to several buckets that each wait for a replica's round trip
+	// wait for them at the same time: each bucket's operations run in
+	// order on a goroutine of their own (as executeRouted does for
+	// owners). Alone, or with replicas 1, there is nothing to wait for.
+	if v := n.view.Load(); n.cfg.Replicas > 1 && len(v.byKey) > 1 {
+		if buckets := splitByBucket(ops); len(buckets) > 1 {
+			var wg sync.WaitGroup
+			for _, idx := range buckets {
+				wg.Go(func() {
+					bops := make([]Op, len(idx))
+					bres := make([]Result, len(idx))
+					berrs := make([]error, len(idx))
+					for k, i := range idx {
+						bops[k] = ops[i]
+					}
+					n.executeInOrder(ctx, bops, bres, berrs)
+					for k, i := range idx {
+						res[i], errs[i] = bres[k], berrs[k]
+					}
+				})
+			}
+			wg.Wait()
+			return
+		}
+	}
+	n.executeInOrder(ctx, ops, res, errs)
+}
+
+// splitByBucket returns the indices of ops by bucket, each bucket's in
+// order, when ops write to anything and name more than one bucket; nil
+// otherwise.
+func splitByBucket(ops []Op) [][]int {
+	if !slices.ContainsFunc(ops, func(op Op) bool { return op.Kind.IsWrite() }) {
+		return nil // reads do not wait for replicas
+	}
+	if !slices.ContainsFunc(ops, func(op Op) bool { return op.Bucket != ops[0].Bucket }) {
+		return nil // the common case: one bucket, no map
+	}
+	var idx [][]int
+	pos := make(map[string]int)
+	for i := range ops {
+		k, ok := pos[ops[i].Bucket]
+		if !ok {
+			k = len(idx)
+			pos[ops[i].Bucket] = k
+			idx = append(idx, nil)
+		}
+		idx[k] = append(idx[k], i)
+	}
+	if len(idx) < 2 {
+		return nil
+	}
+	return idx
+}
+
+// executeInOrder runs ops one after the other, consecutive writes to one
+// bucket as one replicated group.
+func (n *Node) executeInOrder(ctx context.Context, ops []Op, res []Result, errs []error) {
 	for i := 0; i < len(ops); {
 		op := ops[i]
 		if !op.Kind.IsWrite() {
