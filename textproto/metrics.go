@@ -19,9 +19,9 @@ type Metrics struct {
 
 	// The children of the vectors, resolved once so that counting a
 	// request costs no label lookup: [protocol][command][result].
-	reqs    [numProtos][][numResults]prometheus.Counter
-	lat     [numProtos][]prometheus.Observer
-	respIdx map[string]int // upper-case RESP command -> index in reqs[protoRESP]
+	// The RESP commands are those of respCommands, in order, then "other".
+	reqs [numProtos][][numResults]prometheus.Counter
+	lat  [numProtos][]prometheus.Observer
 }
 
 // Label values.
@@ -51,15 +51,6 @@ func textCommandNames() []string {
 	}
 }
 
-// respIndex gives a RESP command's index among the metrics' commands:
-// its place in respCommands, or the last index, "other".
-func (m *Metrics) respIndex(upperName string) int {
-	if i, ok := m.respIdx[upperName]; ok {
-		return i
-	}
-	return len(m.respIdx)
-}
-
 // NewMetrics returns metrics that count nothing yet.
 func NewMetrics() *Metrics {
 	m := &Metrics{
@@ -83,10 +74,8 @@ func NewMetrics() *Metrics {
 		}),
 	}
 	respNames := make([]string, 0, len(respCommands())+1)
-	m.respIdx = make(map[string]int)
-	for i, c := range respCommands() {
-		respNames = append(respNames, c[0])
-		m.respIdx[strings.ToUpper(c[0])] = i
+	for _, c := range respCommands() {
+		respNames = append(respNames, strings.ToLower(c.name))
 	}
 	respNames = append(respNames, "other")
 	for p, names := range [numProtos][]string{protoText: textCommandNames(), protoRESP: respNames} {

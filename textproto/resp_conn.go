@@ -99,55 +99,33 @@ func (c *conn) serveRESP() {
 	}
 }
 
-// respArity gives each command's number of arguments, the command
-// included, as Redis's COMMAND does: n exactly, or at least -n when negative.
-func respArity(name string) (int, bool) {
-	switch name {
-	case "PING":
-		return -1, true
-	case "ECHO", "HLEN", "HKEYS", "HVALS", "HGETALL", "GET":
-		return 2, true
-	case "HGET", "HEXISTS", "SET":
-		return 3, true
-	case "HSET", "HMSET":
-		return -4, true
-	case "HDEL", "HMGET":
-		return -3, true
-	case "DEL", "EXISTS", "AUTH", "CLIENT", "CONFIG":
-		return -2, true
-	case "HELLO", "COMMAND", "QUIT", "INFO":
-		return -1, true
-	case "SELECT":
-		return 2, true
-	}
-	return 0, false
-}
-
 // handleRESP answers one request and reports whether to keep reading.
 func (c *conn) handleRESP(args [][]byte) bool {
-	var up [16]byte
-	name := upper(up[:0], args[0])
-	arity, known := respArity(name)
 	c.srv.commands.Add(1)
-	switch {
-	case !known:
+	var buf [16]byte
+	idx, known := c.srv.respIndex[string(upper(buf[:0], args[0]))] // looked up without a copy
+	if !known {
 		c.runRESP()
-		c.countRESP(name, true)
+		c.countRESP(len(c.srv.respCmds), true) // "other"
 		c.rw.err(unknownCommand(args))
 		return true
+	}
+	rc := &c.srv.respCmds[idx]
+	name, arity := rc.name, rc.arity
+	switch {
 	case arity > 0 && len(args) != arity, arity < 0 && len(args) < -arity,
 		(name == "HSET" || name == "HMSET") && len(args)%2 != 0:
 		c.runRESP()
-		c.countRESP(name, true)
+		c.countRESP(idx, true)
 		c.rw.err("ERR wrong number of arguments for '" + strings.ToLower(name) + "' command")
 		return true
 	case !c.authed && name != "AUTH" && name != "HELLO" && name != "QUIT":
 		c.runRESP()
-		c.countRESP(name, true)
+		c.countRESP(idx, true)
 		c.rw.err("NOAUTH Authentication required.")
 		return true
 	}
-	if c.queueRESP(name, args) {
+	if c.queueRESP(idx, name, args) {
 		return true
 	}
 	// Anything that is not a store command is answered after the ones
@@ -155,27 +133,27 @@ func (c *conn) handleRESP(args [][]byte) bool {
 	c.runRESP()
 	nerr := c.rw.nerr
 	more := c.controlRESP(name, args)
-	c.countRESP(name, c.rw.nerr > nerr)
+	c.countRESP(idx, c.rw.nerr > nerr)
 	return more
 }
 
-// countRESP counts, in the metrics, a command answered straight away.
-func (c *conn) countRESP(name string, failed bool) {
+// countRESP counts, in the metrics, a command answered straight away; idx
+// is its index in respCommands, or len(respCommands) for "other".
+func (c *conn) countRESP(idx int, failed bool) {
 	if m := c.srv.cfg.Metrics; m != nil {
 		result := resultOK
 		if failed {
 			result = resultError
 		}
-		m.request(protoRESP, m.respIndex(name), result)
+		m.request(protoRESP, idx, result)
 	}
 }
 
-// upper returns the name of a command the server knows, in upper case,
-// or "" for any other: a constant, so that naming the command of each
-// request allocates nothing.
-func upper(buf []byte, name []byte) string {
+// upper appends name in upper case (ASCII) to buf; a name longer than
+// buf's capacity, which no command has, is left out.
+func upper(buf []byte, name []byte) []byte {
 	if len(name) > cap(buf) {
-		return ""
+		return buf
 	}
 	for _, b := range name {
 		if 'a' <= b && b <= 'z' {
@@ -183,33 +161,7 @@ func upper(buf []byte, name []byte) string {
 		}
 		buf = append(buf, b)
 	}
-	switch string(buf) { // compared without a copy
-	case "HSET":
-		return "HSET"
-	case "HGET":
-		return "HGET"
-	case "SET":
-		return "SET"
-	case "GET":
-		return "GET"
-	}
-	for _, c := range knownNames() {
-		if string(buf) == c {
-			return c
-		}
-	}
-	return ""
-}
-
-// knownNames lists, in upper case, every command and subcommand name
-// that upper recognises.
-func knownNames() []string {
-	return []string{
-		"HMSET", "HMGET", "HDEL", "HEXISTS", "HLEN", "HKEYS", "HVALS", "HGETALL",
-		"DEL", "EXISTS", "PING", "ECHO", "QUIT", "AUTH", "HELLO", "SELECT", "CLIENT",
-		"CONFIG", "COMMAND", "INFO",
-		"SETNAME", "GETNAME", "ID", "SETINFO", "COUNT", "DOCS",
-	}
+	return buf
 }
 
 // unknownCommand is Redis's reply to a command it does not know.
@@ -237,7 +189,7 @@ func clip(b []byte) []byte { return b[:min(len(b), 128)] }
 
 // queueRESP adds the operations of a store command to the pending ones,
 // and reports whether name was one.
-func (c *conn) queueRESP(name string, args [][]byte) bool {
+func (c *conn) queueRESP(idx int, name string, args [][]byte) bool {
 	bucketCmd := false
 	switch name {
 	case "HSET", "HMSET", "HGET", "HMGET", "HDEL", "HEXISTS", "HLEN", "HKEYS", "HVALS", "HGETALL":
@@ -248,19 +200,16 @@ func (c *conn) queueRESP(name string, args [][]byte) bool {
 	}
 	if bucketCmd && reserved(args[1]) {
 		c.runRESP()
-		c.countRESP(name, true)
+		c.countRESP(idx, true)
 		c.rw.err(respErrorReply(ErrReservedName))
 		return true
 	}
 	if bucketCmd && len(args[1]) == 0 {
 		c.runRESP()
-		c.emptyBucket(name, args)
+		c.emptyBucket(idx, name, args)
 		return true
 	}
-	cmd := respCmd{first: len(c.pending)}
-	if c.srv.cfg.Metrics != nil {
-		cmd.metric = c.srv.cfg.Metrics.respIndex(name)
-	}
+	cmd := respCmd{first: len(c.pending), metric: idx}
 	switch name {
 	case "HSET", "HMSET":
 		cmd.reply = replyCount
@@ -341,11 +290,11 @@ func (c *conn) queueOp(op node.Op) { c.pending = append(c.pending, op) }
 
 // emptyBucket answers a hash command on the empty name, which Redis
 // allows and a bucket cannot have: reads find nothing, writes fail.
-func (c *conn) emptyBucket(name string, args [][]byte) {
+func (c *conn) emptyBucket(idx int, name string, args [][]byte) {
 	w := &c.rw
 	switch name {
 	case "HSET", "HMSET":
-		c.countRESP(name, true)
+		c.countRESP(idx, true)
 		w.err("ERR bucket names must not be empty")
 		return
 	case "HGET":
@@ -360,7 +309,7 @@ func (c *conn) emptyBucket(name string, args [][]byte) {
 	default: // HDEL, HEXISTS, HLEN
 		w.int(0)
 	}
-	c.countRESP(name, false)
+	c.countRESP(idx, false)
 }
 
 // runRESP runs the pending operations and writes the replies of the
@@ -598,8 +547,8 @@ func (c *conn) hello(args [][]byte) {
 
 // client answers CLIENT SETNAME, GETNAME, ID and SETINFO.
 func (c *conn) client(args [][]byte) {
-	var up [16]byte
-	switch sub := upper(up[:0], args[0]); {
+	var buf [16]byte
+	switch sub := string(upper(buf[:0], args[0])); {
 	case sub == "SETNAME" && len(args) == 2:
 		if bytes.ContainsAny(args[1], " \n") {
 			c.rw.err("ERR Client names cannot contain spaces, newlines or special characters.")
@@ -622,34 +571,45 @@ func (c *conn) client(args [][]byte) {
 	}
 }
 
-// respCommands lists the commands COMMAND describes: name, group and
-// summary. It is a function so that the table cannot be modified.
-func respCommands() [][3]string {
-	return [][3]string{
-		{"hset", "hash", "Creates the bucket if needed and sets keys in it; returns how many keys were new."},
-		{"hmset", "hash", "Like HSET; returns OK."},
-		{"hget", "hash", "Returns the value of a key in a bucket, or nil."},
-		{"hmget", "hash", "Returns the values of keys in a bucket."},
-		{"hdel", "hash", "Deletes keys from a bucket; returns how many existed."},
-		{"hexists", "hash", "Returns 1 if the key is in the bucket."},
-		{"hlen", "hash", "Returns the number of keys in a bucket."},
-		{"hkeys", "hash", "Returns the keys of a bucket."},
-		{"hvals", "hash", "Returns the values of a bucket."},
-		{"hgetall", "hash", "Returns the keys and values of a bucket."},
-		{"set", "string", "Sets a plain key."},
-		{"get", "string", "Returns a plain key's value, or nil."},
-		{"del", "generic", "Deletes plain keys and buckets of these names; returns how many existed."},
-		{"exists", "generic", "Counts the plain keys and buckets of these names."},
-		{"ping", "connection", "Returns PONG, or its argument."},
-		{"echo", "connection", "Returns its argument."},
-		{"quit", "connection", "Closes the connection."},
-		{"auth", "connection", "Authenticates the connection."},
-		{"hello", "connection", "Handshake; only protocol 2 (RESP2) is spoken."},
-		{"select", "connection", "Selects database 0, the only one."},
-		{"client", "connection", "CLIENT SETNAME, GETNAME, ID, SETINFO."},
-		{"info", "server", "Returns a readable summary of the node."},
-		{"config", "server", "CONFIG GET returns nothing: there is nothing to configure this way."},
-		{"command", "server", "Describes the commands: COMMAND, COMMAND COUNT, COMMAND DOCS."},
+// respCommand describes a RESP command: its name in upper case, its
+// number of arguments with the command's own (n exactly, or at least -n
+// when negative, as Redis's COMMAND gives it), and what COMMAND DOCS says.
+type respCommand struct {
+	name    string
+	arity   int
+	group   string
+	summary string
+}
+
+// respCommands lists the commands the server knows. Their order is also
+// that of the metrics' command labels. It is a function so that the table
+// cannot be modified.
+func respCommands() []respCommand {
+	return []respCommand{
+		{"HSET", -4, "hash", "Creates the bucket if needed and sets keys in it; returns how many keys were new."},
+		{"HMSET", -4, "hash", "Like HSET; returns OK."},
+		{"HGET", 3, "hash", "Returns the value of a key in a bucket, or nil."},
+		{"HMGET", -3, "hash", "Returns the values of keys in a bucket."},
+		{"HDEL", -3, "hash", "Deletes keys from a bucket; returns how many existed."},
+		{"HEXISTS", 3, "hash", "Returns 1 if the key is in the bucket."},
+		{"HLEN", 2, "hash", "Returns the number of keys in a bucket."},
+		{"HKEYS", 2, "hash", "Returns the keys of a bucket."},
+		{"HVALS", 2, "hash", "Returns the values of a bucket."},
+		{"HGETALL", 2, "hash", "Returns the keys and values of a bucket."},
+		{"SET", 3, "string", "Sets a plain key."},
+		{"GET", 2, "string", "Returns a plain key's value, or nil."},
+		{"DEL", -2, "generic", "Deletes plain keys and buckets of these names; returns how many existed."},
+		{"EXISTS", -2, "generic", "Counts the plain keys and buckets of these names."},
+		{"PING", -1, "connection", "Returns PONG, or its argument."},
+		{"ECHO", 2, "connection", "Returns its argument."},
+		{"QUIT", -1, "connection", "Closes the connection."},
+		{"AUTH", -2, "connection", "Authenticates the connection."},
+		{"HELLO", -1, "connection", "Handshake; only protocol 2 (RESP2) is spoken."},
+		{"SELECT", 2, "connection", "Selects database 0, the only one."},
+		{"CLIENT", -2, "connection", "CLIENT SETNAME, GETNAME, ID, SETINFO."},
+		{"INFO", -1, "server", "Returns a readable summary of the node."},
+		{"CONFIG", -2, "server", "CONFIG GET save and appendonly, for clients that ask at start."},
+		{"COMMAND", -1, "server", "Describes the commands: COMMAND, COMMAND COUNT, COMMAND DOCS."},
 	}
 }
 
@@ -657,20 +617,20 @@ func respCommands() [][3]string {
 // enough for redis-cli to start and show help.
 func (c *conn) command(args [][]byte) {
 	w := &c.rw
-	cmds := respCommands()
+	cmds := c.srv.respCmds
 	if len(args) == 0 {
 		w.array(len(cmds))
 		for _, rc := range cmds {
-			arity, _ := respArity(strings.ToUpper(rc[0]))
 			first, last, step := 0, 0, 0
-			if rc[1] == "hash" || rc[1] == "string" {
+			switch rc.group {
+			case "hash", "string":
 				first, last, step = 1, 1, 1
-			} else if rc[1] == "generic" {
+			case "generic":
 				first, last, step = 1, -1, 1
 			}
 			w.array(6)
-			w.bulk(rc[0])
-			w.int(arity)
+			w.bulk(strings.ToLower(rc.name))
+			w.int(rc.arity)
 			w.array(0) // flags
 			w.int(first)
 			w.int(last)
@@ -678,27 +638,27 @@ func (c *conn) command(args [][]byte) {
 		}
 		return
 	}
-	var up [16]byte
-	switch upper(up[:0], args[0]) {
+	var buf [16]byte
+	switch string(upper(buf[:0], args[0])) {
 	case "COUNT":
 		w.int(len(cmds))
 	case "DOCS":
 		var want []int
 		for i, rc := range cmds {
-			if len(args) == 1 || slicesContainsFold(args[1:], rc[0]) {
+			if len(args) == 1 || slicesContainsFold(args[1:], rc.name) {
 				want = append(want, i)
 			}
 		}
 		w.array(2 * len(want))
 		for _, i := range want {
-			w.bulk(cmds[i][0])
+			w.bulk(strings.ToLower(cmds[i].name))
 			w.array(6)
 			w.bulk("summary")
-			w.bulk(cmds[i][2])
+			w.bulk(cmds[i].summary)
 			w.bulk("since")
 			w.bulk("1.0.0")
 			w.bulk("group")
-			w.bulk(cmds[i][1])
+			w.bulk(cmds[i].group)
 		}
 	default:
 		w.err("ERR unknown subcommand '" + string(clip(args[0])) + "'. Try COMMAND HELP.")

@@ -638,11 +638,10 @@ func TestRESPCommands(t *testing.T) {
 	c.Send(respReq("COMMAND"))
 	c.Expect("*" + strconv.Itoa(len(respCommands())) + "\r\n")
 	for _, rc := range respCommands() {
-		arity, _ := respArity(strings.ToUpper(rc[0]))
-		c.Expect("*6\r\n" + rBulk(rc[0]) + rInt(arity) + "*0\r\n")
+		c.Expect("*6\r\n" + rBulk(strings.ToLower(rc.name)) + rInt(rc.arity) + "*0\r\n")
 		for range 3 { // first key, last key, step
 			if r := c.Reply(); r[0] != ':' {
-				t.Fatalf("COMMAND entry of %s: %q, want an integer", rc[0], r)
+				t.Fatalf("COMMAND entry of %s: %q, want an integer", rc.name, r)
 			}
 		}
 	}

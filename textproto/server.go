@@ -159,7 +159,9 @@ type Server struct {
 	accepted atomic.Uint64 // connections served so far; also gives CLIENT ID
 	commands atomic.Uint64 // requests answered, for INFO
 
-	plain []string // names of the buckets that hold RESP's plain keys
+	plain     []string       // names of the buckets that hold RESP's plain keys
+	respCmds  []respCommand  // the RESP commands (respCommands)
+	respIndex map[string]int // upper-case name -> index in respCmds
 
 	mu        sync.Mutex // guards listeners, conns and wg.Add
 	listeners map[net.Listener]struct{}
@@ -173,7 +175,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	srv := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		password:  sha256.Sum256(cfg.Password),
@@ -182,7 +184,13 @@ func NewServer(cfg Config) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		plain:     plainBuckets(),
-	}, nil
+		respCmds:  respCommands(),
+		respIndex: make(map[string]int),
+	}
+	for i, rc := range srv.respCmds {
+		srv.respIndex[rc.name] = i
+	}
+	return srv, nil
 }
 
 // Serve accepts connections on l and serves each on its own goroutine. It
