@@ -63,9 +63,7 @@ func (rr *respReader) next() error {
 	if err != nil {
 		return err
 	}
-	if cap(rr.arena) > keepArena {
-		rr.arena = nil
-	}
+	rr.release() // in case the caller did not
 	rr.arena, rr.ends = rr.arena[:0], rr.ends[:0]
 	for range n {
 		size, err := rr.header('$', rr.maxBulk, "invalid bulk length")
@@ -93,6 +91,15 @@ func (rr *respReader) next() error {
 		start = end
 	}
 	return nil
+}
+
+// release drops an arena grown past keepArena for one big request, once
+// its arguments are no longer needed, so that an idle connection does
+// not hold it.
+func (rr *respReader) release() {
+	if cap(rr.arena) > keepArena {
+		rr.arena, rr.args = nil, rr.args[:0]
+	}
 }
 
 // grow extends b by n bytes, reallocating when its capacity is short.

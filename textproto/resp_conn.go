@@ -89,7 +89,9 @@ func (c *conn) serveRESP() {
 		if len(c.rr.args) == 0 {
 			continue
 		}
-		if !c.handleRESP(c.rr.args) { // QUIT
+		more := c.handleRESP(c.rr.args)
+		c.rr.release()
+		if !more { // QUIT
 			c.runRESP()
 			if c.w.Flush() == nil {
 				c.lingerClose()
