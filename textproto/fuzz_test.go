@@ -222,6 +222,50 @@ func asciiUpper(s string) string {
 	return string(b)
 }
 
+// fuzzExchange serves one connection with a server of cfg, sends input
+// on it in pieces cut by cuts (each piece at most cuts[i]+1 bytes), closes
+// its side, and returns everything the server answered until it closed.
+// A server that does not finish within testTimeout crashes the test, so
+// that the fuzzer keeps the input.
+func fuzzExchange(t *testing.T, cfg Config, input, cuts []byte) []byte {
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newPipeListener()
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	defer func() { s.Close(); <-served }()
+
+	watchdog := time.AfterFunc(testTimeout, func() { panic("server did not finish within the test timeout") })
+	defer watchdog.Stop()
+
+	c := l.dial()
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		rest := input
+		for i := 0; len(rest) > 0; i++ {
+			n := len(rest)
+			if len(cuts) > 0 {
+				n = min(n, int(cuts[i%len(cuts)])+1)
+			}
+			if _, err := c.Write(rest[:n]); err != nil {
+				return // the server closed: QUIT, a line too long, a protocol error
+			}
+			rest = rest[n:]
+		}
+		c.CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	c.Close()
+	<-sent
+	if err != nil {
+		t.Fatalf("reading replies: %v", err)
+	}
+	return got
+}
+
 // FuzzServer sends any bytes, split into reads anywhere, and checks that
 // the server answers exactly as the model does: no panic, no lost or
 // malformed reply, the connection closed exactly where the protocol says.
@@ -261,42 +305,7 @@ func FuzzServer(f *testing.F) {
 		if len(cuts)%2 == 1 {
 			exec = &batchStore{Store: node.NewStore()}
 		}
-		s, err := NewServer(Config{Executor: exec, MaxLineBytes: maxLine})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l := newPipeListener()
-		served := make(chan error, 1)
-		go func() { served <- s.Serve(l) }()
-		defer func() { s.Close(); <-served }()
-
-		// A hang is a failure too; crash so the fuzzer keeps the input.
-		watchdog := time.AfterFunc(testTimeout, func() { panic("server did not finish within the test timeout") })
-		defer watchdog.Stop()
-
-		c := l.dial()
-		sent := make(chan struct{})
-		go func() {
-			defer close(sent)
-			rest := input
-			for i := 0; len(rest) > 0; i++ {
-				n := len(rest)
-				if len(cuts) > 0 {
-					n = min(n, int(cuts[i%len(cuts)])+1)
-				}
-				if _, err := c.Write(rest[:n]); err != nil {
-					return // the server closed: QUIT or a line too long
-				}
-				rest = rest[n:]
-			}
-			c.CloseWrite()
-		}()
-		got, err := io.ReadAll(c)
-		c.Close()
-		<-sent
-		if err != nil {
-			t.Fatalf("reading replies: %v", err)
-		}
+		got := fuzzExchange(t, Config{Executor: exec, MaxLineBytes: maxLine}, input, cuts)
 		if want := model(input, maxLine); !bytes.Equal(got, want) {
 			t.Fatalf("input %q\nserver: %q\nmodel:  %q", input, got, want)
 		}

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -360,43 +359,8 @@ func FuzzRESP(f *testing.F) {
 			exec = &batchStore{Store: node.NewStore()}
 		}
 		core, logs := observer.New(zapcore.ErrorLevel)
-		s, err := NewServer(Config{Executor: exec, MaxBulkBytes: fuzzMaxBulk, MaxArgs: fuzzMaxArgs,
-			MaxRequestBytes: fuzzMaxBytes, Logger: zap.New(core)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l := newPipeListener()
-		served := make(chan error, 1)
-		go func() { served <- s.Serve(l) }()
-		defer func() { s.Close(); <-served }()
-
-		// A hang is a failure too; crash so the fuzzer keeps the input.
-		watchdog := time.AfterFunc(testTimeout, func() { panic("RESP server did not finish within the test timeout") })
-		defer watchdog.Stop()
-
-		c := l.dial()
-		sent := make(chan struct{})
-		go func() {
-			defer close(sent)
-			rest := input
-			for i := 0; len(rest) > 0; i++ {
-				n := len(rest)
-				if len(cuts) > 0 {
-					n = min(n, int(cuts[i%len(cuts)])+1)
-				}
-				if _, err := c.Write(rest[:n]); err != nil {
-					return // the server closed: QUIT or a protocol error
-				}
-				rest = rest[n:]
-			}
-			c.CloseWrite()
-		}()
-		got, err := io.ReadAll(c)
-		c.Close()
-		<-sent
-		if err != nil {
-			t.Fatalf("reading replies: %v", err)
-		}
+		got := fuzzExchange(t, Config{Executor: exec, MaxBulkBytes: fuzzMaxBulk, MaxArgs: fuzzMaxArgs,
+			MaxRequestBytes: fuzzMaxBytes, Logger: zap.New(core)}, input, cuts)
 		if n := logs.Len(); n > 0 {
 			t.Fatalf("input %q: the server logged %d errors, first %q %v", input, n, logs.All()[0].Message, logs.All()[0].ContextMap())
 		}
