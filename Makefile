@@ -13,8 +13,15 @@ FUZZTIME ?= 10s
 SOAK ?= 10m
 # Multiplies the request counts of `make bench`, e.g. 0.2 for a quick look.
 BENCH_SCALE ?= 1
+# How many fault schedules `make sim` runs, and from which seed (a random
+# one unless given); SIM_FLAGS=-race runs them with the race detector.
+SEEDS ?= 10000
+ifeq ($(origin SIM_FIRST),undefined)
+SIM_FIRST := $(shell echo $$((RANDOM * 32768 + RANDOM)))
+endif
+SIM_FLAGS ?=
 
-.PHONY: all build run test test-deps soak bench gobench fuzz clean
+.PHONY: all build run test test-deps soak sim bench gobench fuzz clean
 
 all: build
 
@@ -56,6 +63,14 @@ soak:
 	DBOUTIQUE_SOAK=$(SOAK) go test -race -count=1 -timeout 0 -v \
 		-run '^(TestChurnLosesNoAcknowledgedWrite|TestPartitionHealCycles)$$' ./testcluster \
 		| grep -E '^(=== RUN|--- |ok|FAIL|PASS)|(churn|partition)_test.go'
+
+# Randomized fault schedules (node/sim_test.go) beyond the 200 that make
+# test runs: a failing seed prints the command that replays it.
+sim:
+	@echo '==> $(SEEDS) fault schedules from seed $(SIM_FIRST)'
+	DBOUTIQUE_SIM_SEEDS=$(SEEDS) DBOUTIQUE_SIM_FIRST=$(SIM_FIRST) \
+		go test $(SIM_FLAGS) -count=1 -timeout 0 -v -run '^TestFaultSchedules$$' ./node \
+		| grep -vE '^(=== (RUN|PAUSE|CONT|NAME)|\s+--- PASS)'
 
 # Go micro-benchmarks of every package.
 gobench:

@@ -49,6 +49,8 @@ const (
 	DefaultTombstoneGrace = 10 * time.Minute
 	defaultForgetAfter    = 10 * time.Minute
 	maxJoinBackoff        = 10 * time.Second
+	DefaultMaxClockSkew   = 10 * time.Second
+	DefaultRejoinTimeout  = 10 * time.Second
 	leaveTimeout          = time.Second
 	// leftSourceWindow is how long a member that left is still asked for
 	// its copies (it hands them off before it exits).
@@ -103,6 +105,25 @@ type Config struct {
 	// remembered, so that an older copy merged later cannot bring them
 	// back. A copy cut off for longer than this (a partition) may.
 	TombstoneGrace time.Duration
+	// MaxClockSkew is how far a member's wall clock may be from this
+	// node's: a member further off is not let in, and a version further
+	// ahead is refused. Deleted keys are remembered for at least
+	// TombstoneGrace minus MaxClockSkew, so it must be well below the
+	// grace (at most a quarter of it).
+	MaxClockSkew time.Duration
+	// Now reads the wall clock, which versions writes (when Store is nil,
+	// the node's store versions with it too) and is compared with the
+	// members' clocks; nil is time.Now. Timeouts, leases and failure
+	// detection use the monotonic clock, never this one.
+	Now func() time.Time
+	// PeerBook, when not nil, keeps the members this node knew across
+	// restarts: a node that knew members answers ErrUnavailable until it
+	// reaches one of them again, or until RejoinTimeout when it has no
+	// Join address (join.go).
+	PeerBook PeerBook
+	// RejoinTimeout bounds how long a node without Join addresses waits for
+	// a member of its PeerBook before it serves on its own.
+	RejoinTimeout time.Duration
 	// Logger receives membership changes and errors; nil logs nothing.
 	Logger *zap.Logger
 }
@@ -117,8 +138,11 @@ func (c *Config) validate() error {
 	if c.Cluster == "" {
 		c.Cluster = DefaultCluster
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	if c.Store == nil {
-		c.Store = NewStore()
+		c.Store = NewStoreWithClock(NewClock(c.Now))
 	}
 	if c.Placement == nil {
 		p, err := ring.NewConsistent(ring.ConsistentConfig{})
@@ -151,6 +175,12 @@ func (c *Config) validate() error {
 	if c.TombstoneGrace == 0 {
 		c.TombstoneGrace = DefaultTombstoneGrace
 	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = min(DefaultMaxClockSkew, c.TombstoneGrace/4)
+	}
+	if c.RejoinTimeout == 0 {
+		c.RejoinTimeout = DefaultRejoinTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -173,6 +203,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: sync interval %v", ErrInvalidConfig, c.SyncInterval)
 	case c.TombstoneGrace < 0:
 		return fmt.Errorf("%w: tombstone grace %v", ErrInvalidConfig, c.TombstoneGrace)
+	case c.MaxClockSkew < 0 || c.MaxClockSkew > c.TombstoneGrace/4:
+		return fmt.Errorf("%w: max clock skew %v must be positive and at most a quarter of the tombstone grace %v", ErrInvalidConfig, c.MaxClockSkew, c.TombstoneGrace)
+	case c.RejoinTimeout < 0:
+		return fmt.Errorf("%w: rejoin timeout %v", ErrInvalidConfig, c.RejoinTimeout)
 	}
 	return nil
 }
@@ -190,22 +224,42 @@ type Node struct {
 	log    *zap.Logger
 
 	view atomic.Pointer[view]
+	// settledView is the view of the last sync pass that left nothing
+	// undone: where the copies were then (lost.go).
+	settledView atomic.Pointer[view]
+	// term grows with every view installed and every lease regained
+	// (view.go); it never repeats. leaseGen grows with every lease
+	// regained, and lease is when the lease runs out (lease.go); both on
+	// the clock of sinceStart, which base starts.
+	term     atomic.Uint64
+	leaseGen atomic.Uint64
+	lease    atomic.Int64
+	base     time.Time
 
-	mu      sync.Mutex        // guards members
-	members map[string]*entry // peer ID -> entry; never holds self
+	mu        sync.Mutex        // guards members and bookDirty
+	members   map[string]*entry // peer ID -> entry; never holds self
+	bookDirty bool              // the members changed since the peer book was saved
+	bookMu    sync.Mutex        // one save of the peer book at a time; guards bookSaved
+	bookSaved time.Time         // when the book was last saved
+	// restartHold is how long after its start the node holds every view,
+	// when it may have vouched for members in an earlier life (join.go).
+	// Set by Start before anything reads it.
+	restartHold time.Duration
 
 	scratch sync.Pool // *batchScratch for answering batches
 
 	poke    chan string   // peer IDs to probe now (buffered; dropped when full)
 	syncNow chan struct{} // a pass is due (the view changed); buffered, 1
 	leaving atomic.Bool   // set by Leave: out of the ring; its pings say so
-	joined  atomic.Bool   // has reached a member (or was not told to join any)
+	joined  atomic.Bool   // has reached a member, or need not (join.go)
+	// skewLogged is when a refused version was last logged (UnixNano).
+	skewLogged atomic.Int64
 
-	seq       [seqStripes]sync.RWMutex // primary's per-bucket write sequencers
-	ready     readiness                // buckets pulled in the current view
-	handoffMu sync.Mutex               // orders retiring, un-retiring and removing copies
-	passMu    sync.Mutex               // one sync pass at a time
-	settled   atomic.Uint64            // epoch of the last pass that left nothing undone
+	seq       *[seqStripes]sequencer // primary's per-bucket write sequencers (seqlock.go)
+	ready     readiness              // buckets pulled in the current term
+	handoffMu sync.Mutex             // orders retiring, un-retiring and removing copies; never held across a wait
+	passMu    chan struct{}          // one sync pass at a time: holds a token while a pass runs
+	settled   atomic.Uint64          // term of the last pass that left nothing undone
 
 	stats stats // counters behind Stats (stats.go)
 
@@ -232,11 +286,15 @@ func New(cfg Config) (*Node, error) {
 		syncNow: make(chan struct{}, 1),
 		ctx:     ctx,
 		cancel:  cancel,
+		base:    time.Now().Add(-time.Millisecond), // no reading of sinceStart is 0, which means "never"
+		seq:     newSequencers(),
+		passMu:  make(chan struct{}, 1),
 	}
 	n.scratch.New = func() any { return new(batchScratch) }
 	n.self = Member{ID: cfg.Transport.ID(), Name: cfg.Name, State: StateAlive, Self: true, Incarnation: newIncarnation()}
 	n.joined.Store(len(cfg.Join) == 0)
 	n.rebuildLocked()
+	n.updateLeaseLocked()
 	return n, nil
 }
 
@@ -254,13 +312,18 @@ func (n *Node) ID() string { return n.self.ID }
 func (n *Node) Start() {
 	n.startOnce.Do(func() {
 		n.self.Addrs = n.cfg.Transport.Addrs()
+		book := n.loadBook()
+		if len(book) > 0 {
+			n.joined.Store(false)
+			n.restartHold = n.holdDuration()
+		}
 		n.cfg.Transport.Serve(n.handle)
 		n.wg.Add(2)
 		go n.run()
 		go n.syncLoop()
-		if len(n.cfg.Join) > 0 {
+		if len(n.cfg.Join) > 0 || len(book) > 0 {
 			n.wg.Add(1)
-			go n.join()
+			go n.join(book)
 		}
 	})
 }
@@ -277,6 +340,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	n.leaving.Store(true)
 	n.mu.Lock()
 	n.rebuildLocked()
+	n.updateLeaseLocked()
 	n.mu.Unlock()
 	n.sayGoodbye(ctx, []byte{msgLeave})
 	if err := n.handoff(ctx); err != nil {
@@ -344,6 +408,10 @@ func (n *Node) Owners(bucket string) ([]Member, error) {
 // Epoch returns a fingerprint of the membership this node places buckets
 // with; two nodes with the same epoch place every bucket the same way.
 func (n *Node) Epoch() uint64 { return n.view.Load().epoch }
+
+// Term returns this node's term: a number that grows with every view it
+// installs and every lease it regains, and never repeats (view.go).
+func (n *Node) Term() uint64 { return n.term.Load() }
 
 // Introduce tells the node about a peer found by discovery (mDNS). The node
 // probes it, and adds it to the ring once it answers.
@@ -530,7 +598,7 @@ func (n *Node) executeRouted(ctx context.Context, v *view, owners []Member, ops 
 // maxBatch operations and maxGroupBytes.
 func (n *Node) executeShare(ctx context.Context, v *view, m Member, ops []Op, res []Result, errs []error, hops int) {
 	if m.Self {
-		n.executeOwned(ctx, ops, res, errs)
+		n.executeOwned(ctx, ops, res, errs, hops)
 		return
 	}
 	for i := 0; i < len(ops); {
@@ -586,7 +654,7 @@ func (n *Node) route(ctx context.Context, op Op, hops int) (Result, error) {
 		return Result{}, err
 	}
 	if owner.Self {
-		return n.executeOne(ctx, op)
+		return n.executeOne(ctx, op, hops)
 	}
 	if hops <= 0 {
 		n.stats.forwardErrors.Add(1)
@@ -692,8 +760,7 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 		if p.from.ID != from {
 			return nil, fmt.Errorf("%w: ping from %s claims to be %s", ErrCorruptOp, from, p.from.ID)
 		}
-		n.heard(p)
-		return n.pingMsg().append(nil), nil // the reply: no type byte
+		return n.pinged(p).append(nil), nil // the reply: no type byte
 	case msgOp:
 		r, err := decodeOpRequest(req[1:])
 		if err != nil {
@@ -729,7 +796,7 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 		n.left(from, len(req) == 2 && req[1] == 1)
 		return nil, nil
 	case msgReplicate, msgDigest, msgPage, msgMerge, msgSums:
-		return n.handleSync(from, req[0], req[1:])
+		return n.handleSync(ctx, from, req[0], req[1:])
 	}
 	return nil, fmt.Errorf("%w: unknown message type %d", ErrCorruptOp, req[0])
 }

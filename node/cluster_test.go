@@ -21,13 +21,20 @@ type memNet struct {
 	handlers map[string]func(ctx context.Context, from string, req []byte) ([]byte, error)
 	down     map[string]bool
 	hung     map[string]func(req []byte) bool // requests to these nodes that match wait until the caller gives up
+	// cut and hungLinks act on one direction of a link (from, to): a call
+	// from one node to the other fails, or hangs when it matches, while
+	// calls the other way work.
+	cut       map[[2]string]bool
+	hungLinks map[[2]string]func(req []byte) bool
 }
 
 func newMemNet() *memNet {
 	return &memNet{
-		handlers: make(map[string]func(context.Context, string, []byte) ([]byte, error)),
-		down:     make(map[string]bool),
-		hung:     make(map[string]func([]byte) bool),
+		handlers:  make(map[string]func(context.Context, string, []byte) ([]byte, error)),
+		down:      make(map[string]bool),
+		hung:      make(map[string]func([]byte) bool),
+		cut:       make(map[[2]string]bool),
+		hungLinks: make(map[[2]string]func([]byte) bool),
 	}
 }
 
@@ -42,6 +49,24 @@ func (m *memNet) setDown(id string, down bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.down[id] = down
+}
+
+// setLink brings the one-way link from -> to (peer IDs) down or up: while
+// it is down, every call from `from` to `to` fails at once, and calls from
+// `to` to `from` still work.
+func (m *memNet) setLink(from, to string, up bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cut[[2]string{from, to}] = !up
+}
+
+// setLinkHung makes the requests from `from` to `to` that match never get
+// an answer (nil match: answer them again); other callers of `to` are
+// answered.
+func (m *memNet) setLinkHung(from, to string, match func(req []byte) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.hungLinks[[2]string{from, to}] = match
 }
 
 var errMemUnreachable = errors.New("memnet: unreachable")
@@ -63,13 +88,14 @@ func (t *memTransport) AddAddrs(string, []string) {}
 func (t *memTransport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
 	t.net.mu.Lock()
 	h := t.net.handlers[to]
-	down := t.net.down[to] || t.net.down[t.id]
+	down := t.net.down[to] || t.net.down[t.id] || t.net.cut[[2]string{t.id, to}]
 	hung := t.net.hung[to]
+	hungLink := t.net.hungLinks[[2]string{t.id, to}]
 	t.net.mu.Unlock()
 	if h == nil || down {
 		return nil, errMemUnreachable
 	}
-	if hung != nil && hung(req) {
+	if hung != nil && hung(req) || hungLink != nil && hungLink(req) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
@@ -86,7 +112,7 @@ func (t *memTransport) Connect(ctx context.Context, addr string) (string, error)
 	}
 	t.net.mu.Lock()
 	defer t.net.mu.Unlock()
-	if t.net.handlers[id] == nil || t.net.down[id] {
+	if t.net.handlers[id] == nil || t.net.down[id] || t.net.cut[[2]string{t.id, id}] {
 		return "", errMemUnreachable
 	}
 	return id, nil

@@ -30,29 +30,40 @@
 // declares (package p2p implements it over libp2p; the tests use an
 // in-memory one), and places buckets with a ring.Placement.
 //
-// Membership: every member is probed each Config.ProbeInterval with a ping
-// that carries the members the sender sees alive, and the reply carries the
-// other side's list, so joining through any one node is enough to learn
-// them all. Only direct contact makes a member alive; gossip only
-// introduces it. A member silent for Config.DeadAfter is dead and leaves
-// the ring; [Node.Leave] takes a stopping node out at once.
+// Membership (membership.go): every member is probed each
+// Config.ProbeInterval with a ping that carries the members the sender sees
+// alive, and the reply carries the other side's list, so joining through
+// any one node is enough to learn them all. A member is alive only while
+// this node's own probes of it are answered; a ping received, or gossip,
+// never makes it so. A member unanswered for Config.DeadAfter is dead and
+// leaves the ring; [Node.Leave] takes a stopping node out at once. A node
+// restarted with a [PeerBook] finds the members it knew before it serves
+// (join.go); members whose clocks are too far off are refused (skew.go).
 //
 // Routing: [Node.Execute] runs an operation here when this node is its
-// bucket's primary, and otherwise forwards it to the primary with this node's ring
-// epoch and a hop limit, so that nodes that disagree about ownership answer
-// [ErrNoRoute] instead of bouncing a request forever. An owner that does not
-// answer in time gives an [UnreachableError]. [Node.ExecuteBatch] sends
-// consecutive operations for one owner as one message, which is what makes
-// a client's pipelined requests cheap to forward. msg.go describes the
-// messages between nodes.
+// bucket's primary, and otherwise forwards it to the primary with this
+// node's ring epoch and a hop limit, so that nodes that disagree about
+// ownership answer [ErrNoRoute] instead of bouncing a request forever. An
+// owner that does not answer in time gives an [UnreachableError].
+// [Node.ExecuteBatch] sends consecutive operations for one owner as one
+// message, which is what makes a client's pipelined requests cheap to
+// forward. msg.go describes the messages between nodes.
 //
 // Replication (primary.go): a bucket lives on its first Config.Replicas
 // ring owners. The first, the primary, orders the bucket's writes: it
 // versions them, sends them to the other owners and applies and
-// acknowledges them once every owner of its view holds them. Before a
-// node serves a bucket as its primary in a new view it pulls the copies of
-// every other member, which must share its view; so a bucket in flight
-// never answers NOT FOUND and an acknowledged write is never missed.
+// acknowledges them once every owner of its view holds them.
+//
+// Who may serve a bucket when: the invariants, and why they keep an
+// acknowledged write and make every read see it, are written down in
+// docs/design.md, with the lock order. In short: views have a term that
+// never repeats (view.go); a primary answers only while members vouch for
+// it (a lease, lease.go), and only once it has pulled the bucket from every
+// member of its view, each agreeing to that view (readiness.go); copies are
+// retired only under the bucket's sequencer (seqlock.go) when the current
+// view does not give them to the node, and removed only once owners with
+// the same view confirm them (sync.go); a bucket whose copies all died
+// answers unreachable, not NOT FOUND (lost.go).
 //
 // Rebalancing, repair and anti-entropy (sync.go) are one mechanism: after
 // every change of the view, and every Config.SyncInterval, each node
@@ -60,7 +71,8 @@
 // differ; a copy it no longer owns is retired and removed once every owner
 // has it. [Node.Leave] hands every copy off before the node stops.
 //
-// Errors are the sentinel values declared in errors.go, wrapped with %w
-// where context is added; callers test them with errors.Is. They cross the
-// network as the same sentinels.
+// Errors are the sentinel values declared in errors.go (and ErrRetired,
+// the store's, in store.go), wrapped with %w where context is added;
+// callers test them with errors.Is. They cross the network as the same
+// sentinels.
 package node

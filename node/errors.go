@@ -22,9 +22,11 @@ var (
 	// ErrUnreachable: the node that owns a bucket did not answer in time.
 	// Errors that wrap it are *UnreachableError values naming the node.
 	ErrUnreachable = errors.New("node: owner unreachable")
-	// ErrNoRoute: a forwarded request ran out of hops because nodes
-	// disagree about who owns its bucket (membership is changing); the
-	// client may retry.
+	// ErrNoRoute: membership is changing: a forwarded request ran out of
+	// hops because nodes disagree about who owns its bucket, members do
+	// not agree yet to the view a primary must serve in, or a primary lost
+	// its lease or its quorum while a write was being replicated. A write
+	// may or may not have taken effect; the client may retry.
 	ErrNoRoute = errors.New("node: membership is changing, no route to the owner")
 	// ErrClosed: the node was closed.
 	ErrClosed = errors.New("node: closed")
@@ -32,9 +34,10 @@ var (
 	ErrInvalidConfig = errors.New("node: invalid configuration")
 	// ErrClusterMismatch: a peer belongs to another cluster.
 	ErrClusterMismatch = errors.New("node: peer belongs to another cluster")
-	// ErrUnavailable: the node refuses the request because it cannot
-	// serve it safely: it sees fewer members than Config.MinMembers (for a
-	// write), or it has not joined its cluster yet.
+	// ErrUnavailable: the node refuses the request, before running it,
+	// because it cannot serve it safely: it sees fewer members than
+	// Config.MinMembers, it holds no lease (lease.go), or it has not
+	// joined its cluster yet. A request refused so was not run.
 	ErrUnavailable = errors.New("node: cluster unavailable")
 )
 

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -11,12 +12,23 @@ import (
 
 // Membership. Every node probes every member it knows each ProbeInterval
 // with a ping that carries the members it sees alive; the reply carries the
-// other side's list. A ping answered, or received, is proof of life; gossip
-// only ever introduces peers (as joining), it never makes one alive, so a
-// dead node cannot be kept in the ring by members that have not noticed yet.
-// A member silent for DeadAfter is dead and leaves the ring; dead members
-// are still probed, less often, so that one that comes back (a restart with
-// the same identity) rejoins at once, and are forgotten after a while.
+// other side's list. Invariant: a member is alive only on evidence of this
+// node's own probe answered within DeadAfter. A ping received proves
+// nothing (the way back may be cut: a node would keep a member alive that
+// it cannot reach), and gossip only ever introduces peers (as joining), so
+// a dead node cannot be kept in the ring by members that have not noticed
+// yet. A member whose probes go unanswered for DeadAfter is dead and
+// leaves the ring; dead members are still probed, less often, so that one
+// that comes back (a restart with the same identity) rejoins at once, and
+// are forgotten after a while.
+//
+// A probe's reply also says whether the replier sees the prober alive (a
+// vouch, lease.go), and carries the replier's wall clock: a member whose
+// clock is further off than Config.MaxClockSkew is not let in.
+//
+// A node that stalls (a long pause of the process) blames nobody for the
+// silence: the time its own loop was late is not counted against the
+// members (tick).
 
 // run is the membership loop: one tick per ProbeInterval, and immediate
 // probes when asked.
@@ -24,13 +36,18 @@ func (n *Node) run() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.ProbeInterval)
 	defer t.Stop()
-	n.tick(time.Now())
+	last := time.Now()
+	n.tick(last, 0)
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case now := <-t.C:
-			n.tick(now)
+			// The loop ran late when the process was paused or starved:
+			// that time is nobody's silence.
+			late := now.Sub(last) - n.cfg.ProbeInterval
+			last = now
+			n.tick(now, max(late-n.cfg.ProbeInterval, 0))
 		case id := <-n.poke:
 			n.mu.Lock()
 			e := n.members[id]
@@ -55,12 +72,17 @@ func (n *Node) probeSoon(id string) {
 	}
 }
 
-// tick expires silent members and starts the probes that are due.
-func (n *Node) tick(now time.Time) {
+// tick expires silent members and starts the probes that are due. stalled
+// is how long this node's own loop was late: it extends every member's
+// last contact rather than counting as their silence.
+func (n *Node) tick(now time.Time, stalled time.Duration) {
 	var due []string
 	n.mu.Lock()
 	changed := false
 	for id, e := range n.members {
+		if stalled > 0 && e.State == StateAlive {
+			e.lastSeen = e.lastSeen.Add(stalled)
+		}
 		switch {
 		case e.State == StateAlive && now.Sub(e.lastSeen) > n.cfg.DeadAfter:
 			n.setStateLocked(e, StateDead, now)
@@ -72,6 +94,7 @@ func (n *Node) tick(now time.Time) {
 		case (e.State == StateDead || e.State == StateLeft) && now.Sub(e.since) > defaultForgetAfter:
 			n.log.Info("forgetting member", zap.String("name", e.Name), zap.String("peer", id))
 			delete(n.members, id)
+			n.bookDirty = true
 			continue
 		}
 		if !e.probing && !now.Before(e.nextProbe) {
@@ -82,7 +105,9 @@ func (n *Node) tick(now time.Time) {
 	if changed {
 		n.rebuildLocked()
 	}
+	n.updateLeaseLocked()
 	n.mu.Unlock()
+	n.saveBook(now, false)
 	for _, id := range due {
 		n.startProbe(id)
 	}
@@ -97,11 +122,16 @@ func (n *Node) startProbe(id string) {
 	}()
 }
 
+// errClockSkew: a member's wall clock is too far from this node's.
+var errClockSkew = errors.New("node: clock skew")
+
 func (n *Node) probe(id string) {
 	// A probe must end well before the member would be declared dead.
 	ctx, cancel := context.WithTimeout(n.ctx, max(n.cfg.DeadAfter/3, n.cfg.ProbeInterval))
+	sent, wallSent := n.sinceStart(), n.cfg.Now()
 	reply, err := n.cfg.Transport.Call(ctx, id, n.pingMsg().append([]byte{msgPing}))
 	cancel()
+	wallBack := n.cfg.Now()
 	var p ping
 	if err == nil {
 		p, err = decodePing(reply)
@@ -112,15 +142,34 @@ func (n *Node) probe(id string) {
 			err = errors.New("node: reply from another peer")
 		}
 	}
+	var skew time.Duration
+	if err == nil {
+		// The reply's clock was read between our two readings: measure
+		// from their middle, and forgive half the round trip.
+		rtt := wallBack.Sub(wallSent)
+		skew = time.UnixMilli(p.clock).Sub(wallSent.Add(rtt / 2))
+		if abs(skew)-rtt/2-time.Millisecond > n.cfg.MaxClockSkew {
+			err = fmt.Errorf("%w: %s's clock is %v off this node's, more than %v", errClockSkew, p.from.Name, skew.Round(time.Millisecond), n.cfg.MaxClockSkew)
+		}
+	}
 	now := time.Now()
 	n.mu.Lock()
-	if e := n.members[id]; e != nil {
+	e := n.members[id]
+	if e != nil {
 		e.probing = false
+		// A dead member is probed less often, until it answers: then it
+		// is alive again (answered, below) and probed as often as any.
 		wait := n.cfg.ProbeInterval
-		if e.State == StateDead || e.State == StateLeft {
+		if err != nil && (e.State == StateDead || e.State == StateLeft) {
 			wait = max(n.cfg.DeadAfter, 2*time.Second)
 		}
 		e.nextProbe = now.Add(wait)
+		if errors.Is(err, errClockSkew) && now.Sub(e.skewLogged) > time.Minute {
+			e.skewLogged = now
+			n.log.Warn("refusing a member whose clock is off; fix its clock (NTP)",
+				zap.String("name", p.from.Name), zap.String("peer", id),
+				zap.Duration("skew", skew.Round(time.Millisecond)), zap.Duration("max", n.cfg.MaxClockSkew))
+		}
 	}
 	n.mu.Unlock()
 	if err != nil {
@@ -129,23 +178,30 @@ func (n *Node) probe(id string) {
 		}
 		return
 	}
-	n.heard(p)
+	n.answered(p, sent)
 }
 
-// heard records a ping or a reply from p.from, direct proof that it is
-// alive, and learns the members it lists.
-func (n *Node) heard(p ping) {
+func abs(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+// answered records p, the reply to a probe sent at sent (sinceStart): proof
+// that p.from is alive, perhaps a vouch for this node, and the members it
+// lists.
+func (n *Node) answered(p ping, sent time.Duration) {
 	now := time.Now()
-	var learned []Member
 	n.mu.Lock()
 	e := n.members[p.from.ID]
 	if e == nil {
 		e = n.addLocked(p.from)
 	}
 	if e.State == StateLeft && now.Sub(e.since) < n.cfg.DeadAfter {
-		// A ping or reply that was on its way when the node said goodbye;
-		// a node restarted with the same identity is welcomed back after
-		// this window.
+		// A reply that was on its way when the node said goodbye; a node
+		// restarted with the same identity is welcomed back after this
+		// window.
 		n.mu.Unlock()
 		return
 	}
@@ -153,9 +209,11 @@ func (n *Node) heard(p ping) {
 	changed := false
 	if e.Incarnation != p.from.Incarnation {
 		// A new entry, or the node restarted: it holds nothing now, so
-		// the view must change for its copies to come back.
+		// the view must change for its copies to come back. What it
+		// promised in its last life is void.
 		changed = changed || e.State == StateAlive
 		e.Incarnation = p.from.Incarnation
+		e.vouchedAt, e.vouchedFor = 0, 0
 	}
 	if e.Name != p.from.Name {
 		// A new entry, or a node restarted under another name: with a
@@ -163,14 +221,62 @@ func (n *Node) heard(p ping) {
 		changed = e.State == StateAlive
 		e.Name = p.from.Name
 	}
-	if len(p.from.Addrs) > 0 {
+	if len(p.from.Addrs) > 0 && !slices.Equal(e.Addrs, p.from.Addrs) {
 		e.Addrs = p.from.Addrs
+		n.bookDirty = true
 	}
 	if e.State != StateAlive {
 		n.setStateLocked(e, StateAlive, now)
 		changed = true
 	}
-	for _, m := range p.members {
+	if p.vouch {
+		e.vouchedAt = max(e.vouchedAt, sent)
+	}
+	learned := n.learnLocked(p.members, p.dead)
+	if changed {
+		n.rebuildLocked()
+	}
+	n.updateLeaseLocked()
+	n.mu.Unlock()
+	n.cfg.Transport.AddAddrs(p.from.ID, p.from.Addrs)
+	n.introduce(learned)
+	if !n.joined.Load() {
+		n.open() // a member answered: the node is in its cluster (join.go)
+	}
+}
+
+// pinged handles a ping from p.from and returns the reply. A ping is not
+// proof of life: an unknown sender is only introduced, and probed soon,
+// and a dead one is probed soon so that it comes back at once if it can be
+// reached. The reply vouches for the sender when this node sees it alive.
+func (n *Node) pinged(p ping) ping {
+	n.mu.Lock()
+	e := n.members[p.from.ID]
+	if e == nil {
+		e = n.addLocked(p.from)
+	}
+	vouch := e.State == StateAlive && !n.leaving.Load() && e.Incarnation == p.from.Incarnation
+	if vouch {
+		e.vouchedFor = n.sinceStart()
+	}
+	probeNow := e.State != StateAlive || e.Incarnation != p.from.Incarnation
+	learned := n.learnLocked(p.members, p.dead)
+	reply := n.pingMsgLocked(vouch)
+	n.mu.Unlock()
+	n.cfg.Transport.AddAddrs(p.from.ID, p.from.Addrs)
+	if probeNow {
+		n.probeSoon(p.from.ID)
+	}
+	n.introduce(learned)
+	return reply
+}
+
+// learnLocked adds the members of alive that this node does not know, as
+// joining, and those of dead, as dead (probed now and then, until they
+// answer or are forgotten), and returns them all. The caller holds n.mu.
+func (n *Node) learnLocked(alive, dead []Member) []Member {
+	var learned []Member
+	for _, m := range alive {
 		if m.ID == n.self.ID || m.ID == "" {
 			continue
 		}
@@ -179,12 +285,21 @@ func (n *Node) heard(p ping) {
 			learned = append(learned, m)
 		}
 	}
-	if changed {
-		n.rebuildLocked()
+	for _, m := range dead {
+		if _, ok := n.members[m.ID]; ok || m.ID == n.self.ID || m.ID == "" || len(m.Addrs) == 0 {
+			continue
+		}
+		e := n.addLocked(m)
+		e.State = StateDead
+		learned = append(learned, m)
 	}
-	n.mu.Unlock()
-	n.cfg.Transport.AddAddrs(p.from.ID, p.from.Addrs)
-	for _, m := range learned {
+	return learned
+}
+
+// introduce records where newly learned members listen and probes them
+// (the dead ones are probed when due).
+func (n *Node) introduce(ms []Member) {
+	for _, m := range ms {
 		n.cfg.Transport.AddAddrs(m.ID, m.Addrs)
 		n.probeSoon(m.ID)
 	}
@@ -204,6 +319,8 @@ func (n *Node) left(id string, handedOff bool) {
 		n.setStateLocked(e, StateLeft, time.Now())
 		e.handedOff = false
 		n.rebuildLocked()
+		n.updateLeaseLocked()
+		n.bookDirty = true
 	}
 	e.handedOff = e.handedOff || handedOff
 }
@@ -221,34 +338,26 @@ func (n *Node) setStateLocked(e *entry, s State, now time.Time) {
 	if s == StateDead {
 		log = n.log.Warn
 	}
-	if s == StateAlive {
-		n.joined.Store(true)
-	}
 	log("member "+s.String(), zap.String("name", e.Name), zap.String("peer", e.ID), zap.Stringer("was", e.State))
 	e.State = s
 	e.since = now
+	n.bookDirty = true
 }
 
-// rebuildLocked places buckets on the alive members and publishes the view.
+// rebuildLocked places buckets on the alive members and publishes the
+// view. A new view is a new term (view.go), and may be served in only once
+// the holds of the members it dropped have passed (lease.go).
 func (n *Node) rebuildLocked() {
-	var alive, dead []Member
+	var alive []Member
 	if !n.leaving.Load() {
 		alive = append(alive, n.self)
 	}
 	for _, e := range n.members {
-		switch e.State {
-		case StateAlive:
+		if e.State == StateAlive {
 			alive = append(alive, e.Member)
-		case StateDead:
-			dead = append(dead, e.Member)
 		}
 	}
-	var wide *view
-	if len(dead) > 0 {
-		wide = buildView(n.cfg.Placement, n.byName, append(slices.Clone(alive), dead...))
-	}
 	v := buildView(n.cfg.Placement, n.byName, alive)
-	v.wide = wide
 	if v.err != nil {
 		n.log.Error("cannot place buckets", zap.Error(v.err))
 	}
@@ -256,88 +365,40 @@ func (n *Node) rebuildLocked() {
 	if old != nil && old.epoch == v.epoch {
 		return
 	}
+	v.term = n.term.Add(1)
+	v.usableAt = n.holdsLocked()
+	n.recordDeathsLocked(old, v)
 	n.view.Store(v)
 	if old != nil {
 		old.markReplaced()
-		n.log.Info("ring changed", zap.Int("members", len(v.byKey)), zap.Uint64("epoch", v.epoch))
+		n.log.Info("ring changed", zap.Int("members", len(v.byKey)), zap.Uint64("epoch", v.epoch), zap.Uint64("term", v.term))
 	}
 	n.syncSoon()
 }
 
-// pingMsg is this node's ping, and its reply to one: itself and the
-// members it sees alive.
+// pingMsg is this node's ping: itself and the members it sees alive.
 func (n *Node) pingMsg() ping {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	p := ping{cluster: n.cfg.Cluster, from: n.self, leaving: n.leaving.Load()}
+	return n.pingMsgLocked(false)
+}
+
+// pingMsgLocked is pingMsg, or with vouch the reply that vouches for the
+// prober. The caller holds n.mu.
+func (n *Node) pingMsgLocked(vouch bool) ping {
+	p := ping{cluster: n.cfg.Cluster, from: n.self, leaving: n.leaving.Load(), vouch: vouch, clock: n.cfg.Now().UnixMilli()}
 	for _, e := range n.members {
-		if e.State == StateAlive {
+		switch e.State {
+		case StateAlive:
 			p.members = append(p.members, e.Member)
+		case StateDead:
+			p.dead = append(p.dead, e.Member)
 		}
 	}
 	return p
 }
 
-// join connects to the addresses in Config.Join until one answers a probe,
-// backing off between rounds.
-func (n *Node) join() {
-	defer n.wg.Done()
-	backoff := n.cfg.ProbeInterval
-	lastErr := make(map[string]string) // per address, the last error logged
-	for attempt := 1; ; attempt++ {
-		for _, addr := range n.cfg.Join {
-			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ForwardTimeout)
-			id, err := n.cfg.Transport.Connect(ctx, addr)
-			cancel()
-			if err != nil {
-				if n.ctx.Err() != nil {
-					return
-				}
-				// Say each new reason once, and again now and then.
-				log := n.log.Debug
-				if err.Error() != lastErr[addr] || attempt%10 == 0 {
-					log = n.log.Warn
-				}
-				lastErr[addr] = err.Error()
-				log("cannot join; retrying", zap.String("addr", addr), zap.Int("attempt", attempt), zap.Error(err))
-				continue
-			}
-			if id == n.self.ID {
-				continue
-			}
-			n.mu.Lock()
-			if _, ok := n.members[id]; !ok {
-				n.addLocked(Member{ID: id})
-			}
-			n.mu.Unlock()
-			n.probeSoon(id)
-		}
-		// Joined once any member is alive; membership spreads from there.
-		deadline := time.NewTimer(backoff)
-		poll := time.NewTicker(n.cfg.ProbeInterval / 4)
-	wait:
-		for {
-			select {
-			case <-n.ctx.Done():
-				deadline.Stop()
-				poll.Stop()
-				return
-			case <-poll.C:
-				if alive := n.aliveCount(); alive > 0 {
-					deadline.Stop()
-					poll.Stop()
-					n.log.Info("joined the cluster", zap.Int("members", alive+1))
-					return
-				}
-			case <-deadline.C:
-				break wait
-			}
-		}
-		poll.Stop()
-		backoff = min(2*backoff, maxJoinBackoff)
-	}
-}
-
+// aliveCount returns how many other members are alive.
 func (n *Node) aliveCount() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -13,8 +13,11 @@ import (
 // payloads; a request's first byte says what it is:
 //
 //	msgPing:    cluster string, sender member, its incarnation (8 bytes,
-//	            big endian), leaving byte (0 or 1), member list
-//	            reply: the same fields for the replier
+//	            big endian), flags byte (pingLeaving, pingVouch), the
+//	            sender's wall clock (Unix milliseconds, 8 bytes), the
+//	            members it sees alive, then those it holds dead (two
+//	            member lists); reply: the same fields for the replier,
+//	            with pingVouch set when the replier sees the sender alive
 //	msgOp:      epoch uint64 (8 bytes, big endian), hops byte, Op (codec.go)
 //	            reply: a reply (below)
 //	msgBuckets: nothing; reply: a reply whose Result lists local buckets
@@ -55,10 +58,24 @@ const (
 // ping is the body of msgPing and of its reply.
 type ping struct {
 	cluster string
-	from    Member   // the sender (or replier); State unused
-	leaving bool     // the sender is leaving: a goodbye, not proof of life
+	from    Member // the sender (or replier); State unused
+	leaving bool   // the sender is leaving: a goodbye, not proof of life
+	// vouch, in a reply, says that the replier sees the prober alive and
+	// promises to hold its lease (lease.go).
+	vouch   bool
+	clock   int64    // the sender's wall clock, Unix milliseconds
 	members []Member // the members the sender sees alive; State unused
+	// dead are the members the sender holds dead (not forgotten yet), so
+	// that a node that knew only a member now gone still finds the others
+	// once they are back.
+	dead []Member
 }
+
+// Bits of a ping's flags byte.
+const (
+	pingLeaving byte = 1 << iota
+	pingVouch
+)
 
 func appendMember(b []byte, m Member) []byte {
 	b = appendString(b, m.ID)
@@ -96,10 +113,20 @@ func (p ping) append(b []byte) []byte {
 	b = appendString(b, p.cluster)
 	b = appendMember(b, p.from)
 	b = appendU64(b, p.from.Incarnation)
-	b = appendBool(b, p.leaving)
-	b = binary.AppendUvarint(b, uint64(len(p.members)))
-	for _, m := range p.members {
-		b = appendMember(b, m)
+	var flags byte
+	if p.leaving {
+		flags |= pingLeaving
+	}
+	if p.vouch {
+		flags |= pingVouch
+	}
+	b = append(b, flags)
+	b = appendU64(b, uint64(p.clock))
+	for _, list := range [][]Member{p.members, p.dead} {
+		b = binary.AppendUvarint(b, uint64(len(list)))
+		for _, m := range list {
+			b = appendMember(b, m)
+		}
 	}
 	return b
 }
@@ -108,11 +135,18 @@ func decodePing(b []byte) (ping, error) {
 	d := decoder{buf: b}
 	p := ping{cluster: d.string(), from: d.member()}
 	p.from.Incarnation = d.u64()
-	p.leaving = d.bool()
-	if n := d.count(); n > 0 {
-		p.members = make([]Member, 0, n)
-		for range n {
-			p.members = append(p.members, d.member())
+	flags := d.byte()
+	p.leaving, p.vouch = flags&pingLeaving != 0, flags&pingVouch != 0
+	p.clock = int64(d.u64())
+	if d.err == nil && flags&^(pingLeaving|pingVouch) != 0 {
+		return ping{}, fmt.Errorf("%w: ping flags %#x", ErrCorruptOp, flags)
+	}
+	for _, list := range []*[]Member{&p.members, &p.dead} {
+		if n := d.count(); n > 0 {
+			*list = make([]Member, 0, n)
+			for range n {
+				*list = append(*list, d.member())
+			}
 		}
 	}
 	if err := d.finish(); err != nil {

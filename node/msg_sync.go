@@ -3,7 +3,6 @@ package node
 import (
 	"encoding/binary"
 	"fmt"
-	"time"
 )
 
 // Messages of replication and anti-entropy (see msg.go for the others):
@@ -13,9 +12,10 @@ import (
 //	              DELETE, the key string and (PUT only) the value string.
 //	              reply: a reply (msg.go)
 //	msgDigest:    epoch (8 bytes; 0: any), bucket string; reply: 0 (no
-//	              copy), 2 (the epoch is not the replier's), or 1 and a
-//	              digest: created, dropped, then NumShards shard digests
-//	              (8 bytes each)
+//	              copy), 2 (the replier does not agree to the epoch), 3
+//	              and a node name string (no copy: it died with that
+//	              node), or 1 and a digest: created, dropped, then
+//	              NumShards shard digests (8 bytes each)
 //	msgPage:      bucket string, shard byte, after string, uvarint max bytes;
 //	              reply: more byte, uvarint count, entries
 //	msgMerge:     bucket string, created, dropped, uvarint count, entries;
@@ -44,33 +44,6 @@ const (
 	// maxSumsBytes bounds the bucket names compared in one msgSums.
 	maxSumsBytes = 1 << 20
 )
-
-// maxClockSkew is how far ahead of this node's clock a peer's version may
-// be. Merging a version adopts it (the clock never goes back), so one from
-// a peer with a wildly wrong clock is refused rather than let it push
-// every later write's version out of reach.
-const maxClockSkew = time.Hour
-
-// errFutureVersion: a peer sent a version too far ahead.
-var errFutureVersion = fmt.Errorf("%w: a version more than %v ahead of this node's clock", ErrCorruptOp, maxClockSkew)
-
-// versionLimit is the newest version a peer may send at now.
-func versionLimit(now time.Time) Version { return VersionAt(now.Add(maxClockSkew)) }
-
-// checkVersions returns errFutureVersion when a version of es (or of m) is
-// past versionLimit.
-func checkVersions(now time.Time, m BucketMeta, es []Entry) error {
-	limit := versionLimit(now)
-	if m.Created > limit || m.Dropped > limit {
-		return errFutureVersion
-	}
-	for _, e := range es {
-		if e.Version > limit {
-			return errFutureVersion
-		}
-	}
-	return nil
-}
 
 // write is one replicated write: a bucket-level create or drop, or a key's
 // new entry (a value, or a tombstone for DELETE).
@@ -257,15 +230,38 @@ func decodeDigestRequest(b []byte) (uint64, string, error) {
 	return epoch, bucket, d.finish()
 }
 
-// errViewsDiffer is a msgDigest reply's status 2.
-var errViewsDiffer = fmt.Errorf("%w: the peer places buckets differently", ErrNoRoute)
+// errViewsDiffer is a msgDigest reply's status digestDiffer.
+var errViewsDiffer = fmt.Errorf("%w: the peer does not agree to this node's view yet", ErrNoRoute)
+
+// appendDigestDiffer encodes the reply to a msgDigest whose epoch this
+// node does not agree to (yet).
+func appendDigestDiffer(b []byte) []byte { return append(b, digestDiffer) }
+
+// Status bytes of a msgDigest reply.
+const (
+	digestNone   byte = 0 // no copy here
+	digestCopy   byte = 1 // a digest follows
+	digestDiffer byte = 2 // the replier does not agree to the puller's view
+	digestLost   byte = 3 // no copy here, and the copies died with a node: its name follows (lost.go)
+)
+
+// copiesLost is a msgDigest reply's digestLost.
+type copiesLost struct{ node string }
+
+func (e *copiesLost) Error() string { return "node: the copies died with node " + e.node }
+
+// appendDigestLost encodes the reply to a msgDigest for a bucket whose
+// copies this node believes died with node `name`.
+func appendDigestLost(b []byte, name string) []byte {
+	return appendString(append(b, digestLost), name)
+}
 
 // appendDigestReply encodes the reply to msgDigest.
 func appendDigestReply(b []byte, dg Digest, ok bool) []byte {
 	if !ok {
-		return append(b, 0)
+		return append(b, digestNone)
 	}
-	b = append(b, 1)
+	b = append(b, digestCopy)
 	b = appendMeta(b, dg.Meta)
 	for _, s := range dg.Shards {
 		b = appendU64(b, s)
@@ -274,8 +270,16 @@ func appendDigestReply(b []byte, dg Digest, ok bool) []byte {
 }
 
 func decodeDigestReply(b []byte) (Digest, bool, error) {
-	if len(b) == 1 && b[0] == 2 {
+	if len(b) == 1 && b[0] == digestDiffer {
 		return Digest{}, false, errViewsDiffer
+	}
+	if len(b) > 0 && b[0] == digestLost {
+		d := decoder{buf: b[1:]}
+		name := d.string()
+		if err := d.finish(); err != nil {
+			return Digest{}, false, err
+		}
+		return Digest{}, false, &copiesLost{node: name}
 	}
 	d := decoder{buf: b}
 	var dg Digest
@@ -358,8 +362,10 @@ type bucketSum struct {
 	sum    uint64
 }
 
-func appendSums(b []byte, sums []bucketSum) []byte {
+// appendSums encodes a msgSums from a node whose view has epoch epoch.
+func appendSums(b []byte, epoch uint64, sums []bucketSum) []byte {
 	b = append(b, msgSums)
+	b = appendU64(b, epoch)
 	b = binary.AppendUvarint(b, uint64(len(sums)))
 	for _, s := range sums {
 		b = appendString(b, s.bucket)
@@ -368,8 +374,10 @@ func appendSums(b []byte, sums []bucketSum) []byte {
 	return b
 }
 
-func decodeSums(b []byte) ([]bucketSum, error) {
+// decodeSums decodes a msgSums body (after the type byte).
+func decodeSums(b []byte) (uint64, []bucketSum, error) {
 	d := decoder{buf: b}
+	epoch := d.u64()
 	n := d.count()
 	sums := make([]bucketSum, 0, n)
 	for range n {
@@ -379,7 +387,23 @@ func decodeSums(b []byte) ([]bucketSum, error) {
 		}
 		sums = append(sums, s)
 	}
-	return sums, d.finish()
+	return epoch, sums, d.finish()
+}
+
+// appendSumsReply encodes the reply to msgSums: whether the replier has
+// the sender's view, and the buckets whose copy differs there.
+func appendSumsReply(b []byte, agree bool, differ []string) []byte {
+	return appendNames(appendBool(b, agree), differ)
+}
+
+func decodeSumsReply(b []byte) (agree bool, differ []string, err error) {
+	d := decoder{buf: b}
+	agree = d.bool()
+	if d.err != nil {
+		return false, nil, d.err
+	}
+	differ, err = decodeNames(d.buf)
+	return agree, differ, err
 }
 
 func appendNames(b []byte, names []string) []byte {

@@ -12,18 +12,37 @@ import (
 )
 
 func TestPingRoundTrip(t *testing.T) {
-	p := ping{
+	for _, p := range []ping{{
 		cluster: "prod",
-		from:    Member{ID: "id-a", Name: "a", Addrs: []string{"/ip4/127.0.0.1/tcp/1"}},
+		from:    Member{ID: "id-a", Name: "a", Addrs: []string{"/ip4/127.0.0.1/tcp/1"}, Incarnation: 7},
 		members: []Member{{ID: "id-b", Name: "b"}, {ID: "id-c", Name: "c", Addrs: []string{"x", "y"}}},
+		clock:   1764662400123,
+	}, {
+		cluster: "c", from: Member{ID: "i"}, leaving: true, clock: -1,
+	}, {
+		cluster: "c", from: Member{ID: "i"}, vouch: true,
+	}} {
+		got, err := decodePing(p.append(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.cluster != p.cluster || got.from.ID != p.from.ID || !slices.Equal(got.from.Addrs, p.from.Addrs) ||
+			got.from.Incarnation != p.from.Incarnation || got.leaving != p.leaving || got.vouch != p.vouch ||
+			got.clock != p.clock || len(got.members) != len(p.members) {
+			t.Fatalf("round trip of %+v = %+v", p, got)
+		}
+		for i := range p.members {
+			if got.members[i].Name != p.members[i].Name || !slices.Equal(got.members[i].Addrs, p.members[i].Addrs) {
+				t.Fatalf("round trip of %+v = %+v", p, got)
+			}
+		}
 	}
-	got, err := decodePing(p.append(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.cluster != p.cluster || got.from.ID != "id-a" || !slices.Equal(got.from.Addrs, p.from.Addrs) ||
-		len(got.members) != 2 || got.members[1].Name != "c" || !slices.Equal(got.members[1].Addrs, []string{"x", "y"}) {
-		t.Fatalf("round trip = %+v", got)
+	// Flags this version does not know are refused.
+	b := ping{cluster: "c", from: Member{ID: "i"}}.append(nil)
+	flags := len(appendString(nil, "c")) + len(appendMember(nil, Member{ID: "i"})) + 8
+	b[flags] = 0x80
+	if _, err := decodePing(b); err == nil {
+		t.Error("a ping with unknown flags decoded")
 	}
 }
 
@@ -127,7 +146,8 @@ func TestMessagesMustFail(t *testing.T) {
 	page := pageRequest{bucket: "b", shard: 1, after: "a", maxBytes: 10}.append(nil)[1:]
 	pageReply := appendPageReply(nil, syncEntries, true)
 	merge := appendMerge(nil, "b", BucketMeta{Created: 1}, syncEntries)[1:]
-	sums := appendSums(nil, []bucketSum{{"b", 1}})[1:]
+	sums := appendSums(nil, 7, []bucketSum{{"b", 1}})[1:]
+	ep := make([]byte, 8) // an epoch
 	names := appendNames(nil, []string{"a", "b"})
 	for _, tc := range []struct {
 		name   string
@@ -165,8 +185,15 @@ func TestMessagesMustFail(t *testing.T) {
 			bytes.Join([][]byte{str("b"), meta[:8]}, nil),               // short meta
 			bytes.Join([][]byte{str("b"), meta, uv(1), noVersion}, nil), // entry without a version
 		}},
-		{"sums", func(b []byte) error { _, err := decodeSums(b); return err }, [][]byte{
-			nil, {0x80, 0}, uv(1), bytes.Join([][]byte{uv(1), str("b"), {0, 0, 0, 0}}, nil), append(slices.Clone(sums), 0),
+		{"sums", func(b []byte) error { _, _, err := decodeSums(b); return err }, [][]byte{
+			nil, ep[:7], append(slices.Clone(ep), 0x80, 0), append(slices.Clone(ep), uv(1)...),
+			bytes.Join([][]byte{ep, uv(1), str("b"), {0, 0, 0, 0}}, nil), append(slices.Clone(sums), 0),
+		}},
+		{"sums reply", func(b []byte) error { _, _, err := decodeSumsReply(b); return err }, [][]byte{
+			nil, {2}, {1}, {1, 1}, append(appendSumsReply(nil, true, []string{"a"}), 0),
+		}},
+		{"digest reply: lost", func(b []byte) error { _, _, err := decodeDigestReply(b); return err }, [][]byte{
+			{digestLost}, {digestLost, 3, 'a'}, append(appendDigestLost(nil, "n1"), 0),
 		}},
 		{"names", func(b []byte) error { _, err := decodeNames(b); return err }, [][]byte{
 			nil, uv(1), append(uv(1), 5, 'a'), append(slices.Clone(names), 0),
@@ -255,9 +282,22 @@ func TestSyncMessagesRoundTrip(t *testing.T) {
 			bucket, m, es, err := decodeMerge(b)
 			return want(err == nil && bucket == "b" && m == dg.Meta && slices.Equal(es, syncEntries), bucket, m, es, err)
 		}},
-		{"sums", msgSums, appendSums(nil, []bucketSum{{"a", 1}, {"b", 1 << 63}, {"", 0}}), func(b []byte) error {
-			sums, err := decodeSums(b)
-			return want(err == nil && slices.Equal(sums, []bucketSum{{"a", 1}, {"b", 1 << 63}, {"", 0}}), sums, err)
+		{"sums", msgSums, appendSums(nil, 42, []bucketSum{{"a", 1}, {"b", 1 << 63}, {"", 0}}), func(b []byte) error {
+			epoch, sums, err := decodeSums(b)
+			return want(err == nil && epoch == 42 && slices.Equal(sums, []bucketSum{{"a", 1}, {"b", 1 << 63}, {"", 0}}), epoch, sums, err)
+		}},
+		{"sums reply", 0, appendSumsReply(nil, true, []string{"a", "b"}), func(b []byte) error {
+			agree, differ, err := decodeSumsReply(b)
+			return want(err == nil && agree && slices.Equal(differ, []string{"a", "b"}), agree, differ, err)
+		}},
+		{"sums reply: other view", 0, appendSumsReply(nil, false, nil), func(b []byte) error {
+			agree, differ, err := decodeSumsReply(b)
+			return want(err == nil && !agree && len(differ) == 0, agree, differ, err)
+		}},
+		{"digest reply: lost", 0, appendDigestLost(nil, "n1"), func(b []byte) error {
+			_, ok, err := decodeDigestReply(b)
+			var cl *copiesLost
+			return want(!ok && errors.As(err, &cl) && cl.node == "n1", ok, err)
 		}},
 		{"names", 0, appendNames(nil, []string{"a", "", "b"}), func(b []byte) error {
 			names, err := decodeNames(b)
@@ -305,7 +345,9 @@ func FuzzMessages(f *testing.F) {
 	f.Add(pageRequest{bucket: "b", shard: 3, after: "k", maxBytes: 1 << 20}.append(nil)[1:])
 	f.Add(appendPageReply(nil, syncEntries, true))
 	f.Add(appendMerge(nil, "b", BucketMeta{Created: 5}, syncEntries)[1:])
-	f.Add(appendSums(nil, []bucketSum{{"a", 1}, {"b", 2}})[1:])
+	f.Add(appendSums(nil, 3, []bucketSum{{"a", 1}, {"b", 2}})[1:])
+	f.Add(appendSumsReply(nil, true, []string{"a"}))
+	f.Add(appendDigestLost(nil, "n2"))
 	f.Add(appendNames(nil, []string{"a", "b"}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if p, err := decodePing(b); err == nil {
@@ -358,8 +400,11 @@ func FuzzMessages(f *testing.F) {
 		if bucket, m, es, err := decodeMerge(b); err == nil {
 			same("merge", appendMerge(nil, bucket, m, es)[1:])
 		}
-		if sums, err := decodeSums(b); err == nil {
-			same("sums", appendSums(nil, sums)[1:])
+		if epoch, sums, err := decodeSums(b); err == nil {
+			same("sums", appendSums(nil, epoch, sums)[1:])
+		}
+		if agree, differ, err := decodeSumsReply(b); err == nil {
+			same("sums reply", appendSumsReply(nil, agree, differ))
 		}
 		if names, err := decodeNames(b); err == nil {
 			same("names", appendNames(nil, names))

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"go.uber.org/zap"
 )
 
@@ -20,29 +20,24 @@ import (
 // serves) only once it is on every live owner, and it survives the loss of
 // any Replicas-1 of them.
 //
-// Before the primary serves a bucket in a new view it is "ready" for it: it
-// has pulled the copies every other member holds (pullBucket). Membership
-// changes move a bucket's primary role to nodes that may not hold it yet;
-// the pull is what makes sure that a bucket in flight never answers NOT
-// FOUND and that no acknowledged write is missed.
-
-// seqStripes is the number of sequencer locks. A bucket's writes take its
-// stripe shared, except CREATE and DROP, which take it alone: a bucket's
-// existence changes in version order with respect to its other writes.
-const seqStripes = 256
-
-// maxReady caps the buckets remembered as ready in one view; past it the
-// set starts over (the cost is one more pull per bucket).
-const maxReady = 1 << 20
-
-func (n *Node) seqLock(bucket string) *sync.RWMutex {
-	return &n.seq[xxhash.Sum64String(bucket)%seqStripes]
-}
+// Invariant (who may answer for a bucket): a node answers a read, or
+// acknowledges a write, as a bucket's primary only when
+//
+//  1. it is the bucket's first owner in its current view (a write checks
+//     again under the bucket's sequencer);
+//  2. it has joined its cluster (join.go);
+//  3. it holds a lease (lease.go), checked before and again after it reads
+//     the store or applies the write, with no break in between;
+//  4. it is ready for the bucket in the current term (readiness.go);
+//  5. for a write: every owner of its current view holds the write, its own
+//     copy applied it, and it still sees Config.MinMembers members.
+//
+// serve checks 2 to 4; writeGroup and commit check 1 and 5.
 
 // executeOwned runs ops, valid routed operations whose buckets this node
 // is the primary of, in order. Consecutive writes to one bucket are
 // replicated as one message.
-func (n *Node) executeOwned(ctx context.Context, ops []Op, res []Result, errs []error) {
+func (n *Node) executeOwned(ctx context.Context, ops []Op, res []Result, errs []error, hops int) {
 	// Writes to several buckets that each wait for a replica's round trip
 	// wait for them at the same time: each bucket's operations run in
 	// order on a goroutine of their own (as executeRouted does for
@@ -58,7 +53,7 @@ func (n *Node) executeOwned(ctx context.Context, ops []Op, res []Result, errs []
 					for k, i := range idx {
 						bops[k] = ops[i]
 					}
-					n.executeInOrder(ctx, bops, bres, berrs)
+					n.executeInOrder(ctx, bops, bres, berrs, hops)
 					for k, i := range idx {
 						res[i], errs[i] = bres[k], berrs[k]
 					}
@@ -68,7 +63,7 @@ func (n *Node) executeOwned(ctx context.Context, ops []Op, res []Result, errs []
 			return
 		}
 	}
-	n.executeInOrder(ctx, ops, res, errs)
+	n.executeInOrder(ctx, ops, res, errs, hops)
 }
 
 // splitByBucket returns the indices of ops by bucket, each bucket's in
@@ -100,11 +95,11 @@ func splitByBucket(ops []Op) [][]int {
 
 // executeInOrder runs ops one after the other, consecutive writes to one
 // bucket as one replicated group.
-func (n *Node) executeInOrder(ctx context.Context, ops []Op, res []Result, errs []error) {
+func (n *Node) executeInOrder(ctx context.Context, ops []Op, res []Result, errs []error, hops int) {
 	for i := 0; i < len(ops); {
 		op := ops[i]
 		if !op.Kind.IsWrite() {
-			res[i], errs[i] = n.read(ctx, op)
+			res[i], errs[i] = n.read(ctx, op, hops)
 			i++
 			continue
 		}
@@ -116,40 +111,133 @@ func (n *Node) executeInOrder(ctx context.Context, ops []Op, res []Result, errs 
 			size += len(ops[j].Key) + len(ops[j].Value)
 			j++
 		}
-		n.writeGroup(ctx, op.Bucket, ops[i:j], res[i:j], errs[i:j])
+		n.writeGroup(ctx, op.Bucket, ops[i:j], res[i:j], errs[i:j], hops)
 		i = j
 	}
 }
 
 // executeOne runs one operation whose bucket this node is the primary of.
-func (n *Node) executeOne(ctx context.Context, op Op) (Result, error) {
+func (n *Node) executeOne(ctx context.Context, op Op, hops int) (Result, error) {
 	if !op.Kind.IsWrite() {
-		return n.read(ctx, op)
+		return n.read(ctx, op, hops)
 	}
 	ops := [1]Op{op}
 	var res [1]Result
 	var errs [1]error
-	n.writeGroup(ctx, op.Bucket, ops[:], res[:], errs[:])
+	n.writeGroup(ctx, op.Bucket, ops[:], res[:], errs[:], hops)
 	return res[0], errs[0]
 }
 
-// read serves GET and KEYS.
-func (n *Node) read(ctx context.Context, op Op) (Result, error) {
+// read serves GET, KEYS, LEN and GETALL.
+func (n *Node) read(ctx context.Context, op Op, hops int) (Result, error) {
+	g, err := n.serve(ctx, op.Bucket)
+	if err == nil {
+		var res Result
+		res, err = n.cfg.Store.Execute(ctx, op)
+		// What was read holds only if this node was the primary, with
+		// its lease, all along: the view may have changed meanwhile, and
+		// the copy been handed off.
+		if gerr := n.stillServing(g, op.Bucket); gerr != nil {
+			res, err = Result{}, gerr
+		}
+		if errors.Is(err, ErrBucketNotFound) {
+			if lost := n.lost(op.Bucket); lost != nil {
+				err = lost
+			}
+		}
+		if !errors.Is(err, errNotPrimary) {
+			return res, err
+		}
+	}
+	if errors.Is(err, errNotPrimary) {
+		var res [1]Result
+		var errs [1]error
+		n.reroute(ctx, []Op{op}, res[:], errs[:], hops)
+		return res[0], errs[0]
+	}
+	return Result{}, err
+}
+
+// grant is what serve grants: the term in which this node is ready to
+// answer for a bucket as its primary, and the generation of the lease it
+// holds. A read or a write checks both again once it has done its work
+// (stillServing).
+type grant struct {
+	term, gen uint64
+}
+
+// serve returns once this node may answer for bucket as its primary
+// (conditions 1 to 4 above), or errNotPrimary when the view no longer
+// gives it the bucket.
+func (n *Node) serve(ctx context.Context, bucket string) (grant, error) {
 	if err := n.serving(); err != nil {
-		return Result{}, err
+		return grant{}, err
 	}
-	if err := n.view.Load().copiesDown(op.Bucket, n.cfg.Replicas); err != nil {
-		return Result{}, err
+	for {
+		if err := n.primaryHere(bucket); err != nil {
+			return grant{}, err // pull nothing for a bucket it does not own
+		}
+		if err := n.awaitLease(ctx); err != nil {
+			return grant{}, err
+		}
+		gen := n.leaseGen.Load()
+		t, err := n.ensureReady(ctx, bucket)
+		if err != nil {
+			return grant{}, err
+		}
+		// Ready in the term the lease belongs to (a lease regained
+		// during the pull is a new term, whose pull comes next), and
+		// still the primary in it.
+		g := grant{term: t, gen: gen}
+		if err := n.stillServing(g, bucket); !errors.Is(err, errNoLease) {
+			return g, err
+		}
 	}
-	if err := n.ensureReady(ctx, op.Bucket); err != nil {
-		return Result{}, err
+}
+
+// stillServing reports whether this node is still bucket's primary in
+// term g.term, with no break in its lease since g.gen: errNotPrimary when
+// the term moved on or the bucket went elsewhere (the caller may run the
+// request again where it now belongs), errNoLease when the lease ran out.
+func (n *Node) stillServing(g grant, bucket string) error {
+	if !n.leased() || n.leaseGen.Load() != g.gen {
+		return errNoLease
 	}
-	return n.cfg.Store.Execute(ctx, op)
+	if n.term.Load() != g.term {
+		return errNotPrimary
+	}
+	return n.primaryHere(bucket)
+}
+
+// primaryHere returns errNotPrimary unless this node is bucket's first
+// owner in its current view.
+func (n *Node) primaryHere(bucket string) error {
+	if first, err := n.view.Load().primary(bucket); err != nil || !first.Self {
+		return errNotPrimary
+	}
+	return nil
+}
+
+// errNotPrimary: the view changed after a request was routed here, and
+// this node is no longer its bucket's primary; nothing of it has run.
+var errNotPrimary = fmt.Errorf("%w: this node is no longer the bucket's primary", ErrNoRoute)
+
+// reroute runs ops, which were routed here and found this node no longer
+// their primary, where the current view places them, one by one, in
+// order: each hop spends one of hops.
+func (n *Node) reroute(ctx context.Context, ops []Op, res []Result, errs []error, hops int) {
+	for i := range ops {
+		if hops <= 0 {
+			res[i], errs[i] = Result{}, errNotPrimary
+			continue
+		}
+		res[i], errs[i] = n.route(ctx, ops[i], hops-1)
+	}
 }
 
 // serving reports whether the node may answer for buckets at all: a node
-// told to join a cluster answers nothing until it has, or it would answer
-// NOT FOUND for buckets that exist.
+// that must find its cluster first answers nothing until it has, or it
+// would answer NOT FOUND for buckets that exist (join.go).
 func (n *Node) serving() error {
 	if !n.joined.Load() {
 		return fmt.Errorf("%w: not joined yet", ErrUnavailable)
@@ -157,12 +245,10 @@ func (n *Node) serving() error {
 	return nil
 }
 
-// writable reports whether the node may accept writes: it has joined and
-// sees at least Config.MinMembers members.
-func (n *Node) writable() error {
-	if err := n.serving(); err != nil {
-		return err
-	}
+// enoughMembers reports whether the node sees at least Config.MinMembers
+// members, itself included: checked before a write starts and again before
+// it is acknowledged.
+func (n *Node) enoughMembers() error {
 	if n.cfg.MinMembers > 0 {
 		if alive := len(n.view.Load().byKey); alive < n.cfg.MinMembers {
 			return fmt.Errorf("%w: %d members reachable, %d needed", ErrUnavailable, alive, n.cfg.MinMembers)
@@ -174,21 +260,22 @@ func (n *Node) writable() error {
 // writeGroup runs ops, writes to bucket, in order: it decides each one's
 // outcome, versions those that change the bucket, replicates them, and
 // applies them here once every owner holds them.
-func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Result, errs []error) {
+func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Result, errs []error, hops int) {
 	fail := func(err error) {
 		for k := range ops {
 			res[k], errs[k] = Result{}, err
 		}
 	}
-	if err := n.writable(); err != nil {
+	if err := n.enoughMembers(); err != nil {
 		fail(err)
 		return
 	}
-	if err := n.view.Load().copiesDown(bucket, n.cfg.Replicas); err != nil {
-		fail(err)
+	g, err := n.serve(ctx, bucket)
+	if errors.Is(err, errNotPrimary) {
+		n.reroute(ctx, ops, res, errs, hops)
 		return
 	}
-	if err := n.ensureReady(ctx, bucket); err != nil {
+	if err != nil {
 		fail(err)
 		return
 	}
@@ -203,9 +290,14 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Re
 			exclusive = exclusive || !n.cfg.Store.Exists(bucket)
 		}
 	}
-	if !n.sequence(ctx, bucket, ops, res, errs, exclusive) {
+	if !n.sequence(ctx, g, bucket, ops, res, errs, exclusive) {
 		// Dropped between the look and the lock: order the group alone.
-		n.sequence(ctx, bucket, ops, res, errs, true)
+		n.sequence(ctx, g, bucket, ops, res, errs, true)
+	}
+	if errors.Is(errs[0], errNotPrimary) {
+		// No longer the primary by the time the sequencer was ours:
+		// nothing was ordered.
+		n.reroute(ctx, ops, res, errs, hops)
 	}
 }
 
@@ -213,20 +305,21 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Re
 // exclusive, then replicates and applies them. Holding it shared, it
 // returns false, having done nothing, when a PUTCREATE finds that it must
 // create the bucket.
-func (n *Node) sequence(ctx context.Context, bucket string, ops []Op, res []Result, errs []error, exclusive bool) bool {
-	mu := n.seqLock(bucket)
-	if exclusive {
-		mu.Lock()
-		defer mu.Unlock()
-	} else {
-		mu.RLock()
-		defer mu.RUnlock()
+func (n *Node) sequence(ctx context.Context, g grant, bucket string, ops []Op, res []Result, errs []error, exclusive bool) bool {
+	seq := n.seqLock(bucket)
+	if err := seq.lock(ctx, exclusive); err != nil {
+		for k := range ops {
+			res[k], errs[k] = Result{}, err
+		}
+		return true
 	}
-	// Under the sequencer, this node must still be the primary: a node
-	// getting ready to replace it waits for the sequencer (see msgDigest),
-	// so no write is ordered here once that node serves the bucket.
-	if first, err := n.view.Load().primary(bucket); err != nil || !first.Self {
-		err := fmt.Errorf("%w: this node no longer orders writes to %q", ErrNoRoute, bucket)
+	defer seq.unlock(exclusive)
+	// Under the sequencer, this node must still be the primary, in the
+	// term it is ready in: a node getting ready to replace it waits for
+	// the sequencer (see msgDigest), so no write is ordered here once that
+	// node serves the bucket; and a view that came back is a new term,
+	// in which the bucket must be pulled again before a write is ordered.
+	if err := n.stillServing(g, bucket); err != nil {
 		for k := range ops {
 			res[k], errs[k] = Result{}, err
 		}
@@ -238,7 +331,7 @@ func (n *Node) sequence(ctx context.Context, bucket string, ops []Op, res []Resu
 	}
 	var buf [8]write
 	ws := n.order(buf[:0], bucket, exists, ops, res, errs)
-	n.commit(ctx, bucket, ws, res, errs)
+	n.commit(ctx, g, bucket, ws, res, errs)
 	return true
 }
 
@@ -252,8 +345,26 @@ func (n *Node) sequence(ctx context.Context, bucket string, ops []Op, res []Resu
 // it would then change nothing. So counts are read from the store just
 // before the first send; a write that is never sent (a node alone, or
 // replicas 1) is counted as it is applied, which saves a lookup.
-func (n *Node) commit(ctx context.Context, bucket string, ws []write, res []Result, errs []error) {
+func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, res []Result, errs []error) {
+	fail := func(err error) {
+		for k := range errs {
+			if errs[k] == nil {
+				res[k], errs[k] = Result{}, err
+			}
+		}
+	}
 	if len(ws) == 0 {
+		// Nothing to write (every operation failed, NOT FOUND say): what
+		// this node answers must still be what held while it served.
+		if err := n.stillServing(g, bucket); err != nil {
+			fail(err)
+		} else if lost := n.lost(bucket); lost != nil {
+			for k := range errs {
+				if errors.Is(errs[k], ErrBucketNotFound) {
+					errs[k] = lost
+				}
+			}
+		}
 		return
 	}
 	s := n.cfg.Store
@@ -266,11 +377,7 @@ func (n *Node) commit(ctx context.Context, bucket string, ws []write, res []Resu
 		}
 	}
 	if err := n.replicate(ctx, bucket, ws, countNow); err != nil {
-		for k := range errs {
-			if errs[k] == nil {
-				errs[k] = err
-			}
-		}
+		fail(err)
 		return
 	}
 	for _, w := range ws {
@@ -282,12 +389,22 @@ func (n *Node) commit(ctx context.Context, bucket string, ws []write, res []Resu
 		} else {
 			err = w.apply(s, bucket)
 		}
-		// A copy retired meanwhile (the view changed and this node no
-		// longer owns the bucket) is being handed off; the owners
-		// already hold the write.
-		if err != nil && !errors.Is(err, ErrRetired) {
+		if err != nil {
+			// Never acknowledge what this copy did not apply. (A copy
+			// is retired only under the sequencer this write holds, and
+			// only when the current view does not give it to this node,
+			// so ErrRetired here would be a broken invariant.)
 			n.log.Error("cannot apply a replicated write", zap.String("bucket", bucket), zap.Error(err))
+			fail(fmt.Errorf("%w: this node could not apply the write: %v", ErrNoRoute, err))
+			return
 		}
+	}
+	// Acknowledge only what held until now: the lease, and the members.
+	// The write has left this node by now, so the client must hear that
+	// it may have taken effect: not ErrUnavailable, which promises it did
+	// not.
+	if err := cmp.Or(n.stillLeased(g.gen), n.enoughMembers()); err != nil {
+		fail(fmt.Errorf("%w: %v while the write was being replicated; it may have taken effect", ErrNoRoute, err))
 	}
 }
 
@@ -478,186 +595,6 @@ func (n *Node) applyReplicated(bucket string, ws []write) error {
 	for _, w := range ws {
 		if err := w.apply(n.cfg.Store, bucket); err != nil {
 			return err
-		}
-	}
-	return nil
-}
-
-// readiness remembers the buckets this node has pulled in the current
-// view, and the pulls in flight.
-type readiness struct {
-	mu    sync.RWMutex // guards the fields below
-	epoch uint64
-	ready map[string]struct{}
-	pulls map[string]*pull
-}
-
-// pull is one pull of a bucket in flight; done is closed when err is set.
-type pull struct {
-	epoch uint64
-	done  chan struct{}
-	err   error
-}
-
-// ensureReady returns once this node has pulled bucket from every other
-// member in the current view (once per view and bucket).
-func (n *Node) ensureReady(ctx context.Context, bucket string) error {
-	r := &n.ready
-	for {
-		v := n.view.Load()
-		// Every request at a primary asks: the common answer, under a
-		// shared lock.
-		r.mu.RLock()
-		_, ready := r.ready[bucket]
-		ready = ready && r.epoch == v.epoch
-		r.mu.RUnlock()
-		if ready {
-			return nil
-		}
-		r.mu.Lock()
-		if r.epoch != v.epoch || r.ready == nil || len(r.ready) >= maxReady {
-			r.epoch = v.epoch
-			r.ready = make(map[string]struct{})
-			r.pulls = make(map[string]*pull)
-		}
-		if _, ok := r.ready[bucket]; ok {
-			r.mu.Unlock()
-			return nil
-		}
-		p := r.pulls[bucket]
-		if p == nil {
-			p = &pull{epoch: v.epoch, done: make(chan struct{})}
-			r.pulls[bucket] = p
-			r.mu.Unlock()
-			p.err = n.pullUntilAgreed(ctx, bucket)
-			r.mu.Lock()
-			if p.err == nil && r.epoch == p.epoch {
-				r.ready[bucket] = struct{}{}
-			}
-			if r.pulls[bucket] == p {
-				delete(r.pulls, bucket)
-			}
-			r.mu.Unlock()
-			close(p.done)
-		} else {
-			r.mu.Unlock()
-			select {
-			case <-p.done:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		if p.err != nil {
-			return p.err
-		}
-		if p.epoch == n.view.Load().epoch {
-			return nil
-		}
-		// The view changed during the pull: members may have joined
-		// that were not asked.
-	}
-}
-
-// pullUntilAgreed pulls bucket, retrying while other members still place
-// buckets differently (they will agree within a probe or two), for at most
-// ForwardTimeout.
-func (n *Node) pullUntilAgreed(ctx context.Context, bucket string) error {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.ForwardTimeout)
-	defer cancel()
-	backoff := 5 * time.Millisecond
-	for {
-		err := n.pullBucket(ctx, bucket)
-		if !errors.Is(err, errViewsDiffer) {
-			return err
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		}
-		backoff = min(2*backoff, 100*time.Millisecond)
-	}
-}
-
-// pullBucket merges into this node's copy of bucket what every other
-// member holds of it. A member that left recently is asked too (it may be
-// handing its copies off), but its silence is not an error.
-func (n *Node) pullBucket(ctx context.Context, bucket string) error {
-	n.handoffMu.Lock()
-	if n.cfg.Store.Retired(bucket) {
-		// This node owns the bucket again before its hand-off ended.
-		n.cfg.Store.Unretire(bucket)
-	}
-	n.handoffMu.Unlock()
-	epoch := n.Epoch()
-	sources := n.syncSources()
-	errs := make([]error, len(sources))
-	var wg sync.WaitGroup
-	for i, m := range sources {
-		wg.Go(func() {
-			if m.State == StateLeft {
-				// A departed member's view no longer has itself in it.
-				errs[i] = n.pullFrom(ctx, m, bucket, 0)
-			} else {
-				errs[i] = n.pullFrom(ctx, m, bucket, epoch)
-			}
-			if errs[i] != nil && m.State == StateLeft {
-				n.log.Debug("pull from a departed member failed", zap.String("peer", m.Name), zap.Error(errs[i]))
-				errs[i] = nil
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// pullFrom merges m's copy of bucket into this node's: the shards whose
-// digests differ, page by page. With a non-zero epoch, m answers only if
-// it has the same view (errViewsDiffer otherwise), and only once its own
-// writes to the bucket as a primary have finished.
-func (n *Node) pullFrom(ctx context.Context, m Member, bucket string, epoch uint64) error {
-	reply, err := n.call(ctx, m, appendDigestRequest(nil, epoch, bucket), n.cfg.ForwardTimeout)
-	if err != nil {
-		return err
-	}
-	theirs, ok, err := decodeDigestReply(reply)
-	if err != nil || !ok {
-		return err
-	}
-	s := n.cfg.Store
-	if err := checkVersions(time.Now(), theirs.Meta, nil); err != nil {
-		return err
-	}
-	mine, _ := s.Digest(bucket)
-	if theirs.Meta != mine.Meta {
-		if _, err := s.Merge(bucket, theirs.Meta, nil); err != nil {
-			return err
-		}
-	}
-	for shard := range differingShards(&theirs, &mine) {
-		after := ""
-		for {
-			req := pageRequest{bucket: bucket, shard: shard, after: after, maxBytes: pageBytes}.append(nil)
-			reply, err := n.call(ctx, m, req, n.cfg.ForwardTimeout)
-			if err != nil {
-				return err
-			}
-			es, more, err := decodePageReply(reply)
-			if err == nil {
-				err = checkVersions(time.Now(), BucketMeta{}, es)
-			}
-			if err != nil {
-				return err
-			}
-			if _, err := s.Merge(bucket, BucketMeta{}, es); err != nil {
-				return err
-			}
-			if !more || len(es) == 0 {
-				break
-			}
-			after = es[len(es)-1].Key
 		}
 	}
 	return nil

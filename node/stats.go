@@ -154,6 +154,7 @@ func (s *stats) passDone(st *passStats, took time.Duration) {
 
 // Stats is a snapshot of a node's counters, membership and store. Every
 // uint64 field but Epoch is a counter: it only grows while the node runs.
+// (Term only grows too, but counts changes, not events of one kind.)
 type Stats struct {
 	// Forwarding: operations this node sent to their bucket's primary.
 	ForwardedOps    uint64 // operations forwarded
@@ -186,6 +187,8 @@ type Stats struct {
 	MembersDead    int
 	MembersLeft    int
 	Epoch          uint64 // fingerprint of the view (see Node.Epoch)
+	Term           uint64 // this node's number for its view and lease (see Node.Term)
+	Leased         bool   // the node holds a lease: it may answer as a primary (lease.go)
 	Replicas       int    // Config.Replicas
 
 	// Store is this node's store (computed now: it visits every bucket).
@@ -219,6 +222,8 @@ func (n *Node) Stats() Stats {
 		Settled:              n.Settled(),
 
 		Epoch:    n.Epoch(),
+		Term:     n.Term(),
+		Leased:   n.leased(),
 		Replicas: n.cfg.Replicas,
 		Store:    n.cfg.Store.Stats(),
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync"
 	"time"
 
@@ -106,7 +107,7 @@ func (n *Node) syncLoop() {
 // collect removes tombstones and dropped buckets older than the grace
 // period.
 func (n *Node) collect() {
-	cut := VersionAt(time.Now().Add(-n.cfg.TombstoneGrace))
+	cut := VersionAt(n.cfg.Now().Add(-n.cfg.TombstoneGrace))
 	if tomb, recs := n.cfg.Store.Collect(cut); tomb+recs > 0 {
 		n.log.Debug("collected tombstones", zap.Int("keys", tomb), zap.Int("buckets", recs))
 	}
@@ -115,8 +116,12 @@ func (n *Node) collect() {
 // syncPass pushes this node's copies to the owners that lack them and hands
 // off the copies it no longer owns. Passes run one at a time.
 func (n *Node) syncPass(ctx context.Context) passStats {
-	n.passMu.Lock()
-	defer n.passMu.Unlock()
+	select {
+	case n.passMu <- struct{}{}:
+	case <-ctx.Done():
+		return passStats{pending: 1}
+	}
+	defer func() { <-n.passMu }()
 	start := time.Now()
 	n.stats.syncing.Store(true)
 	s := n.cfg.Store
@@ -140,27 +145,18 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 			st.pending++ // no owner now (for example no range covers it): keep it
 			continue
 		}
-		own := false
-		for _, m := range owners {
-			own = own || m.Self
-		}
-		n.handoffMu.Lock()
-		switch {
-		case !own:
-			// Writes this node ordered as the bucket's primary under the
-			// old view finish first (applied here, so in the copy sent);
-			// later ones find it is no longer the primary.
-			seq := n.seqLock(b)
-			seq.Lock()
-			s.Retire(b)
-			seq.Unlock()
+		own := slices.ContainsFunc(owners, func(m Member) bool { return m.Self })
+		if !own && n.retire(ctx, b) {
 			notOwned = append(notOwned, b)
-		case s.Retired(b):
+		} else if own && s.Retired(b) {
 			// Owned again before its hand-off finished (a partition
 			// healed, a node came back): it takes writes again.
-			s.Unretire(b)
+			n.handoffMu.Lock()
+			if n.view.Load().owns(b, n.cfg.Replicas) {
+				s.Unretire(b)
+			}
+			n.handoffMu.Unlock()
 		}
-		n.handoffMu.Unlock()
 		dg, ok := s.Digest(b)
 		if !ok {
 			continue
@@ -175,11 +171,11 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 	}
 	defer func() {
 		// Settled: this pass saw the current view and left nothing undone.
-		var e uint64
 		if st.pending == 0 {
-			e = v.epoch
+			n.settledIn(v)
+		} else {
+			n.settled.Store(0)
 		}
-		n.settled.Store(e)
 		n.stats.passDone(&st, time.Since(start))
 	}()
 	if len(byPeer) == 0 && len(notOwned) == 0 {
@@ -192,7 +188,7 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 	)
 	for id, sums := range byPeer {
 		wg.Go(func() {
-			ps, bad := n.pushTo(ctx, peers[id], sums)
+			ps, bad := n.pushTo(ctx, v.epoch, peers[id], sums)
 			mu.Lock()
 			defer mu.Unlock()
 			st.buckets += ps.buckets
@@ -229,8 +225,33 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 // every copy with the other owners, and handed off every copy it does not
 // own. Writes since are replicated to every owner as they happen.
 func (n *Node) Settled() bool {
-	e := n.settled.Load()
-	return e != 0 && e == n.Epoch()
+	t := n.settled.Load()
+	return t != 0 && t == n.view.Load().term
+}
+
+// retire retires this node's copy of b, which a pass found it does not own,
+// unless the current view gives it to this node after all (the view may
+// have changed since the pass began). Invariant: a copy is retired only
+// under the bucket's sequencer, held alone, when the current view does not
+// give it to this node; so the writes it ordered as the primary are applied
+// first (and are in the copy handed off), and a primary's own copy is
+// never retired under it.
+func (n *Node) retire(ctx context.Context, b string) bool {
+	seq := n.seqLock(b)
+	if err := seq.lock(ctx, true); err != nil {
+		return false
+	}
+	defer seq.unlock(true)
+	n.handoffMu.Lock()
+	defer n.handoffMu.Unlock()
+	if v := n.view.Load(); v.ring == nil {
+		return false // nowhere to hand it to: keep it
+	} else if v.owns(b, n.cfg.Replicas) {
+		n.cfg.Store.Unretire(b)
+		return false
+	}
+	n.cfg.Store.Retire(b)
+	return true
 }
 
 // removeHandedOff removes the copy of b once it is handed off, unless this
@@ -241,15 +262,13 @@ func (n *Node) removeHandedOff(b string) bool {
 	if !n.cfg.Store.Retired(b) {
 		return false // pulled back into service
 	}
-	owners, err := n.view.Load().owners(b, n.cfg.Replicas)
-	if err != nil {
+	v := n.view.Load()
+	if v.ring == nil {
 		return false
 	}
-	for _, m := range owners {
-		if m.Self {
-			n.cfg.Store.Unretire(b)
-			return false
-		}
+	if v.owns(b, n.cfg.Replicas) {
+		n.cfg.Store.Unretire(b)
+		return false
 	}
 	n.cfg.Store.Remove(b)
 	return true
@@ -257,7 +276,7 @@ func (n *Node) removeHandedOff(b string) bool {
 
 // pushTo compares this node's copies with m's and pushes those that
 // differ. It returns what it sent and the buckets it could not push.
-func (n *Node) pushTo(ctx context.Context, m Member, sums []bucketSum) (passStats, []string) {
+func (n *Node) pushTo(ctx context.Context, epoch uint64, m Member, sums []bucketSum) (passStats, []string) {
 	var st passStats
 	var bad []string
 	progress := time.Now()
@@ -269,10 +288,20 @@ func (n *Node) pushTo(ctx context.Context, m Member, sums []bucketSum) (passStat
 		}
 		chunk := sums[:k]
 		sums = sums[k:]
-		reply, err := n.call(ctx, m, appendSums(nil, chunk), n.cfg.ForwardTimeout)
+		reply, err := n.call(ctx, m, appendSums(nil, epoch, chunk), n.cfg.ForwardTimeout)
 		var differ []string
+		agree := false
 		if err == nil {
-			differ, err = decodeNames(reply)
+			agree, differ, err = decodeSumsReply(reply)
+		}
+		if err == nil && !agree {
+			// Copies go to m all the same, but what m confirms does not
+			// count towards a hand-off until it has this node's view:
+			// otherwise two nodes that each think the other owns a
+			// bucket could both hand it off, to each other.
+			for _, s := range chunk {
+				bad = append(bad, s.bucket)
+			}
 		}
 		if err != nil {
 			n.log.Debug("cannot compare copies", zap.String("peer", m.Name), zap.Error(err))
@@ -303,7 +332,8 @@ func (n *Node) pushBucket(ctx context.Context, m Member, b string, st *passStats
 		return err
 	}
 	theirs, _, err := decodeDigestReply(reply)
-	if err != nil {
+	var cl *copiesLost
+	if err != nil && !errors.As(err, &cl) { // copiesLost: no copy there
 		return err
 	}
 	s := n.cfg.Store
@@ -379,8 +409,9 @@ func differingShards(a, b *Digest) iter.Seq[int] {
 	}
 }
 
-// handleSums answers msgSums: the buckets whose copy here differs.
-func (n *Node) handleSums(sums []bucketSum) []byte {
+// handleSums answers msgSums: whether this node has the sender's view,
+// and the buckets whose copy here differs.
+func (n *Node) handleSums(epoch uint64, sums []bucketSum) []byte {
 	var differ []string
 	for _, s := range sums {
 		dg, ok := n.cfg.Store.Digest(s.bucket)
@@ -388,7 +419,7 @@ func (n *Node) handleSums(sums []bucketSum) []byte {
 			differ = append(differ, s.bucket)
 		}
 	}
-	return appendNames(nil, differ)
+	return appendSumsReply(nil, epoch == n.Epoch(), differ)
 }
 
 // handoff pushes every copy this node holds to the bucket's owners (this
@@ -466,7 +497,7 @@ func (n *Node) syncSources() []Member {
 }
 
 // handleSync answers the messages of replication and anti-entropy.
-func (n *Node) handleSync(from string, typ byte, body []byte) ([]byte, error) {
+func (n *Node) handleSync(ctx context.Context, from string, typ byte, body []byte) ([]byte, error) {
 	s := n.cfg.Store
 	switch typ {
 	case msgReplicate:
@@ -474,10 +505,9 @@ func (n *Node) handleSync(from string, typ byte, body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		limit := versionLimit(time.Now())
 		for _, w := range ws {
-			if w.entry.Version > limit {
-				return appendReply(nil, Result{}, errFutureVersion), nil
+			if err := n.checkVersions(from, BucketMeta{}, []Entry{w.entry}); err != nil {
+				return appendReply(nil, Result{}, err), nil
 			}
 		}
 		err = n.applyReplicated(bucket, ws)
@@ -491,19 +521,31 @@ func (n *Node) handleSync(from string, typ byte, body []byte) ([]byte, error) {
 			return nil, err
 		}
 		if epoch != 0 {
-			// A primary getting ready: it must not start serving while
-			// this node still takes writes to the bucket as its primary.
-			// Same view: this node forwards them now; and the sequencer
-			// lets the writes already under way finish first.
-			if epoch != n.Epoch() {
+			// A primary getting ready (readiness.go): this node agrees
+			// only with the same view, whose holds have passed here
+			// (lease.go). Then it forwards the bucket's writes to the
+			// puller rather than ordering them itself.
+			if v := n.view.Load(); epoch != v.epoch || n.sinceStart() < n.usableAt(v) {
 				n.probeSoon(from)
-				return []byte{2}, nil
+				return appendDigestDiffer(nil), nil
 			}
-			mu := n.seqLock(bucket)
-			mu.Lock()
-			mu.Unlock() //nolint:staticcheck // a barrier, not a critical section
 		}
+		// The writes this node was ordering as the bucket's primary
+		// finish first, so the copy sent holds every write it
+		// acknowledged. (A member that has left is pulled without an
+		// epoch, and waited for all the same.)
+		seq := n.seqLock(bucket)
+		if err := seq.lock(ctx, true); err != nil {
+			return nil, err
+		}
+		seq.unlock(true)
 		dg, ok := s.Digest(bucket)
+		if !ok {
+			var ue *UnreachableError
+			if errors.As(n.lost(bucket), &ue) {
+				return appendDigestLost(nil, ue.Node), nil
+			}
+		}
 		return appendDigestReply(nil, dg, ok), nil
 	case msgPage:
 		r, err := decodePageRequest(body)
@@ -517,7 +559,7 @@ func (n *Node) handleSync(from string, typ byte, body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := checkVersions(time.Now(), meta, es); err != nil {
+		if err := n.checkVersions(from, meta, es); err != nil {
 			return appendReply(nil, Result{}, err), nil
 		}
 		_, existed := s.Meta(bucket)
@@ -530,11 +572,11 @@ func (n *Node) handleSync(from string, typ byte, body []byte) ([]byte, error) {
 		}
 		return appendReply(nil, Result{}, err), nil
 	case msgSums:
-		sums, err := decodeSums(body)
+		epoch, sums, err := decodeSums(body)
 		if err != nil {
 			return nil, err
 		}
-		return n.handleSums(sums), nil
+		return n.handleSums(epoch, sums), nil
 	}
 	return nil, errors.New("node: not a sync message")
 }

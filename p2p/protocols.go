@@ -6,8 +6,11 @@ import "github.com/libp2p/go-libp2p/core/protocol"
 // the ID: a change to a protocol's wire format gets a new ID, so nodes of
 // different versions refuse each other's streams instead of misreading them.
 const (
-	// ProtocolRPC carries node-to-node requests (see rpc.go). The host's
-	// resource manager gives it much higher stream limits than libp2p's
-	// defaults for an unknown protocol.
-	ProtocolRPC protocol.ID = "/dboutique/rpc/1.0.0"
+	// ProtocolRPC carries node-to-node requests (see rpc.go; the
+	// messages themselves are node's, node/msg.go). The host's resource
+	// manager gives it much higher stream limits than libp2p's defaults
+	// for an unknown protocol. 2.0.0: pings carry vouches, wall clocks
+	// and dead members, msgSums the sender's epoch, and msgDigest may
+	// answer that the copies were lost.
+	ProtocolRPC protocol.ID = "/dboutique/rpc/2.0.0"
 )

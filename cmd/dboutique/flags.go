@@ -52,6 +52,8 @@ type config struct {
 	minMembers     int           // fewer members seen: refuse writes; 0: never
 	leaveTimeout   time.Duration // how long SIGTERM's hand-off may take
 	tombstoneGrace time.Duration // how long deletes are remembered
+	maxClockSkew   time.Duration // how far members' clocks may differ
+	rejoinTimeout  time.Duration // how long a restarted node looks for its cluster
 }
 
 func defaultConfig() config {
@@ -70,6 +72,8 @@ func defaultConfig() config {
 		replicas:       node.DefaultReplicas,
 		leaveTimeout:   time.Minute,
 		tombstoneGrace: node.DefaultTombstoneGrace,
+		maxClockSkew:   node.DefaultMaxClockSkew,
+		rejoinTimeout:  node.DefaultRejoinTimeout,
 	}
 }
 
@@ -166,7 +170,8 @@ func flagSpecs(cfg *config) []flagSpec {
 			&rangesValue{&cfg.ranges}},
 		{"identity", "FILE", "File holding the node's private key (created if missing), so that a\n" +
 			"restarted node keeps its peer ID and its place in the ring. Without it,\n" +
-			"every start is a new node.",
+			"every start is a new node. Beside it, FILE.peers remembers the other\n" +
+			"nodes, so that a restarted node finds its cluster again (--rejoin-timeout).",
 			&stringValue{&cfg.identity}},
 		{"psk-file", "FILE", "Cluster key file (make one with 'dboutique genkey FILE'): only nodes\n" +
 			"holding the same key can connect. Node traffic is encrypted either way.",
@@ -178,9 +183,9 @@ func flagSpecs(cfg *config) []flagSpec {
 		{"replicas", "N", "How many nodes hold each bucket (1 to 16). A write is acknowledged once\n" +
 			"every live holder has it, so it survives the loss of N-1 nodes.",
 			&intValue{&cfg.replicas, 1, 16}},
-		{"min-members", "K", "Refuse writes (\"ERROR cluster unavailable\") while this node sees fewer\n" +
-			"than K members, itself included; with K a majority, the smaller side of a\n" +
-			"network partition takes no writes. 0, the default, never refuses.",
+		{"min-members", "K", "Refuse reads and writes (\"ERROR cluster unavailable\") while this node cannot\n" +
+			"confirm that it is part of K members, itself included; with K a majority,\n" +
+			"only the larger side of a network partition answers. 0, the default, never refuses.",
 			&intValue{&cfg.minMembers, 0, 1 << 16}},
 		{"leave-timeout", "DURATION", "On SIGTERM the node hands its buckets to the other nodes before it\n" +
 			"exits; this bounds how long that may take (1s to 1h).",
@@ -189,6 +194,14 @@ func flagSpecs(cfg *config) []flagSpec {
 			"older copy merged later cannot bring them back (1m to 720h). A node cut\n" +
 			"off from the others for longer than this may bring them back when it returns.",
 			&boundedDurationValue{&cfg.tombstoneGrace, time.Minute, 720 * time.Hour}},
+		{"max-clock-skew", "DURATION", "How far another node's clock may be from this one's (100ms to 1h, at\n" +
+			"most a quarter of --tombstone-grace). A node further off is refused, and\n" +
+			"logged; deletes are remembered for --tombstone-grace minus this.",
+			&boundedDurationValue{&cfg.maxClockSkew, 100 * time.Millisecond, time.Hour}},
+		{"rejoin-timeout", "DURATION", "A node restarted with --identity answers \"ERROR cluster unavailable\"\n" +
+			"until it reaches one of the nodes it knew, or for this long when it has no\n" +
+			"--join address (they may all be gone); then it serves on its own (0 to 1h).",
+			&boundedDurationValue{&cfg.rejoinTimeout, 0, time.Hour}},
 	}
 }
 

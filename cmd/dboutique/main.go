@@ -156,6 +156,9 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 		Replicas:       cfg.replicas,
 		MinMembers:     cfg.minMembers,
 		TombstoneGrace: cfg.tombstoneGrace,
+		MaxClockSkew:   cfg.maxClockSkew,
+		PeerBook:       peerBook(cfg.identity),
+		RejoinTimeout:  cfg.rejoinTimeout,
 		Logger:         log.Named("node"),
 	})
 	if err != nil {

@@ -672,6 +672,8 @@ func TestEnvName(t *testing.T) {
 		"min-members":     "DBOUTIQUE_MIN_MEMBERS",
 		"leave-timeout":   "DBOUTIQUE_LEAVE_TIMEOUT",
 		"tombstone-grace": "DBOUTIQUE_TOMBSTONE_GRACE",
+		"max-clock-skew":  "DBOUTIQUE_MAX_CLOCK_SKEW",
+		"rejoin-timeout":  "DBOUTIQUE_REJOIN_TIMEOUT",
 	}
 	cfg := defaultConfig()
 	specs := flagSpecs(&cfg)

@@ -1,0 +1,182 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Joining. A node answers for buckets only once it is part of its
+// cluster, or it would answer NOT FOUND for buckets that exist and take
+// writes with a single copy. Invariant: a node told to join (Config.Join),
+// or one that remembers members from an earlier run (Config.PeerBook),
+// answers ErrUnavailable until one of them has answered its probe, and
+// until the members it then knows are saved in its book. A node that only
+// remembers members gives up after Config.RejoinTimeout (they may all be
+// gone for good) and serves on its own; a node told to join keeps trying.
+//
+// A node that restarts may have vouched for members in its last life
+// (lease.go): it does not remember to whom, so it keeps every promise it
+// may have made, holding every view for holdDuration after it starts
+// (Node.restartHold).
+//
+// Whenever the node finds itself without any alive member, it goes on
+// looking for the addresses it was told to join and the members of its
+// book, so that a node whose only contact died finds the others again.
+
+// PeerBook keeps the members a node has known across its restarts, so
+// that a node restarted without --join (the first node of a cluster, or
+// one found by mDNS) finds its cluster again before it serves.
+type PeerBook interface {
+	// Load returns the members saved last (ID and addresses matter),
+	// or none.
+	Load() ([]Member, error)
+	// Save replaces the saved members.
+	Save([]Member) error
+}
+
+// bookSaveGap is the least time between two saves of the peer book, once
+// it is first saved.
+const bookSaveGap = time.Second
+
+// join looks for the cluster for the node's whole life: through the
+// addresses in Config.Join and the members of the peer book, probing them
+// again and again, backing off between rounds, whenever no member is alive.
+// The first time one answers, the node opens (joined); with the book alone
+// it opens after RejoinTimeout even if none did.
+func (n *Node) join(book []Member) {
+	defer n.wg.Done()
+	start := time.Now()
+	backoff := n.cfg.ProbeInterval
+	lastErr := make(map[string]string) // per address, the last error logged
+	for attempt := 1; ; attempt++ {
+		// The first round always: a member that reached this node first
+		// (it joined through this one) is not the cluster it was told to
+		// join.
+		if attempt == 1 || n.aliveCount() == 0 {
+			n.introduceAll(book, lastErr, attempt)
+		}
+		// Wait for a member to be alive, or for the next round.
+		deadline := time.NewTimer(backoff)
+		poll := time.NewTicker(n.cfg.ProbeInterval / 4)
+	wait:
+		for {
+			select {
+			case <-n.ctx.Done():
+				deadline.Stop()
+				poll.Stop()
+				return
+			case <-poll.C:
+				if alive := n.aliveCount(); alive > 0 && !n.joined.Load() {
+					n.open() // answered opens it first, as a rule
+				}
+			case <-deadline.C:
+				break wait
+			}
+		}
+		poll.Stop()
+		if !n.joined.Load() && len(n.cfg.Join) == 0 && time.Since(start) >= n.cfg.RejoinTimeout {
+			n.log.Warn("no member this node knew answered; serving on its own",
+				zap.Int("known", len(book)), zap.Duration("waited", time.Since(start).Round(time.Millisecond)))
+			n.joined.Store(true)
+		}
+		switch {
+		case n.aliveCount() > 0:
+			backoff = maxJoinBackoff // nothing to do but watch
+		case !n.joined.Load() && len(n.cfg.Join) == 0:
+			backoff = min(2*backoff, max(n.cfg.RejoinTimeout-time.Since(start), n.cfg.ProbeInterval))
+		default:
+			backoff = min(2*backoff, maxJoinBackoff)
+		}
+	}
+}
+
+// introduceAll introduces the join addresses (connecting to each) and the
+// book's members, to be probed now.
+func (n *Node) introduceAll(book []Member, lastErr map[string]string, attempt int) {
+	for _, addr := range n.cfg.Join {
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ForwardTimeout)
+		id, err := n.cfg.Transport.Connect(ctx, addr)
+		cancel()
+		if err != nil {
+			if n.ctx.Err() != nil {
+				return
+			}
+			// Say each new reason once, and again now and then.
+			log := n.log.Debug
+			if err.Error() != lastErr[addr] || attempt%10 == 0 {
+				log = n.log.Warn
+			}
+			lastErr[addr] = err.Error()
+			log("cannot join; retrying", zap.String("addr", addr), zap.Int("attempt", attempt), zap.Error(err))
+			continue
+		}
+		n.Introduce(id, nil)
+	}
+	for _, m := range book {
+		n.Introduce(m.ID, m.Addrs)
+	}
+}
+
+// open lets the node serve, once the members it knows are in its book: a
+// crash right after it has would otherwise leave a book without them.
+func (n *Node) open() {
+	n.mu.Lock()
+	n.bookDirty = true
+	n.mu.Unlock()
+	n.saveBook(time.Time{}, true)
+	if !n.joined.Swap(true) {
+		n.log.Info("joined the cluster", zap.Int("members", n.aliveCount()+1))
+	}
+}
+
+// loadBook returns the members of the peer book other than this node.
+func (n *Node) loadBook() []Member {
+	if n.cfg.PeerBook == nil {
+		return nil
+	}
+	ms, err := n.cfg.PeerBook.Load()
+	if err != nil {
+		n.log.Warn("cannot read the members known before; starting without them", zap.Error(err))
+		return nil
+	}
+	var peers []Member
+	for _, m := range ms {
+		if m.ID != "" && m.ID != n.self.ID {
+			peers = append(peers, Member{ID: m.ID, Name: m.Name, Addrs: m.Addrs})
+		}
+	}
+	return peers
+}
+
+// saveBook saves the alive and dead members to the peer book when they
+// changed, at most once per bookSaveGap unless now. Saves are one at a time
+// (bookMu).
+func (n *Node) saveBook(at time.Time, now bool) {
+	if n.cfg.PeerBook == nil {
+		return
+	}
+	n.bookMu.Lock()
+	defer n.bookMu.Unlock()
+	if !now && at.Sub(n.bookSaved) < bookSaveGap {
+		return
+	}
+	n.mu.Lock()
+	if !n.bookDirty {
+		n.mu.Unlock()
+		return
+	}
+	n.bookDirty = false
+	var ms []Member
+	for _, e := range n.members {
+		if (e.State == StateAlive || e.State == StateDead) && len(e.Addrs) > 0 {
+			ms = append(ms, Member{ID: e.ID, Name: e.Name, Addrs: e.Addrs})
+		}
+	}
+	n.mu.Unlock()
+	n.bookSaved = time.Now()
+	if err := n.cfg.PeerBook.Save(ms); err != nil {
+		n.log.Warn("cannot save the members known", zap.Error(err))
+	}
+}

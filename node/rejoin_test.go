@@ -1,0 +1,135 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dboutique/dboutique/node"
+)
+
+// withBook gives a node the peer book b and the rejoin timeout d, with
+// two replicas.
+func withBook(b *memBook, d time.Duration) func(*node.Config) {
+	return replicas(2, func(c *node.Config) { c.PeerBook, c.RejoinTimeout = b, d })
+}
+
+// TestDefect4_RestartedSeedFindsItsCluster: defect 4. The first node of a
+// cluster (no --join: the others joined through it) restarted with the same
+// identity used to serve alone at once: NOT FOUND for buckets that exist,
+// and writes acknowledged with one copy, until another member happened to
+// probe it. Now it remembers the members it knew (its peer book) and
+// answers ErrUnavailable until it has reached one of them; from its very
+// first answer on, it never says NOT FOUND for a bucket that exists, nor
+// gives a value that is not the one written.
+func TestDefect4_RestartedSeedFindsItsCluster(t *testing.T) {
+	net := newMemNet()
+	books := []*memBook{{}, {}, {}}
+	nodes := []*node.Node{startMemNodeWith(t, net, "a", nil, withBook(books[0], time.Minute))}
+	for i, name := range []string{"b", "c"} {
+		nodes = append(nodes, startMemNodeWith(t, net, name, nil, withBook(books[i+1], time.Minute), "/mem/id-a"))
+	}
+	waitConverged(t, nodes)
+	const nb, nk = 20, 3
+	fill(t, nodes, nb, nk)
+	seed := nodes[0]
+	waitFor(t, "the seed's peer book to list the others", func() bool {
+		ms, _ := books[0].Load()
+		return len(ms) == 2
+	})
+
+	kill(net, seed)
+	net.setDown(seed.ID(), false)
+	restarted := startMemNodeWith(t, net, "a", nil, withBook(books[0], time.Minute))
+	for i := range nb {
+		for k := range nk {
+			var res node.Result
+			var err error
+			var refusals int
+			if !pollFor(10*time.Second, func() bool {
+				res, err = restarted.Execute(context.Background(), get(bucketName(i), keyName(k)))
+				if errors.Is(err, node.ErrUnavailable) {
+					refusals++
+				}
+				return !transient(err)
+			}) {
+				t.Fatalf("GET %s %s through the restarted seed: still %v", bucketName(i), keyName(k), err)
+			}
+			if err != nil || res.Value != valueOf(i, k) {
+				t.Fatalf("GET %s %s through the restarted seed = %q, %v; want %q", bucketName(i), keyName(k), res.Value, err, valueOf(i, k))
+			}
+		}
+	}
+	others := append([]*node.Node{restarted}, nodes[1:]...)
+	waitConverged(t, others)
+	readAll(t, others, nb, nk)
+}
+
+// TestRejoinTimeout: a node whose peer book names only members that are
+// gone for good refuses requests while it looks for them, and serves on
+// its own once Config.RejoinTimeout has passed.
+func TestRejoinTimeout(t *testing.T) {
+	net := newMemNet()
+	book := &memBook{ms: []node.Member{{ID: "id-gone", Name: "gone", Addrs: []string{"/mem/id-gone"}}}}
+	const rejoin = 300 * time.Millisecond
+	start := time.Now()
+	n := startMemNodeWith(t, net, "alone", nil, withBook(book, rejoin))
+	_, err := n.Execute(context.Background(), create("bucket"))
+	if elapsed := time.Since(start); elapsed < rejoin && !errors.Is(err, node.ErrUnavailable) {
+		t.Fatalf("CREATE %v after the start, before the rejoin timeout: %v, want ErrUnavailable", elapsed, err)
+	}
+	waitFor(t, "the node to serve on its own", func() bool {
+		_, err := n.Execute(context.Background(), create("bucket"))
+		return err == nil
+	})
+	if elapsed := time.Since(start); elapsed < rejoin {
+		t.Errorf("served %v after the start, before the rejoin timeout %v", elapsed, rejoin)
+	}
+	mustExec(t, n, put("bucket", "k", "v"))
+	mustRead(t, n, "bucket", "k", "v")
+}
+
+// TestNoBookNoWait: a node with a peer book that is empty (its first start)
+// and no --join serves at once, as a cluster of one.
+func TestNoBookNoWait(t *testing.T) {
+	net := newMemNet()
+	n := startMemNodeWith(t, net, "first", nil, withBook(&memBook{}, time.Hour))
+	mustExec(t, n, create("bucket"))
+}
+
+// TestPeerBookSaved: the book lists the members alive and dead (not those
+// that left), with their addresses.
+func TestPeerBookSaved(t *testing.T) {
+	net := newMemNet()
+	books := []*memBook{{}, {}, {}}
+	var nodes []*node.Node
+	for i, name := range []string{"a", "b", "c"} {
+		var join []string
+		if i > 0 {
+			join = []string{"/mem/id-a"}
+		}
+		nodes = append(nodes, startMemNodeWith(t, net, name, nil, withBook(books[i], time.Minute), join...))
+	}
+	waitConverged(t, nodes)
+	ids := func(b *memBook) []string {
+		ms, _ := b.Load()
+		var out []string
+		for _, m := range ms {
+			if len(m.Addrs) > 0 {
+				out = append(out, m.ID)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	waitFor(t, "a's book to list b and c", func() bool { return slices.Equal(ids(books[0]), []string{"id-b", "id-c"}) })
+	kill(net, nodes[2]) // dead: still in the book
+	if err := nodes[1].Leave(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a's book to forget b, which left, and keep c, which died", func() bool {
+		return slices.Equal(ids(books[0]), []string{"id-c"})
+	})
+}

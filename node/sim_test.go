@@ -1,0 +1,1029 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/dboutique/dboutique/node"
+)
+
+// Fault schedules. Each seed draws a cluster (its size, replicas, whether
+// it runs with --min-members a majority) and a schedule of faults:
+// crashes, restarts with and without --join (the restarted node then has
+// only its peer book), joins of new nodes, graceful leaves, symmetric and
+// one-way partitions, slow and lossy links, and clock steps, while clients
+// read and write through random nodes. Everything runs inside a
+// testing/synctest bubble on the in-memory network of simnet_test.go, so
+// every timer is on the bubble's fake clock: a seed's schedule and
+// workload replay exactly from the seed (the interleaving of goroutines
+// within one instant of fake time may still differ between runs).
+//
+// What is checked, after a final heal, once the copies have settled:
+//
+//   - with --min-members a majority ("cp" seeds): the history of every key,
+//     final reads through every node included, is linearizable (porcupine),
+//     so no acknowledged write is lost and no read is stale; and no request
+//     ever answers NOT FOUND for a bucket that exists;
+//   - without it ("ap" seeds, where both sides of a partition take
+//     writes): every node answers every key the same way (the copies
+//     converged), and every acknowledged write of a key written only once
+//     reads back through every node.
+//
+// Faults stay within the guarantee: at most replicas-1 nodes crashed, left
+// or cut off since the copies last settled (the schedule waits for them to
+// settle before it goes further), at most three or five nodes ever (so
+// that two majorities always share one), and clocks within
+// --max-clock-skew. Partitions cut off the primary of a workload bucket
+// half the time.
+//
+// make test runs simDefaultSeeds seeds; `make sim SEEDS=N` runs more, from
+// a random first seed. A failing seed prints the command that replays it.
+
+// Settings of the simulated clusters, on the fake clock.
+const (
+	simDefaultSeeds = 200
+	simProbe        = 100 * time.Millisecond
+	simDeadAfter    = 600 * time.Millisecond
+	simForward      = 300 * time.Millisecond
+	simSync         = 2 * time.Second
+	simGrace        = 30 * time.Second
+	simMaxSkew      = 2 * time.Second
+	simRejoin       = 2 * time.Second
+	simFaultTime    = 20 * time.Second // how long faults are drawn for
+	simSettleWait   = 60 * time.Second // how long copies may take to settle
+	simOpTimeout    = 3 * time.Second
+	simClients      = 3
+)
+
+// simSeeds returns the seeds to run: DBOUTIQUE_SIM_SEEDS of them (default
+// simDefaultSeeds) from DBOUTIQUE_SIM_FIRST (default 1).
+func simSeeds(t *testing.T) (first, count uint64) {
+	first, count = 1, simDefaultSeeds
+	for name, p := range map[string]*uint64{"DBOUTIQUE_SIM_FIRST": &first, "DBOUTIQUE_SIM_SEEDS": &count} {
+		if v := os.Getenv(name); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				t.Fatalf("%s=%q: %v", name, v, err)
+			}
+			*p = n
+		}
+	}
+	if testing.Short() {
+		count = min(count, 20)
+	}
+	return first, count
+}
+
+func TestFaultSchedules(t *testing.T) {
+	first, count := simSeeds(t)
+	var (
+		mu   sync.Mutex
+		sums = make(map[string]int)
+	)
+	t.Run("seeds", func(t *testing.T) {
+		for seed := first; seed < first+count; seed++ {
+			t.Run("seed="+strconv.FormatUint(seed, 10), func(t *testing.T) {
+				t.Parallel()
+				var st simStats
+				synctest.Test(t, func(t *testing.T) { st = runSchedule(t, seed) })
+				if t.Failed() {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				sums["seeds"]++
+				sums[st.mode]++
+				sums["events"] += st.events
+				sums["ops"] += st.ops
+				sums["acked"] += st.acked
+			})
+		}
+	})
+	t.Logf("%d seeds from %d passed: %d cp, %d ap; %d fault events, %d requests, %d writes acknowledged",
+		sums["seeds"], first, sums["cp"], sums["ap"], sums["events"], sums["ops"], sums["acked"])
+}
+
+// simStats sums up one seed's run.
+type simStats struct {
+	mode               string
+	events, ops, acked int
+}
+
+// simPlan is what a seed draws before the schedule.
+type simPlan struct {
+	mode       string // "cp": --min-members a majority; "ap": none
+	start      int    // nodes at the start
+	maxNodes   int    // distinct nodes the seed may ever have
+	replicas   int
+	minMembers int
+}
+
+func (p simPlan) String() string {
+	return fmt.Sprintf("%s: %d nodes (at most %d), replicas %d, min-members %d", p.mode, p.start, p.maxNodes, p.replicas, p.minMembers)
+}
+
+// runSchedule runs one seed, inside a bubble.
+func runSchedule(t *testing.T, seed uint64) simStats {
+	rng := rand.New(rand.NewPCG(seed, 0xfa17))
+	plan := simPlan{mode: "cp", start: 3 + rng.IntN(2), replicas: 2 + rng.IntN(2), maxNodes: 5}
+	switch k := rng.IntN(8); {
+	case k < 2:
+		plan.mode = "ap"
+	case k < 4:
+		// Three nodes at most: one fault is a third of the cluster.
+		plan.start, plan.maxNodes = 3, 3
+	}
+	if plan.mode == "cp" {
+		plan.minMembers = plan.maxNodes/2 + 1
+		plan.start = max(plan.start, plan.minMembers+1)
+	}
+	sc := newSimCluster(t, seed, rng, plan)
+	ctx, stop := context.WithCancel(context.Background())
+	var clients sync.WaitGroup
+	// Cleanups run inside the bubble, also after a Fatal: every goroutine
+	// of the bubble must end before it does.
+	t.Cleanup(func() {
+		if t.Failed() {
+			sc.report()
+		}
+		stop()
+		clients.Wait()
+		sc.closeAll()
+	})
+	for range plan.start {
+		sc.addNode()
+	}
+	sc.settle("the first nodes to form a cluster")
+	sc.createBuckets()
+
+	for c := range simClients {
+		crng := rand.New(rand.NewPCG(seed, uint64(c)+1))
+		clients.Go(func() { sc.client(ctx, c, crng) })
+	}
+	sc.faults()
+	sc.heal()
+	stop()
+	clients.Wait()
+	sc.settle("the copies to settle after the last fault")
+	sc.finalReads()
+	sc.check()
+	return simStats{mode: plan.mode, events: len(sc.events), ops: int(sc.ops.Load()), acked: int(sc.acked.Load())}
+}
+
+// simCluster is one seed's cluster, schedule and history.
+type simCluster struct {
+	t     *testing.T
+	seed  uint64
+	rng   *rand.Rand // the schedule's; only the driver goroutine uses it
+	plan  simPlan
+	net   *simNet
+	logs  *simLog
+	start time.Time
+
+	mu     sync.Mutex // guards nodes and events
+	nodes  []*simNode
+	events []string
+
+	losses int  // nodes crashed, leaving or cut off since the copies last settled (driver only)
+	split  bool // links were cut since the copies last settled (driver only)
+
+	clock atomic.Int64 // orders the history's calls and returns
+	ops   atomic.Int64
+	acked atomic.Int64
+	hist  simHistory
+}
+
+// simNode is one node of a simCluster, across its restarts.
+type simNode struct {
+	name, id string
+	book     *memBook
+	skew     atomic.Int64 // its wall clock's offset, ns
+	n        *node.Node   // the running node; nil when down
+	leaving  bool         // a Leave is under way
+}
+
+func newSimCluster(t *testing.T, seed uint64, rng *rand.Rand, plan simPlan) *simCluster {
+	return &simCluster{t: t, seed: seed, rng: rng, plan: plan, net: newSimNet(seed), logs: newSimLog(), start: time.Now()}
+}
+
+// logf records a schedule event.
+func (sc *simCluster) logf(format string, args ...any) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.events = append(sc.events, fmt.Sprintf("%7.3fs %s", time.Since(sc.start).Seconds(), fmt.Sprintf(format, args...)))
+}
+
+// report prints what a failing seed needs to be understood and replayed.
+func (sc *simCluster) report() {
+	sc.mu.Lock()
+	events := strings.Join(sc.events, "\n  ")
+	sc.mu.Unlock()
+	sc.t.Logf("seed %d (%v); schedule:\n  %s", sc.seed, sc.plan, events)
+	sc.t.Logf("messages: %s", sc.net.callsReport())
+	sc.t.Logf("last node log lines:\n%s", sc.logs.tail(300))
+	sc.t.Logf("replay: go test -race -count=1 -run 'TestFaultSchedules/seeds/seed=%d$' ./node", sc.seed)
+}
+
+// up returns the running nodes that are not leaving.
+func (sc *simCluster) up() []*simNode {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	var up []*simNode
+	for _, sn := range sc.nodes {
+		if sn.n != nil && !sn.leaving {
+			up = append(up, sn)
+		}
+	}
+	return up
+}
+
+// down returns the nodes that are not running.
+func (sc *simCluster) down() []*simNode {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	var down []*simNode
+	for _, sn := range sc.nodes {
+		if sn.n == nil && !sn.leaving {
+			down = append(down, sn)
+		}
+	}
+	return down
+}
+
+// nodeOf returns the running node behind sn, or nil.
+func (sc *simCluster) nodeOf(sn *simNode) *node.Node {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sn.n
+}
+
+// addNode starts a new node, joining through a running one if any.
+func (sc *simCluster) addNode() *simNode {
+	sc.mu.Lock()
+	i := len(sc.nodes)
+	sn := &simNode{name: fmt.Sprintf("n%d", i+1), id: fmt.Sprintf("id-%d", i+1), book: &memBook{}}
+	sc.nodes = append(sc.nodes, sn)
+	sc.mu.Unlock()
+	sn.skew.Store(int64(sc.drawSkew()))
+	var join []string
+	if up := sc.up(); len(up) > 0 && up[0] != sn {
+		join = []string{"/sim/" + pick(sc.rng, up).id}
+	}
+	sc.boot(sn, join)
+	sc.logf("start %s (clock %+v) joining %v", sn.name, time.Duration(sn.skew.Load()), join)
+	return sn
+}
+
+// drawSkew draws a clock offset: any two are within simMaxSkew.
+func (sc *simCluster) drawSkew() time.Duration {
+	return time.Duration(sc.rng.Int64N(int64(simMaxSkew))) - simMaxSkew/2
+}
+
+// boot starts sn's node with an empty store.
+func (sc *simCluster) boot(sn *simNode, join []string) {
+	cfg := node.Config{
+		Name:           sn.name,
+		Transport:      sc.net.transport(sn.id),
+		Join:           join,
+		ProbeInterval:  simProbe,
+		DeadAfter:      simDeadAfter,
+		ForwardTimeout: simForward,
+		Replicas:       sc.plan.replicas,
+		MinMembers:     sc.plan.minMembers,
+		SyncInterval:   simSync,
+		TombstoneGrace: simGrace,
+		MaxClockSkew:   simMaxSkew,
+		RejoinTimeout:  simRejoin,
+		PeerBook:       sn.book,
+		Now:            func() time.Time { return time.Now().Add(time.Duration(sn.skew.Load())) },
+		Logger:         sc.logs.logger(sn.name),
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		sc.t.Fatal(err)
+	}
+	n.Start()
+	sc.mu.Lock()
+	sn.n = n
+	sc.mu.Unlock()
+}
+
+// crash stops sn at once: its store is lost, its peer book kept.
+func (sc *simCluster) crash(sn *simNode) {
+	sc.net.down(sn.id)
+	sc.mu.Lock()
+	n := sn.n
+	sn.n = nil
+	sc.mu.Unlock()
+	n.Close()
+}
+
+// faults draws and applies fault events for simFaultTime.
+func (sc *simCluster) faults() {
+	end := time.Now().Add(simFaultTime)
+	for time.Now().Before(end) {
+		time.Sleep(time.Duration(200+sc.rng.IntN(1800)) * time.Millisecond)
+		switch k := sc.rng.IntN(100); {
+		case k < 14:
+			sc.crashOne()
+		case k < 28:
+			sc.restartOne()
+		case k < 36:
+			sc.joinOne()
+		case k < 41:
+			sc.leaveOne()
+		case k < 51:
+			sc.partition()
+		case k < 59:
+			sc.oneWay()
+		case k < 74:
+			sc.heal()
+		case k < 84:
+			sc.slowNetwork()
+		case k < 92:
+			sc.clockStep()
+		default:
+			sc.heal()
+			sc.settle("the copies to settle")
+		}
+	}
+}
+
+// budget makes room for k more lost nodes: when they would be more than
+// replicas-1 since the copies last settled, it heals and waits for the
+// copies to settle first. It returns false when k can never fit.
+func (sc *simCluster) budget(k int) bool {
+	if k > sc.plan.replicas-1 {
+		return false
+	}
+	if sc.losses+k > sc.plan.replicas-1 {
+		sc.heal()
+		sc.settle("the copies to settle before the next fault")
+	}
+	sc.losses += k
+	return true
+}
+
+// spare reports whether k more nodes may stop and leave enough running:
+// MinMembers of them in a cp seed (or the cluster would refuse every
+// write), two in an ap seed.
+func (sc *simCluster) spare(k int) bool {
+	return len(sc.up())-k >= max(sc.plan.minMembers, 2)
+}
+
+// healFirst heals the network and waits for the copies to settle before a
+// node stops, in an ap seed: there, the writes a side took while cut off
+// are only on that side until the copies merge after the heal.
+func (sc *simCluster) healFirst() {
+	if sc.plan.mode == "ap" && sc.split {
+		sc.heal()
+		sc.settle("the copies to settle before a node stops")
+	}
+}
+
+// mayStop reports whether one more node may stop now (spare, healFirst,
+// budget), having made room for it.
+func (sc *simCluster) mayStop() bool {
+	if !sc.spare(1) {
+		return false
+	}
+	sc.healFirst()
+	return sc.budget(1)
+}
+
+func (sc *simCluster) crashOne() {
+	if !sc.mayStop() {
+		return
+	}
+	sn := pick(sc.rng, sc.up())
+	sc.crash(sn)
+	sc.logf("crash %s", sn.name)
+}
+
+func (sc *simCluster) restartOne() {
+	down := sc.down()
+	if len(down) == 0 {
+		return
+	}
+	sn := pick(sc.rng, down)
+	var join []string
+	if up := sc.up(); len(up) > 0 && sc.rng.IntN(2) == 0 {
+		join = []string{"/sim/" + pick(sc.rng, up).id}
+	}
+	sc.boot(sn, join)
+	sc.logf("restart %s joining %v (peer book: %d)", sn.name, join, sn.book.len())
+}
+
+func (sc *simCluster) joinOne() {
+	sc.mu.Lock()
+	full := len(sc.nodes) >= sc.plan.maxNodes
+	sc.mu.Unlock()
+	if !full {
+		sc.addNode()
+	}
+}
+
+func (sc *simCluster) leaveOne() {
+	if !sc.mayStop() {
+		return
+	}
+	sn := pick(sc.rng, sc.up())
+	sc.mu.Lock()
+	sn.leaving = true
+	n := sn.n
+	sc.mu.Unlock()
+	sc.logf("leave %s", sn.name)
+	// The leave runs on while the schedule goes on.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := n.Leave(ctx)
+		cancel()
+		sc.net.down(sn.id)
+		n.Close()
+		sc.mu.Lock()
+		sn.n, sn.leaving = nil, false
+		sc.mu.Unlock()
+		sc.logf("%s left (%v)", sn.name, err)
+	}()
+}
+
+// partition cuts a group of at most replicas-1 nodes off from the others,
+// both ways.
+func (sc *simCluster) partition() {
+	up := sc.up()
+	k := 1 + sc.rng.IntN(sc.plan.replicas-1)
+	if len(up)-k < 1 || !sc.budget(k) {
+		return
+	}
+	sc.rng.Shuffle(len(up), func(i, j int) { up[i], up[j] = up[j], up[i] })
+	if sc.rng.IntN(2) == 0 {
+		// Cut off the primary of one of the workload's buckets: the
+		// node whose requests are under way.
+		if owners, err := sc.nodeOf(up[0]).Owners(pick(sc.rng, simBuckets)); err == nil {
+			if i := slices.IndexFunc(up, func(sn *simNode) bool { return sn.id == owners[0].ID }); i > 0 {
+				up[0], up[i] = up[i], up[0]
+			}
+		}
+	}
+	side, rest := up[:k], up[k:]
+	for _, a := range side {
+		for _, b := range rest {
+			sc.net.setCut(a.id, b.id, true)
+			sc.net.setCut(b.id, a.id, true)
+		}
+	}
+	sc.split = true
+	sc.logf("partition %v | %v", nodeNames(side), nodeNames(rest))
+}
+
+// oneWay cuts the link from one node to another in one direction only.
+func (sc *simCluster) oneWay() {
+	up := sc.up()
+	if len(up) < 2 || !sc.budget(1) {
+		return
+	}
+	sc.rng.Shuffle(len(up), func(i, j int) { up[i], up[j] = up[j], up[i] })
+	sc.net.setCut(up[0].id, up[1].id, true)
+	sc.split = true
+	sc.logf("cut %s -> %s (one way)", up[0].name, up[1].name)
+}
+
+func (sc *simCluster) heal() {
+	sc.net.healAll()
+	sc.net.setQuality(0, 0)
+	sc.logf("heal")
+}
+
+func (sc *simCluster) slowNetwork() {
+	d := time.Duration(1+sc.rng.IntN(40)) * time.Millisecond
+	loss := float64(sc.rng.IntN(6)) / 100
+	sc.net.setQuality(d, loss)
+	sc.logf("network: delay up to %v each way, %.0f%% lost", d, loss*100)
+}
+
+func (sc *simCluster) clockStep() {
+	up := sc.up()
+	if len(up) == 0 {
+		return
+	}
+	sn := pick(sc.rng, up)
+	d := sc.drawSkew()
+	sn.skew.Store(int64(d))
+	sc.logf("clock of %s steps to %+v", sn.name, d)
+}
+
+// settle waits until every running node (but those leaving) sees the same
+// members alive, serves, and has its copies where the view wants them.
+func (sc *simCluster) settle(what string) {
+	deadline := time.Now().Add(simSettleWait)
+	for {
+		err := sc.settled()
+		if err == nil {
+			sc.losses, sc.split = 0, false
+			sc.logf("settled")
+			return
+		}
+		if time.Now().After(deadline) {
+			sc.t.Fatalf("seed %d: gave up waiting %v for %s: %v", sc.seed, simSettleWait, what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (sc *simCluster) settled() error {
+	sc.mu.Lock()
+	leaving := slices.ContainsFunc(sc.nodes, func(sn *simNode) bool { return sn.leaving })
+	sc.mu.Unlock()
+	if leaving {
+		return errors.New("a node is still leaving")
+	}
+	up := sc.up()
+	var ids []string
+	for _, sn := range up {
+		ids = append(ids, sn.id)
+	}
+	slices.Sort(ids)
+	for _, sn := range up {
+		n := sc.nodeOf(sn)
+		if n == nil {
+			return fmt.Errorf("%s stopped", sn.name)
+		}
+		var alive []string
+		for _, m := range n.Members() {
+			if m.State == node.StateAlive {
+				alive = append(alive, m.ID)
+			}
+		}
+		slices.Sort(alive)
+		if !slices.Equal(alive, ids) {
+			return fmt.Errorf("%s sees %v alive, not %v", sn.name, alive, ids)
+		}
+		st := n.Stats()
+		if !st.Leased {
+			return fmt.Errorf("%s holds no lease", sn.name)
+		}
+		if !n.Settled() {
+			return fmt.Errorf("%s has not settled", sn.name)
+		}
+	}
+	return nil
+}
+
+// Buckets and keys of the workload.
+var (
+	simBuckets = []string{"apple", "kiwi", "plum"}
+	simKeys    = []string{"x", "y"}
+)
+
+// createBuckets creates the workload's buckets before any fault.
+func (sc *simCluster) createBuckets() {
+	for _, b := range simBuckets {
+		for attempt := 0; ; attempt++ {
+			n := sc.nodeOf(pick(sc.rng, sc.up()))
+			ctx, cancel := context.WithTimeout(context.Background(), simOpTimeout)
+			_, err := n.Execute(ctx, node.Op{Kind: node.KindCreate, Bucket: b})
+			cancel()
+			if err == nil {
+				break
+			}
+			if attempt == 20 {
+				sc.t.Fatalf("seed %d: CREATE %s: %v", sc.seed, b, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	sc.logf("created %v", simBuckets)
+}
+
+// client reads and writes through random running nodes until ctx ends.
+// In cp seeds it works on a few shared keys; in ap seeds it also writes
+// keys of its own, each once.
+func (sc *simCluster) client(ctx context.Context, c int, rng *rand.Rand) {
+	backoff := 10 * time.Millisecond
+	for seq := 0; ctx.Err() == nil; seq++ {
+		time.Sleep(time.Duration(10+rng.IntN(60)) * time.Millisecond)
+		up := sc.up()
+		if len(up) == 0 {
+			continue
+		}
+		sn := pick(rng, up)
+		n := sc.nodeOf(sn)
+		if n == nil {
+			continue
+		}
+		bucket := pick(rng, simBuckets)
+		key := pick(rng, simKeys)
+		in := simInput{bucket: bucket, key: key}
+		switch k := rng.IntN(100); {
+		case sc.plan.mode == "ap" && k < 30:
+			in.kind, in.key, in.value = node.KindPut, fmt.Sprintf("c%d-%d", c, seq), fmt.Sprintf("v%d-%d", c, seq)
+			in.once = true
+		case k < 45:
+			in.kind = node.KindGet
+		case k < 85:
+			in.kind, in.value = node.KindPut, fmt.Sprintf("v%d-%d", c, seq)
+		default:
+			in.kind = node.KindDelete
+		}
+		if out := sc.do(sn.name, n, c, in); out.err != nil {
+			// Back off, as a real client would, so that an outage adds
+			// few writes of unknown outcome (each is a branch for the
+			// checker to explore).
+			backoff = min(2*backoff, time.Second)
+			time.Sleep(backoff)
+		} else {
+			backoff = 10 * time.Millisecond
+		}
+	}
+}
+
+// do runs in through n and records it in the history.
+func (sc *simCluster) do(via string, n *node.Node, c int, in simInput) simOutput {
+	ctx, cancel := context.WithTimeout(context.Background(), simOpTimeout)
+	defer cancel()
+	call, at := sc.clock.Add(1), time.Since(sc.start)
+	res, err := n.Execute(ctx, node.Op{Kind: in.kind, Bucket: in.bucket, Key: in.key, Value: in.value})
+	ret, took := sc.clock.Add(1), time.Since(sc.start)-at
+	sc.ops.Add(1)
+	out := simOutput{value: res.Value, found: err == nil}
+	switch {
+	case err == nil:
+		if in.kind != node.KindGet {
+			sc.acked.Add(1)
+		}
+	case errors.Is(err, node.ErrKeyNotFound):
+		out.found, err = false, nil
+	case errors.Is(err, node.ErrBucketNotFound):
+		out.notFound = true
+	case errors.Is(err, node.ErrUnavailable):
+		// Refused before it ran: no effect.
+		out.err, out.refused = err, true
+	default:
+		out.err = err
+	}
+	meta := fmt.Sprintf("via %s at %.3fs, took %v", via, at.Seconds(), took)
+	sc.hist.add(porcupine.Operation{ClientId: c, Input: in, Call: call, Output: out, Return: ret, Metadata: meta})
+	return out
+}
+
+// finalReads reads every key through every running node, one read at a
+// time, after the last fault: they end the history.
+func (sc *simCluster) finalReads() {
+	keys := slices.Clone(simKeys)
+	if sc.plan.mode == "ap" {
+		keys = append(keys, sc.hist.onceKeys()...)
+	}
+	for i, sn := range sc.up() {
+		n := sc.nodeOf(sn)
+		for _, b := range simBuckets {
+			for _, k := range keys {
+				out := sc.do(sn.name, n, simClients+i, simInput{kind: node.KindGet, bucket: b, key: k, final: true})
+				if out.err != nil {
+					sc.t.Errorf("seed %d: final GET %s %s through %s: %v", sc.seed, b, k, sn.name, out.err)
+				}
+			}
+		}
+	}
+}
+
+// check checks the history (see the top of the file).
+func (sc *simCluster) check() {
+	ops := sc.hist.all()
+	for _, op := range ops {
+		if op.Output.(simOutput).notFound {
+			sc.t.Errorf("seed %d: NOT FOUND for bucket %s, which exists: %v (%v)", sc.seed, op.Input.(simInput).bucket, describeSimOp(op.Input, op.Output), op.Metadata)
+		}
+	}
+	switch sc.plan.mode {
+	case "cp":
+		switch porcupine.CheckOperationsTimeout(simModel(), simForChecker(ops), time.Minute) {
+		case porcupine.Illegal:
+			sc.t.Errorf("seed %d: history not linearizable:\n%s", sc.seed, illegalKeys(ops))
+		case porcupine.Unknown:
+			sc.t.Logf("seed %d: linearizability check timed out", sc.seed)
+		}
+	case "ap":
+		sc.checkConverged(ops)
+	}
+}
+
+// checkConverged: every node answers each key the same way, and a key
+// written once and acknowledged reads back everywhere.
+func (sc *simCluster) checkConverged(ops []porcupine.Operation) {
+	final := make(map[string]map[string]bool) // key -> answers
+	acked := make(map[string]string)          // key written once -> value
+	how := make(map[string]any)               // key written once -> where and when
+	for _, op := range ops {
+		in, out := op.Input.(simInput), op.Output.(simOutput)
+		k := in.bucket + "/" + in.key
+		if in.once && out.err == nil && !out.notFound {
+			acked[k], how[k] = in.value, op.Metadata
+		}
+		if in.final && out.err == nil {
+			if final[k] == nil {
+				final[k] = make(map[string]bool)
+			}
+			final[k][fmt.Sprintf("%v:%s", out.found, out.value)] = true
+		}
+	}
+	for k, answers := range final {
+		if len(answers) > 1 {
+			sc.t.Errorf("seed %d: nodes disagree about %s after the heal: %v", sc.seed, k, slices.Sorted(maps.Keys(answers)))
+		}
+		if v, ok := acked[k]; ok && !answers["true:"+v] {
+			sc.t.Errorf("seed %d: %s was acknowledged as %q (%v), reads back as %v", sc.seed, k, v, how[k], slices.Sorted(maps.Keys(answers)))
+		}
+	}
+}
+
+// closeAll stops every node, and waits for the leaves under way.
+func (sc *simCluster) closeAll() {
+	for {
+		sc.mu.Lock()
+		leaving := slices.ContainsFunc(sc.nodes, func(sn *simNode) bool { return sn.leaving })
+		sc.mu.Unlock()
+		if !leaving {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, sn := range sc.up() {
+		sc.crash(sn)
+	}
+}
+
+func pick[T any](rng *rand.Rand, xs []T) T { return xs[rng.IntN(len(xs))] }
+
+func nodeNames(sns []*simNode) []string {
+	var out []string
+	for _, sn := range sns {
+		out = append(out, sn.name)
+	}
+	return out
+}
+
+// memBook is a node.PeerBook in memory: it outlives the node's restarts.
+type memBook struct {
+	mu sync.Mutex
+	ms []node.Member
+}
+
+func (b *memBook) Load() ([]node.Member, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.ms), nil
+}
+
+func (b *memBook) Save(ms []node.Member) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ms = slices.Clone(ms)
+	return nil
+}
+
+func (b *memBook) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.ms)
+}
+
+// --- the history and its model ---
+
+// simInput is a request of the workload.
+type simInput struct {
+	kind               node.Kind
+	bucket, key, value string
+	once               bool // ap seeds: a key written this once only
+	final              bool // a read after the last fault
+}
+
+// simOutput is its outcome. A write that failed (err set) may or may not
+// have taken effect.
+type simOutput struct {
+	value    string
+	found    bool
+	notFound bool // ErrBucketNotFound
+	refused  bool // ErrUnavailable: the request was not run
+	err      error
+}
+
+// simHistory collects the operations of a run.
+type simHistory struct {
+	mu  sync.Mutex
+	ops []porcupine.Operation
+}
+
+func (h *simHistory) add(op porcupine.Operation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ops = append(h.ops, op)
+}
+
+func (h *simHistory) all() []porcupine.Operation {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.ops)
+}
+
+// onceKeys lists the keys written once (ap seeds).
+func (h *simHistory) onceKeys() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var keys []string
+	for _, op := range h.ops {
+		if in := op.Input.(simInput); in.once {
+			keys = append(keys, in.key)
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// simForChecker prepares a history for porcupine: reads that failed are
+// left out (they returned nothing), and writes that failed stay open to
+// the end of the history (they may take effect at any time after their
+// call).
+func simForChecker(ops []porcupine.Operation) []porcupine.Operation {
+	var end int64
+	for _, op := range ops {
+		end = max(end, op.Return)
+	}
+	var out []porcupine.Operation
+	for _, op := range ops {
+		in, o := op.Input.(simInput), op.Output.(simOutput)
+		if o.err == nil && !o.notFound {
+			out = append(out, op)
+			continue
+		}
+		if in.kind == node.KindGet || o.refused {
+			continue
+		}
+		op.Return = end + 1
+		out = append(out, op)
+	}
+	return out
+}
+
+// simModel is a map of registers, one per bucket and key, checked key by
+// key.
+func simModel() porcupine.Model {
+	type state struct {
+		value string
+		set   bool
+	}
+	return porcupine.Model{
+		Partition: func(ops []porcupine.Operation) [][]porcupine.Operation {
+			byKey := make(map[string][]porcupine.Operation)
+			var order []string
+			for _, op := range ops {
+				in := op.Input.(simInput)
+				k := in.bucket + "/" + in.key
+				if _, ok := byKey[k]; !ok {
+					order = append(order, k)
+				}
+				byKey[k] = append(byKey[k], op)
+			}
+			out := make([][]porcupine.Operation, 0, len(order))
+			for _, k := range order {
+				out = append(out, byKey[k])
+			}
+			return out
+		},
+		Init: func() any { return state{} },
+		Step: func(st, input, output any) (bool, any) {
+			s, in, out := st.(state), input.(simInput), output.(simOutput)
+			switch in.kind {
+			case node.KindGet:
+				return out.found == s.set && (!s.set || out.value == s.value), s
+			case node.KindPut:
+				return true, state{value: in.value, set: true}
+			case node.KindDelete:
+				return true, state{}
+			}
+			return false, s
+		},
+		Equal:             func(a, b any) bool { return a.(state) == b.(state) },
+		DescribeOperation: describeSimOp,
+		DescribeState: func(st any) string {
+			if s := st.(state); s.set {
+				return s.value
+			}
+			return "(none)"
+		},
+	}
+}
+
+func describeSimOp(input, output any) string {
+	in, out := input.(simInput), output.(simOutput)
+	k := in.bucket + "/" + in.key
+	var res string
+	switch {
+	case out.err != nil:
+		res = "error: " + out.err.Error()
+	case out.notFound:
+		res = "NOT FOUND"
+	case in.kind == node.KindGet && !out.found:
+		res = "(none)"
+	case in.kind == node.KindGet:
+		res = out.value
+	default:
+		res = "ok"
+	}
+	switch in.kind {
+	case node.KindPut:
+		return fmt.Sprintf("put %s = %s -> %s", k, in.value, res)
+	case node.KindDelete:
+		return fmt.Sprintf("delete %s -> %s", k, res)
+	}
+	final := ""
+	if in.final {
+		final = " (final)"
+	}
+	return fmt.Sprintf("get %s%s -> %s", k, final, res)
+}
+
+// illegalKeys describes the keys whose histories are not linearizable:
+// each one's operations in call order, with the client and timestamps.
+func illegalKeys(ops []porcupine.Operation) string {
+	var b strings.Builder
+	byKey := make(map[string][]porcupine.Operation)
+	for _, op := range simForChecker(ops) {
+		in := op.Input.(simInput)
+		byKey[in.bucket+"/"+in.key] = append(byKey[in.bucket+"/"+in.key], op)
+	}
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+		kops := byKey[k]
+		if porcupine.CheckOperations(simModel(), kops) {
+			continue
+		}
+		slices.SortFunc(kops, func(a, b porcupine.Operation) int { return int(a.Call - b.Call) })
+		fmt.Fprintf(&b, "key %s:\n", k)
+		for _, op := range kops {
+			fmt.Fprintf(&b, "  [%6d, %6d] client %d: %s (%v)\n", op.Call, op.Return, op.ClientId, describeSimOp(op.Input, op.Output), op.Metadata)
+		}
+	}
+	return b.String()
+}
+
+// --- logs ---
+
+// simLog keeps the nodes' log lines of one run, the last simLogLines.
+type simLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+const simLogLines = 5000
+
+func newSimLog() *simLog { return &simLog{} }
+
+func (l *simLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for line := range bytes.SplitSeq(bytes.TrimRight(p, "\n"), []byte("\n")) {
+		l.lines = append(l.lines, string(line))
+	}
+	if len(l.lines) > simLogLines {
+		l.lines = slices.Delete(l.lines, 0, len(l.lines)-simLogLines)
+	}
+	return len(p), nil
+}
+
+func (l *simLog) Sync() error { return nil }
+
+func (l *simLog) tail(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines[max(len(l.lines)-n, 0):], "\n")
+}
+
+// logger returns a logger that writes to l, at Info and above.
+func (l *simLog) logger(name string) *zap.Logger {
+	enc := zapcore.NewConsoleEncoder(zapcore.EncoderConfig{
+		TimeKey: "t", LevelKey: "level", NameKey: "node", MessageKey: "msg",
+		EncodeTime: func(t time.Time, e zapcore.PrimitiveArrayEncoder) {
+			e.AppendString(t.Format("05.000"))
+		},
+		EncodeLevel:    zapcore.CapitalLevelEncoder,
+		EncodeDuration: zapcore.StringDurationEncoder,
+		EncodeName:     zapcore.FullNameEncoder,
+	})
+	return zap.New(zapcore.NewCore(enc, l, zapcore.InfoLevel)).Named(name)
+}
