@@ -92,6 +92,8 @@ func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
 				{Name: "sync_passes_incomplete", Value: u64(st.SyncPassesIncomplete)},
 				{Name: "last_sync_pass_ms", Value: millis(st.LastSyncPass)},
 				{Name: "view_epoch", Value: u64(st.Epoch)},
+				{Name: "view_term", Value: u64(st.Term)},
+				{Name: "leased", Value: flag01(st.Leased)},
 			}},
 			{Name: "Replication", Fields: []textproto.InfoField{
 				{Name: "replications", Value: u64(st.Replications)},

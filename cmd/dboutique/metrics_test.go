@@ -110,7 +110,7 @@ func TestMetricsServer(t *testing.T) {
 			"dboutique_replicas 2\n", "dboutique_forwarded_ops_total 0\n", "dboutique_replications_in_flight 0\n",
 			`dboutique_replication_seconds_bucket{le="0.001"} 0` + "\n", `dboutique_replication_seconds_bucket{le="+Inf"} 0` + "\n",
 			"dboutique_sync_passes_total", "dboutique_rebalance_keys_sent_total 0\n", "dboutique_rebalance_bytes_sent_total 0\n",
-			"dboutique_settled", "dboutique_sync_in_progress", "dboutique_view_epoch",
+			"dboutique_settled", "dboutique_sync_in_progress", "dboutique_view_epoch", "dboutique_term ", "dboutique_leased 1\n",
 			"# HELP dboutique_forward_errors_total ", "# TYPE dboutique_replication_seconds histogram",
 			"go_goroutines", "go_memstats_heap_alloc_bytes", "process_resident_memory_bytes",
 		}},
