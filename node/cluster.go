@@ -89,9 +89,12 @@ type Config struct {
 	// Replicas is how many nodes hold each bucket (its first ring owners);
 	// an acknowledged write survives the loss of Replicas-1 of them.
 	Replicas int
-	// MinMembers, when positive, makes the node refuse writes with
-	// ErrUnavailable while it sees fewer members (itself included), so
-	// that the minority side of a partition takes no writes.
+	// MinMembers, when positive, makes the node refuse reads and writes
+	// with ErrUnavailable unless it sees at least that many members
+	// (itself included) and MinMembers-1 of them vouch for it (lease.go),
+	// so that the minority side of a partition answers nothing. It must
+	// be a majority of the members that may come back; the node warns
+	// when it is not.
 	MinMembers int
 	// WriteTimeout bounds the replication of a write: an owner that does
 	// not answer is retried until it answers or is declared dead. The
@@ -224,8 +227,8 @@ type Node struct {
 	log    *zap.Logger
 
 	view atomic.Pointer[view]
-	// settledView is the view of the last sync pass that left nothing
-	// undone: where the copies were then (lost.go).
+	// settledView is the last view in which this node held its share of
+	// every bucket: where the copies were then (lost.go).
 	settledView atomic.Pointer[view]
 	// term grows with every view installed and every lease regained
 	// (view.go); it never repeats. leaseGen grows with every lease
@@ -241,10 +244,18 @@ type Node struct {
 	bookDirty bool              // the members changed since the peer book was saved
 	bookMu    sync.Mutex        // one save of the peer book at a time; guards bookSaved
 	bookSaved time.Time         // when the book was last saved
-	// restartHold is how long after its start the node holds every view,
-	// when it may have vouched for members in an earlier life (join.go).
-	// Set by Start before anything reads it.
+	// restartHold is how long after its start the node holds the views
+	// that lack a member of restartBook, the members of its peer book at
+	// the start, for which it may have vouched in an earlier life
+	// (join.go). Set by Start before anything reads them.
 	restartHold time.Duration
+	restartBook []string
+	warnedKnown int // the member count last warned about (checkMajorityLocked); guarded by mu
+	// caughtFrom lists the members that confirmed, in the view of term
+	// caughtTerm, that this node lacks nothing of theirs (lost.go);
+	// guarded by mu.
+	caughtTerm uint64
+	caughtFrom map[string]bool
 
 	scratch sync.Pool // *batchScratch for answering batches
 
@@ -316,6 +327,9 @@ func (n *Node) Start() {
 		if len(book) > 0 {
 			n.joined.Store(false)
 			n.restartHold = n.holdDuration()
+			for _, m := range book {
+				n.restartBook = append(n.restartBook, m.ID)
+			}
 		}
 		n.cfg.Transport.Serve(n.handle)
 		n.wg.Add(2)
@@ -342,6 +356,15 @@ func (n *Node) Leave(ctx context.Context) error {
 	n.rebuildLocked()
 	n.updateLeaseLocked()
 	n.mu.Unlock()
+	// This node orders no new write (it is in no view of its own), and the
+	// writes it was ordering finish before the others take its buckets:
+	// they will not wait for it (it left), nor ask it for a barrier.
+	for i := range n.seq {
+		if err := n.seq[i].lock(ctx, true); err != nil {
+			return err
+		}
+		n.seq[i].unlock(true)
+	}
 	n.sayGoodbye(ctx, []byte{msgLeave})
 	if err := n.handoff(ctx); err != nil {
 		return err
@@ -408,6 +431,10 @@ func (n *Node) Owners(bucket string) ([]Member, error) {
 // Epoch returns a fingerprint of the membership this node places buckets
 // with; two nodes with the same epoch place every bucket the same way.
 func (n *Node) Epoch() uint64 { return n.view.Load().epoch }
+
+// Joined reports whether the node has found its cluster (join.go): until
+// it has, it answers ErrUnavailable.
+func (n *Node) Joined() bool { return n.joined.Load() }
 
 // Term returns this node's term: a number that grows with every view it
 // installs and every lease it regains, and never repeats (view.go).

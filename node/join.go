@@ -11,10 +11,13 @@ import (
 // cluster, or it would answer NOT FOUND for buckets that exist and take
 // writes with a single copy. Invariant: a node told to join (Config.Join),
 // or one that remembers members from an earlier run (Config.PeerBook),
-// answers ErrUnavailable until one of them has answered its probe, and
-// until the members it then knows are saved in its book. A node that only
-// remembers members gives up after Config.RejoinTimeout (they may all be
-// gone for good) and serves on its own; a node told to join keeps trying.
+// answers ErrUnavailable until a member that is itself part of a cluster
+// (its pings say joined) has answered its probe, and until the members it
+// then knows are saved in its book. After Config.RejoinTimeout it stops
+// waiting for a joined member: it serves with the members that answered
+// (the whole cluster is starting again), or, when none did and it was not
+// told to join, on its own (they may all be gone for good); a node told to
+// join that found nobody keeps trying.
 //
 // A node that restarts may have vouched for members in its last life
 // (lease.go): it does not remember to whom, so it keeps every promise it
@@ -43,8 +46,9 @@ const bookSaveGap = time.Second
 // join looks for the cluster for the node's whole life: through the
 // addresses in Config.Join and the members of the peer book, probing them
 // again and again, backing off between rounds, whenever no member is alive.
-// The first time one answers, the node opens (joined); with the book alone
-// it opens after RejoinTimeout even if none did.
+// The first time a member that is itself joined answers, the node opens
+// (open, from answered); with the book alone it opens after RejoinTimeout
+// even if none did.
 func (n *Node) join(book []Member) {
 	defer n.wg.Done()
 	start := time.Now()
@@ -57,29 +61,28 @@ func (n *Node) join(book []Member) {
 		if attempt == 1 || n.aliveCount() == 0 {
 			n.introduceAll(book, lastErr, attempt)
 		}
-		// Wait for a member to be alive, or for the next round.
-		deadline := time.NewTimer(backoff)
-		poll := time.NewTicker(n.cfg.ProbeInterval / 4)
-	wait:
-		for {
-			select {
-			case <-n.ctx.Done():
-				deadline.Stop()
-				poll.Stop()
-				return
-			case <-poll.C:
-				if alive := n.aliveCount(); alive > 0 && !n.joined.Load() {
-					n.open() // answered opens it first, as a rule
-				}
-			case <-deadline.C:
-				break wait
-			}
+		// A member that answers opens the node (answered, open); this
+		// loop only waits for the next round.
+		next := time.NewTimer(backoff)
+		select {
+		case <-n.ctx.Done():
+			next.Stop()
+			return
+		case <-next.C:
 		}
-		poll.Stop()
-		if !n.joined.Load() && len(n.cfg.Join) == 0 && time.Since(start) >= n.cfg.RejoinTimeout {
-			n.log.Warn("no member this node knew answered; serving on its own",
-				zap.Int("known", len(book)), zap.Duration("waited", time.Since(start).Round(time.Millisecond)))
-			n.joined.Store(true)
+		if !n.joined.Load() && time.Since(start) >= n.cfg.RejoinTimeout {
+			switch alive := n.aliveCount(); {
+			case alive > 0:
+				// Members answered, none of them joined: the whole
+				// cluster is starting again at once.
+				n.log.Warn("the members found are all looking for their cluster too; serving with them",
+					zap.Int("members", alive+1), zap.Duration("waited", time.Since(start).Round(time.Millisecond)))
+				n.open()
+			case len(n.cfg.Join) == 0:
+				n.log.Warn("no member this node knew answered; serving on its own",
+					zap.Int("known", len(book)), zap.Duration("waited", time.Since(start).Round(time.Millisecond)))
+				n.open()
+			}
 		}
 		switch {
 		case n.aliveCount() > 0:
@@ -117,18 +120,21 @@ func (n *Node) introduceAll(book []Member, lastErr map[string]string, attempt in
 	for _, m := range book {
 		n.Introduce(m.ID, m.Addrs)
 	}
+	// And those the book learned since the start.
+	for _, m := range n.loadBook() {
+		n.Introduce(m.ID, m.Addrs)
+	}
 }
 
 // open lets the node serve, once the members it knows are in its book: a
 // crash right after it has would otherwise leave a book without them.
-func (n *Node) open() {
+// It reports whether it was this call that opened it.
+func (n *Node) open() bool {
 	n.mu.Lock()
 	n.bookDirty = true
 	n.mu.Unlock()
 	n.saveBook(time.Time{}, true)
-	if !n.joined.Swap(true) {
-		n.log.Info("joined the cluster", zap.Int("members", n.aliveCount()+1))
-	}
+	return !n.joined.Swap(true)
 }
 
 // loadBook returns the members of the peer book other than this node.

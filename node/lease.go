@@ -143,8 +143,15 @@ func (n *Node) stillLeased(gen uint64) error {
 
 // usableAt is when this node may serve in view v, or agree to another
 // node serving in it: once the holds of the members v dropped have passed,
-// and the hold of a restarted node (join.go).
-func (n *Node) usableAt(v *view) time.Duration { return max(v.usableAt, n.restartHold) }
+// and, when v lacks a member this node knew before it restarted, the hold
+// of a restart (join.go). A view with every such member needs no restart
+// hold: those members take part in any hand-over of their buckets.
+func (n *Node) usableAt(v *view) time.Duration {
+	if n.restartHold > 0 && slices.ContainsFunc(n.restartBook, func(id string) bool { return !v.has(id) }) {
+		return max(v.usableAt, n.restartHold)
+	}
+	return v.usableAt
+}
 
 // awaitUsable waits until this node may serve in view v (usableAt).
 func (n *Node) awaitUsable(ctx context.Context, v *view) error {

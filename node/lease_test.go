@@ -8,6 +8,10 @@ import (
 	"testing/synctest"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/dboutique/dboutique/node"
 )
 
@@ -128,4 +132,32 @@ func (sc *simCluster) mustDo(sn *simNode, op node.Op) node.Result {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestMinMembersNotMajorityWarns: --min-members K keeps two sides of a
+// partition from both serving only while K is a majority of the members;
+// a node that knows more than 2K-1 says so.
+func TestMinMembersNotMajorityWarns(t *testing.T) {
+	net := newMemNet()
+	core, logs := observer.New(zapcore.WarnLevel)
+	tweak := replicas(2, func(c *node.Config) { c.MinMembers = 2 })
+	first := startMemNodeWith(t, net, "a", nil, func(c *node.Config) { tweak(c); c.Logger = zap.New(core) })
+	nodes := []*node.Node{first}
+	for _, name := range []string{"b", "c"} {
+		nodes = append(nodes, startMemNodeWith(t, net, name, nil, tweak, "/mem/id-a"))
+	}
+	waitConverged(t, nodes)
+	if n := logs.FilterMessageSnippet("not a majority").Len(); n != 0 {
+		t.Fatalf("warned with 3 members and --min-members 2: %v", logs.All())
+	}
+	nodes = append(nodes, startMemNodeWith(t, net, "d", nil, tweak, "/mem/id-a"))
+	waitConverged(t, nodes)
+	waitFor(t, "a to warn that 2 is no majority of 4", func() bool {
+		for _, e := range logs.FilterMessageSnippet("not a majority").All() {
+			if f := e.ContextMap(); f["members"] == int64(4) && f["majority"] == int64(3) {
+				return true
+			}
+		}
+		return false
+	})
 }

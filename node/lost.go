@@ -10,9 +10,12 @@ package node
 // member that died (and is not forgotten yet) every owner of the bucket
 // in the view where the copies were when it died is dead now.
 //
-// "Where the copies were" is the view of this node's last sync pass that
-// left nothing undone (settledView) when the member died, or the view just
-// before the death when that one did not include the member. Reading the
+// "Where the copies were" is the last view in which this node held its
+// share of every bucket (settledView: its own pass left nothing undone,
+// every other member confirmed that it lacked nothing of theirs, and it
+// has handed no copy off since) when the member died, or the view just
+// before the death when that one did not include the member; this node
+// counts as holding its share of the copies only in the first case. Reading the
 // ring over all the dead and alive members instead would place buckets on
 // nodes that never held them once members have come and gone, and so name
 // nodes dead for minutes for buckets that survivors hold. A node that
@@ -31,9 +34,9 @@ func (n *Node) recordDeathsLocked(old, next *view) {
 		if e.State != StateDead || next.has(e.ID) || !old.has(e.ID) {
 			continue
 		}
-		e.before = old
+		e.before, e.beforeSettled = old, false
 		if ref != nil && ref.has(e.ID) {
-			e.before = ref
+			e.before, e.beforeSettled = ref, true
 		}
 	}
 }
@@ -42,7 +45,10 @@ func (n *Node) recordDeathsLocked(old, next *view) {
 // node holds no record of, when its copies died with their owners (see
 // above).
 func (n *Node) lost(bucket string) error {
-	if _, ok := n.cfg.Store.Meta(bucket); ok {
+	// A record counts if the bucket ever existed here, or was dropped: a
+	// write ignored, or an empty page merged (the copy it came from was
+	// removed meanwhile), leaves an empty record that says nothing.
+	if m, ok := n.cfg.Store.Meta(bucket); ok && m != (BucketMeta{}) {
 		return nil
 	}
 	current := n.view.Load()
@@ -56,9 +62,17 @@ func (n *Node) lost(bucket string) error {
 		if err != nil || len(owners) == 0 {
 			continue
 		}
+		// Gone, unless an owner is still here: another node in the view
+		// (a pull asked it), or this node if its copies were settled in
+		// that view (else it may never have had them: it had just
+		// restarted, say).
 		gone := true
 		for _, m := range owners {
-			gone = gone && !m.Self && !current.has(m.ID)
+			if m.Self {
+				gone = gone && !e.beforeSettled
+			} else {
+				gone = gone && !current.has(m.ID)
+			}
 		}
 		if gone {
 			return &UnreachableError{Node: owners[0].Name}
@@ -72,8 +86,46 @@ func (n *Node) lost(bucket string) error {
 	return nil
 }
 
-// settledIn records that a pass in view v left nothing undone.
+// settledIn records that a pass in view v left nothing undone: v is where
+// the copies are, once every other member of v has also confirmed that
+// this node lacks nothing of theirs (caughtUpWith).
 func (n *Node) settledIn(v *view) {
 	n.settled.Store(v.term)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.holderLocked(v)
+}
+
+// caughtUpWith records that member from, in the view of epoch, found that
+// this node lacks nothing of its copies.
+func (n *Node) caughtUpWith(from string, epoch uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	v := n.view.Load()
+	if v.epoch != epoch {
+		return
+	}
+	if n.caughtTerm != v.term {
+		n.caughtTerm, n.caughtFrom = v.term, make(map[string]bool)
+	}
+	n.caughtFrom[from] = true
+	n.holderLocked(v)
+}
+
+// holderLocked makes v the view where the copies are (settledView) when
+// this node's pass in v left nothing undone and every other member of v
+// confirmed that this node lacks nothing of theirs: only then does it hold
+// its share of every bucket v gives it. (A node that has just joined or
+// restarted settles at once, having nothing to hand anyone; its share is
+// still on its way.) The caller holds n.mu.
+func (n *Node) holderLocked(v *view) {
+	if n.settled.Load() != v.term || n.view.Load() != v {
+		return
+	}
+	for id := range v.ids {
+		if id != n.self.ID && (n.caughtTerm != v.term || !n.caughtFrom[id]) {
+			return
+		}
+	}
 	n.settledView.Store(v)
 }

@@ -225,14 +225,15 @@ func (n *Node) answered(p ping, sent time.Duration) {
 		e.Addrs = p.from.Addrs
 		n.bookDirty = true
 	}
-	if e.State != StateAlive {
+	newlyAlive := e.State != StateAlive
+	if newlyAlive {
 		n.setStateLocked(e, StateAlive, now)
 		changed = true
 	}
 	if p.vouch {
 		e.vouchedAt = max(e.vouchedAt, sent)
 	}
-	learned := n.learnLocked(p.members, p.dead)
+	learned := n.learnLocked(p.members, p.dead, p.deadFor)
 	if changed {
 		n.rebuildLocked()
 	}
@@ -240,8 +241,17 @@ func (n *Node) answered(p ping, sent time.Duration) {
 	n.mu.Unlock()
 	n.cfg.Transport.AddAddrs(p.from.ID, p.from.Addrs)
 	n.introduce(learned)
-	if !n.joined.Load() {
-		n.open() // a member answered: the node is in its cluster (join.go)
+	switch {
+	case !n.joined.Load() && p.joined:
+		// A member of a cluster answered: this node is in it (join.go).
+		// (Not any answer: a node that is itself looking for its cluster,
+		// or one that joined through this one, is no cluster.)
+		if n.open() {
+			n.log.Info("joined the cluster", zap.Int("members", n.aliveCount()+1))
+		}
+	case newlyAlive:
+		// The book knows every member the node may vouch for, at once.
+		n.saveBook(now, true)
 	}
 }
 
@@ -260,7 +270,7 @@ func (n *Node) pinged(p ping) ping {
 		e.vouchedFor = n.sinceStart()
 	}
 	probeNow := e.State != StateAlive || e.Incarnation != p.from.Incarnation
-	learned := n.learnLocked(p.members, p.dead)
+	learned := n.learnLocked(p.members, p.dead, p.deadFor)
 	reply := n.pingMsgLocked(vouch)
 	n.mu.Unlock()
 	n.cfg.Transport.AddAddrs(p.from.ID, p.from.Addrs)
@@ -272,9 +282,11 @@ func (n *Node) pinged(p ping) ping {
 }
 
 // learnLocked adds the members of alive that this node does not know, as
-// joining, and those of dead, as dead (probed now and then, until they
-// answer or are forgotten), and returns them all. The caller holds n.mu.
-func (n *Node) learnLocked(alive, dead []Member) []Member {
+// joining, and those of dead, as dead for as long as deadFor says (probed
+// now and then, until they answer or are forgotten, at about the time the
+// member that told of them forgets them), and returns them all. The caller
+// holds n.mu.
+func (n *Node) learnLocked(alive, dead []Member, deadFor []time.Duration) []Member {
 	var learned []Member
 	for _, m := range alive {
 		if m.ID == n.self.ID || m.ID == "" {
@@ -285,12 +297,13 @@ func (n *Node) learnLocked(alive, dead []Member) []Member {
 			learned = append(learned, m)
 		}
 	}
-	for _, m := range dead {
-		if _, ok := n.members[m.ID]; ok || m.ID == n.self.ID || m.ID == "" || len(m.Addrs) == 0 {
+	now := time.Now()
+	for i, m := range dead {
+		if _, ok := n.members[m.ID]; ok || m.ID == n.self.ID || m.ID == "" || len(m.Addrs) == 0 || deadFor[i] >= defaultForgetAfter {
 			continue
 		}
 		e := n.addLocked(m)
-		e.State = StateDead
+		e.State, e.since = StateDead, now.Add(-deadFor[i])
 		learned = append(learned, m)
 	}
 	return learned
@@ -365,15 +378,40 @@ func (n *Node) rebuildLocked() {
 	if old != nil && old.epoch == v.epoch {
 		return
 	}
-	v.term = n.term.Add(1)
+	// The view first, then its term: whoever reads a term finds its view
+	// (or a newer one) installed. Every change of the term is under n.mu.
+	v.term = n.term.Load() + 1
 	v.usableAt = n.holdsLocked()
 	n.recordDeathsLocked(old, v)
 	n.view.Store(v)
+	n.term.Store(v.term)
+	n.checkMajorityLocked()
 	if old != nil {
 		old.markReplaced()
 		n.log.Info("ring changed", zap.Int("members", len(v.byKey)), zap.Uint64("epoch", v.epoch), zap.Uint64("term", v.term))
 	}
 	n.syncSoon()
+}
+
+// checkMajorityLocked warns, once per size, when Config.MinMembers is no
+// longer a majority of the members this node knows (alive or dead, itself
+// included): two sides of a partition could then both serve. The caller
+// holds n.mu.
+func (n *Node) checkMajorityLocked() {
+	if n.cfg.MinMembers == 0 {
+		return
+	}
+	known := 1
+	for _, e := range n.members {
+		if e.State == StateAlive || e.State == StateDead {
+			known++
+		}
+	}
+	if known > 2*n.cfg.MinMembers-1 && known != n.warnedKnown {
+		n.warnedKnown = known
+		n.log.Warn("--min-members is not a majority of the cluster any more: both sides of a partition may take writes; raise it",
+			zap.Int("min_members", n.cfg.MinMembers), zap.Int("members", known), zap.Int("majority", known/2+1))
+	}
 }
 
 // pingMsg is this node's ping: itself and the members it sees alive.
@@ -386,13 +424,16 @@ func (n *Node) pingMsg() ping {
 // pingMsgLocked is pingMsg, or with vouch the reply that vouches for the
 // prober. The caller holds n.mu.
 func (n *Node) pingMsgLocked(vouch bool) ping {
-	p := ping{cluster: n.cfg.Cluster, from: n.self, leaving: n.leaving.Load(), vouch: vouch, clock: n.cfg.Now().UnixMilli()}
+	p := ping{cluster: n.cfg.Cluster, from: n.self, leaving: n.leaving.Load(), vouch: vouch,
+		joined: n.joined.Load(), clock: n.cfg.Now().UnixMilli()}
+	now := time.Now()
 	for _, e := range n.members {
 		switch e.State {
 		case StateAlive:
 			p.members = append(p.members, e.Member)
 		case StateDead:
 			p.dead = append(p.dead, e.Member)
+			p.deadFor = append(p.deadFor, now.Sub(e.since))
 		}
 	}
 	return p

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/dboutique/dboutique/ring"
 )
@@ -13,11 +14,13 @@ import (
 // payloads; a request's first byte says what it is:
 //
 //	msgPing:    cluster string, sender member, its incarnation (8 bytes,
-//	            big endian), flags byte (pingLeaving, pingVouch), the
-//	            sender's wall clock (Unix milliseconds, 8 bytes), the
-//	            members it sees alive, then those it holds dead (two
-//	            member lists); reply: the same fields for the replier,
-//	            with pingVouch set when the replier sees the sender alive
+//	            big endian), flags byte (pingLeaving, pingVouch,
+//	            pingJoined), the sender's wall clock (Unix milliseconds, 8
+//	            bytes), the members it sees alive (a member list), then
+//	            those it holds dead (a uvarint count, then each member and
+//	            a uvarint of the milliseconds since it died); reply: the
+//	            same fields for the replier, with pingVouch set when the
+//	            replier sees the sender alive
 //	msgOp:      epoch uint64 (8 bytes, big endian), hops byte, Op (codec.go)
 //	            reply: a reply (below)
 //	msgBuckets: nothing; reply: a reply whose Result lists local buckets
@@ -65,16 +68,24 @@ type ping struct {
 	vouch   bool
 	clock   int64    // the sender's wall clock, Unix milliseconds
 	members []Member // the members the sender sees alive; State unused
+	joined  bool     // the sender is part of a cluster
 	// dead are the members the sender holds dead (not forgotten yet), so
 	// that a node that knew only a member now gone still finds the others
-	// once they are back.
-	dead []Member
+	// once they are back; deadFor says for how long each has been, so that
+	// all forget it at about the same time.
+	dead    []Member
+	deadFor []time.Duration
 }
+
+// maxDeadForMillis caps a gossiped death's age (a year), so that it
+// converts to a Duration whatever a peer sends.
+const maxDeadForMillis = 365 * 24 * 3600 * 1000
 
 // Bits of a ping's flags byte.
 const (
 	pingLeaving byte = 1 << iota
 	pingVouch
+	pingJoined // the sender is part of a cluster (join.go): its answer lets a joining node in
 )
 
 func appendMember(b []byte, m Member) []byte {
@@ -120,13 +131,19 @@ func (p ping) append(b []byte) []byte {
 	if p.vouch {
 		flags |= pingVouch
 	}
+	if p.joined {
+		flags |= pingJoined
+	}
 	b = append(b, flags)
 	b = appendU64(b, uint64(p.clock))
-	for _, list := range [][]Member{p.members, p.dead} {
-		b = binary.AppendUvarint(b, uint64(len(list)))
-		for _, m := range list {
-			b = appendMember(b, m)
-		}
+	b = binary.AppendUvarint(b, uint64(len(p.members)))
+	for _, m := range p.members {
+		b = appendMember(b, m)
+	}
+	b = binary.AppendUvarint(b, uint64(len(p.dead)))
+	for i, m := range p.dead {
+		b = appendMember(b, m)
+		b = binary.AppendUvarint(b, uint64(p.deadFor[i].Milliseconds()))
 	}
 	return b
 }
@@ -136,17 +153,22 @@ func decodePing(b []byte) (ping, error) {
 	p := ping{cluster: d.string(), from: d.member()}
 	p.from.Incarnation = d.u64()
 	flags := d.byte()
-	p.leaving, p.vouch = flags&pingLeaving != 0, flags&pingVouch != 0
+	p.leaving, p.vouch, p.joined = flags&pingLeaving != 0, flags&pingVouch != 0, flags&pingJoined != 0
 	p.clock = int64(d.u64())
-	if d.err == nil && flags&^(pingLeaving|pingVouch) != 0 {
+	if d.err == nil && flags&^(pingLeaving|pingVouch|pingJoined) != 0 {
 		return ping{}, fmt.Errorf("%w: ping flags %#x", ErrCorruptOp, flags)
 	}
-	for _, list := range []*[]Member{&p.members, &p.dead} {
-		if n := d.count(); n > 0 {
-			*list = make([]Member, 0, n)
-			for range n {
-				*list = append(*list, d.member())
-			}
+	if n := d.count(); n > 0 {
+		p.members = make([]Member, 0, n)
+		for range n {
+			p.members = append(p.members, d.member())
+		}
+	}
+	if n := d.count(); n > 0 {
+		p.dead, p.deadFor = make([]Member, 0, n), make([]time.Duration, 0, n)
+		for range n {
+			p.dead = append(p.dead, d.member())
+			p.deadFor = append(p.deadFor, time.Duration(min(d.uvarint(), maxDeadForMillis))*time.Millisecond)
 		}
 	}
 	if err := d.finish(); err != nil {

@@ -362,10 +362,13 @@ type bucketSum struct {
 	sum    uint64
 }
 
-// appendSums encodes a msgSums from a node whose view has epoch epoch.
-func appendSums(b []byte, epoch uint64, sums []bucketSum) []byte {
+// appendSums encodes a msgSums from a node whose view has epoch epoch;
+// done (with no sums) ends a pass that left the receiver lacking nothing
+// of the sender's.
+func appendSums(b []byte, epoch uint64, done bool, sums []bucketSum) []byte {
 	b = append(b, msgSums)
 	b = appendU64(b, epoch)
+	b = appendBool(b, done)
 	b = binary.AppendUvarint(b, uint64(len(sums)))
 	for _, s := range sums {
 		b = appendString(b, s.bucket)
@@ -375,11 +378,12 @@ func appendSums(b []byte, epoch uint64, sums []bucketSum) []byte {
 }
 
 // decodeSums decodes a msgSums body (after the type byte).
-func decodeSums(b []byte) (uint64, []bucketSum, error) {
+func decodeSums(b []byte) (epoch uint64, done bool, sums []bucketSum, err error) {
 	d := decoder{buf: b}
-	epoch := d.u64()
+	epoch = d.u64()
+	done = d.bool()
 	n := d.count()
-	sums := make([]bucketSum, 0, n)
+	sums = make([]bucketSum, 0, n)
 	for range n {
 		s := bucketSum{bucket: d.string(), sum: d.u64()}
 		if d.err != nil {
@@ -387,7 +391,7 @@ func decodeSums(b []byte) (uint64, []bucketSum, error) {
 		}
 		sums = append(sums, s)
 	}
-	return epoch, sums, d.finish()
+	return epoch, done, sums, d.finish()
 }
 
 // appendSumsReply encodes the reply to msgSums: whether the replier has

@@ -146,7 +146,7 @@ func TestMessagesMustFail(t *testing.T) {
 	page := pageRequest{bucket: "b", shard: 1, after: "a", maxBytes: 10}.append(nil)[1:]
 	pageReply := appendPageReply(nil, syncEntries, true)
 	merge := appendMerge(nil, "b", BucketMeta{Created: 1}, syncEntries)[1:]
-	sums := appendSums(nil, 7, []bucketSum{{"b", 1}})[1:]
+	sums := appendSums(nil, 7, false, []bucketSum{{"b", 1}})[1:]
 	ep := make([]byte, 8) // an epoch
 	names := appendNames(nil, []string{"a", "b"})
 	for _, tc := range []struct {
@@ -185,9 +185,9 @@ func TestMessagesMustFail(t *testing.T) {
 			bytes.Join([][]byte{str("b"), meta[:8]}, nil),               // short meta
 			bytes.Join([][]byte{str("b"), meta, uv(1), noVersion}, nil), // entry without a version
 		}},
-		{"sums", func(b []byte) error { _, _, err := decodeSums(b); return err }, [][]byte{
-			nil, ep[:7], append(slices.Clone(ep), 0x80, 0), append(slices.Clone(ep), uv(1)...),
-			bytes.Join([][]byte{ep, uv(1), str("b"), {0, 0, 0, 0}}, nil), append(slices.Clone(sums), 0),
+		{"sums", func(b []byte) error { _, _, _, err := decodeSums(b); return err }, [][]byte{
+			nil, ep[:7], ep, append(slices.Clone(ep), 2, 0), append(slices.Clone(ep), 0, 0x80, 0), append(slices.Clone(ep), 0, 1),
+			bytes.Join([][]byte{ep, {0}, uv(1), str("b"), {0, 0, 0, 0}}, nil), append(slices.Clone(sums), 0),
 		}},
 		{"sums reply", func(b []byte) error { _, _, err := decodeSumsReply(b); return err }, [][]byte{
 			nil, {2}, {1}, {1, 1}, append(appendSumsReply(nil, true, []string{"a"}), 0),
@@ -282,9 +282,13 @@ func TestSyncMessagesRoundTrip(t *testing.T) {
 			bucket, m, es, err := decodeMerge(b)
 			return want(err == nil && bucket == "b" && m == dg.Meta && slices.Equal(es, syncEntries), bucket, m, es, err)
 		}},
-		{"sums", msgSums, appendSums(nil, 42, []bucketSum{{"a", 1}, {"b", 1 << 63}, {"", 0}}), func(b []byte) error {
-			epoch, sums, err := decodeSums(b)
-			return want(err == nil && epoch == 42 && slices.Equal(sums, []bucketSum{{"a", 1}, {"b", 1 << 63}, {"", 0}}), epoch, sums, err)
+		{"sums", msgSums, appendSums(nil, 42, false, []bucketSum{{"a", 1}, {"b", 1 << 63}, {"", 0}}), func(b []byte) error {
+			epoch, done, sums, err := decodeSums(b)
+			return want(err == nil && epoch == 42 && !done && slices.Equal(sums, []bucketSum{{"a", 1}, {"b", 1 << 63}, {"", 0}}), epoch, sums, err)
+		}},
+		{"sums: done", msgSums, appendSums(nil, 42, true, nil), func(b []byte) error {
+			epoch, done, sums, err := decodeSums(b)
+			return want(err == nil && epoch == 42 && done && len(sums) == 0, epoch, done, sums, err)
 		}},
 		{"sums reply", 0, appendSumsReply(nil, true, []string{"a", "b"}), func(b []byte) error {
 			agree, differ, err := decodeSumsReply(b)
@@ -345,7 +349,7 @@ func FuzzMessages(f *testing.F) {
 	f.Add(pageRequest{bucket: "b", shard: 3, after: "k", maxBytes: 1 << 20}.append(nil)[1:])
 	f.Add(appendPageReply(nil, syncEntries, true))
 	f.Add(appendMerge(nil, "b", BucketMeta{Created: 5}, syncEntries)[1:])
-	f.Add(appendSums(nil, 3, []bucketSum{{"a", 1}, {"b", 2}})[1:])
+	f.Add(appendSums(nil, 3, false, []bucketSum{{"a", 1}, {"b", 2}})[1:])
 	f.Add(appendSumsReply(nil, true, []string{"a"}))
 	f.Add(appendDigestLost(nil, "n2"))
 	f.Add(appendNames(nil, []string{"a", "b"}))
@@ -400,8 +404,8 @@ func FuzzMessages(f *testing.F) {
 		if bucket, m, es, err := decodeMerge(b); err == nil {
 			same("merge", appendMerge(nil, bucket, m, es)[1:])
 		}
-		if epoch, sums, err := decodeSums(b); err == nil {
-			same("sums", appendSums(nil, epoch, sums)[1:])
+		if epoch, done, sums, err := decodeSums(b); err == nil {
+			same("sums", appendSums(nil, epoch, done, sums)[1:])
 		}
 		if agree, differ, err := decodeSumsReply(b); err == nil {
 			same("sums reply", appendSumsReply(nil, agree, differ))

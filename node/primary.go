@@ -137,7 +137,7 @@ func (n *Node) read(ctx context.Context, op Op, hops int) (Result, error) {
 		// What was read holds only if this node was the primary, with
 		// its lease, all along: the view may have changed meanwhile, and
 		// the copy been handed off.
-		if gerr := n.stillServing(g, op.Bucket); gerr != nil {
+		if gerr := n.stillServing(g); gerr != nil {
 			res, err = Result{}, gerr
 		}
 		if errors.Is(err, ErrBucketNotFound) {
@@ -173,6 +173,12 @@ func (n *Node) serve(ctx context.Context, bucket string) (grant, error) {
 	if err := n.serving(); err != nil {
 		return grant{}, err
 	}
+	// The common case, every request but the first of a term: ready, and
+	// nothing changed.
+	if g := (grant{term: n.term.Load(), gen: n.leaseGen.Load()}); n.ready.isReady(g.term, bucket) &&
+		n.primaryHere(bucket) == nil && n.stillServing(g) == nil {
+		return g, nil
+	}
 	for {
 		if err := n.primaryHere(bucket); err != nil {
 			return grant{}, err // pull nothing for a bucket it does not own
@@ -189,24 +195,29 @@ func (n *Node) serve(ctx context.Context, bucket string) (grant, error) {
 		// during the pull is a new term, whose pull comes next), and
 		// still the primary in it.
 		g := grant{term: t, gen: gen}
-		if err := n.stillServing(g, bucket); !errors.Is(err, errNoLease) {
+		err = n.primaryHere(bucket)
+		if err == nil {
+			err = n.stillServing(g)
+		}
+		if !errors.Is(err, errNoLease) {
 			return g, err
 		}
 	}
 }
 
-// stillServing reports whether this node is still bucket's primary in
-// term g.term, with no break in its lease since g.gen: errNotPrimary when
-// the term moved on or the bucket went elsewhere (the caller may run the
-// request again where it now belongs), errNoLease when the lease ran out.
-func (n *Node) stillServing(g grant, bucket string) error {
+// stillServing reports whether this node still answers as the primary
+// it was granted to be: in term g.term (so in the same view: a new view is
+// a new term, rebuildLocked), with no break in its lease since g.gen.
+// errNotPrimary when the term moved on (the caller may run the request
+// again where it now belongs), errNoLease when the lease ran out.
+func (n *Node) stillServing(g grant) error {
 	if !n.leased() || n.leaseGen.Load() != g.gen {
 		return errNoLease
 	}
 	if n.term.Load() != g.term {
 		return errNotPrimary
 	}
-	return n.primaryHere(bucket)
+	return nil
 }
 
 // primaryHere returns errNotPrimary unless this node is bucket's first
@@ -319,7 +330,7 @@ func (n *Node) sequence(ctx context.Context, g grant, bucket string, ops []Op, r
 	// the sequencer (see msgDigest), so no write is ordered here once that
 	// node serves the bucket; and a view that came back is a new term,
 	// in which the bucket must be pulled again before a write is ordered.
-	if err := n.stillServing(g, bucket); err != nil {
+	if err := n.stillServing(g); err != nil {
 		for k := range ops {
 			res[k], errs[k] = Result{}, err
 		}
@@ -356,7 +367,7 @@ func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, r
 	if len(ws) == 0 {
 		// Nothing to write (every operation failed, NOT FOUND say): what
 		// this node answers must still be what held while it served.
-		if err := n.stillServing(g, bucket); err != nil {
+		if err := n.stillServing(g); err != nil {
 			fail(err)
 		} else if lost := n.lost(bucket); lost != nil {
 			for k := range errs {

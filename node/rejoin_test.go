@@ -3,8 +3,11 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dboutique/dboutique/node"
@@ -132,4 +135,111 @@ func TestPeerBookSaved(t *testing.T) {
 	waitFor(t, "a's book to forget b, which left, and keep c, which died", func() bool {
 		return slices.Equal(ids(books[0]), []string{"id-c"})
 	})
+}
+
+// TestRestartedNodeOpensOnlyForItsCluster: a restarted node serves only
+// once a member that is part of a cluster answers it, not any node: a
+// brand-new node that joins through it is no cluster, and the two would
+// serve every bucket from empty stores. And its peer book holds every
+// member it has seen alive, at once (it was saved once a second). Both
+// were an adversarial review's finding. Here n3 joins through n2, which
+// crashes as soon as it has seen n3; then n1 dies; n2 restarts with its
+// book and no --join while a new n4 joins through it (or through n3), right
+// away or after n3 has forgotten n2: no NOT FOUND for the bucket n3 holds,
+// and n2 finds n3.
+func TestRestartedNodeOpensOnlyForItsCluster(t *testing.T) {
+	for _, forget := range []bool{false, true} {
+		for _, viaRestarted := range []bool{false, true} {
+			name := map[bool]string{false: "at once", true: "after n3 forgot n2"}[forget] +
+				map[bool]string{false: ", n4 joins through n3", true: ", n4 joins through n2"}[viaRestarted]
+			t.Run(name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) { restartAmongNewcomers(t, forget, viaRestarted) })
+			})
+		}
+	}
+}
+
+func restartAmongNewcomers(t *testing.T, forget, viaRestarted bool) {
+	plan := simPlan{mode: "ap", start: 3, replicas: 3, maxNodes: 5}
+	sc := newSimCluster(t, 7, rand.New(rand.NewPCG(7, 1)), plan)
+	t.Cleanup(func() {
+		if t.Failed() {
+			sc.report()
+		}
+		sc.closeAll()
+	})
+	n1 := sc.addNode()
+	n2 := sc.addNode()
+	sc.settle("two nodes")
+	sc.mustDo(n1, create("apple"))
+	sc.mustDo(n1, put("apple", "k", "v"))
+	// n3 joins through n2, which crashes as soon as it has seen n3.
+	n3 := sc.addNodeVia(n2)
+	for stateOf(sc.nodeOf(n2), n3.id) != node.StateAlive {
+		time.Sleep(time.Millisecond)
+	}
+	sc.crash(n2)
+	sc.settle("n1 and n3 to settle")
+	sc.crash(n1)
+	sc.settle("n3 to settle alone")
+	if forget {
+		time.Sleep(defaultForgetAfter + time.Minute)
+	}
+	sc.boot(n2, nil)
+	via := n3
+	if viaRestarted {
+		via = n2
+	}
+	n4 := sc.addNodeVia(via)
+	for range 20 {
+		for _, sn := range []*simNode{n2, n4} {
+			if _, err := sc.try(sn, get("apple", "k")); errors.Is(err, node.ErrBucketNotFound) {
+				t.Fatalf("at %v, GET apple k through %s: NOT FOUND", time.Since(sc.start), sn.name)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sc.settle("n2, n3 and n4 to form one cluster")
+	for _, sn := range []*simNode{n2, n3, n4} {
+		if res := sc.mustDo(sn, get("apple", "k")); res.Value != "v" {
+			t.Errorf("GET apple k through %s = %q, want v", sn.name, res.Value)
+		}
+	}
+}
+
+// defaultForgetAfter is node's: how long a dead member is remembered.
+const defaultForgetAfter = 10 * time.Minute
+
+// TestDeadMembersForgotten: a dead member is forgotten by every node at
+// about the same time, although members gossip the dead to each other
+// (with how long they have been dead): a member that forgot it does not
+// learn it back from one that has not yet.
+func TestDeadMembersForgotten(t *testing.T) {
+	for _, size := range []int{3, 5} {
+		t.Run(fmt.Sprintf("%d nodes", size), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				plan := simPlan{mode: "ap", start: size, replicas: 2, maxNodes: size}
+				sc := newSimCluster(t, 9, rand.New(rand.NewPCG(9, 1)), plan)
+				t.Cleanup(sc.closeAll)
+				for range size {
+					sc.addNode()
+				}
+				sc.settle("the nodes to form a cluster")
+				dead := sc.up()[size-1]
+				sc.crash(dead)
+				died := time.Now()
+				sc.settle("the survivors to settle")
+				for time.Since(died) < defaultForgetAfter+2*time.Minute {
+					time.Sleep(time.Minute)
+				}
+				for _, sn := range sc.up() {
+					for _, m := range sc.nodeOf(sn).Members() {
+						if m.ID == dead.id {
+							t.Errorf("%v after it died, %s still lists %s (%v)", time.Since(died).Round(time.Second), sn.name, dead.name, m.State)
+						}
+					}
+				}
+			})
+		})
+	}
 }

@@ -22,13 +22,14 @@ import (
 // call over a network that drops packets does. A node that is down (no
 // handler) refuses at once, as a closed port does.
 type simNet struct {
-	mu       sync.Mutex            // guards the fields below
-	handlers map[string]simHandler // peer ID -> the node's handler
-	cut      map[[2]string]bool    // [from, to] -> calls from `from` to `to` are lost
-	maxDelay time.Duration         // each way, drawn uniformly
-	loss     float64               // probability that a request, or a reply, is lost
-	rng      *rand.Rand            // draws delays and losses
-	calls    map[string]int        // message type -> calls, for the report
+	mu       sync.Mutex               // guards the fields below
+	handlers map[string]simHandler    // peer ID -> the node's handler
+	live     map[string]*simTransport // peer ID -> the transport of the node running now
+	cut      map[[2]string]bool       // [from, to] -> calls from `from` to `to` are lost
+	maxDelay time.Duration            // each way, drawn uniformly
+	loss     float64                  // probability that a request, or a reply, is lost
+	rng      *rand.Rand               // draws delays and losses
+	calls    map[string]int           // message type -> calls, for the report
 }
 
 type simHandler func(ctx context.Context, from string, req []byte) ([]byte, error)
@@ -39,6 +40,7 @@ var errSimLost = errors.New("simnet: message lost")
 func newSimNet(seed uint64) *simNet {
 	return &simNet{
 		handlers: make(map[string]simHandler),
+		live:     make(map[string]*simTransport),
 		cut:      make(map[[2]string]bool),
 		rng:      rand.New(rand.NewPCG(seed, 0x5eed)),
 		calls:    make(map[string]int),
@@ -48,11 +50,13 @@ func newSimNet(seed uint64) *simNet {
 // transport returns the transport of the node with peer ID id.
 func (s *simNet) transport(id string) *simTransport { return &simTransport{net: s, id: id} }
 
-// down takes id off the network: calls to it are refused.
+// down takes id off the network: calls to it are refused, its calls
+// reach nobody, and the answers it was working on are never sent.
 func (s *simNet) down(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.handlers, id)
+	delete(s.live, id)
 }
 
 // setCut cuts (or restores) the link from `from` to `to`: from's calls to
@@ -115,6 +119,7 @@ func (t *simTransport) Serve(h func(ctx context.Context, from string, req []byte
 	t.net.mu.Lock()
 	defer t.net.mu.Unlock()
 	t.net.handlers[t.id] = h
+	t.net.live[t.id] = t
 }
 func (t *simTransport) AddAddrs(string, []string) {}
 
@@ -131,8 +136,8 @@ func (t *simTransport) Connect(ctx context.Context, addr string) (string, error)
 func (t *simTransport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
 	s := t.net
 	s.mu.Lock()
-	h := s.handlers[to]
-	crashed := s.handlers[t.id] == nil // a crashed node's leftovers reach nobody
+	h, callee := s.handlers[to], s.live[to]
+	crashed := s.live[t.id] != t // a crashed node's leftovers reach nobody, even once it restarted
 	cut := s.cut[[2]string{t.id, to}]
 	if len(req) > 0 {
 		s.calls[msgName(req[0])]++
@@ -167,6 +172,15 @@ func (t *simTransport) Call(ctx context.Context, to string, req []byte) ([]byte,
 		return nil, errors.Join(errSimLost, ctx.Err())
 	}
 	reply, err := h(ctx, t.id, slices.Clone(req))
+	s.mu.Lock()
+	gone := s.live[to] != callee
+	s.mu.Unlock()
+	if gone {
+		// The callee crashed while it worked on the request: it never
+		// answered (what it did before may stay).
+		<-ctx.Done()
+		return nil, errors.Join(errSimLost, ctx.Err())
+	}
 	d, lost = s.draw()
 	if werr := wait(d); werr != nil {
 		return nil, werr

@@ -189,6 +189,7 @@ type Stats struct {
 	Epoch          uint64 // fingerprint of the view (see Node.Epoch)
 	Term           uint64 // this node's number for its view and lease (see Node.Term)
 	Leased         bool   // the node holds a lease: it may answer as a primary (lease.go)
+	Joined         bool   // the node has found its cluster (join.go)
 	Replicas       int    // Config.Replicas
 
 	// Store is this node's store (computed now: it visits every bucket).
@@ -224,6 +225,7 @@ func (n *Node) Stats() Stats {
 		Epoch:    n.Epoch(),
 		Term:     n.Term(),
 		Leased:   n.leased(),
+		Joined:   n.Joined(),
 		Replicas: n.cfg.Replicas,
 		Store:    n.cfg.Store.Stats(),
 	}

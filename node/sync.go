@@ -169,6 +169,15 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 			}
 		}
 	}
+	// Every other member of the view hears from this pass, even when it
+	// shares no bucket with this node: it learns that it lacks nothing.
+	for _, m := range v.byKey {
+		if !m.Self {
+			if _, ok := peers[m.ID]; !ok {
+				byPeer[m.ID], peers[m.ID] = nil, m
+			}
+		}
+	}
 	defer func() {
 		// Settled: this pass saw the current view and left nothing undone.
 		if st.pending == 0 {
@@ -194,6 +203,7 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 			st.buckets += ps.buckets
 			st.entries += ps.entries
 			st.bytes += ps.bytes
+			st.pending += ps.pending // an unconfirmed peer
 			for _, b := range bad {
 				failed[b] = true
 			}
@@ -271,11 +281,16 @@ func (n *Node) removeHandedOff(b string) bool {
 		return false
 	}
 	n.cfg.Store.Remove(b)
+	// This node no longer holds all it held in the view where its copies
+	// were: until it settles again, it claims none (lost.go).
+	n.settledView.Store(nil)
 	return true
 }
 
 // pushTo compares this node's copies with m's and pushes those that
-// differ. It returns what it sent and the buckets it could not push.
+// differ. It returns what it sent and the buckets it could not push. When
+// all went well, it tells m that it lacks nothing of this node's copies in
+// the view of epoch (a msgSums marked done).
 func (n *Node) pushTo(ctx context.Context, epoch uint64, m Member, sums []bucketSum) (passStats, []string) {
 	var st passStats
 	var bad []string
@@ -288,7 +303,7 @@ func (n *Node) pushTo(ctx context.Context, epoch uint64, m Member, sums []bucket
 		}
 		chunk := sums[:k]
 		sums = sums[k:]
-		reply, err := n.call(ctx, m, appendSums(nil, epoch, chunk), n.cfg.ForwardTimeout)
+		reply, err := n.call(ctx, m, appendSums(nil, epoch, false, chunk), n.cfg.ForwardTimeout)
 		var differ []string
 		agree := false
 		if err == nil {
@@ -320,6 +335,14 @@ func (n *Node) pushTo(ctx context.Context, epoch uint64, m Member, sums []bucket
 				n.log.Info("rebalancing", zap.String("to", m.Name), zap.Int("copies_sent", st.buckets),
 					zap.Int("keys_sent", st.entries), zap.Int64("bytes_sent", st.bytes))
 			}
+		}
+	}
+	if len(bad) == 0 {
+		// m lacks nothing of this node's now: say so (lost.go); the pass
+		// is not done until m has heard it.
+		if _, err := n.call(ctx, m, appendSums(nil, epoch, true, nil), n.cfg.ForwardTimeout); err != nil {
+			n.log.Debug("cannot confirm copies", zap.String("peer", m.Name), zap.Error(err))
+			st.pending++
 		}
 	}
 	return st, bad
@@ -572,9 +595,12 @@ func (n *Node) handleSync(ctx context.Context, from string, typ byte, body []byt
 		}
 		return appendReply(nil, Result{}, err), nil
 	case msgSums:
-		epoch, sums, err := decodeSums(body)
+		epoch, done, sums, err := decodeSums(body)
 		if err != nil {
 			return nil, err
+		}
+		if done {
+			n.caughtUpWith(from, epoch)
 		}
 		return n.handleSums(epoch, sums), nil
 	}

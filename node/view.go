@@ -38,6 +38,7 @@ type view struct {
 	ring   ring.Ring         // nil if placement failed
 	err    error             // why the ring is nil
 	byKey  map[string]Member // ring member key -> member
+	ids    map[string]bool   // peer IDs of the members in the ring
 	byName bool              // ring keys are node names, not peer IDs
 	// usableAt is the earliest time (on the node's monotonic clock, see
 	// Node.sinceStart) at which this node may serve in the view, or agree
@@ -99,21 +100,14 @@ func (v *view) owns(bucket string, n int) bool {
 }
 
 // has reports whether the member with peer ID id is in the view.
-func (v *view) has(id string) bool {
-	for _, m := range v.byKey {
-		if m.ID == id {
-			return true
-		}
-	}
-	return false
-}
+func (v *view) has(id string) bool { return v.ids[id] }
 
 // buildView places the given members (self included, all alive). With
 // byName the ring works on names; when two members share a name, the one
 // with the lower peer ID takes it.
 func buildView(p ring.Placement, byName bool, alive []Member) *view {
 	slices.SortFunc(alive, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
-	v := &view{byKey: make(map[string]Member, len(alive)), byName: byName}
+	v := &view{byKey: make(map[string]Member, len(alive)), ids: make(map[string]bool, len(alive)), byName: byName}
 	v.replaced, v.markReplaced = context.WithCancel(context.Background())
 	keys := make([]string, 0, len(alive))
 	h := xxhash.New()
@@ -126,6 +120,7 @@ func buildView(p ring.Placement, byName bool, alive []Member) *view {
 			continue
 		}
 		v.byKey[k] = m
+		v.ids[m.ID] = true
 		keys = append(keys, k)
 		_, _ = h.WriteString(k)
 		_, _ = h.WriteString("\x00")
