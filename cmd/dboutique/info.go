@@ -94,6 +94,7 @@ func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
 				{Name: "view_epoch", Value: u64(st.Epoch)},
 				{Name: "view_term", Value: u64(st.Term)},
 				{Name: "leased", Value: flag01(st.Leased)},
+				{Name: "joined", Value: flag01(st.Joined)},
 			}},
 			{Name: "Replication", Fields: []textproto.InfoField{
 				{Name: "replications", Value: u64(st.Replications)},

@@ -214,7 +214,7 @@ type nodeCollector struct {
 	latency                                                     *prometheus.Desc
 	syncPasses, syncIncomplete, lastPass, inProgress, settled   *prometheus.Desc
 	copiesSent, keysSent, bytesSent, copiesRemoved              *prometheus.Desc
-	members, epoch, term, leased, replicas                      *prometheus.Desc
+	members, epoch, term, leased, joined, replicas              *prometheus.Desc
 	buckets, records, keys, tombstones, dataBytes               *prometheus.Desc
 	all                                                         []*prometheus.Desc
 }
@@ -250,6 +250,7 @@ func newNodeCollector(nd *node.Node) *nodeCollector {
 	c.epoch = d("view_epoch", "Fingerprint of the membership view this node places buckets with; nodes that agree show the same value. Compare, do not add.")
 	c.term = d("term", "This node's number for its current view and lease: it grows with every view installed and every lease regained, and never repeats.")
 	c.leased = d("leased", "1 while other members confirm that this node is in the cluster (its lease), so that it may answer as a bucket's primary, else 0.")
+	c.joined = d("joined", "1 once this node has found its cluster (a restarted node looks for the nodes it knew first), else 0.")
 	c.replicas = d("replicas", "How many nodes hold each bucket (--replicas).")
 
 	c.buckets = d("buckets", "Buckets held on this node (its copies of them).")
@@ -314,6 +315,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.epoch, float64(st.Epoch))
 	gauge(c.term, float64(st.Term))
 	gauge(c.leased, flag(st.Leased))
+	gauge(c.joined, flag(st.Joined))
 	gauge(c.replicas, float64(st.Replicas))
 
 	gauge(c.buckets, float64(st.Store.Buckets))
