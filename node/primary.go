@@ -491,7 +491,7 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 	}
 	var (
 		msg      []byte
-		done     []string // owners that hold the writes
+		done     []incarnation // owners that hold the writes
 		backoff  = 5 * time.Millisecond
 		measured replication
 		cancel   context.CancelFunc
@@ -505,7 +505,7 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 		}
 		var targets []Member
 		for _, m := range owners {
-			if !m.Self && !contains(done, m.ID) {
+			if !m.Self && !slices.Contains(done, incarnationOf(m)) {
 				targets = append(targets, m)
 			}
 		}
@@ -530,7 +530,7 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 		var failed error
 		for i, err := range errs {
 			if err == nil {
-				done = append(done, targets[i].ID)
+				done = append(done, incarnationOf(targets[i]))
 			} else if failed == nil {
 				failed = err
 			}
@@ -575,14 +575,16 @@ func (n *Node) replicateRound(ctx context.Context, v *view, targets []Member, ms
 	return errs
 }
 
-func contains(ids []string, id string) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
+// incarnation names one life of a member. An owner that held a write and
+// then restarted (same peer ID, empty store) no longer holds it: when the
+// view gives the bucket to its new life, that one must get the write too,
+// or the write is acknowledged with a copy short.
+type incarnation struct {
+	id  string
+	inc uint64
 }
+
+func incarnationOf(m Member) incarnation { return incarnation{m.ID, m.Incarnation} }
 
 // replicateTo sends an encoded msgReplicate to m.
 func (n *Node) replicateTo(ctx context.Context, m Member, msg []byte) error {
