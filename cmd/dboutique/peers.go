@@ -84,13 +84,17 @@ func formatPeers(ms []node.Member) string {
 	return b.String()
 }
 
-// Save replaces the file.
+// Save replaces the file atomically: a reader sees the old book or the new
+// one, never a part of either.
 func (f *peersFile) Save(ms []node.Member) error {
 	tmp, err := os.CreateTemp(filepath.Dir(f.path), filepath.Base(f.path)+".tmp*")
 	if err != nil {
 		return err
 	}
 	_, err = tmp.WriteString(formatPeers(ms))
+	if err == nil {
+		err = tmp.Sync() // a book that survives a power cut, not only kill -9
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
