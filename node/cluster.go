@@ -239,8 +239,9 @@ type Node struct {
 	lease    atomic.Int64
 	base     time.Time
 
-	mu        sync.Mutex        // guards members and bookDirty
+	mu        sync.Mutex        // guards members, deaths and bookDirty
 	members   map[string]*entry // peer ID -> entry; never holds self
+	deaths    []death           // lives that died lately, oldest first (lost.go)
 	bookDirty bool              // the members changed since the peer book was saved
 	bookMu    sync.Mutex        // one save of the peer book at a time; guards bookSaved
 	bookSaved time.Time         // when the book was last saved

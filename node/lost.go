@@ -1,5 +1,10 @@
 package node
 
+import (
+	"slices"
+	"time"
+)
+
 // Lost copies. When every node that held a bucket's copies dies before
 // the copies are re-made (more than Replicas-1 crashes in a row), or is
 // across a partition, the bucket's data is gone or out of reach, and
@@ -7,14 +12,15 @@ package node
 // exist. Rule: a primary, ready for a bucket (so it has asked every alive
 // member for it), that finds no record of the bucket (no copy, no drop)
 // answers an UnreachableError naming a dead node instead, when for some
-// member that died (and is not forgotten yet) every owner of the bucket
-// in the view where the copies were when it died is dead now.
+// life of a member that died (within defaultForgetAfter) every owner of
+// the bucket in the view where the copies were when it died is gone now:
+// dead, or restarted (a new life holds nothing of the old one's copies).
 //
 // "Where the copies were" is the last view in which this node held its
 // share of every bucket (settledView: its own pass left nothing undone,
 // every other member confirmed that it lacked nothing of theirs, and it
-// has handed no copy off since) when the member died, or the view just
-// before the death when that one did not include the member; this node
+// has handed no copy off since) when the life ended, or the view just
+// before the death when that one did not include the life; this node
 // counts as holding its share of the copies only in the first case. Reading the
 // ring over all the dead and alive members instead would place buckets on
 // nodes that never held them once members have come and gone, and so name
@@ -22,22 +28,60 @@ package node
 // joined after a member died knows nothing of it; it learns the verdict
 // from the members it pulls the bucket from (msgDigest's digestLost).
 
-// recordDeathsLocked notes, for each member that next leaves out while old
-// had it, where the copies were: the last settled view, or old. The caller
-// holds n.mu.
+// death records one life of a member that died: its peer ID and
+// incarnation, when this node saw it go, and the view where the copies were
+// then. A member that restarted (a new incarnation, an empty store) is a
+// death too, even when the new life is alive before anyone saw the old one
+// dead: the old life's copies are gone all the same.
+type death struct {
+	life Member
+	at   time.Time
+	// before is the view where the copies were when the life died, and
+	// beforeSettled whether this node's own copies were settled in it.
+	before        *view
+	beforeSettled bool
+}
+
+// maxDeaths bounds the deaths a node remembers: a churn of restarts
+// must not grow it without end. The oldest go first.
+const maxDeaths = 1024
+
+// recordDeathsLocked notes, for each life that old had and next has not,
+// and that did not leave (a member that left handed its copies off), where
+// the copies were: the last settled view, when it had that life, or old.
+// The caller holds n.mu.
 func (n *Node) recordDeathsLocked(old, next *view) {
 	if old == nil {
 		return
 	}
+	now := time.Now()
 	ref := n.settledView.Load()
-	for _, e := range n.members {
-		if e.State != StateDead || next.has(e.ID) || !old.has(e.ID) {
+	for _, m := range old.byKey {
+		if m.Self || next.hasLife(m) {
 			continue
 		}
-		e.before, e.beforeSettled = old, false
-		if ref != nil && ref.has(e.ID) {
-			e.before, e.beforeSettled = ref, true
+		if e := n.members[m.ID]; e != nil && e.Incarnation == m.Incarnation && e.State != StateDead {
+			continue // it left, or is leaving: it hands its copies off
 		}
+		d := death{life: m, at: now, before: old}
+		if ref != nil && ref.hasLife(m) {
+			d.before, d.beforeSettled = ref, true
+		}
+		n.deaths = append(n.deaths, d)
+	}
+	n.forgetDeathsLocked(now)
+}
+
+// forgetDeathsLocked drops the deaths older than defaultForgetAfter (when
+// the dead member is forgotten too) and all but the latest maxDeaths. The
+// caller holds n.mu.
+func (n *Node) forgetDeathsLocked(now time.Time) {
+	i := 0
+	for i < len(n.deaths) && (now.Sub(n.deaths[i].at) > defaultForgetAfter || len(n.deaths)-i > maxDeaths) {
+		i++
+	}
+	if i > 0 {
+		n.deaths = slices.Delete(n.deaths, 0, i)
 	}
 }
 
@@ -52,26 +96,28 @@ func (n *Node) lost(bucket string) error {
 		return nil
 	}
 	current := n.view.Load()
+	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, e := range n.members {
-		if e.State != StateDead || e.before == nil {
+	for _, d := range n.deaths {
+		if now.Sub(d.at) > defaultForgetAfter {
 			continue
 		}
-		owners, err := e.before.owners(bucket, n.cfg.Replicas)
+		owners, err := d.before.owners(bucket, n.cfg.Replicas)
 		if err != nil || len(owners) == 0 {
 			continue
 		}
-		// Gone, unless an owner is still here: another node in the view
-		// (a pull asked it), or this node if its copies were settled in
-		// that view (else it may never have had them: it had just
+		// Gone, unless an owner is still here: the same life of another
+		// node in the view (a pull asked it; a life that restarted since
+		// holds nothing of it), or this node if its copies were settled
+		// in that view (else it may never have had them: it had just
 		// restarted, say).
 		gone := true
 		for _, m := range owners {
 			if m.Self {
-				gone = gone && !e.beforeSettled
+				gone = gone && !d.beforeSettled
 			} else {
-				gone = gone && !current.has(m.ID)
+				gone = gone && !current.hasLife(m)
 			}
 		}
 		if gone {

@@ -3,6 +3,7 @@ package node_test
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -64,6 +65,57 @@ func TestRestartedCutOffSaysUnreachable(t *testing.T) {
 				}
 			}
 			sc.heal()
+		})
+	}
+}
+
+// TestLostCopiesOfARestartedOwner: found by an adversarial review. lost.go
+// decides that a bucket's copies are gone when every owner of the bucket in
+// the view where they were is no longer in the current view, and it asked
+// the view by peer ID. An owner that crashed and restarted at once (same
+// peer ID, new incarnation, empty store) was in the current view by ID, so
+// it counted as still holding its copy, and its restart was no death at
+// all: a primary that found no record answered NOT FOUND for a bucket that
+// exists. Here both owners of a bucket crash together (more than
+// Replicas-1: the data is gone, which the design accepts); the third node
+// must answer unreachable, as it does when neither owner comes back.
+func TestLostCopiesOfARestartedOwner(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		name := "both owners stay dead"
+		if restart {
+			name = "one owner restarts at once"
+		}
+		t.Run(name, func(t *testing.T) {
+			net := newMemNet()
+			tweak := replicas(2)
+			nodes := startReplicated(t, net, tweak, "a", "b", "c")
+			const b = "tomato"
+			o := mustOwners(t, nodes[0], b, 2)
+			x, y := find(nodes, o[0].ID), find(nodes, o[1].ID)
+			z := nodes[slices.IndexFunc(nodes, func(n *node.Node) bool { return n != x && n != y })]
+			mustExec(t, z, create(b))
+			mustExec(t, z, put(b, "k", "v"))
+			eventually(t, "the copies to settle", func() error { return settled(nodes, b) })
+
+			kill(net, x)
+			kill(net, y)
+			survivors := []*node.Node{z}
+			if restart {
+				net.setDown(y.ID(), false)
+				survivors = append(survivors, startMemNodeWith(t, net, y.Name(), nil, tweak, "/mem/"+z.ID()))
+			}
+			waitFor(t, z.Name()+" to see "+x.Name()+" dead", func() bool { return stateOf(z, x.ID()) == node.StateDead })
+			waitConverged(t, survivors)
+			if restart && slices.ContainsFunc(survivors[1].Store().Records(), func(r string) bool { return r == b }) {
+				t.Fatalf("%s's new life holds %s: the test expected its copy lost", y.Name(), b)
+			}
+			_, err := readEventually(z, b, "k", 5*time.Second)
+			var ue *node.UnreachableError
+			if !errors.As(err, &ue) {
+				t.Fatalf("GET %s k through %s, after both owners (%s, %s) crashed: %v; want unreachable, never NOT FOUND",
+					b, z.Name(), x.Name(), y.Name(), err)
+			}
+			t.Logf("GET %s k: %v", b, err)
 		})
 	}
 }

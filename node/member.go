@@ -85,9 +85,4 @@ type entry struct {
 	vouchedAt  time.Duration
 	vouchedFor time.Duration
 	skewLogged time.Time // when a clock-skew refusal was last logged
-	// before is, for a member that died, the view where the copies were
-	// when it did, and beforeSettled whether this node's own copies were
-	// settled in it (lost.go).
-	before        *view
-	beforeSettled bool
 }

@@ -38,7 +38,7 @@ type view struct {
 	ring   ring.Ring         // nil if placement failed
 	err    error             // why the ring is nil
 	byKey  map[string]Member // ring member key -> member
-	ids    map[string]bool   // peer IDs of the members in the ring
+	ids    map[string]uint64 // peer ID -> incarnation of the members in the ring
 	byName bool              // ring keys are node names, not peer IDs
 	// usableAt is the earliest time (on the node's monotonic clock, see
 	// Node.sinceStart) at which this node may serve in the view, or agree
@@ -100,14 +100,25 @@ func (v *view) owns(bucket string, n int) bool {
 }
 
 // has reports whether the member with peer ID id is in the view.
-func (v *view) has(id string) bool { return v.ids[id] }
+func (v *view) has(id string) bool {
+	_, ok := v.ids[id]
+	return ok
+}
+
+// hasLife reports whether m's life (its peer ID and incarnation) is in the
+// view: a member that restarted since m was seen is another life, which
+// holds nothing of what m held.
+func (v *view) hasLife(m Member) bool {
+	inc, ok := v.ids[m.ID]
+	return ok && inc == m.Incarnation
+}
 
 // buildView places the given members (self included, all alive). With
 // byName the ring works on names; when two members share a name, the one
 // with the lower peer ID takes it.
 func buildView(p ring.Placement, byName bool, alive []Member) *view {
 	slices.SortFunc(alive, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
-	v := &view{byKey: make(map[string]Member, len(alive)), ids: make(map[string]bool, len(alive)), byName: byName}
+	v := &view{byKey: make(map[string]Member, len(alive)), ids: make(map[string]uint64, len(alive)), byName: byName}
 	v.replaced, v.markReplaced = context.WithCancel(context.Background())
 	keys := make([]string, 0, len(alive))
 	h := xxhash.New()
@@ -120,7 +131,7 @@ func buildView(p ring.Placement, byName bool, alive []Member) *view {
 			continue
 		}
 		v.byKey[k] = m
-		v.ids[m.ID] = true
+		v.ids[m.ID] = m.Incarnation
 		keys = append(keys, k)
 		_, _ = h.WriteString(k)
 		_, _ = h.WriteString("\x00")
