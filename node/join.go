@@ -158,12 +158,18 @@ func (n *Node) loadBook() []Member {
 
 // saveBook saves the alive and dead members to the peer book when they
 // changed, at most once per bookSaveGap unless now. Saves are one at a time
-// (bookMu).
+// (bookMu); one that is not now is skipped while another runs, so that a
+// slow disk never holds up failure detection (tick). Once a save has ended
+// the members it listed are booked: this node may vouch for them.
 func (n *Node) saveBook(at time.Time, now bool) {
 	if n.cfg.PeerBook == nil {
 		return
 	}
-	n.bookMu.Lock()
+	if now {
+		n.bookMu.Lock()
+	} else if !n.bookMu.TryLock() {
+		return
+	}
 	defer n.bookMu.Unlock()
 	if !now && at.Sub(n.bookSaved) < bookSaveGap {
 		return
@@ -183,6 +189,17 @@ func (n *Node) saveBook(at time.Time, now bool) {
 	n.mu.Unlock()
 	n.bookSaved = time.Now()
 	if err := n.cfg.PeerBook.Save(ms); err != nil {
-		n.log.Warn("cannot save the members known", zap.Error(err))
+		// Vouch all the same: refusing would take the leases of the
+		// others, for a promise that matters only if this node
+		// restarts within a hold (lease.go).
+		n.log.Warn("cannot save the members known; if this node restarts at once, it may break a promise it made to them",
+			zap.Error(err))
 	}
+	n.mu.Lock()
+	for _, m := range ms {
+		if e := n.members[m.ID]; e != nil {
+			e.booked = true
+		}
+	}
+	n.mu.Unlock()
 }

@@ -2,8 +2,11 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -160,4 +163,59 @@ func TestMinMembersNotMajorityWarns(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// gatedBook is a memBook whose saves wait until the gate opens (a disk
+// that stalls on fsync).
+type gatedBook struct {
+	memBook
+	gate chan struct{}
+}
+
+func (b *gatedBook) Save(ms []node.Member) error {
+	<-b.gate
+	return b.memBook.Save(ms)
+}
+
+// TestVouchOnlyOnceBooked: a node saves its peer book when a member turns
+// alive, and must not vouch for the member before that save has ended: a
+// crash in between, and its next life would not know it had promised
+// anything to that member, and keep no hold for it. (An adversarial review
+// found that it vouched for any alive member, saved or not.) Here m's
+// saves stall: p, which only m can give a lease, must not get one, and
+// serves as soon as the save ends, with m's book listing it.
+func TestVouchOnlyOnceBooked(t *testing.T) {
+	net := newMemNet()
+	book := &gatedBook{gate: make(chan struct{})}
+	m := startMemNodeWith(t, net, "m", nil, func(c *node.Config) { c.PeerBook = book })
+	var once sync.Once
+	openGate := func() { once.Do(func() { close(book.gate) }) }
+	t.Cleanup(openGate) // before m's Close, which waits for the save
+	p := startMemNodeWith(t, net, "p", nil, nil, "/mem/"+m.ID())
+	waitFor(t, "m to see p alive", func() bool { return stateOf(m, p.ID()) == node.StateAlive })
+	var b string
+	for i := 0; ; i++ {
+		if b = bucketName(i); mustOwners(t, p, b, 1)[0].ID == p.ID() {
+			break
+		}
+	}
+
+	_, err := p.Execute(context.Background(), create(b))
+	if !errors.Is(err, node.ErrUnavailable) {
+		t.Fatalf("CREATE %s through p while m's book does not list p yet: %v; want no lease (%v)", b, err, node.ErrUnavailable)
+	}
+	if p.Stats().Leased {
+		t.Fatalf("p holds a lease, which only m's vouch gives it, while m's book does not list p")
+	}
+
+	openGate()
+	if !pollFor(10*time.Second, func() bool {
+		_, err = p.Execute(context.Background(), create(b))
+		return err == nil
+	}) {
+		t.Fatalf("CREATE %s through p once m's book was saved: %v", b, err)
+	}
+	if ms, _ := book.Load(); !slices.ContainsFunc(ms, func(x node.Member) bool { return x.ID == p.ID() }) {
+		t.Fatalf("m vouched for p, but its book %v does not list p", memberNames(ms))
+	}
 }

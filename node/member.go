@@ -85,4 +85,8 @@ type entry struct {
 	vouchedAt  time.Duration
 	vouchedFor time.Duration
 	skewLogged time.Time // when a clock-skew refusal was last logged
+	// booked: a save of the peer book that lists the member has ended. A
+	// node vouches for a member only then (with a PeerBook), so that
+	// after a restart it knows every member it may have vouched for.
+	booked bool
 }

@@ -265,7 +265,10 @@ func (n *Node) pinged(p ping) ping {
 	if e == nil {
 		e = n.addLocked(p.from)
 	}
-	vouch := e.State == StateAlive && !n.leaving.Load() && e.Incarnation == p.from.Incarnation
+	// A vouch only once the book lists the member (saveBook), so that
+	// this node keeps its promise if it restarts (lease.go).
+	vouch := e.State == StateAlive && !n.leaving.Load() && e.Incarnation == p.from.Incarnation &&
+		(e.booked || n.cfg.PeerBook == nil)
 	if vouch {
 		e.vouchedFor = n.sinceStart()
 	}
