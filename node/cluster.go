@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/cespare/xxhash/v2"
 	"go.uber.org/zap"
 
 	"github.com/dboutique/dboutique/ring"
@@ -224,6 +225,10 @@ type Node struct {
 	cfg    Config
 	self   Member
 	byName bool
+	// layout is a fingerprint of how the node places buckets (its
+	// Placement): members must agree on it, or two of them could each
+	// take itself for a bucket's primary in views with the same epoch.
+	layout uint64
 	log    *zap.Logger
 
 	view atomic.Pointer[view]
@@ -292,6 +297,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:     cfg,
 		byName:  byName,
+		layout:  xxhash.Sum64String(cfg.Placement.String()),
 		log:     cfg.Logger,
 		members: make(map[string]*entry),
 		poke:    make(chan string, 64),
@@ -782,8 +788,11 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 		if n.leaving.Load() {
 			return nil, errors.New("node: leaving the cluster")
 		}
-		if p.cluster != n.cfg.Cluster {
-			return nil, fmt.Errorf("%w: this node is in cluster %q, the caller in %q", ErrClusterMismatch, n.cfg.Cluster, p.cluster)
+		if p.cluster != n.cfg.Cluster || p.layout != n.layout {
+			// Refused. The reply says only which cluster this node is in
+			// and how it places buckets, so that the caller's probe finds
+			// the mismatch and logs it; this node learns nothing of it.
+			return ping{cluster: n.cfg.Cluster, from: n.self, clock: n.cfg.Now().UnixMilli(), layout: n.layout}.append(nil), nil
 		}
 		if p.from.ID != from {
 			return nil, fmt.Errorf("%w: ping from %s claims to be %s", ErrCorruptOp, from, p.from.ID)

@@ -82,9 +82,9 @@ type entry struct {
 	// vouchedAt is when this node sent the latest probe that the member
 	// answered with a vouch (Node.sinceStart); vouchedFor is when this
 	// node last vouched for the member (lease.go).
-	vouchedAt  time.Duration
-	vouchedFor time.Duration
-	skewLogged time.Time // when a clock-skew refusal was last logged
+	vouchedAt     time.Duration
+	vouchedFor    time.Duration
+	refusedLogged time.Time // when a refusal (clock skew, another cluster) was last logged
 	// booked: a save of the peer book that lists the member has ended. A
 	// node vouches for a member only then (with a PeerBook), so that
 	// after a restart it knows every member it may have vouched for.

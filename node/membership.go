@@ -125,6 +125,12 @@ func (n *Node) startProbe(id string) {
 // errClockSkew: a member's wall clock is too far from this node's.
 var errClockSkew = errors.New("node: clock skew")
 
+// errPlacementMismatch: a member places buckets otherwise than this node
+// (Node.layout). Members that disagree on placement would each take
+// themselves for a bucket's primary in views of one epoch, so they never
+// form one view.
+var errPlacementMismatch = fmt.Errorf("%w: it places buckets differently (another --ranges table, or a ring and a table)", ErrClusterMismatch)
+
 func (n *Node) probe(id string) {
 	// A probe must end well before the member would be declared dead.
 	ctx, cancel := context.WithTimeout(n.ctx, max(n.cfg.DeadAfter/3, n.cfg.ProbeInterval))
@@ -136,7 +142,10 @@ func (n *Node) probe(id string) {
 	if err == nil {
 		p, err = decodePing(reply)
 		if err == nil && p.cluster != n.cfg.Cluster {
-			err = ErrClusterMismatch
+			err = fmt.Errorf("%w: this node is in cluster %q, %s in %q", ErrClusterMismatch, n.cfg.Cluster, p.from.Name, p.cluster)
+		}
+		if err == nil && p.layout != n.layout {
+			err = errPlacementMismatch
 		}
 		if err == nil && p.from.ID != id {
 			err = errors.New("node: reply from another peer")
@@ -164,11 +173,19 @@ func (n *Node) probe(id string) {
 			wait = max(n.cfg.DeadAfter, 2*time.Second)
 		}
 		e.nextProbe = now.Add(wait)
-		if errors.Is(err, errClockSkew) && now.Sub(e.skewLogged) > time.Minute {
-			e.skewLogged = now
-			n.log.Warn("refusing a member whose clock is off; fix its clock (NTP)",
-				zap.String("name", p.from.Name), zap.String("peer", id),
-				zap.Duration("skew", skew.Round(time.Millisecond)), zap.Duration("max", n.cfg.MaxClockSkew))
+		if refused := errors.Is(err, errClockSkew) || errors.Is(err, ErrClusterMismatch); refused && now.Sub(e.refusedLogged) > time.Minute {
+			e.refusedLogged = now
+			switch {
+			case errors.Is(err, errClockSkew):
+				n.log.Warn("refusing a member whose clock is off; fix its clock (NTP)",
+					zap.String("name", p.from.Name), zap.String("peer", id),
+					zap.Duration("skew", skew.Round(time.Millisecond)), zap.Duration("max", n.cfg.MaxClockSkew))
+			case errors.Is(err, errPlacementMismatch):
+				n.log.Warn("refusing a member that places buckets differently; give every node the same placement",
+					zap.String("name", p.from.Name), zap.String("peer", id), zap.Stringer("placement", n.cfg.Placement))
+			default:
+				n.log.Warn("refusing a member of another cluster", zap.String("peer", id), zap.Error(err))
+			}
 		}
 	}
 	n.mu.Unlock()
@@ -428,7 +445,7 @@ func (n *Node) pingMsg() ping {
 // prober. The caller holds n.mu.
 func (n *Node) pingMsgLocked(vouch bool) ping {
 	p := ping{cluster: n.cfg.Cluster, from: n.self, leaving: n.leaving.Load(), vouch: vouch,
-		joined: n.joined.Load(), clock: n.cfg.Now().UnixMilli()}
+		joined: n.joined.Load(), clock: n.cfg.Now().UnixMilli(), layout: n.layout}
 	now := time.Now()
 	for _, e := range n.members {
 		switch e.State {

@@ -67,6 +67,7 @@ type ping struct {
 	// promises to hold its lease (lease.go).
 	vouch   bool
 	clock   int64    // the sender's wall clock, Unix milliseconds
+	layout  uint64   // how the sender places buckets (Node.layout)
 	members []Member // the members the sender sees alive; State unused
 	joined  bool     // the sender is part of a cluster
 	// dead are the members the sender holds dead (not forgotten yet), so
@@ -136,6 +137,7 @@ func (p ping) append(b []byte) []byte {
 	}
 	b = append(b, flags)
 	b = appendU64(b, uint64(p.clock))
+	b = appendU64(b, p.layout)
 	b = binary.AppendUvarint(b, uint64(len(p.members)))
 	for _, m := range p.members {
 		b = appendMember(b, m)
@@ -155,6 +157,7 @@ func decodePing(b []byte) (ping, error) {
 	flags := d.byte()
 	p.leaving, p.vouch, p.joined = flags&pingLeaving != 0, flags&pingVouch != 0, flags&pingJoined != 0
 	p.clock = int64(d.u64())
+	p.layout = d.u64()
 	if d.err == nil && flags&^(pingLeaving|pingVouch|pingJoined) != 0 {
 		return ping{}, fmt.Errorf("%w: ping flags %#x", ErrCorruptOp, flags)
 	}

@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/ring"
 )
@@ -746,5 +750,26 @@ func TestWriteReachesAnOwnersNextLife(t *testing.T) {
 	if !next.Store().Live(b, "k") {
 		t.Fatalf("PUT %s k was acknowledged, but %s's new life, an owner in %s's view, does not hold it",
 			b, next.Name(), p.Name())
+	}
+}
+
+// TestPlacementMismatchRefused: found by an adversarial review. The epoch
+// is a fingerprint of the member set, not of how buckets are placed, so
+// two nodes with different --ranges tables (in the middle of a rolling
+// change of the table, say) had the same epoch, agreed to each other's
+// pulls, and both answered as the primary of one bucket: a write
+// acknowledged by one was not read by the other. Members that place
+// buckets differently now refuse each other, as members of two clusters
+// do, and say why in the log.
+func TestPlacementMismatchRefused(t *testing.T) {
+	net := newMemNet()
+	core, logs := observer.New(zapcore.WarnLevel)
+	x := startMemNodeWith(t, net, "x", mustRanges(t, "a-z=x"), replicas(2))
+	y := startMemNodeWith(t, net, "y", mustRanges(t, "a-z=y"), replicas(2, func(c *node.Config) { c.Logger = zap.New(core) }), "/mem/"+x.ID())
+	waitFor(t, "y to refuse x", func() bool {
+		return logs.FilterMessageSnippet("places buckets differently").FilterField(zap.String("peer", x.ID())).Len() > 0
+	})
+	if alive(x) != 1 || stateOf(y, x.ID()) == node.StateAlive {
+		t.Fatalf("nodes that place buckets differently joined: x sees %d alive, y sees x %v", alive(x), stateOf(y, x.ID()))
 	}
 }
