@@ -53,8 +53,9 @@ const (
 	DefaultMaxClockSkew   = 10 * time.Second
 	DefaultRejoinTimeout  = 10 * time.Second
 	leaveTimeout          = time.Second
-	// leftSourceWindow is how long a member that left is still asked for
-	// its copies (it hands them off before it exits).
+	// leftSourceWindow is how long after it was last heard from a member
+	// that left is still asked for its copies (it hands them off before
+	// it exits, probing the others all the while).
 	leftSourceWindow = time.Minute
 	maxReplicas      = 16
 )

@@ -78,7 +78,10 @@ type entry struct {
 	since     time.Time // when State was entered
 	probing   bool      // a probe is in flight
 	handedOff bool      // left, and said its copies are all handed off
-	nextProbe time.Time
+	// leavingSeen is when the member, having left, was last heard from:
+	// it goes on probing while it hands its copies off.
+	leavingSeen time.Time
+	nextProbe   time.Time
 	// vouchedAt is when this node sent the latest probe that the member
 	// answered with a vouch (Node.sinceStart); vouchedFor is when this
 	// node last vouched for the member (lease.go).

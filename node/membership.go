@@ -348,13 +348,15 @@ func (n *Node) left(id string, handedOff bool) {
 	if e == nil {
 		return
 	}
+	now := time.Now()
 	if e.State != StateLeft {
-		n.setStateLocked(e, StateLeft, time.Now())
+		n.setStateLocked(e, StateLeft, now)
 		e.handedOff = false
 		n.rebuildLocked()
 		n.updateLeaseLocked()
 		n.bookDirty = true
 	}
+	e.leavingSeen = now
 	e.handedOff = e.handedOff || handedOff
 }
 

@@ -150,9 +150,10 @@ func (n *Node) pullUntilAgreed(bucket string, t uint64) (string, error) {
 }
 
 // pullBucket merges into this node's copy of bucket what every other
-// member holds of it; each must agree to v. A member that left recently
-// is asked too (it may be handing its copies off), but its silence is not
-// an error. It returns the node a source said the copies died with.
+// member holds of it; each must agree to v. A member that left is asked
+// too while it may be handing its copies off (syncSources): it must answer
+// while it is still heard from, and may be silent after. It returns the
+// node a source said the copies died with.
 func (n *Node) pullBucket(ctx context.Context, v *view, bucket string) (string, error) {
 	n.handoffMu.Lock()
 	if n.cfg.Store.Retired(bucket) {
@@ -168,14 +169,14 @@ func (n *Node) pullBucket(ctx context.Context, v *view, bucket string) (string, 
 		wg.Go(func() {
 			if m.State == StateLeft {
 				// A departed member's view no longer has itself in it.
-				lost[i], errs[i] = n.pullFrom(ctx, m, bucket, 0)
-				if errs[i] != nil {
+				lost[i], errs[i] = n.pullFrom(ctx, m.Member, bucket, 0)
+				if errs[i] != nil && !m.required {
 					n.log.Debug("pull from a departed member failed", zap.String("peer", m.Name), zap.Error(errs[i]))
 					errs[i] = nil
 				}
 				return
 			}
-			lost[i], errs[i] = n.pullFrom(ctx, m, bucket, v.epoch)
+			lost[i], errs[i] = n.pullFrom(ctx, m.Member, bucket, v.epoch)
 		})
 	}
 	wg.Wait()

@@ -504,16 +504,30 @@ func (n *Node) anyDead() bool {
 	return false
 }
 
+// source is a member a pull asks for a bucket; one that is not required
+// may stay silent.
+type source struct {
+	Member
+	required bool
+}
+
 // syncSources lists the members a pull asks: the alive ones, and those
-// that left within leftSourceWindow, which may still be handing off.
-func (n *Node) syncSources() []Member {
+// that left but have not handed every copy off yet. A member that left is
+// required while it is still heard from (within DeadAfter: it may hold the
+// only copy, and it answers), and asked, its silence no error, until
+// leftSourceWindow after it was last heard from (it may have crashed
+// while it was leaving).
+func (n *Node) syncSources() []source {
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var ms []Member
+	var ms []source
 	for _, e := range n.members {
-		if e.State == StateAlive || e.State == StateLeft && !e.handedOff && now.Sub(e.since) < leftSourceWindow {
-			ms = append(ms, e.Member)
+		switch {
+		case e.State == StateAlive:
+			ms = append(ms, source{e.Member, true})
+		case e.State == StateLeft && !e.handedOff && now.Sub(e.leavingSeen) < leftSourceWindow:
+			ms = append(ms, source{e.Member, now.Sub(e.leavingSeen) < n.cfg.DeadAfter})
 		}
 	}
 	return ms

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,6 +30,7 @@ import (
 // node/msg_sync.go) of the requests these tests hang.
 const (
 	typeReplicate byte = 6
+	typeMerge     byte = 9
 	typeSums      byte = 10
 )
 
@@ -771,5 +773,52 @@ func TestPlacementMismatchRefused(t *testing.T) {
 	})
 	if alive(x) != 1 || stateOf(y, x.ID()) == node.StateAlive {
 		t.Fatalf("nodes that place buckets differently joined: x sees %d alive, y sees x %v", alive(x), stateOf(y, x.ID()))
+	}
+}
+
+// TestSlowHandOffOutlivesTheLeftWindow: found by an adversarial review. A
+// member that left was asked for its copies by a new primary getting ready
+// only within leftSourceWindow (a minute) of its goodbye, and its silence
+// was no error, while Leave may hand off for as long as its context allows
+// (--leave-timeout goes up to an hour). With one replica, a bucket whose
+// hand-off took longer than a minute was then served by its new primary
+// without the only copy: the write acknowledged before the leave read as
+// missing, although nothing crashed. Now a member that left is asked
+// while it is heard from (it probes while it hands off), and must answer.
+func TestSlowHandOffOutlivesTheLeftWindow(t *testing.T) {
+	for _, after := range []time.Duration{10 * time.Second, 61 * time.Second} {
+		t.Run("GET "+after.String()+" after the goodbye", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				net := newMemNet()
+				nodes := startReplicated(t, net, replicas(1), "l", "d")
+				l, d := nodes[0], nodes[1]
+				var b string
+				for i := 0; ; i++ {
+					if b = bucketName(i); mustOwners(t, d, b, 1)[0].ID == l.ID() {
+						break
+					}
+				}
+				mustExec(t, d, create(b))
+				mustExec(t, d, put(b, "k", "v"))
+
+				// l's hand-off of b is slow: its merges to d do not get
+				// through (a large copy on a slow link).
+				net.setLinkHung(l.ID(), d.ID(), ofType(typeMerge))
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				defer cancel()
+				go l.Leave(ctx)
+				waitFor(t, d.Name()+" to see "+l.Name()+" leave", func() bool { return stateOf(d, l.ID()) == node.StateLeft })
+				time.Sleep(after)
+				if !slices.Contains(l.Store().Records(), b) {
+					t.Fatalf("%s no longer holds %s: the test expected its hand-off still under way", l.Name(), b)
+				}
+				res, err := d.Execute(context.Background(), get(b, "k"))
+				if err != nil || res.Value != "v" {
+					t.Fatalf("GET %s k through %s, %v after %s said goodbye (still handing off): %q, %v; want v",
+						b, d.Name(), after, l.Name(), res.Value, err)
+				}
+				net.setLinkHung(l.ID(), d.ID(), nil)
+			})
+		})
 	}
 }
