@@ -55,6 +55,12 @@ import (
 // --max-clock-skew. Partitions cut off the primary of a workload bucket
 // half the time.
 //
+// But one seed in eight has a disaster: every owner of a bucket crashes at
+// once (some restart at once, with empty stores), and its copies are gone.
+// Then what the README says of lost copies is checked: no request ever
+// answers NOT FOUND for a bucket that exists (they answer that a node is
+// unreachable), and the copies that are left converge.
+//
 // make test runs simDefaultSeeds seeds; `make sim SEEDS=N` runs more, from
 // a random first seed. A failing seed prints the command that replays it.
 
@@ -113,20 +119,24 @@ func TestFaultSchedules(t *testing.T) {
 				sums["seeds"]++
 				sums[st.mode]++
 				sums[st.mix]++
+				if st.disaster {
+					sums["disasters"]++
+				}
 				sums["events"] += st.events
 				sums["ops"] += st.ops
 				sums["acked"] += st.acked
 			})
 		}
 	})
-	t.Logf("%d seeds from %d passed: %d cp, %d ap; faults %d default, %d churn, %d network, %d leaves; %d fault events, %d requests, %d writes acknowledged",
+	t.Logf("%d seeds from %d passed: %d cp, %d ap; faults %d default, %d churn, %d network, %d leaves; %d with a disaster; %d fault events, %d requests, %d writes acknowledged",
 		sums["seeds"], first, sums["cp"], sums["ap"], sums["default"], sums["churn"], sums["network"], sums["leaves"],
-		sums["events"], sums["ops"], sums["acked"])
+		sums["disasters"], sums["events"], sums["ops"], sums["acked"])
 }
 
 // simStats sums up one seed's run.
 type simStats struct {
 	mode, mix          string
+	disaster           bool // a disaster took place
 	events, ops, acked int
 }
 
@@ -138,11 +148,18 @@ type simPlan struct {
 	replicas   int
 	minMembers int
 	mix        simMix // the kind of schedule
+	// disaster: once in the schedule, every owner of a bucket crashes at
+	// once, beyond what the guarantees allow for (see disaster).
+	disaster bool
 }
 
 func (p simPlan) String() string {
-	return fmt.Sprintf("%s, %s faults: %d nodes (at most %d), replicas %d, min-members %d",
+	s := fmt.Sprintf("%s, %s faults: %d nodes (at most %d), replicas %d, min-members %d",
 		p.mode, p.mix.name, p.start, p.maxNodes, p.replicas, p.minMembers)
+	if p.disaster {
+		s += ", with a disaster"
+	}
+	return s
 }
 
 // runSchedule runs one seed, inside a bubble.
@@ -165,6 +182,9 @@ func runSchedule(t *testing.T, seed uint64) simStats {
 	}
 	mixes := simMixes()
 	plan.mix = mixes[drawWeighted(rng, len(mixes), func(i int) int { return mixes[i].weight })].mix
+	// Drawn apart, so that a seed's schedule without a disaster is the
+	// same as before there were any.
+	plan.disaster = rand.New(rand.NewPCG(seed, 0xd15a)).IntN(8) == 0
 	sc := newSimCluster(t, seed, rng, plan)
 	ctx, stop := context.WithCancel(context.Background())
 	var clients sync.WaitGroup
@@ -195,7 +215,8 @@ func runSchedule(t *testing.T, seed uint64) simStats {
 	sc.settle("the copies to settle after the last fault")
 	sc.finalReads()
 	sc.check()
-	return simStats{mode: plan.mode, mix: plan.mix.name, events: len(sc.events), ops: int(sc.ops.Load()), acked: int(sc.acked.Load())}
+	return simStats{mode: plan.mode, mix: plan.mix.name, disaster: plan.disaster && sc.lost,
+		events: len(sc.events), ops: int(sc.ops.Load()), acked: int(sc.acked.Load())}
 }
 
 // simCluster is one seed's cluster, schedule and history.
@@ -214,6 +235,7 @@ type simCluster struct {
 
 	losses int  // nodes crashed, leaving or cut off since the copies last settled (driver only)
 	split  bool // links were cut since the copies last settled (driver only)
+	lost   bool // the disaster took place: copies are lost (driver only)
 
 	clock atomic.Int64 // orders the history's calls and returns
 	ops   atomic.Int64
@@ -456,10 +478,62 @@ func drawWeighted(rng *rand.Rand, n int, weight func(i int) int) int {
 // simFaultTime.
 func (sc *simCluster) faults() {
 	m := sc.plan.mix
-	end := time.Now().Add(simFaultTime)
+	start := time.Now()
+	end := start.Add(simFaultTime)
+	var disasterAt time.Time
+	if sc.plan.disaster {
+		disasterAt = start.Add(time.Second + time.Duration(sc.rng.Int64N(int64(simFaultTime/2))))
+	}
 	for time.Now().Before(end) {
 		time.Sleep(m.minPause + time.Duration(sc.rng.Int64N(int64(m.maxPause-m.minPause))))
+		if !disasterAt.IsZero() && time.Now().After(disasterAt) {
+			sc.disaster()
+			disasterAt = time.Time{}
+			continue
+		}
 		m.events[drawWeighted(sc.rng, len(m.events), func(i int) int { return m.events[i].weight })].apply(sc)
+	}
+}
+
+// disaster crashes every owner of one of the workload's buckets at once:
+// more than the replicas-1 that the guarantees allow for, so the copies of
+// that bucket (and of others with the same owners) are gone. Half the
+// time one of them restarts at once, with an empty store, before the
+// others have seen it dead. What must hold then is that no request ever
+// answers NOT FOUND for those buckets: their requests answer that a node
+// is unreachable. From then on no node stops and no link is cut (a node
+// that saw the deaths is the only one that knows of them: losing all of
+// those too is beyond what a node can know).
+func (sc *simCluster) disaster() {
+	sc.heal()
+	sc.settle("the copies to settle before the disaster")
+	up := sc.up()
+	b := pick(sc.rng, simBuckets)
+	owners, err := sc.nodeOf(pick(sc.rng, up)).Owners(b)
+	if err != nil {
+		return
+	}
+	var victims []*simNode
+	for _, o := range owners {
+		if i := slices.IndexFunc(up, func(sn *simNode) bool { return sn.id == o.ID }); i >= 0 {
+			victims = append(victims, up[i])
+		}
+	}
+	if len(up)-len(victims) < 1 {
+		sc.logf("no disaster: no node would be left to see it")
+		return
+	}
+	for _, sn := range victims {
+		sc.crash(sn)
+	}
+	sc.lost = true
+	sc.logf("disaster: crash %v, every owner of %s", nodeNames(victims), b)
+	// Restarted at once: one half the time, and as many as a cp seed
+	// needs to have MinMembers running again.
+	restart := max(sc.rng.IntN(2), sc.plan.minMembers-len(sc.up()))
+	for _, sn := range victims[:min(restart, len(victims))] {
+		sc.boot(sn, []string{"/sim/" + pick(sc.rng, sc.up()).id})
+		sc.logf("restart %s at once", sn.name)
 	}
 }
 
@@ -498,7 +572,7 @@ func (sc *simCluster) healFirst() {
 // mayStop reports whether one more node may stop now (spare, healFirst,
 // budget), having made room for it.
 func (sc *simCluster) mayStop() bool {
-	if !sc.spare(1) {
+	if sc.lost || !sc.spare(1) {
 		return false
 	}
 	sc.healFirst()
@@ -575,7 +649,7 @@ func (sc *simCluster) leaveOne() {
 func (sc *simCluster) partition() {
 	up := sc.up()
 	k := 1 + sc.rng.IntN(sc.plan.replicas-1)
-	if len(up)-k < 1 || !sc.budget(k) {
+	if sc.lost || len(up)-k < 1 || !sc.budget(k) {
 		return
 	}
 	sc.rng.Shuffle(len(up), func(i, j int) { up[i], up[j] = up[j], up[i] })
@@ -602,7 +676,7 @@ func (sc *simCluster) partition() {
 // oneWay cuts the link from one node to another in one direction only.
 func (sc *simCluster) oneWay() {
 	up := sc.up()
-	if len(up) < 2 || !sc.budget(1) {
+	if sc.lost || len(up) < 2 || !sc.budget(1) {
 		return
 	}
 	sc.rng.Shuffle(len(up), func(i, j int) { up[i], up[j] = up[j], up[i] })
@@ -809,7 +883,8 @@ func (sc *simCluster) finalReads() {
 		for _, b := range simBuckets {
 			for _, k := range keys {
 				out := sc.do(sn, n, simClients+i, simInput{kind: node.KindGet, bucket: b, key: k, final: true})
-				if out.err != nil {
+				var ue *node.UnreachableError
+				if out.err != nil && !(sc.lost && errors.As(out.err, &ue)) {
 					sc.t.Errorf("seed %d: final GET %s %s through %s: %v", sc.seed, b, k, sn.name, out.err)
 				}
 			}
@@ -825,15 +900,20 @@ func (sc *simCluster) check() {
 			sc.t.Errorf("seed %d: NOT FOUND for bucket %s, which exists: %v (%v)", sc.seed, op.Input.(simInput).bucket, describeSimOp(op.Input, op.Output), op.Metadata)
 		}
 	}
-	switch sc.plan.mode {
-	case "cp":
+	switch {
+	case sc.lost:
+		// Acknowledged writes were lost: only what the guarantees say of
+		// lost copies holds (no NOT FOUND, above), and the copies that
+		// are left converge.
+		sc.checkConverged(ops)
+	case sc.plan.mode == "cp":
 		switch porcupine.CheckOperationsTimeout(simModel(), simForChecker(ops), time.Minute) {
 		case porcupine.Illegal:
 			sc.t.Errorf("seed %d: history not linearizable:\n%s", sc.seed, illegalKeys(ops))
 		case porcupine.Unknown:
 			sc.t.Logf("seed %d: linearizability check timed out", sc.seed)
 		}
-	case "ap":
+	default:
 		sc.checkConverged(ops)
 	}
 }
@@ -861,7 +941,7 @@ func (sc *simCluster) checkConverged(ops []porcupine.Operation) {
 		if len(answers) > 1 {
 			sc.t.Errorf("seed %d: nodes disagree about %s after the heal: %v", sc.seed, k, slices.Sorted(maps.Keys(answers)))
 		}
-		if v, ok := acked[k]; ok && !answers["true:"+v] {
+		if v, ok := acked[k]; ok && !sc.lost && !answers["true:"+v] {
 			sc.t.Errorf("seed %d: %s was acknowledged as %q (%v), reads back as %v", sc.seed, k, v, how[k], slices.Sorted(maps.Keys(answers)))
 		}
 	}
