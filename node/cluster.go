@@ -250,6 +250,8 @@ type Node struct {
 	deaths    []death           // lives that died lately, oldest first (lost.go)
 	bookDirty bool              // the members changed since the peer book was saved
 	bookMu    sync.Mutex        // one save of the peer book at a time; guards bookSaved
+	bookKick  chan struct{}     // asks bookLoop for a save
+	bookNow   atomic.Bool       // the save asked for may not wait for bookSaveGap
 	bookSaved time.Time         // when the book was last saved
 	// restartHold is how long after its start the node holds the views
 	// that lack a member of restartBook, the members of its peer book at
@@ -296,18 +298,19 @@ func New(cfg Config) (*Node, error) {
 	_, byName := cfg.Placement.(*ring.Ranges)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:     cfg,
-		byName:  byName,
-		layout:  xxhash.Sum64String(cfg.Placement.String()),
-		log:     cfg.Logger,
-		members: make(map[string]*entry),
-		poke:    make(chan string, 64),
-		syncNow: make(chan struct{}, 1),
-		ctx:     ctx,
-		cancel:  cancel,
-		base:    time.Now().Add(-time.Millisecond), // no reading of sinceStart is 0, which means "never"
-		seq:     newSequencers(),
-		passMu:  make(chan struct{}, 1),
+		cfg:      cfg,
+		byName:   byName,
+		layout:   xxhash.Sum64String(cfg.Placement.String()),
+		log:      cfg.Logger,
+		members:  make(map[string]*entry),
+		poke:     make(chan string, 64),
+		syncNow:  make(chan struct{}, 1),
+		bookKick: make(chan struct{}, 1),
+		ctx:      ctx,
+		cancel:   cancel,
+		base:     time.Now().Add(-time.Millisecond), // no reading of sinceStart is 0, which means "never"
+		seq:      newSequencers(),
+		passMu:   make(chan struct{}, 1),
 	}
 	n.scratch.New = func() any { return new(batchScratch) }
 	n.self = Member{ID: cfg.Transport.ID(), Name: cfg.Name, State: StateAlive, Self: true, Incarnation: newIncarnation()}
@@ -343,6 +346,10 @@ func (n *Node) Start() {
 		n.wg.Add(2)
 		go n.run()
 		go n.syncLoop()
+		if n.cfg.PeerBook != nil {
+			n.wg.Add(1)
+			go n.bookLoop()
+		}
 		if len(n.cfg.Join) > 0 || len(book) > 0 {
 			n.wg.Add(1)
 			go n.join(book)
@@ -373,12 +380,12 @@ func (n *Node) Leave(ctx context.Context) error {
 		}
 		n.seq[i].unlock(true)
 	}
-	n.sayGoodbye(ctx, []byte{msgLeave})
+	n.sayGoodbye(ctx, appendLeave(nil, false, n.self.Incarnation))
 	if err := n.handoff(ctx); err != nil {
 		return err
 	}
 	// Nothing left to pull from here: the others stop asking.
-	n.sayGoodbye(ctx, []byte{msgLeave, 1})
+	n.sayGoodbye(ctx, appendLeave(nil, true, n.self.Incarnation))
 	return nil
 }
 
@@ -783,7 +790,10 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 		if p.leaving {
 			// A leaving node still probes, to know whom to hand its
 			// buckets to; its pings are goodbyes, never proof of life.
-			n.left(from, false)
+			if p.from.ID != from {
+				return nil, fmt.Errorf("%w: ping from %s claims to be %s", ErrCorruptOp, from, p.from.ID)
+			}
+			n.left(p.from, false)
 			return n.pingMsg().append(nil), nil
 		}
 		if n.leaving.Load() {
@@ -831,7 +841,11 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 	case msgBuckets:
 		return appendReply(nil, Result{Names: n.cfg.Store.Buckets()}, nil), nil
 	case msgLeave:
-		n.left(from, len(req) == 2 && req[1] == 1)
+		handedOff, inc, err := decodeLeave(req[1:])
+		if err != nil {
+			return nil, err
+		}
+		n.left(Member{ID: from, Incarnation: inc}, handedOff)
 		return nil, nil
 	case msgReplicate, msgDigest, msgPage, msgMerge, msgSums:
 		return n.handleSync(ctx, from, req[0], req[1:])

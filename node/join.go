@@ -156,20 +156,44 @@ func (n *Node) loadBook() []Member {
 	return peers
 }
 
-// saveBook saves the alive and dead members to the peer book when they
-// changed, at most once per bookSaveGap unless now. Saves are one at a time
-// (bookMu); one that is not now is skipped while another runs, so that a
-// slow disk never holds up failure detection (tick). Once a save has ended
-// the members it listed are booked: this node may vouch for them.
-func (n *Node) saveBook(at time.Time, now bool) {
+// kickBook asks bookLoop for a save of the peer book: at once when now,
+// else once bookSaveGap has passed since the last. It never blocks, so a
+// slow disk holds up neither failure detection nor probes.
+func (n *Node) kickBook(now bool) {
 	if n.cfg.PeerBook == nil {
 		return
 	}
 	if now {
-		n.bookMu.Lock()
-	} else if !n.bookMu.TryLock() {
+		n.bookNow.Store(true)
+	}
+	select {
+	case n.bookKick <- struct{}{}:
+	default:
+	}
+}
+
+// bookLoop saves the peer book when asked (kickBook).
+func (n *Node) bookLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.bookKick:
+			n.saveBook(time.Now(), n.bookNow.Swap(false))
+		}
+	}
+}
+
+// saveBook saves the alive and dead members to the peer book when they
+// changed, at most once per bookSaveGap unless now. Saves are one at a time
+// (bookMu). Once a save has ended, exactly the members it listed are
+// booked: this node vouches for those only.
+func (n *Node) saveBook(at time.Time, now bool) {
+	if n.cfg.PeerBook == nil {
 		return
 	}
+	n.bookMu.Lock()
 	defer n.bookMu.Unlock()
 	if !now && at.Sub(n.bookSaved) < bookSaveGap {
 		return
@@ -195,11 +219,13 @@ func (n *Node) saveBook(at time.Time, now bool) {
 		n.log.Warn("cannot save the members known; if this node restarts at once, it may break a promise it made to them",
 			zap.Error(err))
 	}
-	n.mu.Lock()
+	listed := make(map[string]bool, len(ms))
 	for _, m := range ms {
-		if e := n.members[m.ID]; e != nil {
-			e.booked = true
-		}
+		listed[m.ID] = true
+	}
+	n.mu.Lock()
+	for id, e := range n.members {
+		e.booked = listed[id]
 	}
 	n.mu.Unlock()
 }

@@ -219,3 +219,89 @@ func TestVouchOnlyOnceBooked(t *testing.T) {
 		t.Fatalf("m vouched for p, but its book %v does not list p", memberNames(ms))
 	}
 }
+
+// switchBook is a peer book whose saves block while it is shut.
+type switchBook struct {
+	memBook
+	mu      sync.Mutex
+	open    *sync.Cond
+	shut    bool
+	waiting int // saves blocked now
+}
+
+func newSwitchBook() *switchBook {
+	b := &switchBook{}
+	b.open = sync.NewCond(&b.mu)
+	return b
+}
+
+func (b *switchBook) Save(ms []node.Member) error {
+	b.mu.Lock()
+	for b.shut {
+		b.waiting++
+		b.open.Wait()
+		b.waiting--
+	}
+	b.mu.Unlock()
+	return b.memBook.Save(ms)
+}
+
+func (b *switchBook) set(shut bool) {
+	b.mu.Lock()
+	b.shut = shut
+	b.mu.Unlock()
+	b.open.Broadcast()
+}
+
+func (b *switchBook) stalled() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiting > 0
+}
+
+func (b *switchBook) lists(id string) bool {
+	ms, _ := b.Load()
+	return slices.ContainsFunc(ms, func(m node.Member) bool { return m.ID == id })
+}
+
+// TestVouchForAReturningLeaverOnlyOnceBooked: found by an adversarial
+// review. A member was booked once and for ever, while the book lists only
+// the alive and the dead: a member that left dropped out of the book at
+// the next save, and stayed booked. When it came back (the same identity,
+// started again), this node vouched for it at once, before a save listed
+// it again: a crash then, and its next life would hold no view for it,
+// the promise TestVouchOnlyOnceBooked guards. Booked now means listed by
+// the last save.
+func TestVouchForAReturningLeaverOnlyOnceBooked(t *testing.T) {
+	net := newMemNet()
+	book := newSwitchBook()
+	m := startMemNodeWith(t, net, "m", nil, func(c *node.Config) { c.PeerBook = book })
+	t.Cleanup(func() { book.set(false) }) // before m's Close (cleanups run last first)
+	p := startMemNodeWith(t, net, "p", nil, nil, "/mem/"+m.ID())
+	waitFor(t, "m to book p", func() bool { return stateOf(m, p.ID()) == node.StateAlive && book.lists(p.ID()) })
+
+	if err := p.Leave(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	waitFor(t, "m's book to drop p, which left", func() bool { return stateOf(m, p.ID()) == node.StateLeft && !book.lists(p.ID()) })
+
+	// m's disk stalls; p starts again with the same identity.
+	book.set(true)
+	p2 := startMemNodeWith(t, net, "p", nil, nil, "/mem/"+m.ID())
+	waitFor(t, "m to see p's new life alive", func() bool { return stateOf(m, p2.ID()) == node.StateAlive })
+	var b string
+	for i := 0; ; i++ {
+		if b = bucketName(i); mustOwners(t, p2, b, 1)[0].ID == p2.ID() {
+			break
+		}
+	}
+	_, err := p2.Execute(context.Background(), create(b))
+	if book.lists(p2.ID()) {
+		t.Fatalf("m's book lists p: the test expected the save still stalled")
+	}
+	if !errors.Is(err, node.ErrUnavailable) || p2.Stats().Leased {
+		t.Fatalf("CREATE %s through p while m's book does not list p: %v (p leased: %v); want no lease, as only m can vouch for p",
+			b, err, p2.Stats().Leased)
+	}
+}

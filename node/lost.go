@@ -56,6 +56,7 @@ func (n *Node) recordDeathsLocked(old, next *view) {
 	}
 	now := time.Now()
 	ref := n.settledView.Load()
+	var oldCopy, refCopy *view // made once, shared by the deaths of this change
 	for _, m := range old.byKey {
 		if m.Self || next.hasLife(m) {
 			continue
@@ -63,9 +64,17 @@ func (n *Node) recordDeathsLocked(old, next *view) {
 		if e := n.members[m.ID]; e != nil && e.Incarnation == m.Incarnation && e.State != StateDead {
 			continue // it left, or is leaving: it hands its copies off
 		}
-		d := death{life: m, at: now, before: old}
+		d := death{life: m, at: now}
 		if ref != nil && ref.hasLife(m) {
-			d.before, d.beforeSettled = ref, true
+			if refCopy == nil {
+				refCopy = ref.placement()
+			}
+			d.before, d.beforeSettled = refCopy, true
+		} else {
+			if oldCopy == nil {
+				oldCopy = old.placement()
+			}
+			d.before = oldCopy
 		}
 		n.deaths = append(n.deaths, d)
 	}

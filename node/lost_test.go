@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -117,5 +118,42 @@ func TestLostCopiesOfARestartedOwner(t *testing.T) {
 			}
 			t.Logf("GET %s k: %v", b, err)
 		})
+	}
+}
+
+// TestRestartedThenLeftIsADeath: found by an adversarial review. A member
+// whose entry had the view's incarnation and was not dead was taken for
+// one that left, but a goodbye never told its incarnation: when an owner
+// crashed and its next life left before this node heard from it otherwise
+// (a crash-looping node stopped during its start), the old life's death
+// went unrecorded, and the primary answered NOT FOUND for a bucket whose
+// only copy died with it, as TestLostCopiesOfARestartedOwner forbids.
+// Goodbyes now carry the sender's incarnation.
+func TestRestartedThenLeftIsADeath(t *testing.T) {
+	net := newMemNet()
+	nodes := startReplicated(t, net, replicas(1), "n", "x")
+	n, x := nodes[0], nodes[1]
+	var b string
+	for i := 0; ; i++ {
+		if b = bucketName(i); mustOwners(t, n, b, 1)[0].ID == x.ID() {
+			break
+		}
+	}
+	mustExec(t, n, create(b))
+	mustExec(t, n, put(b, "k", "v"))
+
+	// n's probes of x's next life do not get through (it would refuse
+	// them anyway once it leaves; this closes the start-up window).
+	net.setLinkHung(n.ID(), x.ID(), ofType(typePing))
+	kill(net, x)
+	net.setDown(x.ID(), false)
+	x2 := startMemNodeWith(t, net, "x", nil, replicas(1), "/mem/"+n.ID())
+	go x2.Leave(context.Background())
+	waitFor(t, "n to see x leave", func() bool { return stateOf(n, x.ID()) == node.StateLeft })
+	_, err := readEventually(n, b, "k", 3*time.Second)
+	var ue *node.UnreachableError
+	if !errors.As(err, &ue) {
+		t.Fatalf("GET %s k through %s after %s (the only copy) crashed, and its next life left: %v; want unreachable, never NOT FOUND",
+			b, n.Name(), x.Name(), err)
 	}
 }

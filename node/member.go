@@ -88,8 +88,8 @@ type entry struct {
 	vouchedAt     time.Duration
 	vouchedFor    time.Duration
 	refusedLogged time.Time // when a refusal (clock skew, another cluster) was last logged
-	// booked: a save of the peer book that lists the member has ended. A
-	// node vouches for a member only then (with a PeerBook), so that
-	// after a restart it knows every member it may have vouched for.
+	// booked: the last save of the peer book listed the member. A node
+	// vouches for a member only then (with a PeerBook), so that after a
+	// restart it knows every member it may have vouched for.
 	booked bool
 }

@@ -107,7 +107,7 @@ func (n *Node) tick(now time.Time, stalled time.Duration) {
 	}
 	n.updateLeaseLocked()
 	n.mu.Unlock()
-	n.saveBook(now, false)
+	n.kickBook(false)
 	for _, id := range due {
 		n.startProbe(id)
 	}
@@ -267,8 +267,9 @@ func (n *Node) answered(p ping, sent time.Duration) {
 			n.log.Info("joined the cluster", zap.Int("members", n.aliveCount()+1))
 		}
 	case newlyAlive:
-		// The book knows every member the node may vouch for, at once.
-		n.saveBook(now, true)
+		// The book lists every member the node may vouch for, at once:
+		// it vouches once the save has ended (booked).
+		n.kickBook(true)
 	}
 }
 
@@ -340,24 +341,46 @@ func (n *Node) introduce(ms []Member) {
 
 // left takes a member that announced its departure out of the ring;
 // handedOff says it has handed every copy off, so that pulls need not
-// ask it any more.
-func (n *Node) left(id string, handedOff bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	e := n.members[id]
-	if e == nil {
+// ask it any more. m is the member that said so, with its incarnation
+// (and, from a ping, its name and addresses).
+//
+// A member this node does not know is added, as left: it may still hold
+// copies that this node, which joined while it was leaving, must pull
+// (syncSources). A life other than the one this node knew is a restart:
+// the life it knew died, copies and all (lost.go), even though the new
+// one leaves.
+func (n *Node) left(m Member, handedOff bool) {
+	if m.ID == "" || m.ID == n.self.ID {
 		return
 	}
+	n.mu.Lock()
+	e := n.members[m.ID]
+	if e == nil {
+		e = n.addLocked(m)
+		e.Incarnation = m.Incarnation
+	}
 	now := time.Now()
+	changed := false
+	if m.Incarnation != 0 && e.Incarnation != m.Incarnation {
+		changed = e.State == StateAlive
+		e.Incarnation = m.Incarnation
+		e.vouchedAt, e.vouchedFor = 0, 0
+	}
 	if e.State != StateLeft {
 		n.setStateLocked(e, StateLeft, now)
 		e.handedOff = false
+		changed = true
+	}
+	if changed {
 		n.rebuildLocked()
 		n.updateLeaseLocked()
-		n.bookDirty = true
 	}
 	e.leavingSeen = now
 	e.handedOff = e.handedOff || handedOff
+	n.mu.Unlock()
+	if len(m.Addrs) > 0 {
+		n.cfg.Transport.AddAddrs(m.ID, m.Addrs)
+	}
 }
 
 // addLocked adds m as a joining member and returns its entry.

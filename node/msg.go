@@ -16,7 +16,8 @@ import (
 //	msgPing:    cluster string, sender member, its incarnation (8 bytes,
 //	            big endian), flags byte (pingLeaving, pingVouch,
 //	            pingJoined), the sender's wall clock (Unix milliseconds, 8
-//	            bytes), the members it sees alive (a member list), then
+//	            bytes), a fingerprint of its placement (8 bytes, Node.layout),
+//	            the members it sees alive (a member list), then
 //	            those it holds dead (a uvarint count, then each member and
 //	            a uvarint of the milliseconds since it died); reply: the
 //	            same fields for the replier, with pingVouch set when the
@@ -24,8 +25,8 @@ import (
 //	msgOp:      epoch uint64 (8 bytes, big endian), hops byte, Op (codec.go)
 //	            reply: a reply (below)
 //	msgBuckets: nothing; reply: a reply whose Result lists local buckets
-//	msgLeave:   nothing (leaving), or the byte 1 (left, every copy handed
-//	            off); reply: empty
+//	msgLeave:   a byte, 0 (leaving) or 1 (left, every copy handed off),
+//	            then the sender's incarnation (8 bytes); reply: empty
 //	msgBatch:   epoch uint64, hops byte, uvarint count, then each Op as a
 //	            uvarint length and the Op; reply: uvarint count, then each
 //	            reply as a uvarint length and the reply
@@ -41,6 +42,33 @@ const (
 	msgLeave   byte = 4
 	msgBatch   byte = 5
 )
+
+// appendLeave encodes a msgLeave.
+func appendLeave(b []byte, handedOff bool, incarnation uint64) []byte {
+	b = append(b, msgLeave, b2i8(handedOff))
+	return appendU64(b, incarnation)
+}
+
+// decodeLeave decodes a msgLeave's body.
+func decodeLeave(b []byte) (handedOff bool, incarnation uint64, err error) {
+	d := decoder{buf: b}
+	flag := d.byte()
+	incarnation = d.u64()
+	if err := d.finish(); err != nil {
+		return false, 0, err
+	}
+	if flag > 1 {
+		return false, 0, fmt.Errorf("%w: leave flag %d", ErrCorruptOp, flag)
+	}
+	return flag == 1, incarnation, nil
+}
+
+func b2i8(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // maxBatch caps the operations of one msgBatch.
 const maxBatch = 1024

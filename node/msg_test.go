@@ -17,6 +17,7 @@ func TestPingRoundTrip(t *testing.T) {
 		from:    Member{ID: "id-a", Name: "a", Addrs: []string{"/ip4/127.0.0.1/tcp/1"}, Incarnation: 7},
 		members: []Member{{ID: "id-b", Name: "b"}, {ID: "id-c", Name: "c", Addrs: []string{"x", "y"}}},
 		clock:   1764662400123,
+		layout:  0xfeedface,
 	}, {
 		cluster: "c", from: Member{ID: "i"}, leaving: true, clock: -1,
 	}, {
@@ -28,7 +29,7 @@ func TestPingRoundTrip(t *testing.T) {
 		}
 		if got.cluster != p.cluster || got.from.ID != p.from.ID || !slices.Equal(got.from.Addrs, p.from.Addrs) ||
 			got.from.Incarnation != p.from.Incarnation || got.leaving != p.leaving || got.vouch != p.vouch ||
-			got.clock != p.clock || len(got.members) != len(p.members) {
+			got.clock != p.clock || got.layout != p.layout || len(got.members) != len(p.members) {
 			t.Fatalf("round trip of %+v = %+v", p, got)
 		}
 		for i := range p.members {
@@ -113,12 +114,27 @@ func TestReplyRoundTrip(t *testing.T) {
 	}
 }
 
+// Leaves that must fail to decode.
+func TestLeaveMustFail(t *testing.T) {
+	for _, b := range [][]byte{
+		nil, {0}, {1, 0, 0, 0, 0, 0, 0, 0}, // too short
+		{2, 0, 0, 0, 0, 0, 0, 0, 1},    // flag 2
+		{1, 0, 0, 0, 0, 0, 0, 0, 1, 0}, // a byte too many
+	} {
+		if _, _, err := decodeLeave(b); err == nil {
+			t.Errorf("decodeLeave(%x) succeeded", b)
+		}
+	}
+}
+
 // Inputs that must fail to decode, never panic.
 func TestMessagesMustFail(t *testing.T) {
 	for _, b := range [][]byte{
 		nil, {}, {0xff}, {1}, {1, 0}, {2, 5}, {0x80, 0x80},
 		{0, 0, 0, 5}, // ping: empty cluster, empty id: no sender
 		{1, 'x', 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, // huge address count
+		{2, 0, 0, 0, 0, 0, 0, 0, 1},                  // leave: flag 2
+		{1, 0, 0, 0, 0, 0, 0, 0, 1, 0},               // leave: a byte too many
 	} {
 		if _, err := decodePing(b); err == nil {
 			t.Errorf("decodePing(%x) succeeded", b)
@@ -303,6 +319,14 @@ func TestSyncMessagesRoundTrip(t *testing.T) {
 			var cl *copiesLost
 			return want(!ok && errors.As(err, &cl) && cl.node == "n1", ok, err)
 		}},
+		{"leaving", msgLeave, appendLeave(nil, false, 7), func(b []byte) error {
+			handedOff, inc, err := decodeLeave(b)
+			return want(err == nil && !handedOff && inc == 7, handedOff, inc, err)
+		}},
+		{"left", msgLeave, appendLeave(nil, true, 1<<63|5), func(b []byte) error {
+			handedOff, inc, err := decodeLeave(b)
+			return want(err == nil && handedOff && inc == 1<<63|5, handedOff, inc, err)
+		}},
 		{"names", 0, appendNames(nil, []string{"a", "", "b"}), func(b []byte) error {
 			names, err := decodeNames(b)
 			return want(err == nil && slices.Equal(names, []string{"a", "", "b"}), names, err)
@@ -353,6 +377,7 @@ func FuzzMessages(f *testing.F) {
 	f.Add(appendSumsReply(nil, true, []string{"a"}))
 	f.Add(appendDigestLost(nil, "n2"))
 	f.Add(appendNames(nil, []string{"a", "b"}))
+	f.Add(appendLeave(nil, true, 9)[1:])
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if p, err := decodePing(b); err == nil {
 			if again, err := decodePing(p.append(nil)); err != nil || again.from.ID != p.from.ID || len(again.members) != len(p.members) {
@@ -383,6 +408,9 @@ func FuzzMessages(f *testing.F) {
 			if !bytes.Equal(enc, b) {
 				t.Fatalf("%s does not round-trip: %x became %x", what, b, enc)
 			}
+		}
+		if handedOff, inc, err := decodeLeave(b); err == nil {
+			same("leave", appendLeave(nil, handedOff, inc)[1:])
 		}
 		if bucket, ws, err := decodeReplicate(b); err == nil {
 			same("replicate", appendReplicate(nil, bucket, ws)[1:])

@@ -243,3 +243,26 @@ func TestDeadMembersForgotten(t *testing.T) {
 		})
 	}
 }
+
+// TestStalledBookSaveKeepsDetectingDeaths: found by an adversarial review.
+// The periodic save of the peer book ran on the membership loop, so a
+// save that stalled (a disk stuck on fsync) stopped every probe and every
+// death: a member that died stayed in the stalled node's view, which
+// refused the others' pulls for another view, and their buckets stalled
+// with it. Saves now run on a goroutine of their own.
+func TestStalledBookSaveKeepsDetectingDeaths(t *testing.T) {
+	net := newMemNet()
+	book := newSwitchBook()
+	m := startMemNodeWith(t, net, "m", nil, func(c *node.Config) { c.PeerBook = book })
+	t.Cleanup(func() { book.set(false) }) // before m's Close, which waits for the save
+	a := startMemNodeWith(t, net, "a", nil, nil, "/mem/"+m.ID())
+	b := startMemNodeWith(t, net, "b", nil, nil, "/mem/"+m.ID())
+	waitConverged(t, []*node.Node{m, a, b})
+
+	book.set(true) // m's disk stalls
+	kill(net, a)   // m sees a dead: a change for its book, whose save stalls
+	waitFor(t, "m to see a dead", func() bool { return stateOf(m, a.ID()) == node.StateDead })
+	waitFor(t, "m's save of its book to stall", book.stalled)
+	kill(net, b)
+	waitFor(t, "m to see b dead while its book's save is stalled", func() bool { return stateOf(m, b.ID()) == node.StateDead })
+}

@@ -105,6 +105,12 @@ func (v *view) has(id string) bool {
 	return ok
 }
 
+// placement returns a copy of v that only places buckets (owners, has,
+// hasLife): without its cache of primaries, for keeping long (lost.go).
+func (v *view) placement() *view {
+	return &view{epoch: v.epoch, term: v.term, ring: v.ring, err: v.err, byKey: v.byKey, ids: v.ids, byName: v.byName}
+}
+
 // hasLife reports whether m's life (its peer ID and incarnation) is in the
 // view: a member that restarted since m was seen is another life, which
 // holds nothing of what m held.

@@ -29,6 +29,7 @@ import (
 // Wire type bytes (the first byte of a request, node/msg.go and
 // node/msg_sync.go) of the requests these tests hang.
 const (
+	typePing      byte = 1
 	typeReplicate byte = 6
 	typeMerge     byte = 9
 	typeSums      byte = 10
@@ -821,4 +822,75 @@ func TestSlowHandOffOutlivesTheLeftWindow(t *testing.T) {
 			})
 		})
 	}
+}
+
+// ownerAmong returns bucket's first owner when the members (peer IDs) are
+// ids, with the default consistent ring the memNet nodes use.
+func ownerAmong(t *testing.T, bucket string, ids ...string) string {
+	t.Helper()
+	p, err := ring.NewConsistent(ring.ConsistentConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Place(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := r.Owners(bucket, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o[0]
+}
+
+// TestLeaveRacesAJoin: found by an adversarial review. A member that
+// joined while another was still handing its copies off never learned of
+// the leaver: the leaver's pings reached it, but a leaving ping from a
+// member it did not know was ignored, and no member gossips a member that
+// left, so the newcomer never asked the leaver: it served, as the bucket's
+// new primary, without the only copy, which was still on its way. Now a
+// leaving ping from a stranger adds it, as left. One replica, as in
+// TestSlowHandOffOutlivesTheLeftWindow; nothing crashes.
+func TestLeaveRacesAJoin(t *testing.T) {
+	const dID, lID, jID = "id-d", "id-l", "id-j"
+	var b string
+	for i := 0; ; i++ {
+		b = bucketName(i)
+		if ownerAmong(t, b, dID, lID) == lID && ownerAmong(t, b, dID, jID) == jID {
+			break
+		}
+	}
+	net := newMemNet()
+	nodes := startReplicated(t, net, replicas(1), "d", "l")
+	d, l := nodes[0], nodes[1]
+	mustExec(t, d, create(b))
+	mustExec(t, d, put(b, "k", "v"))
+	if !slices.Contains(l.Store().Records(), b) {
+		t.Fatalf("%s does not hold %s", l.Name(), b)
+	}
+
+	// l's hand-off is slow (a large copy): its merges do not get through.
+	net.setLinkHung(lID, dID, ofType(typeMerge))
+	net.setLinkHung(lID, jID, ofType(typeMerge))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go l.Leave(ctx)
+	waitFor(t, "d to see l leave", func() bool { return stateOf(d, lID) == node.StateLeft })
+
+	// j joins while l still hands off.
+	j := startMemNodeWith(t, net, "j", nil, replicas(1), "/mem/"+dID)
+	waitConverged(t, []*node.Node{d, j})
+	// l hears of j (from d) and probes it with its goodbyes.
+	waitFor(t, "l to see j alive", func() bool { return stateOf(l, jID) == node.StateAlive })
+	if !slices.Contains(l.Store().Records(), b) {
+		t.Fatalf("%s no longer holds %s: the test expected its hand-off still under way", l.Name(), b)
+	}
+	t.Logf("j's member table: %v (l is %v there)", memberNames(j.Members()), stateOf(j, lID))
+	res, err := j.Execute(context.Background(), get(b, "k"))
+	if err != nil || res.Value != "v" {
+		t.Fatalf("GET %s k through %s, its primary, while %s (the only copy) still hands it off: %q, %v; want v",
+			b, j.Name(), l.Name(), res.Value, err)
+	}
+	net.setLinkHung(lID, dID, nil)
+	net.setLinkHung(lID, jID, nil)
 }

@@ -11,6 +11,7 @@ const (
 	// manager gives it much higher stream limits than libp2p's defaults
 	// for an unknown protocol. 2.0.0: pings carry vouches, wall clocks
 	// and dead members, msgSums the sender's epoch, and msgDigest may
-	// answer that the copies were lost.
-	ProtocolRPC protocol.ID = "/dboutique/rpc/2.0.0"
+	// answer that the copies were lost. 2.1.0: pings carry a fingerprint
+	// of the placement, and goodbyes the sender's incarnation.
+	ProtocolRPC protocol.ID = "/dboutique/rpc/2.1.0"
 )
