@@ -501,9 +501,12 @@ func (sc *simCluster) faults() {
 // time one of them restarts at once, with an empty store, before the
 // others have seen it dead. What must hold then is that no request ever
 // answers NOT FOUND for those buckets: their requests answer that a node
-// is unreachable. From then on no node stops and no link is cut (a node
-// that saw the deaths is the only one that knows of them: losing all of
-// those too is beyond what a node can know).
+// is unreachable. From then on no node stops, no link is cut and no
+// message is lost: the nodes that saw the deaths are the only ones that
+// know of them, and a node that has not (restarted since, say) and is cut
+// off from all of those, for good or for a moment by lost pings, serves
+// alone what it knows: nothing of the bucket. That is beyond what a node
+// can know.
 func (sc *simCluster) disaster() {
 	sc.heal()
 	sc.settle("the copies to settle before the disaster")
@@ -694,6 +697,9 @@ func (sc *simCluster) heal() {
 // slowNetwork delays messages by up to maxDelay each way and loses up to
 // maxLossPct percent of them, as drawn.
 func (sc *simCluster) slowNetwork(maxDelay time.Duration, maxLossPct int) {
+	if sc.lost {
+		return // see disaster
+	}
 	d := time.Millisecond + time.Duration(sc.rng.Int64N(int64(maxDelay)))
 	loss := float64(sc.rng.IntN(maxLossPct+1)) / 100
 	sc.net.setQuality(d, loss)
