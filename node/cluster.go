@@ -715,6 +715,18 @@ func (n *Node) route(ctx context.Context, op Op, hops int) (Result, error) {
 	return decodeReply(reply)
 }
 
+// sleep waits for d, and reports false, at once, when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // forwardTimeout bounds a request forwarded to its primary, which may
 // have to pull the bucket and replicate a write first.
 func (n *Node) forwardTimeout() time.Duration {

@@ -63,12 +63,8 @@ func (n *Node) join(book []Member) {
 		}
 		// A member that answers opens the node (answered, open); this
 		// loop only waits for the next round.
-		next := time.NewTimer(backoff)
-		select {
-		case <-n.ctx.Done():
-			next.Stop()
+		if !sleep(n.ctx, backoff) {
 			return
-		case <-next.C:
 		}
 		if !n.joined.Load() && time.Since(start) >= n.cfg.RejoinTimeout {
 			switch alive := n.aliveCount(); {

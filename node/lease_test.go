@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -47,18 +46,8 @@ func TestRestartedVoucherKeepsItsPromises(t *testing.T) {
 }
 
 func restartedVoucher(t *testing.T, plan simPlan, seed uint64) {
-	sc := newSimCluster(t, seed, rand.New(rand.NewPCG(seed, 1)), plan)
-	t.Cleanup(func() {
-		if t.Failed() {
-			sc.report()
-		}
-		sc.closeAll()
-	})
-	for range plan.start {
-		sc.addNode()
-	}
-	sc.settle("the nodes to form a cluster")
-	ns := sc.up()
+	sc := newSimScenario(t, seed, plan)
+	ns := sc.form()
 	q, p, j := ns[0], ns[1], ns[2]
 	var buckets []string
 	for b := range 40 {
@@ -165,18 +154,6 @@ func TestMinMembersNotMajorityWarns(t *testing.T) {
 	})
 }
 
-// gatedBook is a memBook whose saves wait until the gate opens (a disk
-// that stalls on fsync).
-type gatedBook struct {
-	memBook
-	gate chan struct{}
-}
-
-func (b *gatedBook) Save(ms []node.Member) error {
-	<-b.gate
-	return b.memBook.Save(ms)
-}
-
 // TestVouchOnlyOnceBooked: a node saves its peer book when a member turns
 // alive, and must not vouch for the member before that save has ended: a
 // crash in between, and its next life would not know it had promised
@@ -186,11 +163,10 @@ func (b *gatedBook) Save(ms []node.Member) error {
 // serves as soon as the save ends, with m's book listing it.
 func TestVouchOnlyOnceBooked(t *testing.T) {
 	net := newMemNet()
-	book := &gatedBook{gate: make(chan struct{})}
+	book := newSwitchBook()
+	book.set(true) // m's disk stalls from the start
 	m := startMemNodeWith(t, net, "m", nil, func(c *node.Config) { c.PeerBook = book })
-	var once sync.Once
-	openGate := func() { once.Do(func() { close(book.gate) }) }
-	t.Cleanup(openGate) // before m's Close, which waits for the save
+	t.Cleanup(func() { book.set(false) }) // before m's Close, which waits for the save
 	p := startMemNodeWith(t, net, "p", nil, nil, "/mem/"+m.ID())
 	waitFor(t, "m to see p alive", func() bool { return stateOf(m, p.ID()) == node.StateAlive })
 	var b string
@@ -208,7 +184,7 @@ func TestVouchOnlyOnceBooked(t *testing.T) {
 		t.Fatalf("p holds a lease, which only m's vouch gives it, while m's book does not list p")
 	}
 
-	openGate()
+	book.set(false)
 	if !pollFor(10*time.Second, func() bool {
 		_, err = p.Execute(context.Background(), create(b))
 		return err == nil

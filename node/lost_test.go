@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -24,18 +23,8 @@ func TestRestartedCutOffSaysUnreachable(t *testing.T) {
 	for i := range 3 {
 		synctest.Test(t, func(t *testing.T) {
 			plan := simPlan{mode: "ap", start: 3, replicas: 3, maxNodes: 3}
-			sc := newSimCluster(t, uint64(40+i), rand.New(rand.NewPCG(uint64(40+i), 1)), plan)
-			t.Cleanup(func() {
-				if t.Failed() {
-					sc.report()
-				}
-				sc.closeAll()
-			})
-			for range plan.start {
-				sc.addNode()
-			}
-			sc.settle("three nodes")
-			ns := sc.up()
+			sc := newSimScenario(t, uint64(40+i), plan)
+			ns := sc.form()
 			var buckets []string
 			for b := range 10 {
 				buckets = append(buckets, bucketName(b))

@@ -45,7 +45,7 @@ const (
 
 // appendLeave encodes a msgLeave.
 func appendLeave(b []byte, handedOff bool, incarnation uint64) []byte {
-	b = append(b, msgLeave, b2i8(handedOff))
+	b = append(b, msgLeave, byte(b2i(handedOff)))
 	return appendU64(b, incarnation)
 }
 
@@ -61,13 +61,6 @@ func decodeLeave(b []byte) (handedOff bool, incarnation uint64, err error) {
 		return false, 0, fmt.Errorf("%w: leave flag %d", ErrCorruptOp, flag)
 	}
 	return flag == 1, incarnation, nil
-}
-
-func b2i8(b bool) byte {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // maxBatch caps the operations of one msgBatch.

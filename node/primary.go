@@ -211,8 +211,8 @@ func (n *Node) serve(ctx context.Context, bucket string) (grant, error) {
 // errNotPrimary when the term moved on (the caller may run the request
 // again where it now belongs), errNoLease when the lease ran out.
 func (n *Node) stillServing(g grant) error {
-	if !n.leased() || n.leaseGen.Load() != g.gen {
-		return errNoLease
+	if err := n.stillLeased(g.gen); err != nil {
+		return err
 	}
 	if n.term.Load() != g.term {
 		return errNotPrimary
@@ -538,11 +538,7 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 		if failed == nil {
 			continue // check that the view has not changed meanwhile
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, backoff) {
 			n.stats.replicationErrors.Add(1)
 			if n.ctx.Err() != nil {
 				return ErrClosed

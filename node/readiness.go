@@ -135,11 +135,7 @@ func (n *Node) pullUntilAgreed(bucket string, t uint64) (string, error) {
 			}
 			return lostWith, err
 		}
-		timer := time.NewTimer(backoff)
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
+		if !sleep(ctx, backoff) {
 			if n.ctx.Err() != nil {
 				return "", ErrClosed
 			}

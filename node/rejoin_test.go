@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -161,13 +160,7 @@ func TestRestartedNodeOpensOnlyForItsCluster(t *testing.T) {
 
 func restartAmongNewcomers(t *testing.T, forget, viaRestarted bool) {
 	plan := simPlan{mode: "ap", start: 3, replicas: 3, maxNodes: 5}
-	sc := newSimCluster(t, 7, rand.New(rand.NewPCG(7, 1)), plan)
-	t.Cleanup(func() {
-		if t.Failed() {
-			sc.report()
-		}
-		sc.closeAll()
-	})
+	sc := newSimScenario(t, 7, plan)
 	n1 := sc.addNode()
 	n2 := sc.addNode()
 	sc.settle("two nodes")
@@ -219,13 +212,8 @@ func TestDeadMembersForgotten(t *testing.T) {
 		t.Run(fmt.Sprintf("%d nodes", size), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				plan := simPlan{mode: "ap", start: size, replicas: 2, maxNodes: size}
-				sc := newSimCluster(t, 9, rand.New(rand.NewPCG(9, 1)), plan)
-				t.Cleanup(sc.closeAll)
-				for range size {
-					sc.addNode()
-				}
-				sc.settle("the nodes to form a cluster")
-				dead := sc.up()[size-1]
+				sc := newSimScenario(t, 9, plan)
+				dead := sc.form()[size-1]
 				sc.crash(dead)
 				died := time.Now()
 				sc.settle("the survivors to settle")

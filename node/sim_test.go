@@ -257,6 +257,30 @@ func newSimCluster(t *testing.T, seed uint64, rng *rand.Rand, plan simPlan) *sim
 	return &simCluster{t: t, seed: seed, rng: rng, plan: plan, net: newSimNet(seed), logs: newSimLog(), start: time.Now()}
 }
 
+// newSimScenario is a simCluster for a scripted test rather than a drawn
+// schedule: it reports its schedule and logs if the test fails, and its
+// nodes stop with the test.
+func newSimScenario(t *testing.T, seed uint64, plan simPlan) *simCluster {
+	sc := newSimCluster(t, seed, rand.New(rand.NewPCG(seed, 1)), plan)
+	t.Cleanup(func() {
+		if t.Failed() {
+			sc.report()
+		}
+		sc.closeAll()
+	})
+	return sc
+}
+
+// form starts the plan's first nodes, waits until they have settled, and
+// returns them.
+func (sc *simCluster) form() []*simNode {
+	for range sc.plan.start {
+		sc.addNode()
+	}
+	sc.settle("the nodes to form a cluster")
+	return sc.up()
+}
+
 // logf records a schedule event.
 func (sc *simCluster) logf(format string, args ...any) {
 	sc.mu.Lock()

@@ -94,12 +94,8 @@ func (n *Node) syncLoop() {
 		t.Reset(next)
 		// Passes asked for in a burst (a stream of stray copies) run
 		// one every minPassGap at most.
-		gap := time.NewTimer(minPassGap)
-		select {
-		case <-n.ctx.Done():
-			gap.Stop()
+		if !sleep(n.ctx, minPassGap) {
 			return
-		case <-gap.C:
 		}
 	}
 }
