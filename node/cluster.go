@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	"github.com/cespare/xxhash/v2"
 	"go.uber.org/zap"
@@ -57,8 +55,10 @@ const (
 	// that left is still asked for its copies (it hands them off before
 	// it exits, probing the others all the while).
 	leftSourceWindow = time.Minute
-	maxReplicas      = 16
 )
+
+// MaxReplicas bounds Config.Replicas: how many nodes may hold one bucket.
+const MaxReplicas = 16
 
 // Config configures a Node. Zero values take the defaults above.
 type Config struct {
@@ -134,14 +134,17 @@ type Config struct {
 }
 
 func (c *Config) validate() error {
-	if c.Name == "" || strings.ContainsFunc(c.Name, unicode.IsSpace) {
-		return fmt.Errorf("%w: a node's name is one word, not %q", ErrInvalidConfig, c.Name)
+	if err := ring.ValidName(c.Name); err != nil {
+		return fmt.Errorf("%w: node name: %w", ErrInvalidConfig, err)
 	}
 	if c.Transport == nil {
 		return fmt.Errorf("%w: a node needs a transport", ErrInvalidConfig)
 	}
 	if c.Cluster == "" {
 		c.Cluster = DefaultCluster
+	}
+	if err := ring.ValidName(c.Cluster); err != nil {
+		return fmt.Errorf("%w: cluster name: %w", ErrInvalidConfig, err)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -198,8 +201,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: forward timeout %v", ErrInvalidConfig, c.ForwardTimeout)
 	case c.MaxHops < 1 || c.MaxHops > 16:
 		return fmt.Errorf("%w: max hops %d not in [1, 16]", ErrInvalidConfig, c.MaxHops)
-	case c.Replicas < 1 || c.Replicas > maxReplicas:
-		return fmt.Errorf("%w: replicas %d not in [1, %d]", ErrInvalidConfig, c.Replicas, maxReplicas)
+	case c.Replicas < 1 || c.Replicas > MaxReplicas:
+		return fmt.Errorf("%w: replicas %d not in [1, %d]", ErrInvalidConfig, c.Replicas, MaxReplicas)
 	case c.MinMembers < 0:
 		return fmt.Errorf("%w: min members %d", ErrInvalidConfig, c.MinMembers)
 	case c.WriteTimeout < 0:

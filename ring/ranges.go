@@ -122,7 +122,10 @@ func parseEntry(entry string) (rangeEntry, error) {
 	if e.from > e.to {
 		return rangeEntry{}, fmt.Errorf("range %q runs backwards", bounds)
 	}
-	if err := validName(name); err != nil {
+	if name == "" {
+		return rangeEntry{}, fmt.Errorf("missing node name after '='")
+	}
+	if err := ValidName(name); err != nil {
 		return rangeEntry{}, err
 	}
 	e.name = name
@@ -133,16 +136,25 @@ func validBound(b byte) bool {
 	return b > ' ' && b <= '~' && b != ',' && b != '='
 }
 
-func validName(name string) error {
-	if name == "" {
-		return fmt.Errorf("missing node name after '='")
-	}
-	if !utf8.ValidString(name) {
-		return fmt.Errorf("node name %q is not valid UTF-8", name)
+// MaxNameLen bounds the length, in bytes, of a node's or a cluster's name.
+const MaxNameLen = 64
+
+// ValidName returns an error unless name can name a node or a cluster: one
+// word of at most MaxNameLen bytes of printable UTF-8, without commas or
+// equals signs (the range table's separators). Node names are placed by the
+// table, so the rule lives here, and node and cmd apply the same one.
+func ValidName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("a name cannot be empty")
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("name %.16q... is longer than %d bytes", name, MaxNameLen)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("name %q is not valid UTF-8", name)
 	}
 	for _, c := range name {
-		if unicode.IsSpace(c) || unicode.IsControl(c) || c == ',' || c == '=' {
-			return fmt.Errorf("node name %q contains %q", name, c)
+		if unicode.IsSpace(c) || unicode.IsControl(c) || !unicode.IsPrint(c) || c == ',' || c == '=' {
+			return fmt.Errorf("name %q contains %q", name, c)
 		}
 	}
 	return nil

@@ -264,3 +264,20 @@ func TestRangesReservedNames(t *testing.T) {
 		t.Errorf("no table member: Owners = %q, %v; want ErrNoOwner", got, err)
 	}
 }
+
+func TestValidName(t *testing.T) {
+	for _, name := range []string{"a", "node-1", "été", "n.example.org", strings.Repeat("x", MaxNameLen)} {
+		if err := ValidName(name); err != nil {
+			t.Errorf("ValidName(%q) = %v, want nil", name, err)
+		}
+	}
+	mustFail := []string{
+		"", " ", "two words", "tab\there", "new\nline", "comma,name", "equals=name",
+		"\x7f", "\xff", "nul\x00", "zero\u200bwidth", strings.Repeat("x", MaxNameLen+1),
+	}
+	for _, name := range mustFail {
+		if err := ValidName(name); err == nil {
+			t.Errorf("ValidName(%q) = nil, want an error", name)
+		}
+	}
+}

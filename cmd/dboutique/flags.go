@@ -84,25 +84,10 @@ const defaultP2PListen = "/ip4/127.0.0.1/tcp/0"
 // defaultName is the host name, or "dboutique" when it is unknown.
 func defaultName() string {
 	h, err := os.Hostname()
-	if err != nil || !validName(h) {
+	if err != nil || ring.ValidName(h) != nil {
 		return "dboutique"
 	}
 	return h
-}
-
-// validName reports whether s can name a node or a cluster: one word of
-// printable characters, without commas or equals signs (the range table's
-// separators).
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r == 0x7f || r == ',' || r == '=' {
-			return false
-		}
-	}
-	return true
 }
 
 // flagSpec describes one flag for the FlagSet and for --help.
@@ -180,9 +165,9 @@ func flagSpecs(cfg *config) []flagSpec {
 			"ring and serve its buckets elsewhere (500ms to 10m). Members are probed\n" +
 			"six times in this period. A node stopped by a signal leaves at once.",
 			&boundedDurationValue{&cfg.deadAfter, 500 * time.Millisecond, 10 * time.Minute}},
-		{"replicas", "N", "How many nodes hold each bucket (1 to 16). A write is acknowledged once\n" +
+		{"replicas", "N", "How many nodes hold each bucket (1 to " + strconv.Itoa(node.MaxReplicas) + "). A write is acknowledged once\n" +
 			"every live holder has it, so it survives the loss of N-1 nodes.",
-			&intValue{&cfg.replicas, 1, 16}},
+			&intValue{&cfg.replicas, 1, node.MaxReplicas}},
 		{"min-members", "K", "Refuse reads and writes (\"ERROR cluster unavailable\") while this node cannot\n" +
 			"confirm that it is part of K members, itself included; with K a majority,\n" +
 			"only the larger side of a network partition answers. 0, the default, never refuses.",
@@ -324,8 +309,8 @@ func (v *nameValue) String() string {
 
 func (v *nameValue) Set(s string) error {
 	s = strings.TrimSpace(s)
-	if !validName(s) {
-		return errors.New("want one word of at most 64 printable characters, without ',' or '='")
+	if ring.ValidName(s) != nil {
+		return fmt.Errorf("want one word of at most %d printable characters, without ',' or '='", ring.MaxNameLen)
 	}
 	*v.p = s
 	return nil
