@@ -8,16 +8,16 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 const benchKeys = 1024 // keys per bucket
 
 // benchStore returns a store with n buckets of benchKeys keys each, the
 // bucket names and the key names.
-func benchStore(b *testing.B, n int) (*node.Store, []string, []string) {
+func benchStore(b *testing.B, n int) (*store.Store, []string, []string) {
 	b.Helper()
-	s := node.NewStore()
+	s := store.NewStore()
 	names := make([]string, n)
 	keys := make([]string, benchKeys)
 	for i := range keys {
@@ -43,19 +43,19 @@ var bucketCounts = []int{1, 64}
 // bucket and spread over many (each parallel goroutine starts on a bucket of
 // its own and walks through the others).
 func BenchmarkGet(b *testing.B) {
-	benchStoreOp(b, func(s *node.Store, bucket, key string) error {
+	benchStoreOp(b, func(s *store.Store, bucket, key string) error {
 		_, err := s.Get(bucket, key)
 		return err
 	})
 }
 
 func BenchmarkPut(b *testing.B) {
-	benchStoreOp(b, func(s *node.Store, bucket, key string) error {
+	benchStoreOp(b, func(s *store.Store, bucket, key string) error {
 		return s.Put(bucket, key, "value")
 	})
 }
 
-func benchStoreOp(b *testing.B, op func(s *node.Store, bucket, key string) error) {
+func benchStoreOp(b *testing.B, op func(s *store.Store, bucket, key string) error) {
 	for _, n := range bucketCounts {
 		b.Run(fmt.Sprintf("serial/buckets=%d", n), func(b *testing.B) {
 			s, names, keys := benchStore(b, n)
@@ -93,29 +93,29 @@ func BenchmarkExecute(b *testing.B) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name string
-		run  func(s *node.Store, key string) error
+		run  func(s *store.Store, key string) error
 	}{
-		{"Get/method", func(s *node.Store, key string) error {
+		{"Get/method", func(s *store.Store, key string) error {
 			_, err := s.Get("bucket-0", key)
 			return err
 		}},
-		{"Get/Execute", func(s *node.Store, key string) error {
-			_, err := s.Execute(ctx, node.Op{Kind: node.KindGet, Bucket: "bucket-0", Key: key})
+		{"Get/Execute", func(s *store.Store, key string) error {
+			_, err := s.Execute(ctx, store.Op{Kind: store.KindGet, Bucket: "bucket-0", Key: key})
 			return err
 		}},
-		{"Put/method", func(s *node.Store, key string) error {
+		{"Put/method", func(s *store.Store, key string) error {
 			return s.Put("bucket-0", key, "value")
 		}},
-		{"Put/Execute", func(s *node.Store, key string) error {
-			_, err := s.Execute(ctx, node.Op{Kind: node.KindPut, Bucket: "bucket-0", Key: key, Value: "value"})
+		{"Put/Execute", func(s *store.Store, key string) error {
+			_, err := s.Execute(ctx, store.Op{Kind: store.KindPut, Bucket: "bucket-0", Key: key, Value: "value"})
 			return err
 		}},
-		{"Keys/method", func(s *node.Store, _ string) error {
+		{"Keys/method", func(s *store.Store, _ string) error {
 			_, err := s.Keys("bucket-0")
 			return err
 		}},
-		{"Keys/Execute", func(s *node.Store, _ string) error {
-			_, err := s.Execute(ctx, node.Op{Kind: node.KindKeys, Bucket: "bucket-0"})
+		{"Keys/Execute", func(s *store.Store, _ string) error {
+			_, err := s.Execute(ctx, store.Op{Kind: store.KindKeys, Bucket: "bucket-0"})
 			return err
 		}},
 	} {
@@ -138,7 +138,7 @@ var valueSizes = []int{16, 1 << 10, 64 << 10}
 func BenchmarkOpAppendBinary(b *testing.B) {
 	for _, size := range valueSizes {
 		b.Run("value="+strconv.Itoa(size), func(b *testing.B) {
-			op := node.Op{Kind: node.KindPut, Bucket: "bucket", Key: "key", Value: strings.Repeat("v", size)}
+			op := store.Op{Kind: store.KindPut, Bucket: "bucket", Key: "key", Value: strings.Repeat("v", size)}
 			buf, _ := op.AppendBinary(nil)
 			b.SetBytes(int64(len(buf)))
 			b.ReportAllocs()
@@ -156,12 +156,12 @@ func BenchmarkOpAppendBinary(b *testing.B) {
 func BenchmarkDecodeOp(b *testing.B) {
 	for _, size := range valueSizes {
 		b.Run("value="+strconv.Itoa(size), func(b *testing.B) {
-			op := node.Op{Kind: node.KindPut, Bucket: "bucket", Key: "key", Value: strings.Repeat("v", size)}
+			op := store.Op{Kind: store.KindPut, Bucket: "bucket", Key: "key", Value: strings.Repeat("v", size)}
 			buf, _ := op.AppendBinary(nil)
 			b.SetBytes(int64(len(buf)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := node.DecodeOp(buf); err != nil {
+				if _, err := store.DecodeOp(buf); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -172,7 +172,7 @@ func BenchmarkDecodeOp(b *testing.B) {
 func BenchmarkDecodeResult(b *testing.B) {
 	for _, n := range []int{0, 16, 1024} {
 		b.Run("names="+strconv.Itoa(n), func(b *testing.B) {
-			r := node.Result{Names: make([]string, n)}
+			r := store.Result{Names: make([]string, n)}
 			for i := range r.Names {
 				r.Names[i] = "key-" + strconv.Itoa(i)
 			}
@@ -180,7 +180,7 @@ func BenchmarkDecodeResult(b *testing.B) {
 			b.SetBytes(int64(len(buf)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := node.DecodeResult(buf); err != nil {
+				if _, err := store.DecodeResult(buf); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -13,6 +13,8 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"go.uber.org/zap"
 
+	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/wire"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -70,7 +72,7 @@ type Config struct {
 	// Transport reaches the other nodes. Required.
 	Transport Transport
 	// Store holds this node's buckets; nil makes an empty one.
-	Store *Store
+	Store *store.Store
 	// Placement puts buckets on members; nil is a consistent-hash ring
 	// with default settings. With a *ring.Ranges table the ring works on
 	// node names; otherwise on peer IDs, so that a node keeps its place
@@ -150,7 +152,7 @@ func (c *Config) validate() error {
 		c.Now = time.Now
 	}
 	if c.Store == nil {
-		c.Store = NewStoreWithClock(NewClock(c.Now))
+		c.Store = store.NewStoreWithClock(store.NewClock(c.Now))
 	}
 	if c.Placement == nil {
 		p, err := ring.NewConsistent(ring.ConsistentConfig{})
@@ -324,7 +326,7 @@ func New(cfg Config) (*Node, error) {
 }
 
 // Store returns the store that holds this node's buckets.
-func (n *Node) Store() *Store { return n.cfg.Store }
+func (n *Node) Store() *store.Store { return n.cfg.Store }
 
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
@@ -476,29 +478,29 @@ func (n *Node) Introduce(id string, addrs []string) {
 // Execute runs op: locally when this node owns its bucket, otherwise on
 // the owner. NODES and OWNER are answered from the membership, and BUCKETS
 // gathers the names from every alive member.
-func (n *Node) Execute(ctx context.Context, op Op) (Result, error) {
+func (n *Node) Execute(ctx context.Context, op store.Op) (store.Result, error) {
 	if err := op.Validate(); err != nil {
-		return Result{}, err
+		return store.Result{}, err
 	}
 	switch op.Kind {
-	case KindNodes:
+	case store.KindNodes:
 		ms := n.Members()
 		lines := make([]string, len(ms))
 		for i, m := range ms {
 			lines[i] = m.line()
 		}
-		return Result{Names: lines}, nil
-	case KindOwner:
+		return store.Result{Names: lines}, nil
+	case store.KindOwner:
 		ms, err := n.Owners(op.Bucket)
 		if err != nil {
-			return Result{}, err
+			return store.Result{}, err
 		}
 		lines := make([]string, len(ms))
 		for i, m := range ms {
 			lines[i] = m.Name + " " + m.ID
 		}
-		return Result{Names: lines}, nil
-	case KindBuckets:
+		return store.Result{Names: lines}, nil
+	case store.KindBuckets:
 		return n.gatherBuckets(ctx)
 	}
 	return n.route(ctx, op, n.cfg.MaxHops)
@@ -509,20 +511,20 @@ func (n *Node) Execute(ctx context.Context, op Op) (Result, error) {
 // Consecutive operations whose buckets have the same owner travel to it as
 // one message, so that a client's pipelined requests cost one round trip
 // rather than one each; the owner runs them in order.
-func (n *Node) ExecuteBatch(ctx context.Context, ops []Op, res []Result, errs []error) {
+func (n *Node) ExecuteBatch(ctx context.Context, ops []store.Op, res []store.Result, errs []error) {
 	n.executeBatch(ctx, ops, res, errs, n.cfg.MaxHops)
 }
 
 // batchScratch holds the slices used to answer one batch, kept in a pool
 // between batches.
 type batchScratch struct {
-	ops  []Op
-	res  []Result
+	ops  []store.Op
+	res  []store.Result
 	errs []error
 }
 
 // outcomes returns result and error slices of length n.
-func (sc *batchScratch) outcomes(n int) ([]Result, []error) {
+func (sc *batchScratch) outcomes(n int) ([]store.Result, []error) {
 	sc.res = slices.Grow(sc.res[:0], n)[:n]
 	sc.errs = slices.Grow(sc.errs[:0], n)[:n]
 	return sc.res, sc.errs
@@ -538,16 +540,16 @@ func (sc *batchScratch) clear() {
 }
 
 // routed reports whether operations of kind k go to their bucket's owner.
-func routed(k Kind) bool {
+func routed(k store.Kind) bool {
 	switch k {
-	case KindCreate, KindPut, KindGet, KindDelete, KindDrop, KindKeys,
-		KindPutCreate, KindLen, KindGetAll:
+	case store.KindCreate, store.KindPut, store.KindGet, store.KindDelete, store.KindDrop, store.KindKeys,
+		store.KindPutCreate, store.KindLen, store.KindGetAll:
 		return true
 	}
 	return false
 }
 
-func (n *Node) executeBatch(ctx context.Context, ops []Op, res []Result, errs []error, hops int) {
+func (n *Node) executeBatch(ctx context.Context, ops []store.Op, res []store.Result, errs []error, hops int) {
 	v := n.view.Load()
 	owners := make([]Member, len(ops))
 	routable := make([]bool, len(ops))
@@ -593,7 +595,7 @@ func (n *Node) executeBatch(ctx context.Context, ops []Op, res []Result, errs []
 // has not seen the reply of one before sending the next), so running
 // them at once keeps each linearizable; requests on one bucket keep
 // their order.
-func (n *Node) executeRouted(ctx context.Context, v *view, owners []Member, ops []Op, res []Result, errs []error, hops int) {
+func (n *Node) executeRouted(ctx context.Context, v *view, owners []Member, ops []store.Op, res []store.Result, errs []error, hops int) {
 	type share struct {
 		owner Member
 		idx   []int
@@ -612,8 +614,8 @@ func (n *Node) executeRouted(ctx context.Context, v *view, owners []Member, ops 
 		return
 	}
 	run := func(sh share) {
-		sops := make([]Op, len(sh.idx))
-		sres := make([]Result, len(sh.idx))
+		sops := make([]store.Op, len(sh.idx))
+		sres := make([]store.Result, len(sh.idx))
 		serrs := make([]error, len(sh.idx))
 		for k, i := range sh.idx {
 			sops[k] = ops[i]
@@ -641,7 +643,7 @@ func (n *Node) executeRouted(ctx context.Context, v *view, owners []Member, ops 
 // executeShare runs ops, all of whose first owner is m, in order: here
 // when m is this node, else forwarded to m in messages of at most
 // maxBatch operations and maxGroupBytes.
-func (n *Node) executeShare(ctx context.Context, v *view, m Member, ops []Op, res []Result, errs []error, hops int) {
+func (n *Node) executeShare(ctx context.Context, v *view, m Member, ops []store.Op, res []store.Result, errs []error, hops int) {
 	if m.Self {
 		n.executeOwned(ctx, ops, res, errs, hops)
 		return
@@ -662,10 +664,10 @@ func (n *Node) executeShare(ctx context.Context, v *view, m Member, ops []Op, re
 }
 
 // forwardBatch sends ops, all owned by m, to m in one message.
-func (n *Node) forwardBatch(ctx context.Context, epoch uint64, m Member, ops []Op, res []Result, errs []error, hops int) {
+func (n *Node) forwardBatch(ctx context.Context, epoch uint64, m Member, ops []store.Op, res []store.Result, errs []error, hops int) {
 	fail := func(err error) {
 		for k := range errs {
-			res[k], errs[k] = Result{}, err
+			res[k], errs[k] = store.Result{}, err
 		}
 	}
 	if hops <= 0 {
@@ -692,28 +694,28 @@ func (n *Node) forwardBatch(ctx context.Context, epoch uint64, m Member, ops []O
 
 // route runs op where the current view places it; hops is how many more
 // times it may be forwarded.
-func (n *Node) route(ctx context.Context, op Op, hops int) (Result, error) {
+func (n *Node) route(ctx context.Context, op store.Op, hops int) (store.Result, error) {
 	v := n.view.Load()
 	owner, err := v.primary(op.Bucket)
 	if err != nil {
-		return Result{}, err
+		return store.Result{}, err
 	}
 	if owner.Self {
 		return n.executeOne(ctx, op, hops)
 	}
 	if hops <= 0 {
 		n.stats.forwardErrors.Add(1)
-		return Result{}, ErrNoRoute
+		return store.Result{}, ErrNoRoute
 	}
 	req, err := opRequest{epoch: v.epoch, hops: hops - 1, op: op}.append(nil)
 	if err != nil {
-		return Result{}, err
+		return store.Result{}, err
 	}
 	n.stats.forwarded(1)
 	reply, err := n.call(ctx, owner, req, n.forwardTimeout())
 	if err != nil {
 		n.stats.forwardErrors.Add(1)
-		return Result{}, err
+		return store.Result{}, err
 	}
 	return decodeReply(reply)
 }
@@ -757,7 +759,7 @@ func (n *Node) call(ctx context.Context, m Member, req []byte, timeout time.Dura
 }
 
 // gatherBuckets lists the buckets of every alive member.
-func (n *Node) gatherBuckets(ctx context.Context) (Result, error) {
+func (n *Node) gatherBuckets(ctx context.Context) (store.Result, error) {
 	var (
 		mu    sync.Mutex
 		names = n.cfg.Store.Buckets()
@@ -770,7 +772,7 @@ func (n *Node) gatherBuckets(ctx context.Context) (Result, error) {
 		}
 		wg.Go(func() {
 			reply, err := n.call(ctx, m, []byte{msgBuckets}, n.cfg.ForwardTimeout)
-			var res Result
+			var res store.Result
 			if err == nil {
 				res, err = decodeReply(reply)
 			}
@@ -785,16 +787,16 @@ func (n *Node) gatherBuckets(ctx context.Context) (Result, error) {
 	}
 	wg.Wait()
 	if len(errs) > 0 {
-		return Result{}, errs[0]
+		return store.Result{}, errs[0]
 	}
 	slices.Sort(names)
-	return Result{Names: slices.Compact(names)}, nil
+	return store.Result{Names: slices.Compact(names)}, nil
 }
 
 // handle answers a peer's request.
 func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, error) {
 	if len(req) == 0 {
-		return nil, fmt.Errorf("%w: empty request", ErrCorruptOp)
+		return nil, fmt.Errorf("%w: empty request", wire.ErrCorrupt)
 	}
 	switch req[0] {
 	case msgPing:
@@ -806,7 +808,7 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 			// A leaving node still probes, to know whom to hand its
 			// buckets to; its pings are goodbyes, never proof of life.
 			if p.from.ID != from {
-				return nil, fmt.Errorf("%w: ping from %s claims to be %s", ErrCorruptOp, from, p.from.ID)
+				return nil, fmt.Errorf("%w: ping from %s claims to be %s", wire.ErrCorrupt, from, p.from.ID)
 			}
 			n.left(p.from, false)
 			return n.pingMsg().append(nil), nil
@@ -821,13 +823,13 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 			return ping{cluster: n.cfg.Cluster, from: n.self, clock: n.cfg.Now().UnixMilli(), layout: n.layout}.append(nil), nil
 		}
 		if p.from.ID != from {
-			return nil, fmt.Errorf("%w: ping from %s claims to be %s", ErrCorruptOp, from, p.from.ID)
+			return nil, fmt.Errorf("%w: ping from %s claims to be %s", wire.ErrCorrupt, from, p.from.ID)
 		}
 		return n.pinged(p).append(nil), nil // the reply: no type byte
 	case msgOp:
 		r, err := decodeOpRequest(req[1:])
 		if err != nil {
-			return appendReply(nil, Result{}, err), nil
+			return appendReply(nil, store.Result{}, err), nil
 		}
 		if r.epoch != n.Epoch() {
 			// The sender sees another membership: exchange member
@@ -854,7 +856,7 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 		n.executeBatch(ctx, r.ops, res, errs, r.hops)
 		return appendBatchReply(nil, res, errs), nil
 	case msgBuckets:
-		return appendReply(nil, Result{Names: n.cfg.Store.Buckets()}, nil), nil
+		return appendReply(nil, store.Result{Names: n.cfg.Store.Buckets()}, nil), nil
 	case msgLeave:
 		handedOff, inc, err := decodeLeave(req[1:])
 		if err != nil {
@@ -865,5 +867,5 @@ func (n *Node) handle(ctx context.Context, from string, req []byte) ([]byte, err
 	case msgReplicate, msgDigest, msgPage, msgMerge, msgSums:
 		return n.handleSync(ctx, from, req[0], req[1:])
 	}
-	return nil, fmt.Errorf("%w: unknown message type %d", ErrCorruptOp, req[0])
+	return nil, fmt.Errorf("%w: unknown message type %d", wire.ErrCorrupt, req[0])
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -194,53 +195,53 @@ func TestNodeRoutesAndDetectsDeath(t *testing.T) {
 		t.Fatal("converged nodes have different epochs")
 	}
 	ctx := context.Background()
-	if _, err := left.Execute(ctx, node.Op{Kind: node.KindCreate, Bucket: "zoo"}); err != nil {
+	if _, err := left.Execute(ctx, store.Op{Kind: store.KindCreate, Bucket: "zoo"}); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(right.Store().Buckets(), []string{"zoo"}) || len(left.Store().Buckets()) != 0 {
 		t.Fatalf("zoo is on left %v / right %v, want right only", left.Store().Buckets(), right.Store().Buckets())
 	}
-	if _, err := left.Execute(ctx, node.Op{Kind: node.KindPut, Bucket: "zoo", Key: "k", Value: "v"}); err != nil {
+	if _, err := left.Execute(ctx, store.Op{Kind: store.KindPut, Bucket: "zoo", Key: "k", Value: "v"}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := left.Execute(ctx, node.Op{Kind: node.KindGet, Bucket: "zoo", Key: "k"})
+	res, err := left.Execute(ctx, store.Op{Kind: store.KindGet, Bucket: "zoo", Key: "k"})
 	if err != nil || res.Value != "v" {
 		t.Fatalf("forwarded GET = %q, %v", res.Value, err)
 	}
 	// Errors cross the network as the same sentinels.
 	for _, tc := range []struct {
-		op   node.Op
+		op   store.Op
 		want error
 	}{
-		{node.Op{Kind: node.KindGet, Bucket: "zoo", Key: "nope"}, node.ErrKeyNotFound},
-		{node.Op{Kind: node.KindGet, Bucket: "zzz", Key: "k"}, node.ErrBucketNotFound},
-		{node.Op{Kind: node.KindCreate, Bucket: "Zoo"}, ring.ErrNoOwner},
+		{store.Op{Kind: store.KindGet, Bucket: "zoo", Key: "nope"}, store.ErrKeyNotFound},
+		{store.Op{Kind: store.KindGet, Bucket: "zzz", Key: "k"}, store.ErrBucketNotFound},
+		{store.Op{Kind: store.KindCreate, Bucket: "Zoo"}, ring.ErrNoOwner},
 	} {
 		if _, err := left.Execute(ctx, tc.op); !errors.Is(err, tc.want) {
 			t.Errorf("%v %s: %v, want %v", tc.op.Kind, tc.op.Bucket, err, tc.want)
 		}
 	}
-	if _, err := left.Execute(ctx, node.Op{Kind: node.KindCreate, Bucket: "apple"}); err != nil {
+	if _, err := left.Execute(ctx, store.Op{Kind: store.KindCreate, Bucket: "apple"}); err != nil {
 		t.Fatal(err)
 	}
-	res, err = right.Execute(ctx, node.Op{Kind: node.KindBuckets})
+	res, err = right.Execute(ctx, store.Op{Kind: store.KindBuckets})
 	if err != nil || !slices.Equal(res.Names, []string{"apple", "zoo"}) {
 		t.Fatalf("BUCKETS = %v, %v", res.Names, err)
 	}
 
 	net.setDown("id-right", true)
-	_, err = left.Execute(ctx, node.Op{Kind: node.KindGet, Bucket: "zoo", Key: "k"})
+	_, err = left.Execute(ctx, store.Op{Kind: store.KindGet, Bucket: "zoo", Key: "k"})
 	var ue *node.UnreachableError
 	if !errors.As(err, &ue) || ue.Node != "right" {
 		// The failure detector may have been quicker.
-		if !errors.Is(err, node.ErrBucketNotFound) {
+		if !errors.Is(err, store.ErrBucketNotFound) {
 			t.Fatalf("GET on a cut-off owner: %v", err)
 		}
 	}
 	waitFor(t, "left to see right dead", func() bool { return alive(left) == 1 })
 	// With one replica, right held zoo's only copy: left says so rather
 	// than answer NOT FOUND for a bucket that exists.
-	if _, err := left.Execute(ctx, node.Op{Kind: node.KindGet, Bucket: "zoo", Key: "k"}); !errors.As(err, &ue) || ue.Node != "right" {
+	if _, err := left.Execute(ctx, store.Op{Kind: store.KindGet, Bucket: "zoo", Key: "k"}); !errors.As(err, &ue) || ue.Node != "right" {
 		t.Fatalf("GET after right died: %v, want right unreachable", err)
 	}
 	net.setDown("id-right", false)
@@ -259,14 +260,14 @@ func TestHungOwnerIsUnreachable(t *testing.T) {
 	// Pings (message type 1) still get answers, so right stays in the
 	// ring whatever the timing; everything else hangs.
 	net.setHung("id-right", func(req []byte) bool { return len(req) > 0 && req[0] != 1 })
-	_, err := left.Execute(context.Background(), node.Op{Kind: node.KindCreate, Bucket: "zoo"})
+	_, err := left.Execute(context.Background(), store.Op{Kind: store.KindCreate, Bucket: "zoo"})
 	var ue *node.UnreachableError
 	if !errors.As(err, &ue) || ue.Node != "right" || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("CREATE on a hung owner: %v, want right unreachable after the timeout", err)
 	}
-	res := make([]node.Result, 2)
+	res := make([]store.Result, 2)
 	errs := make([]error, 2)
-	left.ExecuteBatch(context.Background(), []node.Op{{Kind: node.KindCreate, Bucket: "zoo"}, {Kind: node.KindGet, Bucket: "zoo", Key: "k"}}, res, errs)
+	left.ExecuteBatch(context.Background(), []store.Op{{Kind: store.KindCreate, Bucket: "zoo"}, {Kind: store.KindGet, Bucket: "zoo", Key: "k"}}, res, errs)
 	for i, err := range errs {
 		if !errors.As(err, &ue) {
 			t.Errorf("batched op %d on a hung owner: %v", i, err)
@@ -289,7 +290,7 @@ func TestNodesDisagreeingDoNotLoop(t *testing.T) {
 	a := startMemNode(t, net, "a", disguised{mustRanges(t, "a-z=id-b")})
 	b := startMemNode(t, net, "b", disguised{mustRanges(t, "a-z=id-a")}, "/mem/id-a")
 	waitFor(t, "both nodes to see each other", func() bool { return alive(a) == 2 && alive(b) == 2 })
-	_, err := a.Execute(context.Background(), node.Op{Kind: node.KindCreate, Bucket: "x"})
+	_, err := a.Execute(context.Background(), store.Op{Kind: store.KindCreate, Bucket: "x"})
 	if !errors.Is(err, node.ErrNoRoute) {
 		t.Fatalf("CREATE on disagreeing nodes: %v, want ErrNoRoute", err)
 	}
@@ -385,28 +386,28 @@ func TestExecuteBatch(t *testing.T) {
 	left := startMemNode(t, net, "left", table)
 	right := startMemNode(t, net, "right", table, "/mem/id-left")
 	waitFor(t, "both nodes to see each other", func() bool { return alive(left) == 2 && alive(right) == 2 })
-	ops := []node.Op{
-		{Kind: node.KindCreate, Bucket: "apple"},
-		{Kind: node.KindCreate, Bucket: "zoo"},
-		{Kind: node.KindPut, Bucket: "zoo", Key: "k", Value: "v"},
-		{Kind: node.KindGet, Bucket: "zoo", Key: "k"},
-		{Kind: node.KindGet, Bucket: "zoo", Key: "nope"},
-		{Kind: node.KindGet, Bucket: "nest", Key: "k"},
-		{Kind: node.KindPut, Bucket: "Zoo", Key: "k", Value: "v"},
-		{Kind: node.KindPut, Bucket: "apple", Key: "k", Value: "w"},
-		{Kind: node.KindBuckets},
-		{Kind: node.KindGet, Bucket: "apple", Key: "k"},
-		{Kind: node.KindGet, Bucket: ""},
+	ops := []store.Op{
+		{Kind: store.KindCreate, Bucket: "apple"},
+		{Kind: store.KindCreate, Bucket: "zoo"},
+		{Kind: store.KindPut, Bucket: "zoo", Key: "k", Value: "v"},
+		{Kind: store.KindGet, Bucket: "zoo", Key: "k"},
+		{Kind: store.KindGet, Bucket: "zoo", Key: "nope"},
+		{Kind: store.KindGet, Bucket: "nest", Key: "k"},
+		{Kind: store.KindPut, Bucket: "Zoo", Key: "k", Value: "v"},
+		{Kind: store.KindPut, Bucket: "apple", Key: "k", Value: "w"},
+		{Kind: store.KindBuckets},
+		{Kind: store.KindGet, Bucket: "apple", Key: "k"},
+		{Kind: store.KindGet, Bucket: ""},
 	}
 	want := []struct {
 		value string
 		names []string
 		err   error
 	}{
-		{}, {}, {}, {value: "v"}, {err: node.ErrKeyNotFound}, {err: node.ErrBucketNotFound},
-		{err: ring.ErrNoOwner}, {}, {names: []string{"apple", "zoo"}}, {value: "w"}, {err: node.ErrInvalidOp},
+		{}, {}, {}, {value: "v"}, {err: store.ErrKeyNotFound}, {err: store.ErrBucketNotFound},
+		{err: ring.ErrNoOwner}, {}, {names: []string{"apple", "zoo"}}, {value: "w"}, {err: store.ErrInvalidOp},
 	}
-	res := make([]node.Result, len(ops))
+	res := make([]store.Result, len(ops))
 	errs := make([]error, len(ops))
 	left.ExecuteBatch(context.Background(), ops, res, errs)
 	for i, w := range want {
@@ -417,15 +418,15 @@ func TestExecuteBatch(t *testing.T) {
 
 	// The owner of some operations is cut off: only those fail.
 	net.setDown("id-right", true)
-	ops = []node.Op{
-		{Kind: node.KindGet, Bucket: "zoo", Key: "k"},
-		{Kind: node.KindGet, Bucket: "zoo", Key: "k"},
-		{Kind: node.KindGet, Bucket: "apple", Key: "k"},
+	ops = []store.Op{
+		{Kind: store.KindGet, Bucket: "zoo", Key: "k"},
+		{Kind: store.KindGet, Bucket: "zoo", Key: "k"},
+		{Kind: store.KindGet, Bucket: "apple", Key: "k"},
 	}
 	left.ExecuteBatch(context.Background(), ops, res[:3], errs[:3])
 	var ue *node.UnreachableError
 	for i := range 2 {
-		if !errors.As(errs[i], &ue) && !errors.Is(errs[i], node.ErrBucketNotFound) {
+		if !errors.As(errs[i], &ue) && !errors.Is(errs[i], store.ErrBucketNotFound) {
 			t.Errorf("op %d on the cut-off owner: %v", i, errs[i])
 		}
 	}

@@ -1,27 +1,14 @@
-// Package node owns a D-Boutique node: its buckets, held in memory, each a
-// map of key to value; the cluster's membership as the node sees it; the
-// routing of every operation to the node that holds its bucket; and the
-// copies of each bucket on its owners: replication, rebalancing and
-// anti-entropy.
+// Package node owns a D-Boutique node in its cluster: the cluster's
+// membership as the node sees it; the routing of every operation to the
+// node that holds its bucket; and the copies of each bucket on its owners:
+// replication, rebalancing and anti-entropy.
 //
 // # Data
 //
-// An operation is a value ([Op]) rather than only a method call, so that it
-// can be encoded ([Op.AppendBinary], [DecodeOp]), sent to the node that owns
-// its bucket and applied there; its outcome ([Result]) travels back the
-// same way. Every bucket of a [Store] has its own lock, so operations on
-// different buckets never wait for each other and reads of one bucket run
-// in parallel.
-//
-// Every key carries a [Version], a hybrid logical clock reading ([Clock]);
-// a delete leaves a tombstone and a dropped bucket remembers when. Versioned
-// writes ([Store.ApplyEntry], [Store.ApplyDrop], [Store.Merge]) can be
-// applied in any order and any number of times: the newest version of each
-// key wins, so two copies merged either way end equal and a deleted key
-// does not come back. Tombstones are collected after
-// Config.TombstoneGrace. Each bucket's keys sit in [NumShards] shards with
-// an XOR digest each ([Store.Digest]), so two copies are compared in one
-// number and repaired shard by shard, a page at a time ([Store.Page]).
+// The buckets themselves live in a [store.Store] (package node/store): the
+// versioned, sharded, in-memory maps, the operations on them ([store.Op])
+// and their binary encoding. This package runs a Store inside a cluster.
+// The messages between nodes are encoded with package node/wire.
 //
 // # Cluster
 //
@@ -71,8 +58,8 @@
 // differ; a copy it no longer owns is retired and removed once every owner
 // has it. [Node.Leave] hands every copy off before the node stops.
 //
-// Errors are the sentinel values declared in errors.go (and ErrRetired,
-// the store's, in store.go), wrapped with %w where context is added;
-// callers test them with errors.Is. They cross the network as the same
-// sentinels.
+// Errors are the sentinel values declared in errors.go, and the store's in
+// package store (such as store.ErrBucketNotFound), wrapped with %w where
+// context is added; callers test them with errors.Is. They cross the
+// network as the same sentinels.
 package node

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // Tests of the operation kinds behind Redis's commands (KindPutCreate,
@@ -18,23 +19,23 @@ import (
 // replicated cluster on memNet, where the primary decides the counts and
 // forwarding carries them back.
 
-func putCreate(b, k, v string) node.Op {
-	return node.Op{Kind: node.KindPutCreate, Bucket: b, Key: k, Value: v}
+func putCreate(b, k, v string) store.Op {
+	return store.Op{Kind: store.KindPutCreate, Bucket: b, Key: k, Value: v}
 }
-func lenOf(b string) node.Op  { return node.Op{Kind: node.KindLen, Bucket: b} }
-func getAll(b string) node.Op { return node.Op{Kind: node.KindGetAll, Bucket: b} }
+func lenOf(b string) store.Op  { return store.Op{Kind: store.KindLen, Bucket: b} }
+func getAll(b string) store.Op { return store.Op{Kind: store.KindGetAll, Bucket: b} }
 
 // countStep is an operation and its expected outcome: Count, Value and
 // Names (compared with slices.Equal), or the error.
 type countStep struct {
-	op      node.Op
+	op      store.Op
 	count   int
 	value   string
 	names   []string
 	wantErr error
 }
 
-func (st countStep) check(t *testing.T, via string, res node.Result, err error) {
+func (st countStep) check(t *testing.T, via string, res store.Result, err error) {
 	t.Helper()
 	what := fmt.Sprintf("%v %q %q via %s", st.op.Kind, st.op.Bucket, st.op.Key, via)
 	checkErr(t, what, err, st.wantErr)
@@ -47,11 +48,11 @@ func (st countStep) check(t *testing.T, via string, res node.Result, err error) 
 // not exist yet; it is run on a Store and through a cluster.
 func kindScenario() []countStep {
 	return []countStep{
-		{op: lenOf("b"), wantErr: node.ErrBucketNotFound},
-		{op: getAll("b"), wantErr: node.ErrBucketNotFound},
-		{op: del("b", "k"), wantErr: node.ErrBucketNotFound},
-		{op: drop("b"), wantErr: node.ErrBucketNotFound},
-		{op: put("b", "k", "v"), wantErr: node.ErrBucketNotFound},
+		{op: lenOf("b"), wantErr: store.ErrBucketNotFound},
+		{op: getAll("b"), wantErr: store.ErrBucketNotFound},
+		{op: del("b", "k"), wantErr: store.ErrBucketNotFound},
+		{op: drop("b"), wantErr: store.ErrBucketNotFound},
+		{op: put("b", "k", "v"), wantErr: store.ErrBucketNotFound},
 		// PUTCREATE creates the bucket; a key counts 1 when it had no value.
 		{op: putCreate("b", "k2", "v2"), count: 1},
 		{op: putCreate("b", "k2", "v2bis"), count: 0},
@@ -79,9 +80,9 @@ func kindScenario() []countStep {
 		{op: lenOf("b"), count: 4},
 		// DROP counts the bucket; afterwards nothing of it is left.
 		{op: drop("b"), count: 1},
-		{op: drop("b"), wantErr: node.ErrBucketNotFound},
-		{op: lenOf("b"), wantErr: node.ErrBucketNotFound},
-		{op: getAll("b"), wantErr: node.ErrBucketNotFound},
+		{op: drop("b"), wantErr: store.ErrBucketNotFound},
+		{op: lenOf("b"), wantErr: store.ErrBucketNotFound},
+		{op: getAll("b"), wantErr: store.ErrBucketNotFound},
 		{op: create("b"), count: 1},
 		{op: lenOf("b"), count: 0},
 		{op: getAll("b")},
@@ -90,12 +91,12 @@ func kindScenario() []countStep {
 		// PUTCREATE of a dropped bucket makes it again, empty but for the key.
 		{op: putCreate("b", "k2", "fresh"), count: 1},
 		{op: getAll("b"), names: []string{"k2", "fresh"}},
-		{op: get("b", "k1"), wantErr: node.ErrKeyNotFound},
+		{op: get("b", "k1"), wantErr: store.ErrKeyNotFound},
 	}
 }
 
 func TestStoreKinds(t *testing.T) {
-	s := node.NewStore()
+	s := store.NewStore()
 	for _, st := range kindScenario() {
 		res, err := s.Execute(context.Background(), st.op)
 		st.check(t, "store", res, err)
@@ -105,7 +106,7 @@ func TestStoreKinds(t *testing.T) {
 // TestStoreGetAllOrder: GETALL alternates keys and values in key order
 // (byte order), across shards, and agrees with KEYS and LEN.
 func TestStoreGetAllOrder(t *testing.T) {
-	s := node.NewStore()
+	s := store.NewStore()
 	ctx := context.Background()
 	want := map[string]string{}
 	for i := range 500 {
@@ -148,7 +149,7 @@ func TestStoreGetAllOrder(t *testing.T) {
 }
 
 func TestOpValidateNewKinds(t *testing.T) {
-	valid := []node.Op{
+	valid := []store.Op{
 		putCreate("b", "k", "v"),
 		putCreate("b", "", ""),
 		putCreate("\x00kv:1", "k", "v"),
@@ -160,26 +161,26 @@ func TestOpValidateNewKinds(t *testing.T) {
 			t.Errorf("%+v: %v, want valid", op, err)
 		}
 	}
-	invalid := []node.Op{
-		{Kind: node.KindPutCreate},
-		{Kind: node.KindPutCreate, Key: "k", Value: "v"},
-		{Kind: node.KindLen},
-		{Kind: node.KindLen, Bucket: "b", Value: "v"},
-		{Kind: node.KindLen, Bucket: "b", Key: "k"},
-		{Kind: node.KindLen, Key: "k"},
-		{Kind: node.KindGetAll},
-		{Kind: node.KindGetAll, Bucket: "b", Key: "k"},
-		{Kind: node.KindGetAll, Bucket: "b", Value: "v"},
-		{Kind: node.KindGetAll, Bucket: "b", Key: "k", Value: "v"},
-		{Kind: node.KindGetAll + 1, Bucket: "b"},
+	invalid := []store.Op{
+		{Kind: store.KindPutCreate},
+		{Kind: store.KindPutCreate, Key: "k", Value: "v"},
+		{Kind: store.KindLen},
+		{Kind: store.KindLen, Bucket: "b", Value: "v"},
+		{Kind: store.KindLen, Bucket: "b", Key: "k"},
+		{Kind: store.KindLen, Key: "k"},
+		{Kind: store.KindGetAll},
+		{Kind: store.KindGetAll, Bucket: "b", Key: "k"},
+		{Kind: store.KindGetAll, Bucket: "b", Value: "v"},
+		{Kind: store.KindGetAll, Bucket: "b", Key: "k", Value: "v"},
+		{Kind: store.KindGetAll + 1, Bucket: "b"},
 		{Kind: 255, Bucket: "b"},
 	}
-	s := node.NewStore()
+	s := store.NewStore()
 	for _, op := range invalid {
-		if err := op.Validate(); !errors.Is(err, node.ErrInvalidOp) {
+		if err := op.Validate(); !errors.Is(err, store.ErrInvalidOp) {
 			t.Errorf("%+v: Validate = %v, want ErrInvalidOp", op, err)
 		}
-		if res, err := s.Execute(context.Background(), op); !errors.Is(err, node.ErrInvalidOp) || res.Count != 0 {
+		if res, err := s.Execute(context.Background(), op); !errors.Is(err, store.ErrInvalidOp) || res.Count != 0 {
 			t.Errorf("%+v: Execute = %+v, %v; want ErrInvalidOp", op, res, err)
 		}
 	}
@@ -192,7 +193,7 @@ func TestOpValidateNewKinds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, err := node.DecodeOp(b); err != nil || got != op {
+		if got, err := store.DecodeOp(b); err != nil || got != op {
 			t.Errorf("%+v round trip: %+v, %v", op, got, err)
 		}
 	}
@@ -284,21 +285,21 @@ func TestClusterBatchCounts(t *testing.T) {
 				{op: drop(n1), count: 1},
 				{op: putCreate(n1, "k", "reborn"), count: 1},
 				{op: drop(n1), count: 1},
-				{op: drop(n1), wantErr: node.ErrBucketNotFound},
-				{op: del(n1, "k"), wantErr: node.ErrBucketNotFound},
+				{op: drop(n1), wantErr: store.ErrBucketNotFound},
+				{op: del(n1, "k"), wantErr: store.ErrBucketNotFound},
 				{op: create(n1), count: 1},
 				{op: create(n1), count: 0},
 				{op: putCreate(n1, "k", "last"), count: 1},
 				{op: getAll(n1), names: []string{"k", "last"}},
 				{op: lenOf(n2), count: round + 1},
-				{op: lenOf("missing"), wantErr: node.ErrBucketNotFound},
-				{op: getAll("missing"), wantErr: node.ErrBucketNotFound},
+				{op: lenOf("missing"), wantErr: store.ErrBucketNotFound},
+				{op: getAll("missing"), wantErr: store.ErrBucketNotFound},
 			}
-			ops := make([]node.Op, len(steps))
+			ops := make([]store.Op, len(steps))
 			for i, st := range steps {
 				ops[i] = st.op
 			}
-			res := make([]node.Result, len(ops))
+			res := make([]store.Result, len(ops))
 			errs := make([]error, len(ops))
 			via.ExecuteBatch(context.Background(), ops, res, errs)
 			for i, st := range steps {
@@ -312,7 +313,7 @@ func TestClusterBatchCounts(t *testing.T) {
 			// again, DELETE: 1, 0, 1, whether the run is forwarded in one
 			// message or run by the primary.
 			fresh := "fresh" + strconv.Itoa(round)
-			ops = []node.Op{putCreate(fresh, "k", "v"), putCreate(fresh, "k", "v"), del(fresh, "k")}
+			ops = []store.Op{putCreate(fresh, "k", "v"), putCreate(fresh, "k", "v"), del(fresh, "k")}
 			via.ExecuteBatch(context.Background(), ops, res[:3], errs[:3])
 			for i, want := range []int{1, 0, 1} {
 				if errs[i] != nil || res[i].Count != want {
@@ -381,7 +382,7 @@ func TestClusterPutCreateRacesDrop(t *testing.T) {
 	}
 	for _, via := range nodes {
 		ln, err := via.Execute(ctx, lenOf(bucket))
-		if errors.Is(err, node.ErrBucketNotFound) {
+		if errors.Is(err, store.ErrBucketNotFound) {
 			continue // the last write was a DROP
 		}
 		ks := mustExec(t, via, keys(bucket))
@@ -510,8 +511,8 @@ func TestAloneKinds(t *testing.T) {
 					st.check(t, via.Name(), res, err)
 				}
 				mustExec(t, via, drop("b"))
-				ops := []node.Op{putCreate("b", "k", "1"), putCreate("b", "k", "2"), del("b", "k"), del("b", "k"), putCreate("b", "k", "3")}
-				res := make([]node.Result, len(ops))
+				ops := []store.Op{putCreate("b", "k", "1"), putCreate("b", "k", "2"), del("b", "k"), del("b", "k"), putCreate("b", "k", "3")}
+				res := make([]store.Result, len(ops))
 				errs := make([]error, len(ops))
 				via.ExecuteBatch(context.Background(), ops, res, errs)
 				for i, want := range []int{1, 0, 1, 0, 1} {
@@ -530,19 +531,19 @@ func TestAloneKinds(t *testing.T) {
 // bucket's operations in order and puts every outcome in its place.
 func TestBatchAcrossOwners(t *testing.T) {
 	nodes := startReplicated(t, newMemNet(), replicas(2), "a", "b", "c")
-	var ops []node.Op
+	var ops []store.Op
 	for round := range 3 {
 		for b := range 12 {
 			bucket := fmt.Sprintf("bk%d", b)
 			ops = append(ops,
 				putCreate(bucket, "k", fmt.Sprintf("v%d", round)),
-				node.Op{Kind: node.KindGet, Bucket: bucket, Key: "k"},
+				store.Op{Kind: store.KindGet, Bucket: bucket, Key: "k"},
 				del(bucket, "gone"))
 		}
 	}
-	ops = append(ops, node.Op{Kind: node.KindBuckets}) // runs after everything before it
+	ops = append(ops, store.Op{Kind: store.KindBuckets}) // runs after everything before it
 	for _, via := range nodes {
-		res := make([]node.Result, len(ops))
+		res := make([]store.Result, len(ops))
 		errs := make([]error, len(ops))
 		via.ExecuteBatch(context.Background(), ops, res, errs)
 		for i, op := range ops[:len(ops)-1] {
@@ -550,9 +551,9 @@ func TestBatchAcrossOwners(t *testing.T) {
 			switch {
 			case errs[i] != nil:
 				t.Fatalf("via %s: op %d %v %s: %v", via.Name(), i, op.Kind, op.Bucket, errs[i])
-			case op.Kind == node.KindGet && res[i].Value != fmt.Sprintf("v%d", round):
+			case op.Kind == store.KindGet && res[i].Value != fmt.Sprintf("v%d", round):
 				t.Errorf("via %s: op %d GET %s = %q, want v%d", via.Name(), i, op.Bucket, res[i].Value, round)
-			case op.Kind == node.KindDelete && res[i].Count != 0:
+			case op.Kind == store.KindDelete && res[i].Count != 0:
 				t.Errorf("via %s: op %d DELETE %s counted %d", via.Name(), i, op.Bucket, res[i].Count)
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // TestRestartedVoucherKeepsItsPromises: a vouch is a promise (lease.go)
@@ -103,14 +104,14 @@ func restartedVoucher(t *testing.T, plan simPlan, seed uint64) {
 }
 
 // try runs op through sn's node, bounded by a short timeout.
-func (sc *simCluster) try(sn *simNode, op node.Op) (node.Result, error) {
+func (sc *simCluster) try(sn *simNode, op store.Op) (store.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	return sc.nodeOf(sn).Execute(ctx, op)
 }
 
 // mustDo runs op through sn's node until it succeeds, for a few seconds.
-func (sc *simCluster) mustDo(sn *simNode, op node.Op) node.Result {
+func (sc *simCluster) mustDo(sn *simNode, op store.Op) store.Result {
 	sc.t.Helper()
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), simOpTimeout)

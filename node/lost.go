@@ -3,6 +3,8 @@ package node
 import (
 	"slices"
 	"time"
+
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // Lost copies. When every node that held a bucket's copies dies before
@@ -101,7 +103,7 @@ func (n *Node) lost(bucket string) error {
 	// A record counts if the bucket ever existed here, or was dropped: a
 	// write ignored, or an empty page merged (the copy it came from was
 	// removed meanwhile), leaves an empty record that says nothing.
-	if m, ok := n.cfg.Store.Meta(bucket); ok && m != (BucketMeta{}) {
+	if m, ok := n.cfg.Store.Meta(bucket); ok && m != (store.BucketMeta{}) {
 		return nil
 	}
 	current := n.view.Load()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // TestRestartedCutOffSaysUnreachable: a node that has just restarted owns
@@ -50,7 +51,7 @@ func TestRestartedCutOffSaysUnreachable(t *testing.T) {
 			}
 			time.Sleep(3 * simDeadAfter) // until it holds the others dead
 			for _, b := range buckets {
-				if _, err := sc.try(r, get(b, "k")); errors.Is(err, node.ErrBucketNotFound) {
+				if _, err := sc.try(r, get(b, "k")); errors.Is(err, store.ErrBucketNotFound) {
 					t.Fatalf("GET %s k through the cut-off restarted node: NOT FOUND; want its value, or unreachable", b)
 				}
 			}

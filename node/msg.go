@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/wire"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -22,7 +24,7 @@ import (
 //	            a uvarint of the milliseconds since it died); reply: the
 //	            same fields for the replier, with pingVouch set when the
 //	            replier sees the sender alive
-//	msgOp:      epoch uint64 (8 bytes, big endian), hops byte, Op (codec.go)
+//	msgOp:      epoch uint64 (8 bytes, big endian), hops byte, Op (package store, codec.go)
 //	            reply: a reply (below)
 //	msgBuckets: nothing; reply: a reply whose Result lists local buckets
 //	msgLeave:   a byte, 0 (leaving) or 1 (left, every copy handed off),
@@ -34,7 +36,7 @@ import (
 // A member is: id string, name string, address count uvarint, addresses.
 // A member list is a uvarint count, then members. A reply is a status byte:
 // 0, then a Result; or 1, an error code byte and a message string.
-// Strings are a uvarint length, then bytes (codec.go).
+// Strings are a uvarint length, then bytes (package wire).
 const (
 	msgPing    byte = 1
 	msgOp      byte = 2
@@ -46,21 +48,32 @@ const (
 // appendLeave encodes a msgLeave.
 func appendLeave(b []byte, handedOff bool, incarnation uint64) []byte {
 	b = append(b, msgLeave, byte(b2i(handedOff)))
-	return appendU64(b, incarnation)
+	return wire.AppendU64(b, incarnation)
 }
 
 // decodeLeave decodes a msgLeave's body.
 func decodeLeave(b []byte) (handedOff bool, incarnation uint64, err error) {
-	d := decoder{buf: b}
-	flag := d.byte()
-	incarnation = d.u64()
-	if err := d.finish(); err != nil {
+	d := decoder{wire.NewDecoder(b)}
+	flag := d.Byte()
+	incarnation = d.U64()
+	if err := d.Finish(); err != nil {
 		return false, 0, err
 	}
 	if flag > 1 {
-		return false, 0, fmt.Errorf("%w: leave flag %d", ErrCorruptOp, flag)
+		return false, 0, fmt.Errorf("%w: leave flag %d", wire.ErrCorrupt, flag)
 	}
 	return flag == 1, incarnation, nil
+}
+
+// decoder reads node messages: the wire primitives, and the fields that
+// several messages share (members, entries, bucket metadata).
+type decoder struct{ wire.Decoder }
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // maxBatch caps the operations of one msgBatch.
@@ -111,41 +124,30 @@ const (
 )
 
 func appendMember(b []byte, m Member) []byte {
-	b = appendString(b, m.ID)
-	b = appendString(b, m.Name)
+	b = wire.AppendString(b, m.ID)
+	b = wire.AppendString(b, m.Name)
 	b = binary.AppendUvarint(b, uint64(len(m.Addrs)))
 	for _, a := range m.Addrs {
-		b = appendString(b, a)
+		b = wire.AppendString(b, a)
 	}
 	return b
 }
 
 func (d *decoder) member() Member {
-	m := Member{ID: d.string(), Name: d.string()}
-	if n := d.count(); n > 0 {
+	m := Member{ID: d.String(), Name: d.String()}
+	if n := d.Count(); n > 0 {
 		m.Addrs = make([]string, n)
 		for i := range m.Addrs {
-			m.Addrs[i] = d.string()
+			m.Addrs[i] = d.String()
 		}
 	}
 	return m
 }
 
-// count reads a count of items that each take at least one byte, and
-// checks it against the bytes left, which bounds what the caller allocates.
-func (d *decoder) count() uint64 {
-	n := d.uvarint()
-	if d.err == nil && n > uint64(len(d.buf)) {
-		d.err = fmt.Errorf("%w: %d items in %d bytes", ErrCorruptOp, n, len(d.buf))
-		return 0
-	}
-	return n
-}
-
 func (p ping) append(b []byte) []byte {
-	b = appendString(b, p.cluster)
+	b = wire.AppendString(b, p.cluster)
 	b = appendMember(b, p.from)
-	b = appendU64(b, p.from.Incarnation)
+	b = wire.AppendU64(b, p.from.Incarnation)
 	var flags byte
 	if p.leaving {
 		flags |= pingLeaving
@@ -157,8 +159,8 @@ func (p ping) append(b []byte) []byte {
 		flags |= pingJoined
 	}
 	b = append(b, flags)
-	b = appendU64(b, uint64(p.clock))
-	b = appendU64(b, p.layout)
+	b = wire.AppendU64(b, uint64(p.clock))
+	b = wire.AppendU64(b, p.layout)
 	b = binary.AppendUvarint(b, uint64(len(p.members)))
 	for _, m := range p.members {
 		b = appendMember(b, m)
@@ -172,34 +174,34 @@ func (p ping) append(b []byte) []byte {
 }
 
 func decodePing(b []byte) (ping, error) {
-	d := decoder{buf: b}
-	p := ping{cluster: d.string(), from: d.member()}
-	p.from.Incarnation = d.u64()
-	flags := d.byte()
+	d := decoder{wire.NewDecoder(b)}
+	p := ping{cluster: d.String(), from: d.member()}
+	p.from.Incarnation = d.U64()
+	flags := d.Byte()
 	p.leaving, p.vouch, p.joined = flags&pingLeaving != 0, flags&pingVouch != 0, flags&pingJoined != 0
-	p.clock = int64(d.u64())
-	p.layout = d.u64()
-	if d.err == nil && flags&^(pingLeaving|pingVouch|pingJoined) != 0 {
-		return ping{}, fmt.Errorf("%w: ping flags %#x", ErrCorruptOp, flags)
+	p.clock = int64(d.U64())
+	p.layout = d.U64()
+	if d.Err() == nil && flags&^(pingLeaving|pingVouch|pingJoined) != 0 {
+		return ping{}, fmt.Errorf("%w: ping flags %#x", wire.ErrCorrupt, flags)
 	}
-	if n := d.count(); n > 0 {
+	if n := d.Count(); n > 0 {
 		p.members = make([]Member, 0, n)
 		for range n {
 			p.members = append(p.members, d.member())
 		}
 	}
-	if n := d.count(); n > 0 {
+	if n := d.Count(); n > 0 {
 		p.dead, p.deadFor = make([]Member, 0, n), make([]time.Duration, 0, n)
 		for range n {
 			p.dead = append(p.dead, d.member())
-			p.deadFor = append(p.deadFor, time.Duration(min(d.uvarint(), maxDeadForMillis))*time.Millisecond)
+			p.deadFor = append(p.deadFor, time.Duration(min(d.Uvarint(), maxDeadForMillis))*time.Millisecond)
 		}
 	}
-	if err := d.finish(); err != nil {
+	if err := d.Finish(); err != nil {
 		return ping{}, err
 	}
 	if p.from.ID == "" {
-		return ping{}, fmt.Errorf("%w: ping without a sender", ErrCorruptOp)
+		return ping{}, fmt.Errorf("%w: ping without a sender", wire.ErrCorrupt)
 	}
 	return p, nil
 }
@@ -208,7 +210,7 @@ func decodePing(b []byte) (ping, error) {
 type opRequest struct {
 	epoch uint64 // the sender's view of the membership
 	hops  int    // how many more times the request may be forwarded
-	op    Op
+	op    store.Op
 }
 
 func (r opRequest) append(b []byte) ([]byte, error) {
@@ -221,10 +223,10 @@ func (r opRequest) append(b []byte) ([]byte, error) {
 // decodeOpRequest decodes a msgOp body (after the type byte).
 func decodeOpRequest(b []byte) (opRequest, error) {
 	if len(b) < 9 {
-		return opRequest{}, fmt.Errorf("%w: short op request", ErrCorruptOp)
+		return opRequest{}, fmt.Errorf("%w: short op request", wire.ErrCorrupt)
 	}
 	r := opRequest{epoch: binary.BigEndian.Uint64(b), hops: int(b[8])}
-	op, err := DecodeOp(b[9:])
+	op, err := store.DecodeOp(b[9:])
 	if err != nil {
 		return opRequest{}, err
 	}
@@ -236,7 +238,7 @@ func decodeOpRequest(b []byte) (opRequest, error) {
 type batchRequest struct {
 	epoch uint64
 	hops  int
-	ops   []Op
+	ops   []store.Op
 }
 
 func (r batchRequest) append(b []byte) ([]byte, error) {
@@ -264,40 +266,40 @@ func (r batchRequest) append(b []byte) ([]byte, error) {
 // decodeBatchRequest decodes a msgBatch body (after the type byte), putting
 // the operations in ops[:0] (which may be nil). Each operation is
 // validated; one that is invalid fails the whole batch.
-func decodeBatchRequest(b []byte, ops []Op) (batchRequest, error) {
+func decodeBatchRequest(b []byte, ops []store.Op) (batchRequest, error) {
 	if len(b) < 9 {
-		return batchRequest{}, fmt.Errorf("%w: short batch request", ErrCorruptOp)
+		return batchRequest{}, fmt.Errorf("%w: short batch request", wire.ErrCorrupt)
 	}
 	r := batchRequest{epoch: binary.BigEndian.Uint64(b), hops: int(b[8])}
-	d := decoder{buf: b[9:]}
-	n := d.count()
-	if d.err == nil && n > maxBatch {
-		return batchRequest{}, fmt.Errorf("%w: %d operations in a batch, at most %d", ErrCorruptOp, n, maxBatch)
+	d := decoder{wire.NewDecoder(b[9:])}
+	n := d.Count()
+	if d.Err() == nil && n > maxBatch {
+		return batchRequest{}, fmt.Errorf("%w: %d operations in a batch, at most %d", wire.ErrCorrupt, n, maxBatch)
 	}
 	r.ops = slices.Grow(ops[:0], int(n))
 	for range n {
-		raw := d.bytes()
-		if d.err != nil {
+		raw := d.Bytes()
+		if d.Err() != nil {
 			break
 		}
 		var last string
 		if len(r.ops) > 0 {
 			last = r.ops[len(r.ops)-1].Bucket
 		}
-		op, err := decodeOp(raw, last)
+		op, err := store.DecodeOpAfter(raw, last)
 		if err != nil {
 			return batchRequest{}, err
 		}
 		r.ops = append(r.ops, op)
 	}
-	if err := d.finish(); err != nil {
+	if err := d.Finish(); err != nil {
 		return batchRequest{}, err
 	}
 	return r, nil
 }
 
 // appendBatchReply encodes the outcomes of a batch.
-func appendBatchReply(b []byte, res []Result, errs []error) []byte {
+func appendBatchReply(b []byte, res []store.Result, errs []error) []byte {
 	size := 8
 	for _, r := range res {
 		size += len(r.Value) + 8
@@ -315,26 +317,26 @@ func appendBatchReply(b []byte, res []Result, errs []error) []byte {
 
 // decodeBatchReply decodes a batch's outcomes into res and errs, which
 // must have the length the batch had.
-func decodeBatchReply(b []byte, res []Result, errs []error) error {
-	d := decoder{buf: b}
-	if n := d.uvarint(); d.err == nil && n != uint64(len(res)) {
-		return fmt.Errorf("%w: %d replies to a batch of %d", ErrCorruptOp, n, len(res))
+func decodeBatchReply(b []byte, res []store.Result, errs []error) error {
+	d := decoder{wire.NewDecoder(b)}
+	if n := d.Uvarint(); d.Err() == nil && n != uint64(len(res)) {
+		return fmt.Errorf("%w: %d replies to a batch of %d", wire.ErrCorrupt, n, len(res))
 	}
 	for i := range res {
-		raw := d.bytes()
-		if d.err != nil {
+		raw := d.Bytes()
+		if d.Err() != nil {
 			break
 		}
 		res[i], errs[i] = decodeReply(raw)
-		if errors.Is(errs[i], ErrCorruptOp) {
+		if errors.Is(errs[i], wire.ErrCorrupt) {
 			return errs[i]
 		}
 	}
-	return d.finish()
+	return d.Finish()
 }
 
 // appendReply encodes the outcome of an operation.
-func appendReply(b []byte, res Result, err error) []byte {
+func appendReply(b []byte, res store.Result, err error) []byte {
 	if err == nil {
 		b = append(b, 0)
 		b, _ = res.AppendBinary(b)
@@ -345,11 +347,11 @@ func appendReply(b []byte, res Result, err error) []byte {
 	switch {
 	case errors.As(err, &ue):
 		code, msg = codeUnreachable, ue.Node
-	case errors.Is(err, ErrBucketNotFound):
+	case errors.Is(err, store.ErrBucketNotFound):
 		code = codeBucket
-	case errors.Is(err, ErrKeyNotFound):
+	case errors.Is(err, store.ErrKeyNotFound):
 		code = codeKey
-	case errors.Is(err, ErrInvalidOp):
+	case errors.Is(err, store.ErrInvalidOp):
 		code = codeInvalid
 	case errors.Is(err, ring.ErrNoOwner):
 		code = codeNoOwner
@@ -357,40 +359,40 @@ func appendReply(b []byte, res Result, err error) []byte {
 		code = codeNoRoute
 	case errors.Is(err, ErrUnavailable):
 		code = codeUnavailable
-	case errors.Is(err, ErrRetired):
+	case errors.Is(err, store.ErrRetired):
 		code = codeRetired
 	}
 	b = append(b, 1, code)
-	return appendString(b, msg)
+	return wire.AppendString(b, msg)
 }
 
 // decodeReply decodes a reply into the operation's outcome: the Result, or
 // the error the remote node returned, as the same sentinel.
-func decodeReply(b []byte) (Result, error) {
+func decodeReply(b []byte) (store.Result, error) {
 	if len(b) == 0 {
-		return Result{}, fmt.Errorf("%w: empty reply", ErrCorruptOp)
+		return store.Result{}, fmt.Errorf("%w: empty reply", wire.ErrCorrupt)
 	}
 	if b[0] == 0 {
-		return DecodeResult(b[1:])
+		return store.DecodeResult(b[1:])
 	}
 	if b[0] != 1 || len(b) < 2 {
-		return Result{}, fmt.Errorf("%w: bad reply status", ErrCorruptOp)
+		return store.Result{}, fmt.Errorf("%w: bad reply status", wire.ErrCorrupt)
 	}
-	d := decoder{buf: b[2:]}
-	msg := d.string()
-	if err := d.finish(); err != nil {
-		return Result{}, err
+	d := decoder{wire.NewDecoder(b[2:])}
+	msg := d.String()
+	if err := d.Finish(); err != nil {
+		return store.Result{}, err
 	}
 	var sentinel error
 	switch b[1] {
 	case codeUnreachable:
-		return Result{}, &UnreachableError{Node: msg}
+		return store.Result{}, &UnreachableError{Node: msg}
 	case codeBucket:
-		sentinel = ErrBucketNotFound
+		sentinel = store.ErrBucketNotFound
 	case codeKey:
-		sentinel = ErrKeyNotFound
+		sentinel = store.ErrKeyNotFound
 	case codeInvalid:
-		sentinel = ErrInvalidOp
+		sentinel = store.ErrInvalidOp
 	case codeNoOwner:
 		sentinel = ring.ErrNoOwner
 	case codeNoRoute:
@@ -398,11 +400,11 @@ func decodeReply(b []byte) (Result, error) {
 	case codeUnavailable:
 		sentinel = ErrUnavailable
 	case codeRetired:
-		sentinel = ErrRetired
+		sentinel = store.ErrRetired
 	default:
-		return Result{}, &RemoteError{Msg: msg}
+		return store.Result{}, &RemoteError{Msg: msg}
 	}
-	return Result{}, &remoteSentinel{err: sentinel, msg: msg}
+	return store.Result{}, &remoteSentinel{err: sentinel, msg: msg}
 }
 
 // RemoteError is an error another node returned that has no sentinel.

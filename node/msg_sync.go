@@ -3,6 +3,9 @@ package node
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/wire"
 )
 
 // Messages of replication and anti-entropy (see msg.go for the others):
@@ -48,8 +51,8 @@ const (
 // write is one replicated write: a bucket-level create or drop, or a key's
 // new entry (a value, or a tombstone for DELETE).
 type write struct {
-	kind  Kind // KindCreate, KindDrop, KindPut or KindDelete
-	entry Entry
+	kind  store.Kind // KindCreate, KindDrop, KindPut or KindDelete
+	entry store.Entry
 	// countFor, when not 0, is 1 + the index in its group of the
 	// operation whose Result.Count this write decides (see commit); the
 	// primary's own, never sent.
@@ -57,73 +60,29 @@ type write struct {
 }
 
 // apply applies w to the bucket's copy in s.
-func (w write) apply(s *Store, bucket string) error {
+func (w write) apply(s *store.Store, bucket string) error {
 	switch w.kind {
-	case KindCreate:
+	case store.KindCreate:
 		return s.ApplyCreate(bucket, w.entry.Version)
-	case KindDrop:
+	case store.KindDrop:
 		return s.ApplyDrop(bucket, w.entry.Version)
 	}
 	return s.ApplyEntry(bucket, w.entry)
 }
 
-func appendU64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
-
-func (d *decoder) u64() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.buf) < 8 {
-		d.err = fmt.Errorf("%w: short integer", ErrCorruptOp)
-		return 0
-	}
-	v := binary.BigEndian.Uint64(d.buf)
-	d.buf = d.buf[8:]
-	return v
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.buf) < 1 {
-		d.err = fmt.Errorf("%w: short message", ErrCorruptOp)
-		return 0
-	}
-	c := d.buf[0]
-	d.buf = d.buf[1:]
-	return c
-}
-
-// bool reads a byte that must be 0 or 1.
-func (d *decoder) bool() bool {
-	c := d.byte()
-	if c > 1 && d.err == nil {
-		d.err = fmt.Errorf("%w: bad flag %d", ErrCorruptOp, c)
-	}
-	return c == 1
-}
-
-func appendBool(b []byte, v bool) []byte {
-	if v {
-		return append(b, 1)
-	}
-	return append(b, 0)
-}
-
 func appendReplicate(b []byte, bucket string, ws []write) []byte {
 	b = append(b, msgReplicate)
-	b = appendString(b, bucket)
+	b = wire.AppendString(b, bucket)
 	b = binary.AppendUvarint(b, uint64(len(ws)))
 	for _, w := range ws {
 		b = append(b, byte(w.kind))
-		b = appendU64(b, uint64(w.entry.Version))
+		b = wire.AppendU64(b, uint64(w.entry.Version))
 		switch w.kind {
-		case KindPut:
-			b = appendString(b, w.entry.Key)
-			b = appendString(b, w.entry.Value)
-		case KindDelete:
-			b = appendString(b, w.entry.Key)
+		case store.KindPut:
+			b = wire.AppendString(b, w.entry.Key)
+			b = wire.AppendString(b, w.entry.Value)
+		case store.KindDelete:
+			b = wire.AppendString(b, w.entry.Key)
 		}
 	}
 	return b
@@ -131,68 +90,68 @@ func appendReplicate(b []byte, bucket string, ws []write) []byte {
 
 // decodeReplicate decodes a msgReplicate body (after the type byte).
 func decodeReplicate(b []byte) (string, []write, error) {
-	d := decoder{buf: b}
-	bucket := d.string()
-	n := d.count()
-	if d.err == nil && n > maxWrites {
-		return "", nil, fmt.Errorf("%w: %d writes in one message, at most %d", ErrCorruptOp, n, maxWrites)
+	d := decoder{wire.NewDecoder(b)}
+	bucket := d.String()
+	n := d.Count()
+	if d.Err() == nil && n > maxWrites {
+		return "", nil, fmt.Errorf("%w: %d writes in one message, at most %d", wire.ErrCorrupt, n, maxWrites)
 	}
 	ws := make([]write, 0, n)
 	for range n {
-		w := write{kind: Kind(d.byte())}
-		w.entry.Version = Version(d.u64())
+		w := write{kind: store.Kind(d.Byte())}
+		w.entry.Version = store.Version(d.U64())
 		switch w.kind {
-		case KindCreate, KindDrop:
-		case KindPut:
-			w.entry.Key = d.string()
-			w.entry.Value = d.string()
-		case KindDelete:
-			w.entry.Key = d.string()
+		case store.KindCreate, store.KindDrop:
+		case store.KindPut:
+			w.entry.Key = d.String()
+			w.entry.Value = d.String()
+		case store.KindDelete:
+			w.entry.Key = d.String()
 			w.entry.Deleted = true
 		default:
-			if d.err == nil {
-				d.err = fmt.Errorf("%w: write of kind %v", ErrCorruptOp, w.kind)
+			if d.Err() == nil {
+				d.Failf("write of kind %v", w.kind)
 			}
 		}
-		if d.err == nil && w.entry.Version == 0 {
-			d.err = fmt.Errorf("%w: write without a version", ErrCorruptOp)
+		if d.Err() == nil && w.entry.Version == 0 {
+			d.Failf("write without a version")
 		}
-		if d.err != nil {
+		if d.Err() != nil {
 			break
 		}
 		ws = append(ws, w)
 	}
-	if err := d.finish(); err != nil {
+	if err := d.Finish(); err != nil {
 		return "", nil, err
 	}
 	if bucket == "" {
-		return "", nil, fmt.Errorf("%w: replicated write without a bucket", ErrCorruptOp)
+		return "", nil, fmt.Errorf("%w: replicated write without a bucket", wire.ErrCorrupt)
 	}
 	return bucket, ws, nil
 }
 
-func appendEntry(b []byte, e Entry) []byte {
-	b = appendString(b, e.Key)
-	b = appendString(b, e.Value)
-	b = appendU64(b, uint64(e.Version))
-	return appendBool(b, e.Deleted)
+func appendEntry(b []byte, e store.Entry) []byte {
+	b = wire.AppendString(b, e.Key)
+	b = wire.AppendString(b, e.Value)
+	b = wire.AppendU64(b, uint64(e.Version))
+	return wire.AppendBool(b, e.Deleted)
 }
 
-func (d *decoder) entry() Entry {
-	return Entry{Key: d.string(), Value: d.string(), Version: Version(d.u64()), Deleted: d.bool()}
+func (d *decoder) entry() store.Entry {
+	return store.Entry{Key: d.String(), Value: d.String(), Version: store.Version(d.U64()), Deleted: d.Bool()}
 }
 
 // entries reads a uvarint count and that many entries.
-func (d *decoder) entries() []Entry {
-	n := d.count()
-	es := make([]Entry, 0, n)
+func (d *decoder) entries() []store.Entry {
+	n := d.Count()
+	es := make([]store.Entry, 0, n)
 	for range n {
 		e := d.entry()
-		if d.err != nil {
+		if d.Err() != nil {
 			return nil
 		}
 		if e.Version == 0 {
-			d.err = fmt.Errorf("%w: entry without a version", ErrCorruptOp)
+			d.Failf("entry without a version")
 			return nil
 		}
 		es = append(es, e)
@@ -200,7 +159,7 @@ func (d *decoder) entries() []Entry {
 	return es
 }
 
-func appendEntries(b []byte, es []Entry) []byte {
+func appendEntries(b []byte, es []store.Entry) []byte {
 	b = binary.AppendUvarint(b, uint64(len(es)))
 	for _, e := range es {
 		b = appendEntry(b, e)
@@ -208,26 +167,26 @@ func appendEntries(b []byte, es []Entry) []byte {
 	return b
 }
 
-func appendMeta(b []byte, m BucketMeta) []byte {
-	b = appendU64(b, uint64(m.Created))
-	return appendU64(b, uint64(m.Dropped))
+func appendMeta(b []byte, m store.BucketMeta) []byte {
+	b = wire.AppendU64(b, uint64(m.Created))
+	return wire.AppendU64(b, uint64(m.Dropped))
 }
 
-func (d *decoder) meta() BucketMeta {
-	return BucketMeta{Created: Version(d.u64()), Dropped: Version(d.u64())}
+func (d *decoder) meta() store.BucketMeta {
+	return store.BucketMeta{Created: store.Version(d.U64()), Dropped: store.Version(d.U64())}
 }
 
 func appendDigestRequest(b []byte, epoch uint64, bucket string) []byte {
 	b = append(b, msgDigest)
-	b = appendU64(b, epoch)
-	return appendString(b, bucket)
+	b = wire.AppendU64(b, epoch)
+	return wire.AppendString(b, bucket)
 }
 
 func decodeDigestRequest(b []byte) (uint64, string, error) {
-	d := decoder{buf: b}
-	epoch := d.u64()
-	bucket := d.string()
-	return epoch, bucket, d.finish()
+	d := decoder{wire.NewDecoder(b)}
+	epoch := d.U64()
+	bucket := d.String()
+	return epoch, bucket, d.Finish()
 }
 
 // errViewsDiffer is a msgDigest reply's status digestDiffer.
@@ -253,44 +212,44 @@ func (e *copiesLost) Error() string { return "node: the copies died with node " 
 // appendDigestLost encodes the reply to a msgDigest for a bucket whose
 // copies this node believes died with node `name`.
 func appendDigestLost(b []byte, name string) []byte {
-	return appendString(append(b, digestLost), name)
+	return wire.AppendString(append(b, digestLost), name)
 }
 
 // appendDigestReply encodes the reply to msgDigest.
-func appendDigestReply(b []byte, dg Digest, ok bool) []byte {
+func appendDigestReply(b []byte, dg store.Digest, ok bool) []byte {
 	if !ok {
 		return append(b, digestNone)
 	}
 	b = append(b, digestCopy)
 	b = appendMeta(b, dg.Meta)
 	for _, s := range dg.Shards {
-		b = appendU64(b, s)
+		b = wire.AppendU64(b, s)
 	}
 	return b
 }
 
-func decodeDigestReply(b []byte) (Digest, bool, error) {
+func decodeDigestReply(b []byte) (store.Digest, bool, error) {
 	if len(b) == 1 && b[0] == digestDiffer {
-		return Digest{}, false, errViewsDiffer
+		return store.Digest{}, false, errViewsDiffer
 	}
 	if len(b) > 0 && b[0] == digestLost {
-		d := decoder{buf: b[1:]}
-		name := d.string()
-		if err := d.finish(); err != nil {
-			return Digest{}, false, err
+		d := decoder{wire.NewDecoder(b[1:])}
+		name := d.String()
+		if err := d.Finish(); err != nil {
+			return store.Digest{}, false, err
 		}
-		return Digest{}, false, &copiesLost{node: name}
+		return store.Digest{}, false, &copiesLost{node: name}
 	}
-	d := decoder{buf: b}
-	var dg Digest
-	ok := d.bool()
+	d := decoder{wire.NewDecoder(b)}
+	var dg store.Digest
+	ok := d.Bool()
 	if ok {
 		dg.Meta = d.meta()
 		for i := range dg.Shards {
-			dg.Shards[i] = d.u64()
+			dg.Shards[i] = d.U64()
 		}
 	}
-	return dg, ok, d.finish()
+	return dg, ok, d.Finish()
 }
 
 // pageRequest is the body of msgPage.
@@ -303,55 +262,55 @@ type pageRequest struct {
 
 func (r pageRequest) append(b []byte) []byte {
 	b = append(b, msgPage)
-	b = appendString(b, r.bucket)
+	b = wire.AppendString(b, r.bucket)
 	b = append(b, byte(r.shard))
-	b = appendString(b, r.after)
+	b = wire.AppendString(b, r.after)
 	return binary.AppendUvarint(b, uint64(r.maxBytes))
 }
 
 func decodePageRequest(b []byte) (pageRequest, error) {
-	d := decoder{buf: b}
-	r := pageRequest{bucket: d.string(), shard: int(d.byte()), after: d.string()}
-	mb := d.uvarint()
-	if err := d.finish(); err != nil {
+	d := decoder{wire.NewDecoder(b)}
+	r := pageRequest{bucket: d.String(), shard: int(d.Byte()), after: d.String()}
+	mb := d.Uvarint()
+	if err := d.Finish(); err != nil {
 		return pageRequest{}, err
 	}
-	if r.bucket == "" || r.shard >= NumShards || mb == 0 {
-		return pageRequest{}, fmt.Errorf("%w: bad page request", ErrCorruptOp)
+	if r.bucket == "" || r.shard >= store.NumShards || mb == 0 {
+		return pageRequest{}, fmt.Errorf("%w: bad page request", wire.ErrCorrupt)
 	}
 	r.maxBytes = int(min(mb, maxPageBytes))
 	return r, nil
 }
 
-func appendPageReply(b []byte, es []Entry, more bool) []byte {
-	b = appendBool(b, more)
+func appendPageReply(b []byte, es []store.Entry, more bool) []byte {
+	b = wire.AppendBool(b, more)
 	return appendEntries(b, es)
 }
 
-func decodePageReply(b []byte) ([]Entry, bool, error) {
-	d := decoder{buf: b}
-	more := d.bool()
+func decodePageReply(b []byte) ([]store.Entry, bool, error) {
+	d := decoder{wire.NewDecoder(b)}
+	more := d.Bool()
 	es := d.entries()
-	return es, more, d.finish()
+	return es, more, d.Finish()
 }
 
-func appendMerge(b []byte, bucket string, m BucketMeta, es []Entry) []byte {
+func appendMerge(b []byte, bucket string, m store.BucketMeta, es []store.Entry) []byte {
 	b = append(b, msgMerge)
-	b = appendString(b, bucket)
+	b = wire.AppendString(b, bucket)
 	b = appendMeta(b, m)
 	return appendEntries(b, es)
 }
 
-func decodeMerge(b []byte) (string, BucketMeta, []Entry, error) {
-	d := decoder{buf: b}
-	bucket := d.string()
+func decodeMerge(b []byte) (string, store.BucketMeta, []store.Entry, error) {
+	d := decoder{wire.NewDecoder(b)}
+	bucket := d.String()
 	m := d.meta()
 	es := d.entries()
-	if err := d.finish(); err != nil {
-		return "", BucketMeta{}, nil, err
+	if err := d.Finish(); err != nil {
+		return "", store.BucketMeta{}, nil, err
 	}
 	if bucket == "" {
-		return "", BucketMeta{}, nil, fmt.Errorf("%w: merge without a bucket", ErrCorruptOp)
+		return "", store.BucketMeta{}, nil, fmt.Errorf("%w: merge without a bucket", wire.ErrCorrupt)
 	}
 	return bucket, m, es, nil
 }
@@ -367,67 +326,67 @@ type bucketSum struct {
 // of the sender's.
 func appendSums(b []byte, epoch uint64, done bool, sums []bucketSum) []byte {
 	b = append(b, msgSums)
-	b = appendU64(b, epoch)
-	b = appendBool(b, done)
+	b = wire.AppendU64(b, epoch)
+	b = wire.AppendBool(b, done)
 	b = binary.AppendUvarint(b, uint64(len(sums)))
 	for _, s := range sums {
-		b = appendString(b, s.bucket)
-		b = appendU64(b, s.sum)
+		b = wire.AppendString(b, s.bucket)
+		b = wire.AppendU64(b, s.sum)
 	}
 	return b
 }
 
 // decodeSums decodes a msgSums body (after the type byte).
 func decodeSums(b []byte) (epoch uint64, done bool, sums []bucketSum, err error) {
-	d := decoder{buf: b}
-	epoch = d.u64()
-	done = d.bool()
-	n := d.count()
+	d := decoder{wire.NewDecoder(b)}
+	epoch = d.U64()
+	done = d.Bool()
+	n := d.Count()
 	sums = make([]bucketSum, 0, n)
 	for range n {
-		s := bucketSum{bucket: d.string(), sum: d.u64()}
-		if d.err != nil {
+		s := bucketSum{bucket: d.String(), sum: d.U64()}
+		if d.Err() != nil {
 			break
 		}
 		sums = append(sums, s)
 	}
-	return epoch, done, sums, d.finish()
+	return epoch, done, sums, d.Finish()
 }
 
 // appendSumsReply encodes the reply to msgSums: whether the replier has
 // the sender's view, and the buckets whose copy differs there.
 func appendSumsReply(b []byte, agree bool, differ []string) []byte {
-	return appendNames(appendBool(b, agree), differ)
+	return appendNames(wire.AppendBool(b, agree), differ)
 }
 
 func decodeSumsReply(b []byte) (agree bool, differ []string, err error) {
-	d := decoder{buf: b}
-	agree = d.bool()
-	if d.err != nil {
-		return false, nil, d.err
+	d := decoder{wire.NewDecoder(b)}
+	agree = d.Bool()
+	if d.Err() != nil {
+		return false, nil, d.Err()
 	}
-	differ, err = decodeNames(d.buf)
+	differ, err = decodeNames(d.Rest())
 	return agree, differ, err
 }
 
 func appendNames(b []byte, names []string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(names)))
 	for _, s := range names {
-		b = appendString(b, s)
+		b = wire.AppendString(b, s)
 	}
 	return b
 }
 
 func decodeNames(b []byte) ([]string, error) {
-	d := decoder{buf: b}
-	n := d.count()
+	d := decoder{wire.NewDecoder(b)}
+	n := d.Count()
 	names := make([]string, 0, n)
 	for range n {
-		s := d.string()
-		if d.err != nil {
+		s := d.String()
+		if d.Err() != nil {
 			break
 		}
 		names = append(names, s)
 	}
-	return names, d.finish()
+	return names, d.Finish()
 }

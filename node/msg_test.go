@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/wire"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -40,7 +42,7 @@ func TestPingRoundTrip(t *testing.T) {
 	}
 	// Flags this version does not know are refused.
 	b := ping{cluster: "c", from: Member{ID: "i"}}.append(nil)
-	flags := len(appendString(nil, "c")) + len(appendMember(nil, Member{ID: "i"})) + 8
+	flags := len(wire.AppendString(nil, "c")) + len(appendMember(nil, Member{ID: "i"})) + 8
 	b[flags] = 0x80
 	if _, err := decodePing(b); err == nil {
 		t.Error("a ping with unknown flags decoded")
@@ -48,9 +50,9 @@ func TestPingRoundTrip(t *testing.T) {
 }
 
 func TestBatchRoundTrip(t *testing.T) {
-	r := batchRequest{epoch: 42, hops: 1, ops: []Op{
-		{Kind: KindPut, Bucket: "b", Key: "k", Value: "v"},
-		{Kind: KindGet, Bucket: "b", Key: ""},
+	r := batchRequest{epoch: 42, hops: 1, ops: []store.Op{
+		{Kind: store.KindPut, Bucket: "b", Key: "k", Value: "v"},
+		{Kind: store.KindGet, Bucket: "b", Key: ""},
 	}}
 	enc, err := r.append(nil)
 	if err != nil || enc[0] != msgBatch {
@@ -60,14 +62,14 @@ func TestBatchRoundTrip(t *testing.T) {
 	if err != nil || got.epoch != 42 || got.hops != 1 || !slices.Equal(got.ops, r.ops) {
 		t.Fatalf("round trip = %+v, %v", got, err)
 	}
-	res := []Result{{Value: "v"}, {}}
-	errs := []error{nil, ErrKeyNotFound}
+	res := []store.Result{{Value: "v"}, {}}
+	errs := []error{nil, store.ErrKeyNotFound}
 	enc = appendBatchReply(nil, res, errs)
-	gres, gerrs := make([]Result, 2), make([]error, 2)
-	if err := decodeBatchReply(enc, gres, gerrs); err != nil || gres[0].Value != "v" || !errors.Is(gerrs[1], ErrKeyNotFound) {
+	gres, gerrs := make([]store.Result, 2), make([]error, 2)
+	if err := decodeBatchReply(enc, gres, gerrs); err != nil || gres[0].Value != "v" || !errors.Is(gerrs[1], store.ErrKeyNotFound) {
 		t.Fatalf("reply round trip = %+v %v, %v", gres, gerrs, err)
 	}
-	if err := decodeBatchReply(enc, make([]Result, 3), make([]error, 3)); !errors.Is(err, ErrCorruptOp) {
+	if err := decodeBatchReply(enc, make([]store.Result, 3), make([]error, 3)); !errors.Is(err, wire.ErrCorrupt) {
 		t.Errorf("a reply of 2 for a batch of 3: %v", err)
 	}
 	// Must fail: truncated, too many operations, an invalid operation.
@@ -87,28 +89,28 @@ func TestReplyRoundTrip(t *testing.T) {
 		err  error
 		want error
 	}{
-		{ErrBucketNotFound, ErrBucketNotFound},
-		{ErrKeyNotFound, ErrKeyNotFound},
-		{ErrInvalidOp, ErrInvalidOp},
+		{store.ErrBucketNotFound, store.ErrBucketNotFound},
+		{store.ErrKeyNotFound, store.ErrKeyNotFound},
+		{store.ErrInvalidOp, store.ErrInvalidOp},
 		{ring.ErrNoOwner, ring.ErrNoOwner},
 		{ErrNoRoute, ErrNoRoute},
 		{&UnreachableError{Node: "h-n"}, ErrUnreachable},
 	} {
-		_, err := decodeReply(appendReply(nil, Result{}, tc.err))
+		_, err := decodeReply(appendReply(nil, store.Result{}, tc.err))
 		if !errors.Is(err, tc.want) {
 			t.Errorf("%v crossed the network as %v", tc.err, err)
 		}
 	}
 	var ue *UnreachableError
-	if _, err := decodeReply(appendReply(nil, Result{}, &UnreachableError{Node: "h-n"})); !errors.As(err, &ue) || ue.Node != "h-n" {
+	if _, err := decodeReply(appendReply(nil, store.Result{}, &UnreachableError{Node: "h-n"})); !errors.As(err, &ue) || ue.Node != "h-n" {
 		t.Errorf("unreachable node name lost: %v", err)
 	}
-	_, err := decodeReply(appendReply(nil, Result{}, errors.New("disk on fire")))
+	_, err := decodeReply(appendReply(nil, store.Result{}, errors.New("disk on fire")))
 	var re *RemoteError
 	if !errors.As(err, &re) || re.Msg != "disk on fire" {
 		t.Errorf("other error = %v", err)
 	}
-	res, err := decodeReply(appendReply(nil, Result{Value: "v", Names: []string{"a"}}, nil))
+	res, err := decodeReply(appendReply(nil, store.Result{Value: "v", Names: []string{"a"}}, nil))
 	if err != nil || res.Value != "v" || !slices.Equal(res.Names, []string{"a"}) {
 		t.Errorf("result = %+v, %v", res, err)
 	}
@@ -151,17 +153,17 @@ func TestMessagesMustFail(t *testing.T) {
 
 	// The messages of replication and anti-entropy (bodies after the type
 	// byte, and replies).
-	str := func(s string) []byte { return appendString(nil, s) }
+	str := func(s string) []byte { return wire.AppendString(nil, s) }
 	uv := func(v uint64) []byte { return binary.AppendUvarint(nil, v) }
-	u64 := func(v uint64) []byte { return appendU64(nil, v) }
-	meta := appendMeta(nil, BucketMeta{Created: 2, Dropped: 1})
+	u64 := func(v uint64) []byte { return wire.AppendU64(nil, v) }
+	meta := appendMeta(nil, store.BucketMeta{Created: 2, Dropped: 1})
 	badFlag := bytes.Join([][]byte{str("k"), str("v"), u64(1), {2}}, nil)
-	noVersion := appendEntry(nil, Entry{Key: "k", Value: "v"})
+	noVersion := appendEntry(nil, store.Entry{Key: "k", Value: "v"})
 	replicate := appendReplicate(nil, "b", syncWrites)[1:]
-	digestReply := appendDigestReply(nil, Digest{Meta: BucketMeta{Created: 1}}, true)
+	digestReply := appendDigestReply(nil, store.Digest{Meta: store.BucketMeta{Created: 1}}, true)
 	page := pageRequest{bucket: "b", shard: 1, after: "a", maxBytes: 10}.append(nil)[1:]
 	pageReply := appendPageReply(nil, syncEntries, true)
-	merge := appendMerge(nil, "b", BucketMeta{Created: 1}, syncEntries)[1:]
+	merge := appendMerge(nil, "b", store.BucketMeta{Created: 1}, syncEntries)[1:]
 	sums := appendSums(nil, 7, false, []bucketSum{{"b", 1}})[1:]
 	ep := make([]byte, 8) // an epoch
 	names := appendNames(nil, []string{"a", "b"})
@@ -172,12 +174,12 @@ func TestMessagesMustFail(t *testing.T) {
 	}{
 		{"replicate", func(b []byte) error { _, _, err := decodeReplicate(b); return err }, [][]byte{
 			nil, {0x80, 0}, replicate[:len(replicate)-1], append(slices.Clone(replicate), 0),
-			bytes.Join([][]byte{str(""), uv(0)}, nil),                                         // no bucket
-			bytes.Join([][]byte{str("b"), uv(maxWrites + 1), make([]byte, 2*maxWrites)}, nil), // too many writes
-			bytes.Join([][]byte{str("b"), uv(1), {byte(KindGet)}, u64(1)}, nil),               // not a write
-			bytes.Join([][]byte{str("b"), uv(1), {0}, u64(1)}, nil),                           // no kind
-			bytes.Join([][]byte{str("b"), uv(1), {byte(KindCreate)}, u64(0)}, nil),            // no version
-			bytes.Join([][]byte{str("b"), uv(1), {byte(KindPut)}, u64(1), str("k")}, nil),     // no value
+			bytes.Join([][]byte{str(""), uv(0)}, nil),                                           // no bucket
+			bytes.Join([][]byte{str("b"), uv(maxWrites + 1), make([]byte, 2*maxWrites)}, nil),   // too many writes
+			bytes.Join([][]byte{str("b"), uv(1), {byte(store.KindGet)}, u64(1)}, nil),           // not a write
+			bytes.Join([][]byte{str("b"), uv(1), {0}, u64(1)}, nil),                             // no kind
+			bytes.Join([][]byte{str("b"), uv(1), {byte(store.KindCreate)}, u64(0)}, nil),        // no version
+			bytes.Join([][]byte{str("b"), uv(1), {byte(store.KindPut)}, u64(1), str("k")}, nil), // no value
 		}},
 		{"digest request", func(b []byte) error { _, _, err := decodeDigestRequest(b); return err }, [][]byte{
 			nil, make([]byte, 7), u64(1), append(u64(1), 5, 'b'), bytes.Join([][]byte{u64(1), str("b"), {0}}, nil),
@@ -187,9 +189,9 @@ func TestMessagesMustFail(t *testing.T) {
 		}},
 		{"page request", func(b []byte) error { _, err := decodePageRequest(b); return err }, [][]byte{
 			nil, page[:len(page)-1], append(slices.Clone(page), 0),
-			bytes.Join([][]byte{str(""), {0}, str(""), uv(1)}, nil),          // no bucket
-			bytes.Join([][]byte{str("b"), {NumShards}, str(""), uv(1)}, nil), // no such shard
-			bytes.Join([][]byte{str("b"), {0}, str(""), uv(0)}, nil),         // an empty page
+			bytes.Join([][]byte{str(""), {0}, str(""), uv(1)}, nil),                // no bucket
+			bytes.Join([][]byte{str("b"), {store.NumShards}, str(""), uv(1)}, nil), // no such shard
+			bytes.Join([][]byte{str("b"), {0}, str(""), uv(0)}, nil),               // an empty page
 		}},
 		{"page reply", func(b []byte) error { _, _, err := decodePageReply(b); return err }, [][]byte{
 			nil, {2, 0}, {0, 1}, pageReply[:len(pageReply)-1], append(slices.Clone(pageReply), 0),
@@ -216,8 +218,8 @@ func TestMessagesMustFail(t *testing.T) {
 		}},
 	} {
 		for _, b := range tc.inputs {
-			if err := tc.decode(b); !errors.Is(err, ErrCorruptOp) {
-				t.Errorf("%s: decoding %x: %v, want ErrCorruptOp", tc.name, b, err)
+			if err := tc.decode(b); !errors.Is(err, wire.ErrCorrupt) {
+				t.Errorf("%s: decoding %x: %v, want wire.ErrCorrupt", tc.name, b, err)
 			}
 		}
 	}
@@ -228,13 +230,13 @@ func TestMessagesMustFail(t *testing.T) {
 // tombstones.
 var (
 	syncWrites = []write{
-		{kind: KindCreate, entry: Entry{Version: 1}},
-		{kind: KindPut, entry: Entry{Key: "k", Value: "v", Version: 2}},
-		{kind: KindPut, entry: Entry{Version: 3}},
-		{kind: KindDelete, entry: Entry{Key: "k", Version: 4, Deleted: true}},
-		{kind: KindDrop, entry: Entry{Version: 1 << 60}},
+		{kind: store.KindCreate, entry: store.Entry{Version: 1}},
+		{kind: store.KindPut, entry: store.Entry{Key: "k", Value: "v", Version: 2}},
+		{kind: store.KindPut, entry: store.Entry{Version: 3}},
+		{kind: store.KindDelete, entry: store.Entry{Key: "k", Version: 4, Deleted: true}},
+		{kind: store.KindDrop, entry: store.Entry{Version: 1 << 60}},
 	}
-	syncEntries = []Entry{
+	syncEntries = []store.Entry{
 		{Key: "k", Value: "v", Version: 5},
 		{Version: 1},
 		{Key: "gone", Version: 9, Deleted: true},
@@ -244,7 +246,7 @@ var (
 // TestSyncMessagesRoundTrip: each message of replication and anti-entropy
 // decodes to what was encoded.
 func TestSyncMessagesRoundTrip(t *testing.T) {
-	dg := Digest{Meta: BucketMeta{Created: 7, Dropped: 3}}
+	dg := store.Digest{Meta: store.BucketMeta{Created: 7, Dropped: 3}}
 	for i := range dg.Shards {
 		dg.Shards[i] = uint64(i) * 0x9e3779b97f4a7c15
 	}
@@ -272,15 +274,15 @@ func TestSyncMessagesRoundTrip(t *testing.T) {
 		}},
 		{"digest reply: no copy", 0, appendDigestReply(nil, dg, false), func(b []byte) error {
 			got, ok, err := decodeDigestReply(b)
-			return want(err == nil && !ok && got == Digest{}, got, ok, err)
+			return want(err == nil && !ok && got == store.Digest{}, got, ok, err)
 		}},
 		{"digest reply: views differ", 0, []byte{2}, func(b []byte) error {
 			_, ok, err := decodeDigestReply(b)
 			return want(!ok && errors.Is(err, errViewsDiffer) && errors.Is(err, ErrNoRoute), ok, err)
 		}},
-		{"page request", msgPage, pageRequest{bucket: "b", shard: NumShards - 1, after: "k", maxBytes: 100}.append(nil), func(b []byte) error {
+		{"page request", msgPage, pageRequest{bucket: "b", shard: store.NumShards - 1, after: "k", maxBytes: 100}.append(nil), func(b []byte) error {
 			r, err := decodePageRequest(b)
-			return want(err == nil && r == pageRequest{bucket: "b", shard: NumShards - 1, after: "k", maxBytes: 100}, r, err)
+			return want(err == nil && r == pageRequest{bucket: "b", shard: store.NumShards - 1, after: "k", maxBytes: 100}, r, err)
 		}},
 		{"page request over the cap", msgPage, pageRequest{bucket: "b", maxBytes: 2 * maxPageBytes}.append(nil), func(b []byte) error {
 			r, err := decodePageRequest(b)
@@ -360,19 +362,19 @@ func want(ok bool, got ...any) error {
 
 func FuzzMessages(f *testing.F) {
 	f.Add(ping{cluster: "c", from: Member{ID: "i", Name: "n", Addrs: []string{"a"}}}.append(nil))
-	b, _ := opRequest{epoch: 7, hops: 1, op: Op{Kind: KindPut, Bucket: "b", Key: "k", Value: "v"}}.append(nil)
+	b, _ := opRequest{epoch: 7, hops: 1, op: store.Op{Kind: store.KindPut, Bucket: "b", Key: "k", Value: "v"}}.append(nil)
 	f.Add(b[1:])
-	f.Add(appendReply(nil, Result{Names: []string{"x"}}, nil))
-	f.Add(appendReply(nil, Result{}, &UnreachableError{Node: "n"}))
-	b, _ = batchRequest{epoch: 1, hops: 1, ops: []Op{{Kind: KindGet, Bucket: "b", Key: "k"}, {Kind: KindCreate, Bucket: "c"}}}.append(nil)
+	f.Add(appendReply(nil, store.Result{Names: []string{"x"}}, nil))
+	f.Add(appendReply(nil, store.Result{}, &UnreachableError{Node: "n"}))
+	b, _ = batchRequest{epoch: 1, hops: 1, ops: []store.Op{{Kind: store.KindGet, Bucket: "b", Key: "k"}, {Kind: store.KindCreate, Bucket: "c"}}}.append(nil)
 	f.Add(b[1:])
-	f.Add(appendBatchReply(nil, []Result{{Value: "v"}, {}}, []error{nil, ErrKeyNotFound}))
+	f.Add(appendBatchReply(nil, []store.Result{{Value: "v"}, {}}, []error{nil, store.ErrKeyNotFound}))
 	f.Add(appendReplicate(nil, "b", syncWrites)[1:])
 	f.Add(appendDigestRequest(nil, 7, "b")[1:])
-	f.Add(appendDigestReply(nil, Digest{Meta: BucketMeta{Created: 2, Dropped: 1}, Shards: [NumShards]uint64{3: 4}}, true))
+	f.Add(appendDigestReply(nil, store.Digest{Meta: store.BucketMeta{Created: 2, Dropped: 1}, Shards: [store.NumShards]uint64{3: 4}}, true))
 	f.Add(pageRequest{bucket: "b", shard: 3, after: "k", maxBytes: 1 << 20}.append(nil)[1:])
 	f.Add(appendPageReply(nil, syncEntries, true))
-	f.Add(appendMerge(nil, "b", BucketMeta{Created: 5}, syncEntries)[1:])
+	f.Add(appendMerge(nil, "b", store.BucketMeta{Created: 5}, syncEntries)[1:])
 	f.Add(appendSums(nil, 3, false, []bucketSum{{"a", 1}, {"b", 2}})[1:])
 	f.Add(appendSumsReply(nil, true, []string{"a"}))
 	f.Add(appendDigestLost(nil, "n2"))
@@ -399,7 +401,7 @@ func FuzzMessages(f *testing.F) {
 			}
 		}
 		for _, n := range []int{0, 1, 2, 3} {
-			_ = decodeBatchReply(b, make([]Result, n), make([]error, n))
+			_ = decodeBatchReply(b, make([]store.Result, n), make([]error, n))
 		}
 		// The messages of replication and anti-entropy: what decodes
 		// encodes back to the same bytes (the page request caps its size,

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // Replication. A bucket lives on its first Config.Replicas ring owners.
@@ -37,7 +39,7 @@ import (
 // executeOwned runs ops, valid routed operations whose buckets this node
 // is the primary of, in order. Consecutive writes to one bucket are
 // replicated as one message.
-func (n *Node) executeOwned(ctx context.Context, ops []Op, res []Result, errs []error, hops int) {
+func (n *Node) executeOwned(ctx context.Context, ops []store.Op, res []store.Result, errs []error, hops int) {
 	// Writes to several buckets that each wait for a replica's round trip
 	// wait for them at the same time: each bucket's operations run in
 	// order on a goroutine of their own (as executeRouted does for
@@ -47,8 +49,8 @@ func (n *Node) executeOwned(ctx context.Context, ops []Op, res []Result, errs []
 			var wg sync.WaitGroup
 			for _, idx := range buckets {
 				wg.Go(func() {
-					bops := make([]Op, len(idx))
-					bres := make([]Result, len(idx))
+					bops := make([]store.Op, len(idx))
+					bres := make([]store.Result, len(idx))
 					berrs := make([]error, len(idx))
 					for k, i := range idx {
 						bops[k] = ops[i]
@@ -69,11 +71,11 @@ func (n *Node) executeOwned(ctx context.Context, ops []Op, res []Result, errs []
 // splitByBucket returns the indices of ops by bucket, each bucket's in
 // order, when ops write to anything and name more than one bucket; nil
 // otherwise.
-func splitByBucket(ops []Op) [][]int {
-	if !slices.ContainsFunc(ops, func(op Op) bool { return op.Kind.IsWrite() }) {
+func splitByBucket(ops []store.Op) [][]int {
+	if !slices.ContainsFunc(ops, func(op store.Op) bool { return op.Kind.IsWrite() }) {
 		return nil // reads do not wait for replicas
 	}
-	if !slices.ContainsFunc(ops, func(op Op) bool { return op.Bucket != ops[0].Bucket }) {
+	if !slices.ContainsFunc(ops, func(op store.Op) bool { return op.Bucket != ops[0].Bucket }) {
 		return nil // the common case: one bucket, no map
 	}
 	var idx [][]int
@@ -95,7 +97,7 @@ func splitByBucket(ops []Op) [][]int {
 
 // executeInOrder runs ops one after the other, consecutive writes to one
 // bucket as one replicated group.
-func (n *Node) executeInOrder(ctx context.Context, ops []Op, res []Result, errs []error, hops int) {
+func (n *Node) executeInOrder(ctx context.Context, ops []store.Op, res []store.Result, errs []error, hops int) {
 	for i := 0; i < len(ops); {
 		op := ops[i]
 		if !op.Kind.IsWrite() {
@@ -117,30 +119,30 @@ func (n *Node) executeInOrder(ctx context.Context, ops []Op, res []Result, errs 
 }
 
 // executeOne runs one operation whose bucket this node is the primary of.
-func (n *Node) executeOne(ctx context.Context, op Op, hops int) (Result, error) {
+func (n *Node) executeOne(ctx context.Context, op store.Op, hops int) (store.Result, error) {
 	if !op.Kind.IsWrite() {
 		return n.read(ctx, op, hops)
 	}
-	ops := [1]Op{op}
-	var res [1]Result
+	ops := [1]store.Op{op}
+	var res [1]store.Result
 	var errs [1]error
 	n.writeGroup(ctx, op.Bucket, ops[:], res[:], errs[:], hops)
 	return res[0], errs[0]
 }
 
 // read serves GET, KEYS, LEN and GETALL.
-func (n *Node) read(ctx context.Context, op Op, hops int) (Result, error) {
+func (n *Node) read(ctx context.Context, op store.Op, hops int) (store.Result, error) {
 	g, err := n.serve(ctx, op.Bucket)
 	if err == nil {
-		var res Result
+		var res store.Result
 		res, err = n.cfg.Store.Execute(ctx, op)
 		// What was read holds only if this node was the primary, with
 		// its lease, all along: the view may have changed meanwhile, and
 		// the copy been handed off.
 		if gerr := n.stillServing(g); gerr != nil {
-			res, err = Result{}, gerr
+			res, err = store.Result{}, gerr
 		}
-		if errors.Is(err, ErrBucketNotFound) {
+		if errors.Is(err, store.ErrBucketNotFound) {
 			if lost := n.lost(op.Bucket); lost != nil {
 				err = lost
 			}
@@ -150,12 +152,12 @@ func (n *Node) read(ctx context.Context, op Op, hops int) (Result, error) {
 		}
 	}
 	if errors.Is(err, errNotPrimary) {
-		var res [1]Result
+		var res [1]store.Result
 		var errs [1]error
-		n.reroute(ctx, []Op{op}, res[:], errs[:], hops)
+		n.reroute(ctx, []store.Op{op}, res[:], errs[:], hops)
 		return res[0], errs[0]
 	}
-	return Result{}, err
+	return store.Result{}, err
 }
 
 // grant is what serve grants: the term in which this node is ready to
@@ -236,10 +238,10 @@ var errNotPrimary = fmt.Errorf("%w: this node is no longer the bucket's primary"
 // reroute runs ops, which were routed here and found this node no longer
 // their primary, where the current view places them, one by one, in
 // order: each hop spends one of hops.
-func (n *Node) reroute(ctx context.Context, ops []Op, res []Result, errs []error, hops int) {
+func (n *Node) reroute(ctx context.Context, ops []store.Op, res []store.Result, errs []error, hops int) {
 	for i := range ops {
 		if hops <= 0 {
-			res[i], errs[i] = Result{}, errNotPrimary
+			res[i], errs[i] = store.Result{}, errNotPrimary
 			continue
 		}
 		res[i], errs[i] = n.route(ctx, ops[i], hops-1)
@@ -271,10 +273,10 @@ func (n *Node) enoughMembers() error {
 // writeGroup runs ops, writes to bucket, in order: it decides each one's
 // outcome, versions those that change the bucket, replicates them, and
 // applies them here once every owner holds them.
-func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Result, errs []error, hops int) {
+func (n *Node) writeGroup(ctx context.Context, bucket string, ops []store.Op, res []store.Result, errs []error, hops int) {
 	fail := func(err error) {
 		for k := range ops {
-			res[k], errs[k] = Result{}, err
+			res[k], errs[k] = store.Result{}, err
 		}
 	}
 	if err := n.enoughMembers(); err != nil {
@@ -295,9 +297,9 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Re
 	exclusive := false
 	for _, op := range ops {
 		switch op.Kind {
-		case KindCreate, KindDrop:
+		case store.KindCreate, store.KindDrop:
 			exclusive = true
-		case KindPutCreate:
+		case store.KindPutCreate:
 			exclusive = exclusive || !n.cfg.Store.Exists(bucket)
 		}
 	}
@@ -316,11 +318,11 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []Op, res []Re
 // exclusive, then replicates and applies them. Holding it shared, it
 // returns false, having done nothing, when a PUTCREATE finds that it must
 // create the bucket.
-func (n *Node) sequence(ctx context.Context, g grant, bucket string, ops []Op, res []Result, errs []error, exclusive bool) bool {
+func (n *Node) sequence(ctx context.Context, g grant, bucket string, ops []store.Op, res []store.Result, errs []error, exclusive bool) bool {
 	seq := n.seqLock(bucket)
 	if err := seq.lock(ctx, exclusive); err != nil {
 		for k := range ops {
-			res[k], errs[k] = Result{}, err
+			res[k], errs[k] = store.Result{}, err
 		}
 		return true
 	}
@@ -332,12 +334,12 @@ func (n *Node) sequence(ctx context.Context, g grant, bucket string, ops []Op, r
 	// in which the bucket must be pulled again before a write is ordered.
 	if err := n.stillServing(g); err != nil {
 		for k := range ops {
-			res[k], errs[k] = Result{}, err
+			res[k], errs[k] = store.Result{}, err
 		}
 		return true
 	}
 	exists := n.cfg.Store.Exists(bucket)
-	if !exists && !exclusive && slices.ContainsFunc(ops, func(op Op) bool { return op.Kind == KindPutCreate }) {
+	if !exists && !exclusive && slices.ContainsFunc(ops, func(op store.Op) bool { return op.Kind == store.KindPutCreate }) {
 		return false
 	}
 	var buf [8]write
@@ -356,11 +358,11 @@ func (n *Node) sequence(ctx context.Context, g grant, bucket string, ops []Op, r
 // it would then change nothing. So counts are read from the store just
 // before the first send; a write that is never sent (a node alone, or
 // replicas 1) is counted as it is applied, which saves a lookup.
-func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, res []Result, errs []error) {
+func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, res []store.Result, errs []error) {
 	fail := func(err error) {
 		for k := range errs {
 			if errs[k] == nil {
-				res[k], errs[k] = Result{}, err
+				res[k], errs[k] = store.Result{}, err
 			}
 		}
 	}
@@ -371,7 +373,7 @@ func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, r
 			fail(err)
 		} else if lost := n.lost(bucket); lost != nil {
 			for k := range errs {
-				if errors.Is(errs[k], ErrBucketNotFound) {
+				if errors.Is(errs[k], store.ErrBucketNotFound) {
 					errs[k] = lost
 				}
 			}
@@ -395,7 +397,7 @@ func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, r
 		var err error
 		if w.countFor > 0 {
 			var wasLive, applied bool
-			wasLive, applied, err = s.applyEntryLive(bucket, w.entry)
+			wasLive, applied, err = s.ApplyEntryLive(bucket, w.entry)
 			res[w.countFor-1].Count = b2i(applied && wasLive == w.entry.Deleted)
 		} else {
 			err = w.apply(s, bucket)
@@ -423,36 +425,36 @@ func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, r
 // whether the bucket exists now, and appends the writes to replicate to
 // ws. The caller holds the bucket's sequencer (alone when ops may change
 // whether the bucket exists).
-func (n *Node) order(ws []write, bucket string, exists bool, ops []Op, res []Result, errs []error) []write {
+func (n *Node) order(ws []write, bucket string, exists bool, ops []store.Op, res []store.Result, errs []error) []write {
 	s := n.cfg.Store
 	clock := s.Clock()
 	for k, op := range ops {
-		res[k], errs[k] = Result{}, nil
-		if !exists && op.Kind != KindCreate && op.Kind != KindPutCreate {
-			errs[k] = notFound(bucket)
+		res[k], errs[k] = store.Result{}, nil
+		if !exists && op.Kind != store.KindCreate && op.Kind != store.KindPutCreate {
+			errs[k] = fmt.Errorf("%w: %q", store.ErrBucketNotFound, bucket)
 			continue
 		}
 		switch op.Kind {
-		case KindCreate:
+		case store.KindCreate:
 			// Written even when the bucket exists: a copy that missed
 			// its creation learns of it.
-			ws = append(ws, write{kind: KindCreate, entry: Entry{Version: clock.Now()}})
+			ws = append(ws, write{kind: store.KindCreate, entry: store.Entry{Version: clock.Now()}})
 			res[k].Count = b2i(!exists)
 			exists = true
-		case KindDrop:
-			ws = append(ws, write{kind: KindDrop, entry: Entry{Version: clock.Now()}})
+		case store.KindDrop:
+			ws = append(ws, write{kind: store.KindDrop, entry: store.Entry{Version: clock.Now()}})
 			res[k].Count = 1
 			exists = false
-		case KindPutCreate:
+		case store.KindPutCreate:
 			if !exists {
-				ws = append(ws, write{kind: KindCreate, entry: Entry{Version: clock.Now()}})
+				ws = append(ws, write{kind: store.KindCreate, entry: store.Entry{Version: clock.Now()}})
 				exists = true
 			}
-			ws = append(ws, write{kind: KindPut, entry: Entry{Key: op.Key, Value: op.Value, Version: clock.Now()}, countFor: k + 1})
-		case KindPut:
-			ws = append(ws, write{kind: KindPut, entry: Entry{Key: op.Key, Value: op.Value, Version: clock.Now()}})
-		case KindDelete:
-			ws = append(ws, write{kind: KindDelete, entry: Entry{Key: op.Key, Deleted: true, Version: clock.Now()}, countFor: k + 1})
+			ws = append(ws, write{kind: store.KindPut, entry: store.Entry{Key: op.Key, Value: op.Value, Version: clock.Now()}, countFor: k + 1})
+		case store.KindPut:
+			ws = append(ws, write{kind: store.KindPut, entry: store.Entry{Key: op.Key, Value: op.Value, Version: clock.Now()}})
+		case store.KindDelete:
+			ws = append(ws, write{kind: store.KindDelete, entry: store.Entry{Key: op.Key, Deleted: true, Version: clock.Now()}, countFor: k + 1})
 		}
 	}
 	return ws
@@ -460,12 +462,12 @@ func (n *Node) order(ws []write, bucket string, exists bool, ops []Op, res []Res
 
 // live reports whether key has a value once ws, writes not applied yet,
 // are: the last of them that writes key decides, or else the store.
-func live(s *Store, bucket string, ws []write, key string) bool {
+func live(s *store.Store, bucket string, ws []write, key string) bool {
 	for i := len(ws) - 1; i >= 0; i-- {
 		switch w := &ws[i]; {
-		case w.kind == KindCreate:
+		case w.kind == store.KindCreate:
 			continue
-		case w.kind == KindDrop:
+		case w.kind == store.KindDrop:
 			return false
 		case w.entry.Key == key:
 			return !w.entry.Deleted
@@ -589,7 +591,7 @@ func (n *Node) replicateTo(ctx context.Context, m Member, msg []byte) error {
 		return err
 	}
 	_, err = decodeReply(reply)
-	if errors.Is(err, ErrRetired) {
+	if errors.Is(err, store.ErrRetired) {
 		// The replica no longer thinks it owns the bucket: our views
 		// differ. Compare member lists now; the client, if it comes to
 		// that, may retry.

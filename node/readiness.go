@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // Readiness. Invariant: a node answers for a bucket as its primary in a
@@ -227,12 +229,12 @@ func (n *Node) pullFrom(ctx context.Context, m Member, bucket string, epoch uint
 			}
 			es, more, err := decodePageReply(reply)
 			if err == nil {
-				err = n.checkVersions(m.ID, BucketMeta{}, es)
+				err = n.checkVersions(m.ID, store.BucketMeta{}, es)
 			}
 			if err != nil {
 				return "", err
 			}
-			if _, err := s.Merge(bucket, BucketMeta{}, es); err != nil {
+			if _, err := s.Merge(bucket, store.BucketMeta{}, es); err != nil {
 				return "", err
 			}
 			if !more || len(es) == 0 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // withBook gives a node the peer book b and the rejoin timeout d, with
@@ -47,7 +48,7 @@ func TestDefect4_RestartedSeedFindsItsCluster(t *testing.T) {
 	restarted := startMemNodeWith(t, net, "a", nil, withBook(books[0], time.Minute))
 	for i := range nb {
 		for k := range nk {
-			var res node.Result
+			var res store.Result
 			var err error
 			var refusals int
 			if !pollFor(10*time.Second, func() bool {
@@ -186,7 +187,7 @@ func restartAmongNewcomers(t *testing.T, forget, viaRestarted bool) {
 	n4 := sc.addNodeVia(via)
 	for range 20 {
 		for _, sn := range []*simNode{n2, n4} {
-			if _, err := sc.try(sn, get("apple", "k")); errors.Is(err, node.ErrBucketNotFound) {
+			if _, err := sc.try(sn, get("apple", "k")); errors.Is(err, store.ErrBucketNotFound) {
 				t.Fatalf("at %v, GET apple k through %s: NOT FOUND", time.Since(sc.start), sn.name)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -119,7 +120,7 @@ func checkPlacement(nodes []*node.Node, bucket string) error {
 		}
 		want[m.ID] = true
 	}
-	var first node.Digest
+	var first store.Digest
 	firstName := ""
 	for _, n := range nodes {
 		dg, ok := n.Store().Digest(bucket)
@@ -176,7 +177,7 @@ func mustOwners(t *testing.T, n *node.Node, bucket string, want int) []node.Memb
 	return owners
 }
 
-func mustExec(t *testing.T, n *node.Node, op node.Op) node.Result {
+func mustExec(t *testing.T, n *node.Node, op store.Op) store.Result {
 	t.Helper()
 	res, err := n.Execute(context.Background(), op)
 	if err != nil {
@@ -198,7 +199,7 @@ func mustRead(t *testing.T, n *node.Node, bucket, key, value string) {
 func mustMiss(t *testing.T, n *node.Node, bucket, key string) {
 	t.Helper()
 	res, err := n.Execute(context.Background(), get(bucket, key))
-	if !errors.Is(err, node.ErrKeyNotFound) {
+	if !errors.Is(err, store.ErrKeyNotFound) {
 		t.Fatalf("GET %s %s via %s = %q, %v; want ErrKeyNotFound", bucket, key, n.Name(), res.Value, err)
 	}
 }
@@ -215,11 +216,11 @@ func fill(t *testing.T, nodes []*node.Node, nb, nk int) []string {
 	for i := range nb {
 		b := bucketName(i)
 		names = append(names, b)
-		ops := []node.Op{create(b)}
+		ops := []store.Op{create(b)}
 		for k := range nk {
 			ops = append(ops, put(b, keyName(k), valueOf(i, k)))
 		}
-		res := make([]node.Result, len(ops))
+		res := make([]store.Result, len(ops))
 		errs := make([]error, len(ops))
 		nodes[i%len(nodes)].ExecuteBatch(context.Background(), ops, res, errs)
 		for j, err := range errs {
@@ -254,7 +255,7 @@ func TestReplicasHoldCopies(t *testing.T) {
 			for i := range 4 {
 				b := bucketName(i)
 				mustOwners(t, nodes[0], b, r)
-				for j, op := range []node.Op{
+				for j, op := range []store.Op{
 					create(b), put(b, "k1", "v1"), put(b, "k2", "v2"), put(b, "k1", "v3"), del(b, "k2"),
 				} {
 					via := nodes[(i+j)%len(nodes)]
@@ -297,7 +298,7 @@ func TestPrimaryDiesCopiesRemade(t *testing.T) {
 // holdReplicatedWrite runs op, a write, through primary, and returns once
 // its replication reached replica, which holds it from then on without an
 // answer (memNet.setHung); the write's outcome comes on the channel.
-func holdReplicatedWrite(t *testing.T, net *memNet, primary, replica *node.Node, op node.Op) <-chan error {
+func holdReplicatedWrite(t *testing.T, net *memNet, primary, replica *node.Node, op store.Op) <-chan error {
 	t.Helper()
 	reached := make(chan struct{})
 	var once sync.Once
@@ -426,7 +427,7 @@ func TestJoinMovesBuckets(t *testing.T) {
 			switch {
 			case err == nil && res.Value == valueOf(bi, k):
 				good.Add(1)
-			case err == nil, errors.Is(err, node.ErrBucketNotFound), errors.Is(err, node.ErrKeyNotFound):
+			case err == nil, errors.Is(err, store.ErrBucketNotFound), errors.Is(err, store.ErrKeyNotFound):
 				mu.Lock()
 				bad = append(bad, fmt.Sprintf("GET %s %s via %s = %q, %v", bucketName(bi), keyName(k), n.Name(), res.Value, err))
 				mu.Unlock()
@@ -515,7 +516,7 @@ func TestMinMembers(t *testing.T) {
 	waitFor(t, "the survivor to see the others dead", func() bool { return alive(survivor) == 1 })
 	// Alone, the survivor can be sure of nothing: the others may be
 	// serving without it. It refuses reads as well as writes.
-	for _, op := range []node.Op{put(b, "k", "w"), del(b, "k"), create("other"), {Kind: node.KindDrop, Bucket: b}, get(b, "k")} {
+	for _, op := range []store.Op{put(b, "k", "w"), del(b, "k"), create("other"), {Kind: store.KindDrop, Bucket: b}, get(b, "k")} {
 		if _, err := survivor.Execute(context.Background(), op); !errors.Is(err, node.ErrUnavailable) {
 			t.Errorf("%v %s alone: %v, want ErrUnavailable", op.Kind, op.Bucket, err)
 		}
@@ -541,8 +542,8 @@ func TestNotJoinedIsUnavailable(t *testing.T) {
 	mustExec(t, seed, put("bucket", "k", "v"))
 	net.setDown(seed.ID(), true)
 	joiner := startMemNodeWith(t, net, "joiner", nil, replicas(2), "/mem/"+seed.ID())
-	for _, op := range []node.Op{
-		get("bucket", "k"), put("bucket", "k", "w"), get("nope", "k"), create("new"), {Kind: node.KindKeys, Bucket: "bucket"},
+	for _, op := range []store.Op{
+		get("bucket", "k"), put("bucket", "k", "w"), get("nope", "k"), create("new"), {Kind: store.KindKeys, Bucket: "bucket"},
 	} {
 		if _, err := joiner.Execute(context.Background(), op); !errors.Is(err, node.ErrUnavailable) {
 			t.Errorf("%v %s before joining: %v, want ErrUnavailable", op.Kind, op.Bucket, err)
@@ -559,16 +560,16 @@ func TestNotJoinedIsUnavailable(t *testing.T) {
 }
 
 // entryOf returns key's entry in s's copy of bucket, read with Page.
-func entryOf(t *testing.T, s *node.Store, bucket, key string) node.Entry {
+func entryOf(t *testing.T, s *store.Store, bucket, key string) store.Entry {
 	t.Helper()
-	es, _, ok := s.Page(bucket, node.ShardOf(key), "", 1<<20)
+	es, _, ok := s.Page(bucket, store.ShardOf(key), "", 1<<20)
 	for _, e := range es {
 		if e.Key == key {
 			return e
 		}
 	}
 	t.Fatalf("no entry for %s %s (copy exists: %v)", bucket, key, ok)
-	return node.Entry{}
+	return store.Entry{}
 }
 
 // TestTombstonesSurviveAntiEntropy: an older copy of a deleted key, merged
@@ -606,7 +607,7 @@ func TestTombstonesSurviveAntiEntropy(t *testing.T) {
 			mustRead(t, n, b, "keep", "x")
 		}
 		for _, m := range owners {
-			if v, err := find(nodes, m.ID).Store().Get(b, "k"); !errors.Is(err, node.ErrKeyNotFound) {
+			if v, err := find(nodes, m.ID).Store().Get(b, "k"); !errors.Is(err, store.ErrKeyNotFound) {
 				t.Errorf("owner %s: k = %q, %v; want ErrKeyNotFound", m.Name, v, err)
 			}
 		}
@@ -632,7 +633,7 @@ func TestTombstonesSurviveAntiEntropy(t *testing.T) {
 		for _, n := range nodes {
 			mustMiss(t, n, b, "k")
 			mustRead(t, n, b, "keep", "x")
-			if v, err := n.Store().Get(b, "k"); !errors.Is(err, node.ErrKeyNotFound) {
+			if v, err := n.Store().Get(b, "k"); !errors.Is(err, store.ErrKeyNotFound) {
 				t.Errorf("%s's copy: k = %q, %v; want ErrKeyNotFound", n.Name(), v, err)
 			}
 		}
@@ -648,14 +649,14 @@ func TestTombstonesSurviveAntiEntropy(t *testing.T) {
 		net.setDown(cut.ID(), true)
 		survivors := without(nodes, cut)
 		waitConverged(t, survivors)
-		mustExec(t, survivors[1], node.Op{Kind: node.KindDrop, Bucket: b})
+		mustExec(t, survivors[1], store.Op{Kind: store.KindDrop, Bucket: b})
 		if !cut.Store().Exists(b) {
 			t.Fatal("the cut-off copy missed nothing")
 		}
 		net.setDown(cut.ID(), false)
 		eventually(t, "the copies to converge", func() error { return settled(nodes, b) })
 		for _, n := range nodes {
-			if _, err := n.Execute(context.Background(), get(b, "k")); !errors.Is(err, node.ErrBucketNotFound) {
+			if _, err := n.Execute(context.Background(), get(b, "k")); !errors.Is(err, store.ErrBucketNotFound) {
 				t.Errorf("GET after the drop via %s: %v, want ErrBucketNotFound", n.Name(), err)
 			}
 			if n.Store().Exists(b) {
@@ -779,12 +780,12 @@ func TestTombstonesCollectedAfterGrace(t *testing.T) {
 		c.SyncInterval = 30 * time.Millisecond
 	})
 	ctx := context.Background()
-	for _, op := range []node.Op{
-		{Kind: node.KindCreate, Bucket: "b"},
-		{Kind: node.KindPut, Bucket: "b", Key: "k", Value: "v"},
-		{Kind: node.KindDelete, Bucket: "b", Key: "k"},
-		{Kind: node.KindCreate, Bucket: "gone"},
-		{Kind: node.KindDrop, Bucket: "gone"},
+	for _, op := range []store.Op{
+		{Kind: store.KindCreate, Bucket: "b"},
+		{Kind: store.KindPut, Bucket: "b", Key: "k", Value: "v"},
+		{Kind: store.KindDelete, Bucket: "b", Key: "k"},
+		{Kind: store.KindCreate, Bucket: "gone"},
+		{Kind: store.KindDrop, Bucket: "gone"},
 	} {
 		if _, err := n.Execute(ctx, op); err != nil {
 			t.Fatalf("%v: %v", op.Kind, err)
@@ -811,8 +812,8 @@ func TestFutureVersionsRefused(t *testing.T) {
 	waitFor(t, "a to settle", a.Settled)
 	// A rogue copy on a, two days ahead: a's passes try to push it to b,
 	// its co-owner, and fail.
-	future := node.VersionAt(time.Now().Add(48 * time.Hour))
-	if err := a.Store().ApplyEntry("rogue", node.Entry{Key: "k", Value: "v", Version: future}); err != nil {
+	future := store.VersionAt(time.Now().Add(48 * time.Hour))
+	if err := a.Store().ApplyEntry("rogue", store.Entry{Key: "k", Value: "v", Version: future}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a pass on a to fail to push the rogue copy", func() bool { return !a.Settled() })

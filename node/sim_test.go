@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // Fault schedules. Each seed draws a cluster (three to seven nodes,
@@ -811,7 +812,7 @@ func (sc *simCluster) createBuckets() {
 		for attempt := 0; ; attempt++ {
 			n := sc.nodeOf(pick(sc.rng, sc.up()))
 			ctx, cancel := context.WithTimeout(context.Background(), simOpTimeout)
-			_, err := n.Execute(ctx, node.Op{Kind: node.KindCreate, Bucket: b})
+			_, err := n.Execute(ctx, store.Op{Kind: store.KindCreate, Bucket: b})
 			cancel()
 			if err == nil {
 				break
@@ -846,14 +847,14 @@ func (sc *simCluster) client(ctx context.Context, c int, rng *rand.Rand) {
 		in := simInput{bucket: bucket, key: key}
 		switch k := rng.IntN(100); {
 		case sc.plan.mode == "ap" && k < 30:
-			in.kind, in.key, in.value = node.KindPut, fmt.Sprintf("c%d-%d", c, seq), fmt.Sprintf("v%d-%d", c, seq)
+			in.kind, in.key, in.value = store.KindPut, fmt.Sprintf("c%d-%d", c, seq), fmt.Sprintf("v%d-%d", c, seq)
 			in.once = true
 		case k < 45:
-			in.kind = node.KindGet
+			in.kind = store.KindGet
 		case k < 85:
-			in.kind, in.value = node.KindPut, fmt.Sprintf("v%d-%d", c, seq)
+			in.kind, in.value = store.KindPut, fmt.Sprintf("v%d-%d", c, seq)
 		default:
-			in.kind = node.KindDelete
+			in.kind = store.KindDelete
 		}
 		if out := sc.do(sn, n, c, in); out.err != nil {
 			// Back off, as a real client would, so that an outage adds
@@ -872,23 +873,23 @@ func (sc *simCluster) do(sn *simNode, n *node.Node, c int, in simInput) simOutpu
 	ctx, cancel := context.WithTimeout(context.Background(), simOpTimeout)
 	defer cancel()
 	call, at := sc.clock.Add(1), time.Since(sc.start)
-	res, err := n.Execute(ctx, node.Op{Kind: in.kind, Bucket: in.bucket, Key: in.key, Value: in.value})
+	res, err := n.Execute(ctx, store.Op{Kind: in.kind, Bucket: in.bucket, Key: in.key, Value: in.value})
 	if sc.nodeOf(sn) != n {
 		// The node crashed during the request: its client's connection
 		// broke, and no answer came.
-		res, err = node.Result{}, errSimLost
+		res, err = store.Result{}, errSimLost
 	}
 	ret, took := sc.clock.Add(1), time.Since(sc.start)-at
 	sc.ops.Add(1)
 	out := simOutput{value: res.Value, found: err == nil}
 	switch {
 	case err == nil:
-		if in.kind != node.KindGet {
+		if in.kind != store.KindGet {
 			sc.acked.Add(1)
 		}
-	case errors.Is(err, node.ErrKeyNotFound):
+	case errors.Is(err, store.ErrKeyNotFound):
 		out.found, err = false, nil
-	case errors.Is(err, node.ErrBucketNotFound):
+	case errors.Is(err, store.ErrBucketNotFound):
 		out.notFound = true
 	case errors.Is(err, node.ErrUnavailable):
 		// Refused before it ran: no effect.
@@ -912,7 +913,7 @@ func (sc *simCluster) finalReads() {
 		n := sc.nodeOf(sn)
 		for _, b := range simBuckets {
 			for _, k := range keys {
-				out := sc.do(sn, n, simClients+i, simInput{kind: node.KindGet, bucket: b, key: k, final: true})
+				out := sc.do(sn, n, simClients+i, simInput{kind: store.KindGet, bucket: b, key: k, final: true})
 				var ue *node.UnreachableError
 				if out.err != nil && !(sc.lost && errors.As(out.err, &ue)) {
 					sc.t.Errorf("seed %d: final GET %s %s through %s: %v", sc.seed, b, k, sn.name, out.err)
@@ -1032,7 +1033,7 @@ func (b *memBook) len() int {
 
 // simInput is a request of the workload.
 type simInput struct {
-	kind               node.Kind
+	kind               store.Kind
 	bucket, key, value string
 	once               bool // ap seeds: a key written this once only
 	final              bool // a read after the last fault
@@ -1096,7 +1097,7 @@ func simForChecker(ops []porcupine.Operation) []porcupine.Operation {
 			out = append(out, op)
 			continue
 		}
-		if in.kind == node.KindGet || o.refused {
+		if in.kind == store.KindGet || o.refused {
 			continue
 		}
 		op.Return = end + 1
@@ -1134,11 +1135,11 @@ func simModel() porcupine.Model {
 		Step: func(st, input, output any) (bool, any) {
 			s, in, out := st.(state), input.(simInput), output.(simOutput)
 			switch in.kind {
-			case node.KindGet:
+			case store.KindGet:
 				return out.found == s.set && (!s.set || out.value == s.value), s
-			case node.KindPut:
+			case store.KindPut:
 				return true, state{value: in.value, set: true}
-			case node.KindDelete:
+			case store.KindDelete:
 				return true, state{}
 			}
 			return false, s
@@ -1163,17 +1164,17 @@ func describeSimOp(input, output any) string {
 		res = "error: " + out.err.Error()
 	case out.notFound:
 		res = "NOT FOUND"
-	case in.kind == node.KindGet && !out.found:
+	case in.kind == store.KindGet && !out.found:
 		res = "(none)"
-	case in.kind == node.KindGet:
+	case in.kind == store.KindGet:
 		res = out.value
 	default:
 		res = "ok"
 	}
 	switch in.kind {
-	case node.KindPut:
+	case store.KindPut:
 		return fmt.Sprintf("put %s = %s -> %s", k, in.value, res)
-	case node.KindDelete:
+	case store.KindDelete:
 		return fmt.Sprintf("delete %s -> %s", k, res)
 	}
 	final := ""

@@ -6,10 +6,13 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/wire"
 )
 
 // Clock skew. Versions come from each primary's wall clock (a hybrid
-// logical clock, version.go), and tombstones are collected by the local
+// logical clock, store/version.go), and tombstones are collected by the local
 // wall clock once they are TombstoneGrace old. A node whose clock ran far
 // ahead would collect tombstones early, and a delete could come back; its
 // versions would also win every merge. So the skew between members is
@@ -39,13 +42,13 @@ var errFutureVersion = errors.New("node: a version from the future")
 // MaxClockSkew allows. Merging a version adopts it (the clock never goes
 // back), so one from a wrong clock is refused rather than let it push
 // every later write's version out of reach.
-func (n *Node) checkVersions(from string, m BucketMeta, es []Entry) error {
+func (n *Node) checkVersions(from string, m store.BucketMeta, es []store.Entry) error {
 	top := max(m.Created, m.Dropped)
 	for i := range es {
 		top = max(top, es[i].Version)
 	}
 	now := n.cfg.Now()
-	if top <= VersionAt(now.Add(n.cfg.MaxClockSkew+versionSlack)) {
+	if top <= store.VersionAt(now.Add(n.cfg.MaxClockSkew+versionSlack)) {
 		return nil
 	}
 	ahead := top.Time().Sub(now).Round(time.Millisecond)
@@ -53,7 +56,7 @@ func (n *Node) checkVersions(from string, m BucketMeta, es []Entry) error {
 		n.log.Warn("refusing versions from a peer whose clock is ahead; fix its clock (NTP)",
 			zap.String("peer", n.nameOf(from)), zap.Duration("ahead", ahead), zap.Duration("max", n.cfg.MaxClockSkew))
 	}
-	return fmt.Errorf("%w (%w): a version %v ahead of this node's clock, more than the %v allowed", errFutureVersion, ErrCorruptOp, ahead, n.cfg.MaxClockSkew)
+	return fmt.Errorf("%w (%w): a version %v ahead of this node's clock, more than the %v allowed", errFutureVersion, wire.ErrCorrupt, ahead, n.cfg.MaxClockSkew)
 }
 
 // nameOf returns the name of the member with peer ID id, or id.

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // TestDefect6_FarClockRefused: defect 6. Nodes accepted versions up to an
@@ -110,7 +111,7 @@ func TestDefect6_DeleteOutlivesSkew(t *testing.T) {
 		mustExec(t, p, del(bucket, "k"))
 		deleted := time.Now()
 		tombstone := func(n *node.Node) bool {
-			es, _, _ := n.Store().Page(bucket, node.ShardOf("k"), "", 1<<20)
+			es, _, _ := n.Store().Page(bucket, store.ShardOf("k"), "", 1<<20)
 			for _, e := range es {
 				if e.Key == "k" {
 					return e.Deleted
@@ -130,7 +131,7 @@ func TestDefect6_DeleteOutlivesSkew(t *testing.T) {
 		net.healAll()
 		settle(nodes...)
 		for _, n := range nodes {
-			if res, err := n.Execute(context.Background(), get(bucket, "k")); !errors.Is(err, node.ErrKeyNotFound) {
+			if res, err := n.Execute(context.Background(), get(bucket, "k")); !errors.Is(err, store.ErrKeyNotFound) {
 				t.Errorf("GET k through %s, %v after its delete: %q, %v; want it deleted", n.Name(), time.Since(deleted), res.Value, err)
 			}
 		}

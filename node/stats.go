@@ -3,6 +3,8 @@ package node
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // Statistics. A node keeps cheap counters of what it forwards, replicates
@@ -193,7 +195,7 @@ type Stats struct {
 	Replicas       int    // Config.Replicas
 
 	// Store is this node's store (computed now: it visits every bucket).
-	Store StoreStats
+	Store store.StoreStats
 }
 
 // Stats returns a snapshot of the node's statistics. It costs one pass

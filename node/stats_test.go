@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // Statistics tests: nodes on memNet (cluster_test.go) do known work, and
@@ -73,8 +74,8 @@ func TestStatsForwardingAndReplication(t *testing.T) {
 			via = n
 		}
 	}
-	puts := func(n int) []node.Op {
-		var ops []node.Op
+	puts := func(n int) []store.Op {
+		var ops []store.Op
 		for i := range n {
 			ops = append(ops, put(b, keyName(i), valueOf(0, i)))
 		}
@@ -95,7 +96,7 @@ func TestStatsForwardingAndReplication(t *testing.T) {
 	for _, step := range []struct {
 		name        string
 		through     *node.Node
-		ops         []node.Op
+		ops         []store.Op
 		batch       bool                    // ExecuteBatch rather than one Execute per op
 		hang        *node.Node              // requests to it that hangMatch matches never get an answer
 		hangMatch   func(req []byte) bool   // see hang
@@ -105,7 +106,7 @@ func TestStatsForwardingAndReplication(t *testing.T) {
 		during      func(t *testing.T)      // runs while the ops are in flight (hang only)
 		check       func(*testing.T, error) // extra checks on an op's error
 	}{
-		{name: "create, forwarded", through: via, ops: []node.Op{create(b)},
+		{name: "create, forwarded", through: via, ops: []store.Op{create(b)},
 			wantVia:     counters{fwdOps: 1, fwdMsgs: 1},
 			wantPrimary: counters{repls: 1, writes: 1, latencyCount: 1}},
 		{name: "puts one by one, forwarded", through: via, ops: puts(3),
@@ -114,18 +115,18 @@ func TestStatsForwardingAndReplication(t *testing.T) {
 		{name: "a batch of puts: one message, one write group", through: via, ops: puts(5), batch: true,
 			wantVia:     counters{fwdOps: 5, fwdMsgs: 1},
 			wantPrimary: counters{repls: 1, writes: 5, latencyCount: 1}},
-		{name: "reads are forwarded, not replicated", through: via, ops: []node.Op{get(b, keyName(0)), get(b, keyName(1))},
+		{name: "reads are forwarded, not replicated", through: via, ops: []store.Op{get(b, keyName(0)), get(b, keyName(1))},
 			wantVia: counters{fwdOps: 2, fwdMsgs: 2}},
 		{name: "writes at the primary are not forwarded", through: primary, ops: puts(2),
 			wantPrimary: counters{repls: 2, writes: 2, latencyCount: 2}},
-		{name: "reads at the primary: nothing moves", through: primary, ops: []node.Op{get(b, keyName(0))}},
+		{name: "reads at the primary: nothing moves", through: primary, ops: []store.Op{get(b, keyName(0))}},
 		{name: "hung replica: the write fails", through: primary, ops: puts(1),
 			hang: replica, hangMatch: isMsg(msgReplicate), wantErr: true,
 			wantPrimary: counters{repls: 1, writes: 1, replErrs: 1, latencyCount: 1},
 			during: func(t *testing.T) {
 				waitFor(t, "a replication in flight", func() bool { return primary.Stats().ReplicationsInFlight == 1 })
 			}},
-		{name: "hung primary: the forward fails", through: via, ops: []node.Op{get(b, keyName(0))},
+		{name: "hung primary: the forward fails", through: via, ops: []store.Op{get(b, keyName(0))},
 			hang: primary, hangMatch: isMsg(msgOp, msgBatch), wantErr: true,
 			wantVia: counters{fwdOps: 1, fwdMsgs: 1, fwdErrs: 1},
 			check: func(t *testing.T, err error) {
@@ -145,7 +146,7 @@ func TestStatsForwardingAndReplication(t *testing.T) {
 			go func() {
 				defer close(done)
 				if step.batch {
-					res := make([]node.Result, len(step.ops))
+					res := make([]store.Result, len(step.ops))
 					step.through.ExecuteBatch(context.Background(), step.ops, res, errs)
 					return
 				}
@@ -318,7 +319,7 @@ func TestStatsRebalancing(t *testing.T) {
 // BenchmarkStats measures a snapshot of a node holding 1,000 buckets of 10
 // keys each (Stats visits every bucket).
 func BenchmarkStats(b *testing.B) {
-	s := node.NewStore()
+	s := store.NewStore()
 	for i := range 1000 {
 		bucket := bucketName(i)
 		if err := s.Create(bucket); err != nil {

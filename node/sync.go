@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // Rebalancing, repair and anti-entropy. After every change of the view,
@@ -103,7 +105,7 @@ func (n *Node) syncLoop() {
 // collect removes tombstones and dropped buckets older than the grace
 // period.
 func (n *Node) collect() {
-	cut := VersionAt(n.cfg.Now().Add(-n.cfg.TombstoneGrace))
+	cut := store.VersionAt(n.cfg.Now().Add(-n.cfg.TombstoneGrace))
 	if tomb, recs := n.cfg.Store.Collect(cut); tomb+recs > 0 {
 		n.log.Debug("collected tombstones", zap.Int("keys", tomb), zap.Int("buckets", recs))
 	}
@@ -363,7 +365,7 @@ func (n *Node) pushBucket(ctx context.Context, m Member, b string, st *passStats
 	// Entries of the differing shards travel in messages of about
 	// pageBytes, several small shards to a message.
 	var (
-		batch []Entry
+		batch []store.Entry
 		size  int
 		sent  bool
 	)
@@ -392,7 +394,7 @@ func (n *Node) pushBucket(ctx context.Context, m Member, b string, st *passStats
 			}
 			batch = append(batch, es...)
 			for _, e := range es {
-				size += len(e.Key) + len(e.Value) + PageEntryOverhead
+				size += len(e.Key) + len(e.Value) + store.PageEntryOverhead
 			}
 			if size >= pageBytes {
 				if err := flush(); err != nil {
@@ -418,9 +420,9 @@ func (n *Node) pushBucket(ctx context.Context, m Member, b string, st *passStats
 
 // differingShards yields the shards whose digests differ between two
 // copies: what a pull fetches and a push sends.
-func differingShards(a, b *Digest) iter.Seq[int] {
+func differingShards(a, b *store.Digest) iter.Seq[int] {
 	return func(yield func(int) bool) {
-		for shard := range NumShards {
+		for shard := range store.NumShards {
 			if a.Shards[shard] != b.Shards[shard] && !yield(shard) {
 				return
 			}
@@ -539,15 +541,15 @@ func (n *Node) handleSync(ctx context.Context, from string, typ byte, body []byt
 			return nil, err
 		}
 		for _, w := range ws {
-			if err := n.checkVersions(from, BucketMeta{}, []Entry{w.entry}); err != nil {
-				return appendReply(nil, Result{}, err), nil
+			if err := n.checkVersions(from, store.BucketMeta{}, []store.Entry{w.entry}); err != nil {
+				return appendReply(nil, store.Result{}, err), nil
 			}
 		}
 		err = n.applyReplicated(bucket, ws)
 		if err == nil {
 			n.strayCopy(bucket)
 		}
-		return appendReply(nil, Result{}, err), nil
+		return appendReply(nil, store.Result{}, err), nil
 	case msgDigest:
 		epoch, bucket, err := decodeDigestRequest(body)
 		if err != nil {
@@ -593,7 +595,7 @@ func (n *Node) handleSync(ctx context.Context, from string, typ byte, body []byt
 			return nil, err
 		}
 		if err := n.checkVersions(from, meta, es); err != nil {
-			return appendReply(nil, Result{}, err), nil
+			return appendReply(nil, store.Result{}, err), nil
 		}
 		_, existed := s.Meta(bucket)
 		changed, err := s.Merge(bucket, meta, es)
@@ -603,7 +605,7 @@ func (n *Node) handleSync(ctx context.Context, from string, typ byte, body []byt
 			// rather than at the next interval.
 			n.syncSoon()
 		}
-		return appendReply(nil, Result{}, err), nil
+		return appendReply(nil, store.Result{}, err), nil
 	case msgSums:
 		epoch, done, sums, err := decodeSums(body)
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -74,13 +75,13 @@ func stateOf(n *node.Node, id string) node.State {
 // transient reports whether err may go away by itself while views settle
 // (as opposed to an answer about the data: a value, or NOT FOUND).
 func transient(err error) bool {
-	return err != nil && !errors.Is(err, node.ErrBucketNotFound) && !errors.Is(err, node.ErrKeyNotFound)
+	return err != nil && !errors.Is(err, store.ErrBucketNotFound) && !errors.Is(err, store.ErrKeyNotFound)
 }
 
 // readEventually reads bucket key through n until the answer is not
 // transient, for up to d, and returns the last answer.
-func readEventually(n *node.Node, bucket, key string, d time.Duration) (node.Result, error) {
-	var res node.Result
+func readEventually(n *node.Node, bucket, key string, d time.Duration) (store.Result, error) {
+	var res store.Result
 	var err error
 	pollFor(d, func() bool {
 		res, err = n.Execute(context.Background(), get(bucket, key))
@@ -598,7 +599,7 @@ func TestDefect7_WriteDuringFailureDetection(t *testing.T) {
 		bucket string
 	}{{ag, "apple"}, {ou, "banana"}} {
 		wg.Go(func() {
-			for _, op := range []node.Op{create(w.bucket), put(w.bucket, "k", "v")} {
+			for _, op := range []store.Op{create(w.bucket), put(w.bucket, "k", "v")} {
 				// The context is a deadline for a hang, with room for a
 				// slow machine; the time each write takes is logged, not
 				// asserted.
@@ -657,11 +658,11 @@ func TestDefect8_DropDuringPartition(t *testing.T) {
 			// next writes order as the steps do whichever node issues
 			// them.
 			laterThanAll := func() {
-				var top node.Version
+				var top store.Version
 				for _, n := range nodes {
 					top = max(top, n.Store().Clock().Last())
 				}
-				waitFor(t, "the clock to pass "+top.String(), func() bool { return node.VersionAt(time.Now()) > top })
+				waitFor(t, "the clock to pass "+top.String(), func() bool { return store.VersionAt(time.Now()) > top })
 			}
 
 			net.setDown(p.ID(), true)
@@ -671,7 +672,7 @@ func TestDefect8_DropDuringPartition(t *testing.T) {
 			mustExec(t, sideB[0], put(b, "b1", "B, before the drop"))
 			laterThanAll()
 			mustExec(t, sideB[0], drop(b))
-			var dropped node.Version
+			var dropped store.Version
 			for _, n := range sideB {
 				if m, ok := n.Store().Meta(b); ok {
 					dropped = max(dropped, m.Dropped)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/testcluster"
 )
 
@@ -228,13 +228,13 @@ func replPrimaryBucket(b *testing.B, c *testcluster.Cluster, i int) string {
 // copies are identical.
 func replLoad(b *testing.B, c *testcluster.Cluster, buckets, perBucket int) {
 	b.Helper()
-	stores := make(map[string]*node.Store) // peer ID -> store
+	stores := make(map[string]*store.Store) // peer ID -> store
 	for i := range c.Len() {
 		if c.Up(i) {
 			stores[c.Node(i).ID()] = c.Node(i).Store()
 		}
 	}
-	owners := make([][]*node.Store, buckets)
+	owners := make([][]*store.Store, buckets)
 	for k := range buckets {
 		ms, err := c.Node(0).Owners(replBucket(k))
 		if err != nil {
@@ -272,7 +272,7 @@ func replLoad(b *testing.B, c *testcluster.Cluster, buckets, perBucket int) {
 
 // replLoadBucket writes one bucket to its owners' stores; the first is the
 // primary, whose clock versions the writes. value is scratch space.
-func replLoadBucket(bucket string, owners []*node.Store, keys int, value []byte) error {
+func replLoadBucket(bucket string, owners []*store.Store, keys int, value []byte) error {
 	clock := owners[0].Clock()
 	created := clock.Now()
 	for _, s := range owners {
@@ -286,7 +286,7 @@ func replLoadBucket(bucket string, owners []*node.Store, keys int, value []byte)
 			value[i] = 'a' + byte((i+j)%26)
 		}
 		copy(value, bucket+"/"+key+"=")
-		e := node.Entry{Key: key, Value: string(value), Version: clock.Now()}
+		e := store.Entry{Key: key, Value: string(value), Version: clock.Now()}
 		for _, s := range owners {
 			if err := s.ApplyEntry(bucket, e); err != nil {
 				return fmt.Errorf("put %q/%q: %w", bucket, key, err)

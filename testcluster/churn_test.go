@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/testcluster"
 	"github.com/dboutique/dboutique/textproto"
 )
@@ -202,7 +203,7 @@ func isReply(err error) bool {
 	var ue *node.UnreachableError
 	var se *textproto.ServerError
 	return errors.Is(err, node.ErrNoRoute) || errors.Is(err, node.ErrUnavailable) ||
-		errors.Is(err, node.ErrBucketNotFound) || errors.As(err, &ue) || errors.As(err, &se)
+		errors.Is(err, store.ErrBucketNotFound) || errors.As(err, &ue) || errors.As(err, &se)
 }
 
 // TestChurnLosesNoAcknowledgedWrite: five nodes with two replicas; 32

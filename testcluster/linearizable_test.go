@@ -33,6 +33,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/testcluster"
 	"github.com/dboutique/dboutique/textproto"
 )
@@ -271,7 +272,7 @@ func (h *history) fail(op porcupine.Operation, err error) (unknown bool) {
 		h.mu.Lock()
 		h.dropped++
 		h.mu.Unlock()
-	case errors.Is(err, node.ErrBucketNotFound):
+	case errors.Is(err, store.ErrBucketNotFound):
 		h.mu.Lock()
 		h.refused++
 		h.mu.Unlock()
@@ -503,7 +504,7 @@ func doRequest(ctx context.Context, cl *textproto.Client, bucket string, in kvIn
 	switch in.Op {
 	case opGet:
 		v, err := cl.Get(ctx, bucket, in.Key)
-		if errors.Is(err, node.ErrKeyNotFound) || errors.Is(err, node.ErrBucketNotFound) {
+		if errors.Is(err, store.ErrKeyNotFound) || errors.Is(err, store.ErrBucketNotFound) {
 			return kvOutput{}, nil
 		}
 		return kvOutput{Value: v, Found: true}, err
@@ -642,7 +643,7 @@ func linHistories() []struct {
 		return linOp{client: c, call: call, ret: ret, in: get(k), out: found("bogus"), err: io.ErrUnexpectedEOF}
 	}
 	refused := func(c int, call, ret int64, in kvInput) linOp {
-		return linOp{client: c, call: call, ret: ret, in: in, err: node.ErrBucketNotFound}
+		return linOp{client: c, call: call, ret: ret, in: in, err: store.ErrBucketNotFound}
 	}
 	return []struct {
 		name  string
@@ -874,27 +875,27 @@ func TestCheckLinearizableReports(t *testing.T) {
 // before its last PUT or DELETE, as a replica one write behind would: not
 // linearizable.
 type staleExecutor struct {
-	store *node.Store
+	store *store.Store
 
 	mu   sync.Mutex // guards prev
 	prev map[string]*string
 }
 
-func (e *staleExecutor) Execute(ctx context.Context, op node.Op) (node.Result, error) {
+func (e *staleExecutor) Execute(ctx context.Context, op store.Op) (store.Result, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	k := op.Bucket + "/" + op.Key
 	switch op.Kind {
-	case node.KindGet:
+	case store.KindGet:
 		if p, ok := e.prev[k]; ok {
 			if p == nil {
-				return node.Result{}, nil // an empty value: the key reads as absent
+				return store.Result{}, nil // an empty value: the key reads as absent
 			}
-			return node.Result{Value: *p}, nil
+			return store.Result{Value: *p}, nil
 		}
-	case node.KindPut, node.KindDelete:
+	case store.KindPut, store.KindDelete:
 		var old *string
-		if r, err := e.store.Execute(ctx, node.Op{Kind: node.KindGet, Bucket: op.Bucket, Key: op.Key}); err == nil {
+		if r, err := e.store.Execute(ctx, store.Op{Kind: store.KindGet, Bucket: op.Bucket, Key: op.Key}); err == nil {
 			old = &r.Value
 		}
 		res, err := e.store.Execute(ctx, op)
@@ -936,7 +937,7 @@ func serveExecutor(t *testing.T, ex textproto.Executor) dialFunc {
 // TestLinearizableDetectsStaleReads: the workload and the checker together
 // catch a server whose reads lag one write behind.
 func TestLinearizableDetectsStaleReads(t *testing.T) {
-	dial := serveExecutor(t, &staleExecutor{store: node.NewStore(), prev: map[string]*string{}})
+	dial := serveExecutor(t, &staleExecutor{store: store.NewStore(), prev: map[string]*string{}})
 	h := runWorkload(t, ctxT(t), dial, 4, []string{"k0", "k1"}, "stale", 500*time.Millisecond)
 	tb := &fakeTB{TB: t}
 	if res := checkLinearizable(tb, h); res != porcupine.Illegal {

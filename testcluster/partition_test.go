@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/testcluster"
 )
 
@@ -163,7 +164,7 @@ func TestMinMembersMinorityRefusesWrites(t *testing.T) {
 			}
 		}
 		for _, b := range buckets {
-			if _, err := cl.Get(ctx, b, "minority"); !errors.Is(err, node.ErrKeyNotFound) {
+			if _, err := cl.Get(ctx, b, "minority"); !errors.Is(err, store.ErrKeyNotFound) {
 				t.Errorf("after the heal, GET %s minority through %s: %v, want no such key", b, c.Name(i), err)
 			}
 		}

@@ -7,19 +7,19 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/textproto/prototest"
 )
 
 // batchStore is a BatchExecutor over a Store that records the size of
 // every batch it runs.
 type batchStore struct {
-	*node.Store
+	*store.Store
 	mu      sync.Mutex
 	batches []int
 }
 
-func (b *batchStore) ExecuteBatch(ctx context.Context, ops []node.Op, res []node.Result, errs []error) {
+func (b *batchStore) ExecuteBatch(ctx context.Context, ops []store.Op, res []store.Result, errs []error) {
 	b.mu.Lock()
 	b.batches = append(b.batches, len(ops))
 	b.mu.Unlock()
@@ -38,7 +38,7 @@ func (b *batchStore) sizes() []int {
 // one batch; any other request splits the batch, and replies keep their
 // order.
 func TestPipelinedRequestsRunAsBatches(t *testing.T) {
-	bs := &batchStore{Store: node.NewStore()}
+	bs := &batchStore{Store: store.NewStore()}
 	s := startServer(t, Config{Executor: bs})
 	c := prototest.Dial(t, s.addr)
 	var req, want strings.Builder

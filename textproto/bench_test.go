@@ -8,7 +8,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // BenchmarkServer drives a server through loopback TCP with 50 parallel
@@ -27,7 +27,7 @@ func BenchmarkServer(b *testing.B) {
 }
 
 func benchServer(b *testing.B, cmd string, clients, depth int) {
-	st := node.NewStore()
+	st := store.NewStore()
 	if err := st.Create("bench"); err != nil {
 		b.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func benchServer(b *testing.B, cmd string, clients, depth int) {
 // BenchmarkHandle measures parsing and answering one buffered request,
 // without the network.
 func BenchmarkHandle(b *testing.B) {
-	st := node.NewStore()
+	st := store.NewStore()
 	st.Create("bench")
 	st.Put("bench", "key", "value")
 	s, err := NewServer(Config{Executor: st})

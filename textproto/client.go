@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // Client defaults.
@@ -118,8 +118,8 @@ func (c *Client) Put(ctx context.Context, bucket, key, value string) error {
 	return err
 }
 
-// Get returns the value of key in bucket: node.ErrBucketNotFound if the
-// bucket does not exist, node.ErrKeyNotFound if the key does not (the
+// Get returns the value of key in bucket: store.ErrBucketNotFound if the
+// bucket does not exist, store.ErrKeyNotFound if the key does not (the
 // protocol answers a missing key with an empty value).
 func (c *Client) Get(ctx context.Context, bucket, key string) (string, error) {
 	lines, err := c.call(ctx, 1, "GET", bucket, key)
@@ -127,7 +127,7 @@ func (c *Client) Get(ctx context.Context, bucket, key string) (string, error) {
 		return "", err
 	}
 	if lines[0] == "" {
-		return "", node.ErrKeyNotFound
+		return "", store.ErrKeyNotFound
 	}
 	return lines[0], nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/ring"
 	"github.com/dboutique/dboutique/textproto/prototest"
 )
@@ -17,7 +18,7 @@ func TestClientTranscript(t *testing.T) {
 	s := startServer(t, Config{})
 	c := dialClient(t, s.addr)
 	ctx := ctxT(t)
-	if _, err := c.Get(ctx, "shopping", "eggs"); !errors.Is(err, node.ErrBucketNotFound) {
+	if _, err := c.Get(ctx, "shopping", "eggs"); !errors.Is(err, store.ErrBucketNotFound) {
 		t.Fatalf("Get on a missing bucket: %v, want ErrBucketNotFound", err)
 	}
 	must(t, c.Create(ctx, "shopping"))
@@ -26,7 +27,7 @@ func TestClientTranscript(t *testing.T) {
 		t.Fatalf("Get = %q, %v; want 3", v, err)
 	}
 	must(t, c.Delete(ctx, "shopping", "eggs"))
-	if _, err := c.Get(ctx, "shopping", "eggs"); !errors.Is(err, node.ErrKeyNotFound) {
+	if _, err := c.Get(ctx, "shopping", "eggs"); !errors.Is(err, store.ErrKeyNotFound) {
 		t.Fatalf("Get of a deleted key: %v, want ErrKeyNotFound", err)
 	}
 }
@@ -59,10 +60,10 @@ func TestClientCommands(t *testing.T) {
 		t.Fatalf("Get = %q, %v; want OK", v, err)
 	}
 	must(t, c.Drop(ctx, "b"))
-	if err := c.Drop(ctx, "b"); !errors.Is(err, node.ErrBucketNotFound) {
+	if err := c.Drop(ctx, "b"); !errors.Is(err, store.ErrBucketNotFound) {
 		t.Fatalf("second Drop: %v", err)
 	}
-	if _, err := c.Keys(ctx, "b"); !errors.Is(err, node.ErrBucketNotFound) {
+	if _, err := c.Keys(ctx, "b"); !errors.Is(err, store.ErrBucketNotFound) {
 		t.Fatalf("Keys of a dropped bucket: %v", err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -42,8 +42,8 @@ type conn struct {
 
 	// Store operations read from the buffer and not run yet; they run
 	// together (see runPending) before anything else is answered.
-	pending []node.Op
-	res     []node.Result
+	pending []store.Op
+	res     []store.Result
 	errs    []error
 	took    time.Duration // how long the pending operations took, when measured
 
@@ -328,9 +328,9 @@ func (c *conn) handle(line []byte) bool {
 }
 
 // op builds the operation of the request just parsed.
-func (c *conn) op(cmd storeCmd) node.Op {
+func (c *conn) op(cmd storeCmd) store.Op {
 	r := &c.req
-	op := node.Op{Kind: cmd.kind}
+	op := store.Op{Kind: cmd.kind}
 	if r.n > 1 {
 		op.Bucket = c.bucketName(r.words[1])
 	}
@@ -391,32 +391,32 @@ func resultOf(err error) int {
 	switch {
 	case err == nil:
 		return resultOK
-	case errors.Is(err, node.ErrBucketNotFound), errors.Is(err, node.ErrKeyNotFound):
+	case errors.Is(err, store.ErrBucketNotFound), errors.Is(err, store.ErrKeyNotFound):
 		return resultNotFound
 	}
 	return resultError
 }
 
 // textVerbOf gives the text verb that runs operations of kind k.
-func textVerbOf(k node.Kind) verb {
+func textVerbOf(k store.Kind) verb {
 	switch k {
-	case node.KindCreate:
+	case store.KindCreate:
 		return verbCreate
-	case node.KindPut:
+	case store.KindPut:
 		return verbPut
-	case node.KindGet:
+	case store.KindGet:
 		return verbGet
-	case node.KindDelete:
+	case store.KindDelete:
 		return verbDelete
-	case node.KindDrop:
+	case store.KindDrop:
 		return verbDrop
-	case node.KindBuckets:
+	case store.KindBuckets:
 		return verbBuckets
-	case node.KindKeys:
+	case store.KindKeys:
 		return verbKeys
-	case node.KindNodes:
+	case store.KindNodes:
 		return verbNodes
-	case node.KindOwner:
+	case store.KindOwner:
 		return verbOwner
 	}
 	return verbUnknown
@@ -435,7 +435,7 @@ func (c *conn) donePending() {
 // number of words it takes (verb included) and, for the extensions, the
 // usage line sent when the count is wrong.
 type storeCmd struct {
-	kind  node.Kind
+	kind  store.Kind
 	words int
 	usage string // empty for the original's verbs
 }
@@ -443,23 +443,23 @@ type storeCmd struct {
 func storeCommand(v verb) (storeCmd, bool) {
 	switch v {
 	case verbCreate:
-		return storeCmd{node.KindCreate, 2, ""}, true
+		return storeCmd{store.KindCreate, 2, ""}, true
 	case verbPut:
-		return storeCmd{node.KindPut, 4, ""}, true
+		return storeCmd{store.KindPut, 4, ""}, true
 	case verbGet:
-		return storeCmd{node.KindGet, 3, ""}, true
+		return storeCmd{store.KindGet, 3, ""}, true
 	case verbDelete:
-		return storeCmd{node.KindDelete, 3, ""}, true
+		return storeCmd{store.KindDelete, 3, ""}, true
 	case verbDrop:
-		return storeCmd{node.KindDrop, 2, "DROP <bucket>"}, true
+		return storeCmd{store.KindDrop, 2, "DROP <bucket>"}, true
 	case verbKeys:
-		return storeCmd{node.KindKeys, 2, "KEYS <bucket>"}, true
+		return storeCmd{store.KindKeys, 2, "KEYS <bucket>"}, true
 	case verbBuckets:
-		return storeCmd{node.KindBuckets, 1, "BUCKETS"}, true
+		return storeCmd{store.KindBuckets, 1, "BUCKETS"}, true
 	case verbNodes:
-		return storeCmd{node.KindNodes, 1, "NODES"}, true
+		return storeCmd{store.KindNodes, 1, "NODES"}, true
 	case verbOwner:
-		return storeCmd{node.KindOwner, 2, "OWNER <bucket>"}, true
+		return storeCmd{store.KindOwner, 2, "OWNER <bucket>"}, true
 	}
 	return storeCmd{}, false
 }
@@ -475,7 +475,7 @@ func (c *conn) bucketName(name []byte) string {
 }
 
 // reply writes the reply to op, whose outcome is res and err.
-func (c *conn) reply(op node.Op, res node.Result, err error) {
+func (c *conn) reply(op store.Op, res store.Result, err error) {
 	if m := c.srv.cfg.Metrics; m != nil {
 		v := int(textVerbOf(op.Kind))
 		m.request(protoText, v, resultOf(err))
@@ -483,7 +483,7 @@ func (c *conn) reply(op node.Op, res node.Result, err error) {
 	}
 	switch {
 	case err == nil:
-	case op.Kind == node.KindGet && errors.Is(err, node.ErrKeyNotFound):
+	case op.Kind == store.KindGet && errors.Is(err, store.ErrKeyNotFound):
 		// The original answers a missing key with an empty value.
 		c.writeLine("")
 		c.writeLine(replyOK)
@@ -496,15 +496,15 @@ func (c *conn) reply(op node.Op, res node.Result, err error) {
 		return
 	}
 	switch op.Kind {
-	case node.KindGet:
+	case store.KindGet:
 		c.writeLine(res.Value)
-	case node.KindBuckets:
+	case store.KindBuckets:
 		for _, n := range res.Names {
 			if !strings.HasPrefix(n, ring.ReservedPrefix) { // the buckets of RESP's plain keys
 				c.writeLine(n)
 			}
 		}
-	case node.KindKeys, node.KindNodes, node.KindOwner:
+	case store.KindKeys, store.KindNodes, store.KindOwner:
 		for _, n := range res.Names {
 			c.writeLine(n)
 		}

@@ -17,7 +17,7 @@
 //
 // The server reads requests of bounded size with a deadline, answers every
 // request already buffered in order and flushes the replies once, and runs
-// each operation through an Executor: a node.Store, or a node.Node that
+// each operation through an Executor: a store.Store, or a node.Node that
 // routes it through the cluster. Store requests that arrive together run as
 // one batch when the Executor is a BatchExecutor, so that a node can forward
 // a client's pipelined requests in one message. Server errors map to wire

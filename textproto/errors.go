@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -57,7 +58,7 @@ func errorReplies() []struct {
 		err   error
 		reply string
 	}{
-		{node.ErrBucketNotFound, replyNotFound},
+		{store.ErrBucketNotFound, replyNotFound},
 		{ErrNotImplemented, replyNotImplemented},
 		{ErrLineTooLong, errorPrefix + "line too long"},
 		{ErrTooManyConns, errorPrefix + "too many connections"},

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/textproto"
 )
 
 // A single node: a store served on a loopback port, used through the Go client.
 func Example() {
-	srv, err := textproto.NewServer(textproto.Config{Executor: node.NewStore()})
+	srv, err := textproto.NewServer(textproto.Config{Executor: store.NewStore()})
 	if err != nil {
 		panic(err)
 	}
@@ -35,7 +35,7 @@ func Example() {
 	defer c.Close()
 
 	_, err = c.Get(ctx, "shopping", "eggs")
-	fmt.Println(errors.Is(err, node.ErrBucketNotFound))
+	fmt.Println(errors.Is(err, store.ErrBucketNotFound))
 	c.Create(ctx, "shopping")
 	c.Put(ctx, "shopping", "eggs", "3")
 	v, _ := c.Get(ctx, "shopping", "eggs")

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/textproto/prototest"
 )
 
@@ -179,13 +179,13 @@ func model(input []byte, maxLine int) []byte {
 			if len(w) != 1 {
 				usage("NODES")
 			} else {
-				reply("ERROR node: invalid operation: NODES needs a clustered node")
+				reply("ERROR store: invalid operation: NODES needs a clustered node")
 			}
 		case verb == "OWNER":
 			if len(w) != 2 {
 				usage("OWNER <bucket>")
 			} else {
-				reply("ERROR node: invalid operation: OWNER needs a clustered node")
+				reply("ERROR store: invalid operation: OWNER needs a clustered node")
 			}
 		case verb == "PING":
 			if len(w) != 1 {
@@ -301,9 +301,9 @@ func FuzzServer(f *testing.F) {
 			t.Skip("INFO")
 		}
 		// Half the inputs go through the batch path.
-		var exec Executor = node.NewStore()
+		var exec Executor = store.NewStore()
 		if len(cuts)%2 == 1 {
-			exec = &batchStore{Store: node.NewStore()}
+			exec = &batchStore{Store: store.NewStore()}
 		}
 		got := fuzzExchange(t, Config{Executor: exec, MaxLineBytes: maxLine}, input, cuts)
 		if want := model(input, maxLine); !bytes.Equal(got, want) {

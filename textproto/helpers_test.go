@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // testTimeout bounds every wait in these tests; a healthy run takes a tiny
@@ -24,7 +24,7 @@ type testServer struct {
 func startServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
 	if cfg.Executor == nil {
-		cfg.Executor = node.NewStore()
+		cfg.Executor = store.NewStore()
 	}
 	s, err := NewServer(cfg)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -220,63 +221,63 @@ func (c *conn) queueRESP(idx int, name string, args [][]byte) bool {
 		}
 		b := c.bucketName(args[1])
 		for i := 2; i < len(args); i += 2 {
-			c.queueOp(node.Op{Kind: node.KindPutCreate, Bucket: b, Key: string(args[i]), Value: string(args[i+1])})
+			c.queueOp(store.Op{Kind: store.KindPutCreate, Bucket: b, Key: string(args[i]), Value: string(args[i+1])})
 		}
 	case "HGET":
 		cmd.reply = replyValue
-		c.queueOp(node.Op{Kind: node.KindGet, Bucket: c.bucketName(args[1]), Key: string(args[2])})
+		c.queueOp(store.Op{Kind: store.KindGet, Bucket: c.bucketName(args[1]), Key: string(args[2])})
 	case "HMGET":
 		cmd.reply = replyValues
 		b := c.bucketName(args[1])
 		for _, k := range args[2:] {
-			c.queueOp(node.Op{Kind: node.KindGet, Bucket: b, Key: string(k)})
+			c.queueOp(store.Op{Kind: store.KindGet, Bucket: b, Key: string(k)})
 		}
 	case "HDEL":
 		cmd.reply = replyCount
 		b := c.bucketName(args[1])
 		for _, k := range args[2:] {
-			c.queueOp(node.Op{Kind: node.KindDelete, Bucket: b, Key: string(k)})
+			c.queueOp(store.Op{Kind: store.KindDelete, Bucket: b, Key: string(k)})
 		}
 	case "HEXISTS":
 		cmd.reply = replyCount
-		c.queueOp(node.Op{Kind: node.KindGet, Bucket: c.bucketName(args[1]), Key: string(args[2])})
+		c.queueOp(store.Op{Kind: store.KindGet, Bucket: c.bucketName(args[1]), Key: string(args[2])})
 	case "HLEN":
 		cmd.reply = replyLen
-		c.queueOp(node.Op{Kind: node.KindLen, Bucket: c.bucketName(args[1])})
+		c.queueOp(store.Op{Kind: store.KindLen, Bucket: c.bucketName(args[1])})
 	case "HKEYS":
 		cmd.reply = replyNames
-		c.queueOp(node.Op{Kind: node.KindKeys, Bucket: c.bucketName(args[1])})
+		c.queueOp(store.Op{Kind: store.KindKeys, Bucket: c.bucketName(args[1])})
 	case "HVALS", "HGETALL":
 		cmd.reply = replyNames
 		if name == "HVALS" {
 			cmd.reply = replyOdd
 		}
-		c.queueOp(node.Op{Kind: node.KindGetAll, Bucket: c.bucketName(args[1])})
+		c.queueOp(store.Op{Kind: store.KindGetAll, Bucket: c.bucketName(args[1])})
 	case "SET":
 		cmd.reply = replyStatusOK
 		k := string(args[1])
-		c.queueOp(node.Op{Kind: node.KindPutCreate, Bucket: c.srv.plainBucket(k), Key: k, Value: string(args[2])})
+		c.queueOp(store.Op{Kind: store.KindPutCreate, Bucket: c.srv.plainBucket(k), Key: k, Value: string(args[2])})
 	case "GET":
 		cmd.reply = replyValue
 		k := string(args[1])
-		c.queueOp(node.Op{Kind: node.KindGet, Bucket: c.srv.plainBucket(k), Key: k})
+		c.queueOp(store.Op{Kind: store.KindGet, Bucket: c.srv.plainBucket(k), Key: k})
 	case "DEL", "EXISTS":
 		// Each name counts as a plain key and as a bucket.
 		cmd.reply = replyCount
 		for _, a := range args[1:] {
 			k := string(a)
 			if name == "DEL" {
-				c.queueOp(node.Op{Kind: node.KindDelete, Bucket: c.srv.plainBucket(k), Key: k})
+				c.queueOp(store.Op{Kind: store.KindDelete, Bucket: c.srv.plainBucket(k), Key: k})
 			} else {
-				c.queueOp(node.Op{Kind: node.KindGet, Bucket: c.srv.plainBucket(k), Key: k})
+				c.queueOp(store.Op{Kind: store.KindGet, Bucket: c.srv.plainBucket(k), Key: k})
 			}
 			if reserved(a) || len(a) == 0 {
 				continue
 			}
 			if name == "DEL" {
-				c.queueOp(node.Op{Kind: node.KindDrop, Bucket: k})
+				c.queueOp(store.Op{Kind: store.KindDrop, Bucket: k})
 			} else {
-				c.queueOp(node.Op{Kind: node.KindLen, Bucket: k})
+				c.queueOp(store.Op{Kind: store.KindLen, Bucket: k})
 			}
 		}
 	}
@@ -288,7 +289,7 @@ func (c *conn) queueRESP(idx int, name string, args [][]byte) bool {
 	return true
 }
 
-func (c *conn) queueOp(op node.Op) { c.pending = append(c.pending, op) }
+func (c *conn) queueOp(op store.Op) { c.pending = append(c.pending, op) }
 
 // emptyBucket answers a hash command on the empty name, which Redis
 // allows and a bucket cannot have: reads find nothing, writes fail.
@@ -330,7 +331,7 @@ func (c *conn) runRESP() {
 }
 
 // replyRESP writes the reply of one command from its operations' outcomes.
-func (c *conn) replyRESP(cmd respCmd, ops []node.Op, res []node.Result, errs []error) {
+func (c *conn) replyRESP(cmd respCmd, ops []store.Op, res []store.Result, errs []error) {
 	w := &c.rw
 	if m := c.srv.cfg.Metrics; m != nil {
 		nerr := w.nerr
@@ -346,7 +347,7 @@ func (c *conn) replyRESP(cmd respCmd, ops []node.Op, res []node.Result, errs []e
 	// A missing bucket or key is an answer, not an error, in Redis; any
 	// other error is the command's reply.
 	for _, err := range errs {
-		if err != nil && !errors.Is(err, node.ErrBucketNotFound) && !errors.Is(err, node.ErrKeyNotFound) {
+		if err != nil && !errors.Is(err, store.ErrBucketNotFound) && !errors.Is(err, store.ErrKeyNotFound) {
 			w.err(respErrorReply(err))
 			return
 		}
@@ -359,7 +360,7 @@ func (c *conn) replyRESP(cmd respCmd, ops []node.Op, res []node.Result, errs []e
 		for i, op := range ops {
 			switch {
 			case errs[i] != nil:
-			case op.Kind == node.KindGet || op.Kind == node.KindLen:
+			case op.Kind == store.KindGet || op.Kind == store.KindLen:
 				sum++ // it exists
 			default:
 				sum += res[i].Count

@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // FuzzRESP feeds any bytes, split into reads anywhere, to a RESP
@@ -354,9 +354,9 @@ func FuzzRESP(f *testing.F) {
 		if len(input) == 0 || input[0] != '*' {
 			input = append([]byte(respReq("PING")), input...)
 		}
-		var exec Executor = node.NewStore()
+		var exec Executor = store.NewStore()
 		if len(cuts)%2 == 1 {
-			exec = &batchStore{Store: node.NewStore()}
+			exec = &batchStore{Store: store.NewStore()}
 		}
 		core, logs := observer.New(zapcore.ErrorLevel)
 		got := fuzzExchange(t, Config{Executor: exec, MaxBulkBytes: fuzzMaxBulk, MaxArgs: fuzzMaxArgs,

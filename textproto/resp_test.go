@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -858,8 +859,8 @@ func TestRESPQuit(t *testing.T) {
 // answered in order, with a plain Executor and with a BatchExecutor (the
 // store commands between two others run as one batch).
 func TestRESPPipelining(t *testing.T) {
-	t.Run("Executor", func(t *testing.T) { testRESPPipelining(t, node.NewStore()) })
-	bs := &batchStore{Store: node.NewStore()}
+	t.Run("Executor", func(t *testing.T) { testRESPPipelining(t, store.NewStore()) })
+	bs := &batchStore{Store: store.NewStore()}
 	t.Run("BatchExecutor", func(t *testing.T) { testRESPPipelining(t, bs) })
 	if sizes := bs.sizes(); !slices.ContainsFunc(sizes, func(n int) bool { return n > 1 }) {
 		t.Errorf("the pipelined requests ran in batches of %v, never more than one", sizes)
@@ -1344,20 +1345,20 @@ func TestRESPMetricsShared(t *testing.T) {
 
 // errExecutor fails the operations on some buckets with the errors a
 // clustered node returns; the others run on a Store.
-type errExecutor struct{ *node.Store }
+type errExecutor struct{ *store.Store }
 
-func (e errExecutor) Execute(ctx context.Context, op node.Op) (node.Result, error) {
+func (e errExecutor) Execute(ctx context.Context, op store.Op) (store.Result, error) {
 	switch op.Bucket {
 	case "noroute":
-		return node.Result{}, fmt.Errorf("%w: view changed", node.ErrNoRoute)
+		return store.Result{}, fmt.Errorf("%w: view changed", node.ErrNoRoute)
 	case "unavailable":
-		return node.Result{}, fmt.Errorf("%w: 1 member reachable, 2 needed", node.ErrUnavailable)
+		return store.Result{}, fmt.Errorf("%w: 1 member reachable, 2 needed", node.ErrUnavailable)
 	case "noowner":
-		return node.Result{}, fmt.Errorf("%w: %s", ring.ErrNoOwner, op.Bucket)
+		return store.Result{}, fmt.Errorf("%w: %s", ring.ErrNoOwner, op.Bucket)
 	case "unreachable":
-		return node.Result{}, &node.UnreachableError{Node: "n2"}
+		return store.Result{}, &node.UnreachableError{Node: "n2"}
 	case "odd":
-		return node.Result{}, errors.New("first line\r\nsecond line")
+		return store.Result{}, errors.New("first line\r\nsecond line")
 	}
 	return e.Store.Execute(ctx, op)
 }
@@ -1366,7 +1367,7 @@ func (e errExecutor) Execute(ctx context.Context, op node.Op) (node.Result, erro
 // error replies, TRYAGAIN where retrying will do; one failed operation
 // fails its whole command and no other.
 func TestRESPExecutorErrors(t *testing.T) {
-	s := startServer(t, Config{Executor: errExecutor{node.NewStore()}})
+	s := startServer(t, Config{Executor: errExecutor{store.NewStore()}})
 	c := dialRESP(t, s.addr)
 	runRespSteps(t, c, []respStep{
 		{respReq("HGET", "noroute", "k"), rErr("TRYAGAIN cluster membership is changing, retry")},
@@ -1427,7 +1428,7 @@ func TestRESPShutdownFinishesRequestsInFlight(t *testing.T) {
 // TestRESPBigCommands: commands with more operations than are run
 // together (maxPending) are answered whole and in order.
 func TestRESPBigCommands(t *testing.T) {
-	for name, exec := range map[string]Executor{"Executor": node.NewStore(), "BatchExecutor": &batchStore{Store: node.NewStore()}} {
+	for name, exec := range map[string]Executor{"Executor": store.NewStore(), "BatchExecutor": &batchStore{Store: store.NewStore()}} {
 		t.Run(name, func(t *testing.T) {
 			s := startServer(t, Config{Executor: exec})
 			c := dialRESP(t, s.addr)

@@ -12,13 +12,13 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
-// Executor runs operations on the store. node.Store implements it for a
+// Executor runs operations on the store. store.Store implements it for a
 // single node; a routing node implements it by forwarding to the owner.
 type Executor interface {
-	Execute(ctx context.Context, op node.Op) (node.Result, error)
+	Execute(ctx context.Context, op store.Op) (store.Result, error)
 }
 
 // BatchExecutor is an Executor that can also run several operations as one
@@ -27,7 +27,7 @@ type Executor interface {
 // outcome in res[i] and errs[i] (both as long as ops).
 type BatchExecutor interface {
 	Executor
-	ExecuteBatch(ctx context.Context, ops []node.Op, res []node.Result, errs []error)
+	ExecuteBatch(ctx context.Context, ops []store.Op, res []store.Result, errs []error)
 }
 
 // Defaults for Config fields left zero.

@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dboutique/dboutique/node"
-	"github.com/dboutique/dboutique/textproto/prototest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/textproto/prototest"
 )
 
 func TestTranscriptOneByOne(t *testing.T) {
@@ -150,7 +151,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 }
 
 func TestPipeliningAnswersInOrderAndFlushesOnce(t *testing.T) {
-	s, err := NewServer(Config{Executor: node.NewStore()})
+	s, err := NewServer(Config{Executor: store.NewStore()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +333,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
-	st := node.NewStore()
+	st := store.NewStore()
 	bad := []Config{
 		{},
 		{Executor: st, MaxLineBytes: 10},
@@ -418,23 +419,23 @@ func TestManyConcurrentClients(t *testing.T) {
 // gateExecutor blocks operations on bucket "slow" until released, or until
 // their context ends; it panics on bucket "boom".
 type gateExecutor struct {
-	*node.Store
+	*store.Store
 	entered chan struct{}
 	release chan struct{}
 }
 
 func newGateExecutor() *gateExecutor {
-	return &gateExecutor{Store: node.NewStore(), entered: make(chan struct{}, 16), release: make(chan struct{})}
+	return &gateExecutor{Store: store.NewStore(), entered: make(chan struct{}, 16), release: make(chan struct{})}
 }
 
-func (g *gateExecutor) Execute(ctx context.Context, op node.Op) (node.Result, error) {
+func (g *gateExecutor) Execute(ctx context.Context, op store.Op) (store.Result, error) {
 	switch op.Bucket {
 	case "slow":
 		g.entered <- struct{}{}
 		select {
 		case <-g.release:
 		case <-ctx.Done():
-			return node.Result{}, ctx.Err()
+			return store.Result{}, ctx.Err()
 		}
 	case "boom":
 		panic("boom")
@@ -498,7 +499,7 @@ func TestShutdownDeadlineClosesStuckConnections(t *testing.T) {
 }
 
 func TestServeAfterClose(t *testing.T) {
-	s, err := NewServer(Config{Executor: node.NewStore()})
+	s, err := NewServer(Config{Executor: store.NewStore()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/textproto"
 )
 
@@ -68,34 +68,34 @@ func mustRunBench(t *testing.T, cfg benchConfig) *benchResult {
 // countingExecutor wraps a store, counts the operations it runs and fails
 // those whose key is in fail.
 type countingExecutor struct {
-	store *node.Store
-	fail  func(op node.Op) error // nil: fail nothing
+	store *store.Store
+	fail  func(op store.Op) error // nil: fail nothing
 
 	mu   sync.Mutex // guards ops and puts
-	ops  map[node.Kind]int
+	ops  map[store.Kind]int
 	puts map[string]int // bucket/key -> PUTs
 }
 
 func newCountingExecutor() *countingExecutor {
-	return &countingExecutor{store: node.NewStore(), ops: map[node.Kind]int{}, puts: map[string]int{}}
+	return &countingExecutor{store: store.NewStore(), ops: map[store.Kind]int{}, puts: map[string]int{}}
 }
 
-func (e *countingExecutor) Execute(ctx context.Context, op node.Op) (node.Result, error) {
+func (e *countingExecutor) Execute(ctx context.Context, op store.Op) (store.Result, error) {
 	e.mu.Lock()
 	e.ops[op.Kind]++
-	if op.Kind == node.KindPut {
+	if op.Kind == store.KindPut {
 		e.puts[op.Bucket+"/"+op.Key]++
 	}
 	e.mu.Unlock()
 	if e.fail != nil {
 		if err := e.fail(op); err != nil {
-			return node.Result{}, err
+			return store.Result{}, err
 		}
 	}
 	return e.store.Execute(ctx, op)
 }
 
-func (e *countingExecutor) count(k node.Kind) int {
+func (e *countingExecutor) count(k store.Kind) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.ops[k]
@@ -227,13 +227,13 @@ func TestBenchText(t *testing.T) {
 			if res.requests != cfg.requests || res.errors != 0 {
 				t.Errorf("%d requests, %d errors; want %d, 0 (first error %q)", res.requests, res.errors, cfg.requests, res.firstErr)
 			}
-			if got := exec.count(node.KindGet); got != int(res.gets) {
+			if got := exec.count(store.KindGet); got != int(res.gets) {
 				t.Errorf("the server ran %d GETs, the tool counted %d", got, res.gets)
 			}
-			if got := exec.count(node.KindPut); got != int(res.puts) {
+			if got := exec.count(store.KindPut); got != int(res.puts) {
 				t.Errorf("the server ran %d PUTs, the tool counted %d", got, res.puts)
 			}
-			if got := exec.count(node.KindCreate); got != cfg.buckets {
+			if got := exec.count(store.KindCreate); got != cfg.buckets {
 				t.Errorf("the server ran %d CREATEs, want one per bucket, %d", got, cfg.buckets)
 			}
 			switch cfg.workload {
@@ -296,7 +296,7 @@ func TestBenchSequentialWritesEveryKeyOnce(t *testing.T) {
 	}
 	// Read every key back from the store.
 	for i := range 997 {
-		res, err := exec.store.Execute(context.Background(), node.Op{Kind: node.KindGet, Bucket: "bench", Key: "key:" + strconv.Itoa(i)})
+		res, err := exec.store.Execute(context.Background(), store.Op{Kind: store.KindGet, Bucket: "bench", Key: "key:" + strconv.Itoa(i)})
 		if err != nil || res.Value != "xxxxx" {
 			t.Fatalf("key:%d: %q, %v; want xxxxx", i, res.Value, err)
 		}
@@ -313,12 +313,12 @@ func TestBenchErrorsCounted(t *testing.T) {
 	exec := newCountingExecutor()
 	// Every key whose number ends in 3 fails: GETs as a missing bucket
 	// (NOT FOUND), PUTs with an error of their own (ERROR ...).
-	exec.fail = func(op node.Op) error {
-		if op.Kind != node.KindGet && op.Kind != node.KindPut || !strings.HasSuffix(op.Key, "3") {
+	exec.fail = func(op store.Op) error {
+		if op.Kind != store.KindGet && op.Kind != store.KindPut || !strings.HasSuffix(op.Key, "3") {
 			return nil
 		}
-		if op.Kind == node.KindGet {
-			return node.ErrBucketNotFound
+		if op.Kind == store.KindGet {
+			return store.ErrBucketNotFound
 		}
 		return errors.New("disk on fire")
 	}
@@ -336,7 +336,7 @@ func TestBenchErrorsCounted(t *testing.T) {
 
 func TestBenchTextPassword(t *testing.T) {
 	t.Parallel()
-	addr := startBenchTextServer(t, textproto.Config{Executor: node.NewStore(), Password: []byte("s3cret")})
+	addr := startBenchTextServer(t, textproto.Config{Executor: store.NewStore(), Password: []byte("s3cret")})
 	cfg := benchTestConfig(addr, benchProtoText)
 	cfg.password = "s3cret"
 	if res := mustRunBench(t, cfg); res.errors != 0 {
@@ -350,7 +350,7 @@ func TestBenchTextPassword(t *testing.T) {
 
 func TestBenchJSON(t *testing.T) {
 	t.Parallel()
-	addr := startBenchTextServer(t, textproto.Config{Executor: node.NewStore()})
+	addr := startBenchTextServer(t, textproto.Config{Executor: store.NewStore()})
 	var stdout, stderr bytes.Buffer
 	code := bench([]string{"--addr", addr, "--proto", "text", "--requests", "300", "--clients", "3",
 		"--pipeline", "4", "--format", "json", "--progress", "0"}, &stdout, &stderr, nil)
@@ -402,7 +402,7 @@ func TestBenchJSON(t *testing.T) {
 // TestBenchRunCommand runs the tool through run, as the binary does.
 func TestBenchRunCommand(t *testing.T) {
 	t.Parallel()
-	addr := startBenchTextServer(t, textproto.Config{Executor: node.NewStore()})
+	addr := startBenchTextServer(t, textproto.Config{Executor: store.NewStore()})
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"bench", "--addr=" + addr, "--proto=text", "--requests=50", "--format=json", "--progress=0"}, noEnv, &stdout, &stderr, nil)
 	if code != 0 || !strings.Contains(stdout.String(), `"requests":50,`) {

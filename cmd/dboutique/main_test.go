@@ -23,7 +23,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/textproto"
 	"github.com/dboutique/dboutique/textproto/prototest"
 )
@@ -282,7 +282,7 @@ func TestEndToEnd(t *testing.T) {
 
 	ctx := ctxT(t)
 	c := dialClient(t, addr)
-	if _, err := c.Get(ctx, "pantry", "eggs"); !errors.Is(err, node.ErrBucketNotFound) {
+	if _, err := c.Get(ctx, "pantry", "eggs"); !errors.Is(err, store.ErrBucketNotFound) {
 		t.Fatalf("Get in a missing bucket: %v, want ErrBucketNotFound", err)
 	}
 	if err := c.Create(ctx, "pantry"); err != nil {
@@ -297,7 +297,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := c.Delete(ctx, "pantry", "eggs"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Get(ctx, "pantry", "eggs"); !errors.Is(err, node.ErrKeyNotFound) {
+	if _, err := c.Get(ctx, "pantry", "eggs"); !errors.Is(err, store.ErrKeyNotFound) {
 		t.Fatalf("Get of a deleted key: %v, want ErrKeyNotFound", err)
 	}
 	if b, err := c.Buckets(ctx); err != nil || strings.Join(b, ",") != "pantry,shopping" {
@@ -771,21 +771,21 @@ func TestConfigPrecedence(t *testing.T) {
 // gateExecutor holds every operation until release is closed, or the
 // server's context ends.
 type gateExecutor struct {
-	store   *node.Store
-	entered chan node.Op // receives each operation as it starts
+	store   *store.Store
+	entered chan store.Op // receives each operation as it starts
 	release chan struct{}
 }
 
 func newGateExecutor() *gateExecutor {
-	return &gateExecutor{store: node.NewStore(), entered: make(chan node.Op, 16), release: make(chan struct{})}
+	return &gateExecutor{store: store.NewStore(), entered: make(chan store.Op, 16), release: make(chan struct{})}
 }
 
-func (g *gateExecutor) Execute(ctx context.Context, op node.Op) (node.Result, error) {
+func (g *gateExecutor) Execute(ctx context.Context, op store.Op) (store.Result, error) {
 	g.entered <- op
 	select {
 	case <-g.release:
 	case <-ctx.Done():
-		return node.Result{}, ctx.Err()
+		return store.Result{}, ctx.Err()
 	}
 	return g.store.Execute(ctx, op)
 }

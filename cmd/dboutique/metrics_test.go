@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // soloTransport is a Transport for a node alone: it knows no peer.
@@ -53,11 +54,11 @@ func soloNode(t testing.TB, nb, nk int) *node.Node {
 	ctx := context.Background()
 	for i := range nb {
 		b := fmt.Sprintf("bucket%04d", i)
-		if _, err := nd.Execute(ctx, node.Op{Kind: node.KindCreate, Bucket: b}); err != nil {
+		if _, err := nd.Execute(ctx, store.Op{Kind: store.KindCreate, Bucket: b}); err != nil {
 			t.Fatal(err)
 		}
 		for k := range nk {
-			op := node.Op{Kind: node.KindPut, Bucket: b, Key: fmt.Sprintf("k%d", k), Value: "value"}
+			op := store.Op{Kind: store.KindPut, Bucket: b, Key: fmt.Sprintf("k%d", k), Value: "value"}
 			if _, err := nd.Execute(ctx, op); err != nil {
 				t.Fatal(err)
 			}

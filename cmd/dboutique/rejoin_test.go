@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/p2p"
 	"github.com/dboutique/dboutique/textproto"
 )
@@ -246,9 +247,9 @@ func wireReply(err error) string {
 	switch {
 	case err == nil:
 		return "OK"
-	case errors.Is(err, node.ErrBucketNotFound):
+	case errors.Is(err, store.ErrBucketNotFound):
 		return "NOT FOUND"
-	case errors.Is(err, node.ErrKeyNotFound):
+	case errors.Is(err, store.ErrKeyNotFound):
 		return "an empty value (no such key)"
 	case errors.Is(err, node.ErrUnavailable):
 		return "ERROR cluster unavailable"
