@@ -34,7 +34,7 @@
 // owner that does not answer in time gives an [UnreachableError].
 // [Node.ExecuteBatch] sends consecutive operations for one owner as one
 // message, which is what makes a client's pipelined requests cheap to
-// forward. msg.go describes the messages between nodes.
+// forward. messages.go lists the messages between nodes.
 //
 // Replication (primary.go): a bucket lives on its first Config.Replicas
 // ring owners. The first, the primary, orders the bucket's writes: it

@@ -134,7 +134,7 @@ func TestRestartedThenLeftIsADeath(t *testing.T) {
 
 	// n's probes of x's next life do not get through (it would refuse
 	// them anyway once it leaves; this closes the start-up window).
-	net.setLinkHung(n.ID(), x.ID(), ofType(typePing))
+	net.setLinkHung(n.ID(), x.ID(), ofType(node.MsgPing))
 	kill(net, x)
 	net.setDown(x.ID(), false)
 	x2 := startMemNodeWith(t, net, "x", nil, replicas(1), "/mem/"+n.ID())

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/dboutique/dboutique/node/wire"
 )
 
 // Membership. Every node probes every member it knows each ProbeInterval
@@ -495,4 +497,44 @@ func (n *Node) aliveCount() int {
 		}
 	}
 	return c
+}
+
+// handlePing answers msgPing: a probe, answered with this node's own ping.
+func (n *Node) handlePing(_ context.Context, from string, body []byte) ([]byte, error) {
+	p, err := decodePing(body)
+	if err != nil {
+		return nil, err
+	}
+	if p.leaving {
+		// A leaving node still probes, to know whom to hand its
+		// buckets to; its pings are goodbyes, never proof of life.
+		if p.from.ID != from {
+			return nil, fmt.Errorf("%w: ping from %s claims to be %s", wire.ErrCorrupt, from, p.from.ID)
+		}
+		n.left(p.from, false)
+		return n.pingMsg().append(nil), nil
+	}
+	if n.leaving.Load() {
+		return nil, errors.New("node: leaving the cluster")
+	}
+	if p.cluster != n.cfg.Cluster || p.layout != n.layout {
+		// Refused. The reply says only which cluster this node is in
+		// and how it places buckets, so that the caller's probe finds
+		// the mismatch and logs it; this node learns nothing of it.
+		return ping{cluster: n.cfg.Cluster, from: n.self, clock: n.cfg.Now().UnixMilli(), layout: n.layout}.append(nil), nil
+	}
+	if p.from.ID != from {
+		return nil, fmt.Errorf("%w: ping from %s claims to be %s", wire.ErrCorrupt, from, p.from.ID)
+	}
+	return n.pinged(p).append(nil), nil // the reply: no type byte
+}
+
+// handleLeave answers msgLeave: a member says it is leaving, or has left.
+func (n *Node) handleLeave(_ context.Context, from string, body []byte) ([]byte, error) {
+	handedOff, inc, err := decodeLeave(body)
+	if err != nil {
+		return nil, err
+	}
+	n.left(Member{ID: from, Incarnation: inc}, handedOff)
+	return nil, nil
 }

@@ -9,60 +9,26 @@ import (
 
 	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/node/wire"
-	"github.com/dboutique/dboutique/ring"
 )
 
-// Messages between nodes. The transport carries opaque request and reply
-// payloads; a request's first byte says what it is:
-//
-//	msgPing:    cluster string, sender member, its incarnation (8 bytes,
-//	            big endian), flags byte (pingLeaving, pingVouch,
-//	            pingJoined), the sender's wall clock (Unix milliseconds, 8
-//	            bytes), a fingerprint of its placement (8 bytes, Node.layout),
-//	            the members it sees alive (a member list), then
-//	            those it holds dead (a uvarint count, then each member and
-//	            a uvarint of the milliseconds since it died); reply: the
-//	            same fields for the replier, with pingVouch set when the
-//	            replier sees the sender alive
-//	msgOp:      epoch uint64 (8 bytes, big endian), hops byte, Op (package store, codec.go)
-//	            reply: a reply (below)
-//	msgBuckets: nothing; reply: a reply whose Result lists local buckets
-//	msgLeave:   a byte, 0 (leaving) or 1 (left, every copy handed off),
-//	            then the sender's incarnation (8 bytes); reply: empty
-//	msgBatch:   epoch uint64, hops byte, uvarint count, then each Op as a
-//	            uvarint length and the Op; reply: uvarint count, then each
-//	            reply as a uvarint length and the reply
-//
-// A member is: id string, name string, address count uvarint, addresses.
-// A member list is a uvarint count, then members. A reply is a status byte:
-// 0, then a Result; or 1, an error code byte and a message string.
-// Strings are a uvarint length, then bytes (package wire).
-const (
-	msgPing    byte = 1
-	msgOp      byte = 2
-	msgBuckets byte = 3
-	msgLeave   byte = 4
-	msgBatch   byte = 5
-)
+// The encodings of the messages of membership and of operations, as
+// messages.go describes them.
 
 // appendLeave encodes a msgLeave.
 func appendLeave(b []byte, handedOff bool, incarnation uint64) []byte {
-	b = append(b, msgLeave, byte(b2i(handedOff)))
+	b = wire.AppendBool(append(b, msgLeave), handedOff)
 	return wire.AppendU64(b, incarnation)
 }
 
 // decodeLeave decodes a msgLeave's body.
 func decodeLeave(b []byte) (handedOff bool, incarnation uint64, err error) {
 	d := decoder{wire.NewDecoder(b)}
-	flag := d.Byte()
+	handedOff = d.Bool()
 	incarnation = d.U64()
 	if err := d.Finish(); err != nil {
 		return false, 0, err
 	}
-	if flag > 1 {
-		return false, 0, fmt.Errorf("%w: leave flag %d", wire.ErrCorrupt, flag)
-	}
-	return flag == 1, incarnation, nil
+	return handedOff, incarnation, nil
 }
 
 // decoder reads node messages: the wire primitives, and the fields that
@@ -78,19 +44,6 @@ func b2i(b bool) int {
 
 // maxBatch caps the operations of one msgBatch.
 const maxBatch = 1024
-
-// Error codes in replies; the values are wire format.
-const (
-	codeOther       byte = 0
-	codeBucket      byte = 1 // ErrBucketNotFound
-	codeKey         byte = 2 // ErrKeyNotFound
-	codeInvalid     byte = 3 // ErrInvalidOp
-	codeNoOwner     byte = 4 // ring.ErrNoOwner
-	codeUnreachable byte = 5 // *UnreachableError; the message is the node's name
-	codeNoRoute     byte = 6 // ErrNoRoute
-	codeUnavailable byte = 7 // ErrUnavailable
-	codeRetired     byte = 8 // ErrRetired
-)
 
 // ping is the body of msgPing and of its reply.
 type ping struct {
@@ -338,32 +291,21 @@ func decodeBatchReply(b []byte, res []store.Result, errs []error) error {
 // appendReply encodes the outcome of an operation.
 func appendReply(b []byte, res store.Result, err error) []byte {
 	if err == nil {
-		b = append(b, 0)
-		b, _ = res.AppendBinary(b)
+		b, _ = res.AppendBinary(append(b, replyOK))
 		return b
 	}
 	code, msg := codeOther, err.Error()
-	var ue *UnreachableError
-	switch {
-	case errors.As(err, &ue):
+	if ue, ok := errors.AsType[*UnreachableError](err); ok {
 		code, msg = codeUnreachable, ue.Node
-	case errors.Is(err, store.ErrBucketNotFound):
-		code = codeBucket
-	case errors.Is(err, store.ErrKeyNotFound):
-		code = codeKey
-	case errors.Is(err, store.ErrInvalidOp):
-		code = codeInvalid
-	case errors.Is(err, ring.ErrNoOwner):
-		code = codeNoOwner
-	case errors.Is(err, ErrNoRoute):
-		code = codeNoRoute
-	case errors.Is(err, ErrUnavailable):
-		code = codeUnavailable
-	case errors.Is(err, store.ErrRetired):
-		code = codeRetired
+	} else {
+		for _, e := range replyErrors() {
+			if errors.Is(err, e.err) {
+				code = e.code
+				break
+			}
+		}
 	}
-	b = append(b, 1, code)
-	return wire.AppendString(b, msg)
+	return wire.AppendString(append(b, replyError, code), msg)
 }
 
 // decodeReply decodes a reply into the operation's outcome: the Result, or
@@ -372,10 +314,10 @@ func decodeReply(b []byte) (store.Result, error) {
 	if len(b) == 0 {
 		return store.Result{}, fmt.Errorf("%w: empty reply", wire.ErrCorrupt)
 	}
-	if b[0] == 0 {
+	if b[0] == replyOK {
 		return store.DecodeResult(b[1:])
 	}
-	if b[0] != 1 || len(b) < 2 {
+	if b[0] != replyError || len(b) < 2 {
 		return store.Result{}, fmt.Errorf("%w: bad reply status", wire.ErrCorrupt)
 	}
 	d := decoder{wire.NewDecoder(b[2:])}
@@ -383,41 +325,24 @@ func decodeReply(b []byte) (store.Result, error) {
 	if err := d.Finish(); err != nil {
 		return store.Result{}, err
 	}
-	var sentinel error
-	switch b[1] {
-	case codeUnreachable:
+	if b[1] == codeUnreachable {
 		return store.Result{}, &UnreachableError{Node: msg}
-	case codeBucket:
-		sentinel = store.ErrBucketNotFound
-	case codeKey:
-		sentinel = store.ErrKeyNotFound
-	case codeInvalid:
-		sentinel = store.ErrInvalidOp
-	case codeNoOwner:
-		sentinel = ring.ErrNoOwner
-	case codeNoRoute:
-		sentinel = ErrNoRoute
-	case codeUnavailable:
-		sentinel = ErrUnavailable
-	case codeRetired:
-		sentinel = store.ErrRetired
-	default:
-		return store.Result{}, &RemoteError{Msg: msg}
 	}
-	return store.Result{}, &remoteSentinel{err: sentinel, msg: msg}
+	for _, e := range replyErrors() {
+		if b[1] == e.code {
+			return store.Result{}, &remoteError{err: e.err, msg: msg}
+		}
+	}
+	return store.Result{}, &remoteError{msg: msg}
 }
 
-// RemoteError is an error another node returned that has no sentinel.
-type RemoteError struct{ Msg string }
-
-func (e *RemoteError) Error() string { return e.Msg }
-
-// remoteSentinel is a sentinel error that crossed the network: it prints
-// the remote message and matches the sentinel with errors.Is.
-type remoteSentinel struct {
-	err error
+// remoteError is an error another node returned: it prints the remote
+// message and, when it stands for a sentinel error, matches it with
+// errors.Is.
+type remoteError struct {
+	err error // nil when the error has no sentinel
 	msg string
 }
 
-func (e *remoteSentinel) Error() string { return e.msg }
-func (e *remoteSentinel) Unwrap() error { return e.err }
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.err }

@@ -8,33 +8,8 @@ import (
 	"github.com/dboutique/dboutique/node/wire"
 )
 
-// Messages of replication and anti-entropy (see msg.go for the others):
-//
-//	msgReplicate: bucket string, uvarint count, then writes; a write is a
-//	              kind byte, a version (8 bytes, big endian) and, for PUT and
-//	              DELETE, the key string and (PUT only) the value string.
-//	              reply: a reply (msg.go)
-//	msgDigest:    epoch (8 bytes; 0: any), bucket string; reply: 0 (no
-//	              copy), 2 (the replier does not agree to the epoch), 3
-//	              and a node name string (no copy: it died with that
-//	              node), or 1 and a digest: created, dropped, then
-//	              NumShards shard digests (8 bytes each)
-//	msgPage:      bucket string, shard byte, after string, uvarint max bytes;
-//	              reply: more byte, uvarint count, entries
-//	msgMerge:     bucket string, created, dropped, uvarint count, entries;
-//	              reply: a reply
-//	msgSums:      uvarint count, then bucket string and sum (8 bytes) each;
-//	              reply: uvarint count, then the bucket strings whose copy
-//	              differs here (or is missing)
-//
-// An entry is key string, value string, version, deleted byte.
-const (
-	msgReplicate byte = 6
-	msgDigest    byte = 7
-	msgPage      byte = 8
-	msgMerge     byte = 9
-	msgSums      byte = 10
-)
+// The encodings of the messages of replication and anti-entropy, as
+// messages.go describes them.
 
 // Limits on what a peer may ask for or send in one message.
 const (
@@ -195,14 +170,6 @@ var errViewsDiffer = fmt.Errorf("%w: the peer does not agree to this node's view
 // appendDigestDiffer encodes the reply to a msgDigest whose epoch this
 // node does not agree to (yet).
 func appendDigestDiffer(b []byte) []byte { return append(b, digestDiffer) }
-
-// Status bytes of a msgDigest reply.
-const (
-	digestNone   byte = 0 // no copy here
-	digestCopy   byte = 1 // a digest follows
-	digestDiffer byte = 2 // the replier does not agree to the puller's view
-	digestLost   byte = 3 // no copy here, and the copies died with a node: its name follows (lost.go)
-)
 
 // copiesLost is a msgDigest reply's digestLost.
 type copiesLost struct{ node string }

@@ -106,8 +106,8 @@ func TestReplyRoundTrip(t *testing.T) {
 		t.Errorf("unreachable node name lost: %v", err)
 	}
 	_, err := decodeReply(appendReply(nil, store.Result{}, errors.New("disk on fire")))
-	var re *RemoteError
-	if !errors.As(err, &re) || re.Msg != "disk on fire" {
+	var re *remoteError
+	if !errors.As(err, &re) || re.Error() != "disk on fire" || errors.Unwrap(err) != nil {
 		t.Errorf("other error = %v", err)
 	}
 	res, err := decodeReply(appendReply(nil, store.Result{Value: "v", Names: []string{"a"}}, nil))

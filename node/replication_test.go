@@ -303,7 +303,7 @@ func holdReplicatedWrite(t *testing.T, net *memNet, primary, replica *node.Node,
 	reached := make(chan struct{})
 	var once sync.Once
 	net.setHung(replica.ID(), func(req []byte) bool {
-		if ofType(typeReplicate)(req) {
+		if ofType(node.MsgReplicate)(req) {
 			once.Do(func() { close(reached) })
 			return true
 		}

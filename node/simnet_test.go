@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dboutique/dboutique/node"
 )
 
 // simNet is the network of the fault schedules (sim_test.go): calls are
@@ -140,7 +142,7 @@ func (t *simTransport) Call(ctx context.Context, to string, req []byte) ([]byte,
 	crashed := s.live[t.id] != t // a crashed node's leftovers reach nobody, even once it restarted
 	cut := s.cut[[2]string{t.id, to}]
 	if len(req) > 0 {
-		s.calls[msgName(req[0])]++
+		s.calls[node.MessageName(req[0])]++
 	}
 	s.mu.Unlock()
 	if h == nil || crashed {
@@ -191,15 +193,4 @@ func (t *simTransport) Call(ctx context.Context, to string, req []byte) ([]byte,
 		return nil, errors.Join(errSimLost, ctx.Err())
 	}
 	return reply, err
-}
-
-// msgName names a node-to-node message by its type byte (node/msg.go,
-// node/msg_sync.go), for the report.
-func msgName(b byte) string {
-	names := [...]string{1: "ping", 2: "op", 3: "buckets", 4: "leave", 5: "batch",
-		6: "replicate", 7: "digest", 8: "page", 9: "merge", 10: "sums"}
-	if int(b) < len(names) && names[b] != "" {
-		return names[b]
-	}
-	return fmt.Sprintf("type%d", b)
 }

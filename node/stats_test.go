@@ -91,7 +91,7 @@ func TestStatsForwardingAndReplication(t *testing.T) {
 			return false
 		}
 	}
-	const msgOp, msgBatch, msgReplicate = 2, 5, 6 // msg.go, msg_sync.go
+	msgOp, msgBatch, msgReplicate := node.MsgOp, node.MsgBatch, node.MsgReplicate
 
 	for _, step := range []struct {
 		name        string

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"iter"
 	"slices"
 	"sync"
@@ -430,9 +429,9 @@ func differingShards(a, b *store.Digest) iter.Seq[int] {
 	}
 }
 
-// handleSums answers msgSums: whether this node has the sender's view,
-// and the buckets whose copy here differs.
-func (n *Node) handleSums(epoch uint64, sums []bucketSum) []byte {
+// sumsReply answers msgSums: whether this node has the sender's view, and
+// the buckets whose copy here differs.
+func (n *Node) sumsReply(epoch uint64, sums []bucketSum) []byte {
 	var differ []string
 	for _, s := range sums {
 		dg, ok := n.cfg.Store.Digest(s.bucket)
@@ -441,65 +440,6 @@ func (n *Node) handleSums(epoch uint64, sums []bucketSum) []byte {
 		}
 	}
 	return appendSumsReply(nil, epoch == n.Epoch(), differ)
-}
-
-// handoff pushes every copy this node holds to the bucket's owners (this
-// node has left the view) until none is left or ctx ends.
-func (n *Node) handoff(ctx context.Context) error {
-	start := time.Now()
-	held := len(n.cfg.Store.Records())
-	var total passStats
-	var alone time.Time // when the view was first found empty
-	for {
-		if len(n.view.Load().byKey) == 0 {
-			// Alone, or every other member is leaving too (the whole
-			// cluster is shutting down). Members only thought dead (an
-			// overloaded machine) may come back: wait a little for them.
-			if alone.IsZero() {
-				alone = time.Now()
-			}
-			if !n.anyDead() || time.Since(alone) > 2*n.cfg.DeadAfter {
-				if recs := len(n.cfg.Store.Records()); recs > 0 {
-					n.log.Warn("no other member to hand buckets to; their data goes with this node", zap.Int("buckets", recs))
-				}
-				return nil
-			}
-		} else {
-			alone = time.Time{}
-		}
-		st := n.syncPass(ctx)
-		total.buckets += st.buckets
-		total.entries += st.entries
-		total.bytes += st.bytes
-		total.removed += st.removed
-		if st.pending == 0 && len(n.cfg.Store.Records()) == 0 {
-			n.log.Info("handed every bucket off", zap.Int("copies_held", held),
-				zap.Duration("took", time.Since(start)))
-			return nil
-		}
-		t := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("node: %d bucket copies not handed off: %w", len(n.cfg.Store.Records()), ctx.Err())
-		case <-n.ctx.Done():
-			t.Stop()
-			return ErrClosed
-		}
-	}
-}
-
-// anyDead reports whether a member is dead (rather than gone for good).
-func (n *Node) anyDead() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, e := range n.members {
-		if e.State == StateDead {
-			return true
-		}
-	}
-	return false
 }
 
 // source is a member a pull asks for a bucket; one that is not required
@@ -531,90 +471,82 @@ func (n *Node) syncSources() []source {
 	return ms
 }
 
-// handleSync answers the messages of replication and anti-entropy.
-func (n *Node) handleSync(ctx context.Context, from string, typ byte, body []byte) ([]byte, error) {
-	s := n.cfg.Store
-	switch typ {
-	case msgReplicate:
-		bucket, ws, err := decodeReplicate(body)
-		if err != nil {
-			return nil, err
-		}
-		for _, w := range ws {
-			if err := n.checkVersions(from, store.BucketMeta{}, []store.Entry{w.entry}); err != nil {
-				return appendReply(nil, store.Result{}, err), nil
-			}
-		}
-		err = n.applyReplicated(bucket, ws)
-		if err == nil {
-			n.strayCopy(bucket)
-		}
-		return appendReply(nil, store.Result{}, err), nil
-	case msgDigest:
-		epoch, bucket, err := decodeDigestRequest(body)
-		if err != nil {
-			return nil, err
-		}
-		if epoch != 0 {
-			// A primary getting ready (readiness.go): this node agrees
-			// only with the same view, whose holds have passed here
-			// (lease.go). Then it forwards the bucket's writes to the
-			// puller rather than ordering them itself.
-			if v := n.view.Load(); epoch != v.epoch || n.sinceStart() < n.usableAt(v) {
-				n.probeSoon(from)
-				return appendDigestDiffer(nil), nil
-			}
-		}
-		// The writes this node was ordering as the bucket's primary
-		// finish first, so the copy sent holds every write it
-		// acknowledged. (A member that has left is pulled without an
-		// epoch, and waited for all the same.)
-		seq := n.seqLock(bucket)
-		if err := seq.lock(ctx, true); err != nil {
-			return nil, err
-		}
-		seq.unlock(true)
-		dg, ok := s.Digest(bucket)
-		if !ok {
-			var ue *UnreachableError
-			if errors.As(n.lost(bucket), &ue) {
-				return appendDigestLost(nil, ue.Node), nil
-			}
-		}
-		return appendDigestReply(nil, dg, ok), nil
-	case msgPage:
-		r, err := decodePageRequest(body)
-		if err != nil {
-			return nil, err
-		}
-		es, more, _ := s.Page(r.bucket, r.shard, r.after, r.maxBytes)
-		return appendPageReply(nil, es, more), nil
-	case msgMerge:
-		bucket, meta, es, err := decodeMerge(body)
-		if err != nil {
-			return nil, err
-		}
-		if err := n.checkVersions(from, meta, es); err != nil {
-			return appendReply(nil, store.Result{}, err), nil
-		}
-		_, existed := s.Meta(bucket)
-		changed, err := s.Merge(bucket, meta, es)
-		if err == nil && (changed > 0 || !existed) {
-			// What came in may be news to the bucket's other owners too
-			// (or this copy is a stray to hand on): compare again now
-			// rather than at the next interval.
-			n.syncSoon()
-		}
-		return appendReply(nil, store.Result{}, err), nil
-	case msgSums:
-		epoch, done, sums, err := decodeSums(body)
-		if err != nil {
-			return nil, err
-		}
-		if done {
-			n.caughtUpWith(from, epoch)
-		}
-		return n.handleSums(epoch, sums), nil
+// handleDigest answers msgDigest: the digest of this node's copy of a
+// bucket, once the writes it was ordering for the bucket are done.
+func (n *Node) handleDigest(ctx context.Context, from string, body []byte) ([]byte, error) {
+	epoch, bucket, err := decodeDigestRequest(body)
+	if err != nil {
+		return nil, err
 	}
-	return nil, errors.New("node: not a sync message")
+	if epoch != 0 {
+		// A primary getting ready (readiness.go): this node agrees
+		// only with the same view, whose holds have passed here
+		// (lease.go). Then it forwards the bucket's writes to the
+		// puller rather than ordering them itself.
+		if v := n.view.Load(); epoch != v.epoch || n.sinceStart() < n.usableAt(v) {
+			n.probeSoon(from)
+			return appendDigestDiffer(nil), nil
+		}
+	}
+	// The writes this node was ordering as the bucket's primary
+	// finish first, so the copy sent holds every write it
+	// acknowledged. (A member that has left is pulled without an
+	// epoch, and waited for all the same.)
+	seq := n.seqLock(bucket)
+	if err := seq.lock(ctx, true); err != nil {
+		return nil, err
+	}
+	seq.unlock(true)
+	dg, ok := n.cfg.Store.Digest(bucket)
+	if !ok {
+		var ue *UnreachableError
+		if errors.As(n.lost(bucket), &ue) {
+			return appendDigestLost(nil, ue.Node), nil
+		}
+	}
+	return appendDigestReply(nil, dg, ok), nil
+}
+
+// handlePage answers msgPage: a page of one shard of this node's copy.
+func (n *Node) handlePage(_ context.Context, _ string, body []byte) ([]byte, error) {
+	r, err := decodePageRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	es, more, _ := n.cfg.Store.Page(r.bucket, r.shard, r.after, r.maxBytes)
+	return appendPageReply(nil, es, more), nil
+}
+
+// handleMerge answers msgMerge: it merges a peer's shard into this node's
+// copy.
+func (n *Node) handleMerge(_ context.Context, from string, body []byte) ([]byte, error) {
+	bucket, meta, es, err := decodeMerge(body)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.checkVersions(from, meta, es); err != nil {
+		return appendReply(nil, store.Result{}, err), nil
+	}
+	s := n.cfg.Store
+	_, existed := s.Meta(bucket)
+	changed, err := s.Merge(bucket, meta, es)
+	if err == nil && (changed > 0 || !existed) {
+		// What came in may be news to the bucket's other owners too
+		// (or this copy is a stray to hand on): compare again now
+		// rather than at the next interval.
+		n.syncSoon()
+	}
+	return appendReply(nil, store.Result{}, err), nil
+}
+
+// handleSums answers msgSums: which of the sender's buckets differ here.
+func (n *Node) handleSums(_ context.Context, from string, body []byte) ([]byte, error) {
+	epoch, done, sums, err := decodeSums(body)
+	if err != nil {
+		return nil, err
+	}
+	if done {
+		n.caughtUpWith(from, epoch)
+	}
+	return n.sumsReply(epoch, sums), nil
 }

@@ -27,15 +27,6 @@ import (
 // in-memory network of cluster_test.go and the timings of startMemNodeWith
 // (ProbeInterval 20ms, DeadAfter 200ms, ForwardTimeout 100ms).
 
-// Wire type bytes (the first byte of a request, node/msg.go and
-// node/msg_sync.go) of the requests these tests hang.
-const (
-	typePing      byte = 1
-	typeReplicate byte = 6
-	typeMerge     byte = 9
-	typeSums      byte = 10
-)
-
 // ofType matches requests of type typ (for memNet.setHung and setLinkHung).
 func ofType(typ byte) func(req []byte) bool {
 	return func(req []byte) bool { return len(req) > 0 && req[0] == typ }
@@ -146,7 +137,7 @@ func TestDefect1_HealedPartitionStaleRead(t *testing.T) {
 	mustExec(t, others[0], put(b, "k", "v2")) // acknowledged by the majority side
 	mustRead(t, others[1], b, "k", "v2")
 
-	net.setHung(p.ID(), ofType(typeSums))
+	net.setHung(p.ID(), ofType(node.MsgSums))
 	net.setDown(p.ID(), false)
 	waitConverged(t, nodes)
 	for _, n := range nodes {
@@ -371,7 +362,7 @@ func TestDefect2_RetiredPrimaryAcksUnapplied(t *testing.T) {
 			ps = append(ps, &gatedPlacement{Placement: table})
 		}
 		for _, id := range []string{"id-y", "id-z"} {
-			net.setLinkHung("id-p", id, ofType(typeSums))
+			net.setLinkHung("id-p", id, ofType(node.MsgSums))
 		}
 		// A hung call lasts until the view changes, not ForwardTimeout.
 		p, joiners := start(t, net, ps, replicas(2, func(c *node.Config) { c.ForwardTimeout = 10 * time.Second }))
@@ -728,7 +719,7 @@ func TestWriteReachesAnOwnersNextLife(t *testing.T) {
 	p, x, y := byID(o[0].ID), byID(o[1].ID), byID(o[2].ID)
 	mustExec(t, p, create(b))
 
-	net.setLinkHung(p.ID(), y.ID(), ofType(typeReplicate))
+	net.setLinkHung(p.ID(), y.ID(), ofType(node.MsgReplicate))
 	done := make(chan error, 1)
 	go func() {
 		_, err := p.Execute(context.Background(), put(b, "k", "v"))
@@ -738,7 +729,7 @@ func TestWriteReachesAnOwnersNextLife(t *testing.T) {
 	// The call hung on y stays hung until p's view changes; the next
 	// one gets through.
 	net.setLinkHung(p.ID(), y.ID(), nil)
-	net.setHung(x.ID(), ofType(typeSums))
+	net.setHung(x.ID(), ofType(node.MsgSums))
 
 	kill(net, x)
 	net.setDown(x.ID(), false)
@@ -805,7 +796,7 @@ func TestSlowHandOffOutlivesTheLeftWindow(t *testing.T) {
 
 				// l's hand-off of b is slow: its merges to d do not get
 				// through (a large copy on a slow link).
-				net.setLinkHung(l.ID(), d.ID(), ofType(typeMerge))
+				net.setLinkHung(l.ID(), d.ID(), ofType(node.MsgMerge))
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 				defer cancel()
 				go l.Leave(ctx)
@@ -871,8 +862,8 @@ func TestLeaveRacesAJoin(t *testing.T) {
 	}
 
 	// l's hand-off is slow (a large copy): its merges do not get through.
-	net.setLinkHung(lID, dID, ofType(typeMerge))
-	net.setLinkHung(lID, jID, ofType(typeMerge))
+	net.setLinkHung(lID, dID, ofType(node.MsgMerge))
+	net.setLinkHung(lID, jID, ofType(node.MsgMerge))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	go l.Leave(ctx)

@@ -7,7 +7,7 @@ import "github.com/libp2p/go-libp2p/core/protocol"
 // different versions refuse each other's streams instead of misreading them.
 const (
 	// ProtocolRPC carries node-to-node requests (see rpc.go; the
-	// messages themselves are node's, node/msg.go). The host's resource
+	// messages themselves are node's, node/messages.go). The host's resource
 	// manager gives it much higher stream limits than libp2p's defaults
 	// for an unknown protocol. 2.0.0: pings carry vouches, wall clocks
 	// and dead members, msgSums the sender's epoch, and msgDigest may
