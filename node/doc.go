@@ -17,7 +17,7 @@
 // declares (package p2p implements it over libp2p; the tests use an
 // in-memory one), and places buckets with a ring.Placement.
 //
-// Membership (membership.go): every member is probed each
+// Membership (membership.go, probe.go): every member is probed each
 // Config.ProbeInterval with a ping that carries the members the sender sees
 // alive, and the reply carries the other side's list, so joining through
 // any one node is enough to learn them all. A member is alive only while

@@ -52,7 +52,7 @@ const bookSaveGap = time.Second
 func (n *Node) join(book []Member) {
 	defer n.wg.Done()
 	start := time.Now()
-	backoff := n.cfg.ProbeInterval
+	delay := backoff{next: n.cfg.ProbeInterval, most: maxJoinBackoff}
 	lastErr := make(map[string]string) // per address, the last error logged
 	for attempt := 1; ; attempt++ {
 		// The first round always: a member that reached this node first
@@ -63,7 +63,7 @@ func (n *Node) join(book []Member) {
 		}
 		// A member that answers opens the node (answered, open); this
 		// loop only waits for the next round.
-		if !sleep(n.ctx, backoff) {
+		if !delay.wait(n.ctx) {
 			return
 		}
 		if !n.joined.Load() && time.Since(start) >= n.cfg.RejoinTimeout {
@@ -82,11 +82,12 @@ func (n *Node) join(book []Member) {
 		}
 		switch {
 		case n.aliveCount() > 0:
-			backoff = maxJoinBackoff // nothing to do but watch
+			delay = backoff{next: maxJoinBackoff, most: maxJoinBackoff} // nothing to do but watch
 		case !n.joined.Load() && len(n.cfg.Join) == 0:
-			backoff = min(2*backoff, max(n.cfg.RejoinTimeout-time.Since(start), n.cfg.ProbeInterval))
+			// Not past RejoinTimeout by much.
+			delay.most = max(n.cfg.RejoinTimeout-time.Since(start), n.cfg.ProbeInterval)
 		default:
-			backoff = min(2*backoff, maxJoinBackoff)
+			delay.most = maxJoinBackoff
 		}
 	}
 }

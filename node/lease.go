@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -116,15 +117,11 @@ func (n *Node) awaitLease(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ForwardTimeout)
 	defer cancel()
-	tick := time.NewTicker(max(n.cfg.ProbeInterval/8, time.Millisecond))
-	defer tick.Stop()
 	for !n.leased() {
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
+		if err := n.pause(ctx, max(n.cfg.ProbeInterval/8, time.Millisecond)); errors.Is(err, ErrClosed) {
+			return err
+		} else if err != nil {
 			return errNoLease
-		case <-n.ctx.Done():
-			return ErrClosed
 		}
 	}
 	return nil
@@ -159,16 +156,7 @@ func (n *Node) awaitUsable(ctx context.Context, v *view) error {
 	if wait <= 0 {
 		return nil
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-n.ctx.Done():
-		return ErrClosed
-	}
+	return n.pause(ctx, wait)
 }
 
 // holdsLocked returns when this node may serve in a view without the

@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,11 +20,7 @@ import (
 // (it keeps probing to learn whom to hand off to); it still answers peers
 // until Close, which the caller should call next.
 func (n *Node) Leave(ctx context.Context) error {
-	n.leaving.Store(true)
-	n.mu.Lock()
-	n.rebuildLocked()
-	n.updateLeaseLocked()
-	n.mu.Unlock()
+	n.ms.leave()
 	// This node orders no new write (it is in no view of its own), and the
 	// writes it was ordering finish before the others take its buckets:
 	// they will not wait for it (it left), nor ask it for a barrier.
@@ -48,7 +46,7 @@ func (n *Node) sayGoodbye(ctx context.Context, msg []byte) {
 	ctx, cancel := context.WithTimeout(ctx, leaveTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, m := range n.Members() {
+	for _, m := range n.ms.members() {
 		if m.Self || m.State != StateAlive && m.State != StateLeft {
 			continue
 		}
@@ -69,7 +67,7 @@ func (n *Node) handoff(ctx context.Context) error {
 	var total passStats
 	var alone time.Time // when the view was first found empty
 	for {
-		if len(n.view.Load().byKey) == 0 {
+		if len(n.ms.view().byKey) == 0 {
 			// Alone, or every other member is leaving too (the whole
 			// cluster is shutting down). Members only thought dead (an
 			// overloaded machine) may come back: wait a little for them.
@@ -95,27 +93,15 @@ func (n *Node) handoff(ctx context.Context) error {
 				zap.Duration("took", time.Since(start)))
 			return nil
 		}
-		t := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("node: %d bucket copies not handed off: %w", len(n.cfg.Store.Records()), ctx.Err())
-		case <-n.ctx.Done():
-			t.Stop()
-			return ErrClosed
+		if err := n.pause(ctx, 50*time.Millisecond); errors.Is(err, ErrClosed) {
+			return err
+		} else if err != nil {
+			return fmt.Errorf("node: %d bucket copies not handed off: %w", len(n.cfg.Store.Records()), err)
 		}
 	}
 }
 
 // anyDead reports whether a member is dead (rather than gone for good).
 func (n *Node) anyDead() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, e := range n.members {
-		if e.State == StateDead {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(n.ms.members(), func(m Member) bool { return m.State == StateDead })
 }

@@ -1,10 +1,8 @@
 package node
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -235,6 +233,7 @@ type Node struct {
 	layout uint64
 	log    *zap.Logger
 
+	ms   membership // the member list and the view built from it
 	view atomic.Pointer[view]
 	// settledView is the last view in which this node held its share of
 	// every bucket: where the copies were then (lost.go).
@@ -318,6 +317,7 @@ func New(cfg Config) (*Node, error) {
 		passMu:   make(chan struct{}, 1),
 	}
 	n.scratch.New = func() any { return new(batchScratch) }
+	n.ms = probes{n}
 	n.self = Member{ID: cfg.Transport.ID(), Name: cfg.Name, State: StateAlive, Self: true, Incarnation: newIncarnation()}
 	n.joined.Store(len(cfg.Join) == 0)
 	n.rebuildLocked()
@@ -374,31 +374,17 @@ func (n *Node) Close() error {
 
 // Members returns every member this node knows, itself included, sorted by
 // name and then peer ID.
-func (n *Node) Members() []Member {
-	n.mu.Lock()
-	ms := make([]Member, 0, len(n.members)+1)
-	ms = append(ms, n.self)
-	for _, e := range n.members {
-		m := e.Member
-		m.Addrs = slices.Clone(m.Addrs)
-		ms = append(ms, m)
-	}
-	n.mu.Unlock()
-	slices.SortFunc(ms, func(a, b Member) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
-	})
-	return ms
-}
+func (n *Node) Members() []Member { return n.ms.members() }
 
 // Owners returns the nodes that hold bucket, the primary (which orders
 // its writes and serves its reads) first.
 func (n *Node) Owners(bucket string) ([]Member, error) {
-	return n.view.Load().owners(bucket, n.cfg.Replicas)
+	return n.ms.view().owners(bucket, n.cfg.Replicas)
 }
 
 // Epoch returns a fingerprint of the membership this node places buckets
 // with; two nodes with the same epoch place every bucket the same way.
-func (n *Node) Epoch() uint64 { return n.view.Load().epoch }
+func (n *Node) Epoch() uint64 { return n.ms.view().epoch }
 
 // Joined reports whether the node has found its cluster (join.go): until
 // it has, it answers ErrUnavailable.

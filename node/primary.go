@@ -43,7 +43,7 @@ func (n *Node) executeOwned(ctx context.Context, ops []store.Op, res []store.Res
 	// wait for them at the same time: each bucket's operations run in
 	// order on a goroutine of their own (as executeRouted does for
 	// owners). Alone, or with replicas 1, there is nothing to wait for.
-	if v := n.view.Load(); n.cfg.Replicas > 1 && len(v.byKey) > 1 {
+	if v := n.ms.view(); n.cfg.Replicas > 1 && len(v.byKey) > 1 {
 		if buckets := splitByBucket(ops); len(buckets) > 1 {
 			var wg sync.WaitGroup
 			for _, idx := range buckets {
@@ -224,7 +224,7 @@ func (n *Node) stillServing(g grant) error {
 // primaryHere returns errNotPrimary unless this node is bucket's first
 // owner in its current view.
 func (n *Node) primaryHere(bucket string) error {
-	if first, err := n.view.Load().primary(bucket); err != nil || !first.Self {
+	if first, err := n.ms.view().primary(bucket); err != nil || !first.Self {
 		return errNotPrimary
 	}
 	return nil
@@ -262,7 +262,7 @@ func (n *Node) serving() error {
 // it is acknowledged.
 func (n *Node) enoughMembers() error {
 	if n.cfg.MinMembers > 0 {
-		if alive := len(n.view.Load().byKey); alive < n.cfg.MinMembers {
+		if alive := len(n.ms.view().byKey); alive < n.cfg.MinMembers {
 			return fmt.Errorf("%w: %d members reachable, %d needed", ErrUnavailable, alive, n.cfg.MinMembers)
 		}
 	}

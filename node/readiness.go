@@ -120,9 +120,9 @@ func (n *Node) ensureReady(ctx context.Context, bucket string) (uint64, error) {
 func (n *Node) pullUntilAgreed(bucket string, t uint64) (string, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.WriteTimeout)
 	defer cancel()
-	backoff := 5 * time.Millisecond
+	delay := backoff{next: 5 * time.Millisecond, most: 100 * time.Millisecond}
 	for {
-		v := n.view.Load()
+		v := n.ms.view()
 		if n.term.Load() != t {
 			return "", errTermChanged
 		}
@@ -137,13 +137,12 @@ func (n *Node) pullUntilAgreed(bucket string, t uint64) (string, error) {
 			}
 			return lostWith, err
 		}
-		if !sleep(ctx, backoff) {
+		if !delay.wait(ctx) {
 			if n.ctx.Err() != nil {
 				return "", ErrClosed
 			}
 			return "", err
 		}
-		backoff = min(2*backoff, 100*time.Millisecond)
 	}
 }
 
@@ -159,7 +158,7 @@ func (n *Node) pullBucket(ctx context.Context, v *view, bucket string) (string, 
 		n.cfg.Store.Unretire(bucket)
 	}
 	n.handoffMu.Unlock()
-	sources := n.syncSources()
+	sources := n.ms.sources()
 	errs := make([]error, len(sources))
 	lost := make([]string, len(sources))
 	var wg sync.WaitGroup

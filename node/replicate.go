@@ -23,7 +23,7 @@ import (
 // beforeSend, when not nil, runs once before the writes first leave this
 // node.
 func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeSend func()) error {
-	if v := n.view.Load(); n.cfg.Replicas == 1 || v.ring != nil && len(v.byKey) == 1 {
+	if v := n.ms.view(); n.cfg.Replicas == 1 || v.ring != nil && len(v.byKey) == 1 {
 		// Nobody else holds the bucket (this view has one member): the
 		// common case of a node alone, checked without allocating. A
 		// node that joins meanwhile pulls the bucket before serving it.
@@ -32,12 +32,12 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 	var (
 		msg      []byte
 		done     []incarnation // owners that hold the writes
-		backoff  = 5 * time.Millisecond
+		delay    = backoff{next: 5 * time.Millisecond, most: 200 * time.Millisecond}
 		measured replication
 		cancel   context.CancelFunc
 	)
 	for {
-		v := n.view.Load()
+		v := n.ms.view()
 		owners, err := v.owners(bucket, n.cfg.Replicas)
 		if err != nil {
 			n.stats.replicationErrors.Add(1)
@@ -78,14 +78,13 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 		if failed == nil {
 			continue // check that the view has not changed meanwhile
 		}
-		if !sleep(ctx, backoff) {
+		if !delay.wait(ctx) {
 			n.stats.replicationErrors.Add(1)
 			if n.ctx.Err() != nil {
 				return ErrClosed
 			}
 			return failed
 		}
-		backoff = min(2*backoff, 200*time.Millisecond)
 	}
 }
 
@@ -133,7 +132,7 @@ func (n *Node) replicateTo(ctx context.Context, m Member, msg []byte) error {
 		// The replica no longer thinks it owns the bucket: our views
 		// differ. Compare member lists now; the client, if it comes to
 		// that, may retry.
-		n.probeSoon(m.ID)
+		n.ms.probeSoon(m.ID)
 		return fmt.Errorf("%w: %s is handing the bucket off", ErrNoRoute, m.Name)
 	}
 	return err

@@ -18,7 +18,7 @@ func (n *Node) Execute(ctx context.Context, op store.Op) (store.Result, error) {
 	}
 	switch op.Kind {
 	case store.KindNodes:
-		ms := n.Members()
+		ms := n.ms.members()
 		lines := make([]string, len(ms))
 		for i, m := range ms {
 			lines[i] = m.line()
@@ -84,7 +84,7 @@ func routed(k store.Kind) bool {
 }
 
 func (n *Node) executeBatch(ctx context.Context, ops []store.Op, res []store.Result, errs []error, hops int) {
-	v := n.view.Load()
+	v := n.ms.view()
 	owners := make([]Member, len(ops))
 	routable := make([]bool, len(ops))
 	// Pipelined requests mostly name one bucket, so the last answer is kept.
@@ -229,7 +229,7 @@ func (n *Node) forwardBatch(ctx context.Context, epoch uint64, m Member, ops []s
 // route runs op where the current view places it; hops is how many more
 // times it may be forwarded.
 func (n *Node) route(ctx context.Context, op store.Op, hops int) (store.Result, error) {
-	v := n.view.Load()
+	v := n.ms.view()
 	owner, err := v.primary(op.Bucket)
 	if err != nil {
 		return store.Result{}, err
@@ -254,18 +254,6 @@ func (n *Node) route(ctx context.Context, op store.Op, hops int) (store.Result, 
 	return decodeReply(reply)
 }
 
-// sleep waits for d, and reports false, at once, when ctx ends first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // forwardTimeout bounds a request forwarded to its primary, which may
 // have to pull the bucket and replicate a write first.
 func (n *Node) forwardTimeout() time.Duration {
@@ -286,7 +274,7 @@ func (n *Node) call(ctx context.Context, m Member, req []byte, timeout time.Dura
 		if name == "" {
 			name = m.ID
 		}
-		n.probeSoon(m.ID)
+		n.ms.probeSoon(m.ID)
 		return nil, &UnreachableError{Node: name, Err: err}
 	}
 	return reply, nil
@@ -300,7 +288,7 @@ func (n *Node) gatherBuckets(ctx context.Context) (store.Result, error) {
 		errs  []error
 		wg    sync.WaitGroup
 	)
-	for _, m := range n.Members() {
+	for _, m := range n.ms.members() {
 		if m.Self || m.State != StateAlive {
 			continue
 		}
@@ -336,7 +324,7 @@ func (n *Node) handleOp(ctx context.Context, from string, body []byte) ([]byte, 
 	if r.epoch != n.Epoch() {
 		// The sender sees another membership: exchange member
 		// lists with it now rather than at the next probe.
-		n.probeSoon(from)
+		n.ms.probeSoon(from)
 	}
 	res, err := n.route(ctx, r.op, r.hops)
 	return appendReply(nil, res, err), nil
@@ -355,7 +343,7 @@ func (n *Node) handleBatch(ctx context.Context, from string, body []byte) ([]byt
 		return nil, err
 	}
 	if r.epoch != n.Epoch() {
-		n.probeSoon(from)
+		n.ms.probeSoon(from)
 	}
 	res, errs := sc.outcomes(len(r.ops))
 	n.executeBatch(ctx, r.ops, res, errs, r.hops)

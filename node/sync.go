@@ -43,7 +43,7 @@ func (n *Node) syncSoon() {
 // the current view does not give it: a peer with an older view sent it.
 // The pass hands it to the owners.
 func (n *Node) strayCopy(bucket string) {
-	owners, err := n.view.Load().owners(bucket, n.cfg.Replicas)
+	owners, err := n.ms.view().owners(bucket, n.cfg.Replicas)
 	if err != nil {
 		return
 	}
@@ -122,7 +122,7 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 	start := time.Now()
 	n.stats.syncing.Store(true)
 	s := n.cfg.Store
-	v := n.view.Load()
+	v := n.ms.view()
 	// A pass works for one view: when it is replaced, calls to members
 	// that left it (a dead node's dial may hang) end, and the next pass,
 	// already asked for, starts from the new view. What was sent stays.
@@ -149,7 +149,7 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 			// Owned again before its hand-off finished (a partition
 			// healed, a node came back): it takes writes again.
 			n.handoffMu.Lock()
-			if n.view.Load().owns(b, n.cfg.Replicas) {
+			if n.ms.view().owns(b, n.cfg.Replicas) {
 				s.Unretire(b)
 			}
 			n.handoffMu.Unlock()
@@ -233,7 +233,7 @@ func (n *Node) syncPass(ctx context.Context) passStats {
 // own. Writes since are replicated to every owner as they happen.
 func (n *Node) Settled() bool {
 	t := n.settled.Load()
-	return t != 0 && t == n.view.Load().term
+	return t != 0 && t == n.ms.view().term
 }
 
 // retire retires this node's copy of b, which a pass found it does not own,
@@ -251,7 +251,7 @@ func (n *Node) retire(ctx context.Context, b string) bool {
 	defer seq.unlock(true)
 	n.handoffMu.Lock()
 	defer n.handoffMu.Unlock()
-	if v := n.view.Load(); v.ring == nil {
+	if v := n.ms.view(); v.ring == nil {
 		return false // nowhere to hand it to: keep it
 	} else if v.owns(b, n.cfg.Replicas) {
 		n.cfg.Store.Unretire(b)
@@ -269,7 +269,7 @@ func (n *Node) removeHandedOff(b string) bool {
 	if !n.cfg.Store.Retired(b) {
 		return false // pulled back into service
 	}
-	v := n.view.Load()
+	v := n.ms.view()
 	if v.ring == nil {
 		return false
 	}
@@ -442,35 +442,6 @@ func (n *Node) sumsReply(epoch uint64, sums []bucketSum) []byte {
 	return appendSumsReply(nil, epoch == n.Epoch(), differ)
 }
 
-// source is a member a pull asks for a bucket; one that is not required
-// may stay silent.
-type source struct {
-	Member
-	required bool
-}
-
-// syncSources lists the members a pull asks: the alive ones, and those
-// that left but have not handed every copy off yet. A member that left is
-// required while it is still heard from (within DeadAfter: it may hold the
-// only copy, and it answers), and asked, its silence no error, until
-// leftSourceWindow after it was last heard from (it may have crashed
-// while it was leaving).
-func (n *Node) syncSources() []source {
-	now := time.Now()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var ms []source
-	for _, e := range n.members {
-		switch {
-		case e.State == StateAlive:
-			ms = append(ms, source{e.Member, true})
-		case e.State == StateLeft && !e.handedOff && now.Sub(e.leavingSeen) < leftSourceWindow:
-			ms = append(ms, source{e.Member, now.Sub(e.leavingSeen) < n.cfg.DeadAfter})
-		}
-	}
-	return ms
-}
-
 // handleDigest answers msgDigest: the digest of this node's copy of a
 // bucket, once the writes it was ordering for the bucket are done.
 func (n *Node) handleDigest(ctx context.Context, from string, body []byte) ([]byte, error) {
@@ -483,8 +454,8 @@ func (n *Node) handleDigest(ctx context.Context, from string, body []byte) ([]by
 		// only with the same view, whose holds have passed here
 		// (lease.go). Then it forwards the bucket's writes to the
 		// puller rather than ordering them itself.
-		if v := n.view.Load(); epoch != v.epoch || n.sinceStart() < n.usableAt(v) {
-			n.probeSoon(from)
+		if v := n.ms.view(); epoch != v.epoch || n.sinceStart() < n.usableAt(v) {
+			n.ms.probeSoon(from)
 			return appendDigestDiffer(nil), nil
 		}
 	}

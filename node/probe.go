@@ -1,0 +1,343 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dboutique/dboutique/node/wire"
+)
+
+// The probe loop: a tick per ProbeInterval that probes the members due,
+// and the exchange of pings (membership.go says what they prove).
+
+// run is the membership loop: one tick per ProbeInterval, and immediate
+// probes when asked.
+func (n *Node) run() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.ProbeInterval)
+	defer t.Stop()
+	last := time.Now()
+	n.tick(last, 0)
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case now := <-t.C:
+			// The loop ran late when the process was paused or starved:
+			// that time is nobody's silence.
+			late := now.Sub(last) - n.cfg.ProbeInterval
+			last = now
+			n.tick(now, max(late-n.cfg.ProbeInterval, 0))
+		case id := <-n.poke:
+			n.mu.Lock()
+			e := n.members[id]
+			start := e != nil && !e.probing
+			if start {
+				e.probing = true
+			}
+			n.mu.Unlock()
+			if start {
+				n.startProbe(id)
+			}
+		}
+	}
+}
+
+// probeSoon asks the loop to probe id now. It never blocks: when the loop
+// is busy the id waits for the next tick.
+func (n *Node) probeSoon(id string) {
+	select {
+	case n.poke <- id:
+	default:
+	}
+}
+
+// tick expires silent members and starts the probes that are due. stalled
+// is how long this node's own loop was late: it extends every member's
+// last contact rather than counting as their silence.
+func (n *Node) tick(now time.Time, stalled time.Duration) {
+	var due []string
+	n.mu.Lock()
+	changed := false
+	for id, e := range n.members {
+		if stalled > 0 && e.State == StateAlive {
+			e.lastSeen = e.lastSeen.Add(stalled)
+		}
+		switch {
+		case e.State == StateAlive && now.Sub(e.lastSeen) > n.cfg.DeadAfter:
+			n.setStateLocked(e, StateDead, now)
+			changed = true
+		case e.State == StateJoining && now.Sub(e.since) > n.cfg.DeadAfter:
+			// Never reached: a stale address or a node long gone.
+			delete(n.members, id)
+			continue
+		case (e.State == StateDead || e.State == StateLeft) && now.Sub(e.since) > defaultForgetAfter:
+			n.log.Info("forgetting member", zap.String("name", e.Name), zap.String("peer", id))
+			delete(n.members, id)
+			n.bookDirty = true
+			continue
+		}
+		if !e.probing && !now.Before(e.nextProbe) {
+			e.probing = true
+			due = append(due, id)
+		}
+	}
+	if changed {
+		n.rebuildLocked()
+	}
+	n.updateLeaseLocked()
+	n.mu.Unlock()
+	n.kickBook(false)
+	for _, id := range due {
+		n.startProbe(id)
+	}
+}
+
+// startProbe pings id in a goroutine; the caller has set its probing flag.
+func (n *Node) startProbe(id string) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.probe(id)
+	}()
+}
+
+// errClockSkew: a member's wall clock is too far from this node's.
+var errClockSkew = errors.New("node: clock skew")
+
+// errPlacementMismatch: a member places buckets otherwise than this node
+// (Node.layout). Members that disagree on placement would each take
+// themselves for a bucket's primary in views of one epoch, so they never
+// form one view.
+var errPlacementMismatch = fmt.Errorf("%w: it places buckets differently (another --ranges table, or a ring and a table)", ErrClusterMismatch)
+
+func (n *Node) probe(id string) {
+	// A probe must end well before the member would be declared dead.
+	ctx, cancel := context.WithTimeout(n.ctx, max(n.cfg.DeadAfter/3, n.cfg.ProbeInterval))
+	sent, wallSent := n.sinceStart(), n.cfg.Now()
+	reply, err := n.cfg.Transport.Call(ctx, id, n.pingMsg().append([]byte{msgPing}))
+	cancel()
+	wallBack := n.cfg.Now()
+	var p ping
+	if err == nil {
+		p, err = decodePing(reply)
+		if err == nil && p.cluster != n.cfg.Cluster {
+			err = fmt.Errorf("%w: this node is in cluster %q, %s in %q", ErrClusterMismatch, n.cfg.Cluster, p.from.Name, p.cluster)
+		}
+		if err == nil && p.layout != n.layout {
+			err = errPlacementMismatch
+		}
+		if err == nil && p.from.ID != id {
+			err = errors.New("node: reply from another peer")
+		}
+	}
+	var skew time.Duration
+	if err == nil {
+		// The reply's clock was read between our two readings: measure
+		// from their middle, and forgive half the round trip.
+		rtt := wallBack.Sub(wallSent)
+		skew = time.UnixMilli(p.clock).Sub(wallSent.Add(rtt / 2))
+		if abs(skew)-rtt/2-time.Millisecond > n.cfg.MaxClockSkew {
+			err = fmt.Errorf("%w: %s's clock is %v off this node's, more than %v", errClockSkew, p.from.Name, skew.Round(time.Millisecond), n.cfg.MaxClockSkew)
+		}
+	}
+	now := time.Now()
+	n.mu.Lock()
+	e := n.members[id]
+	if e != nil {
+		e.probing = false
+		// A dead member is probed less often, until it answers: then it
+		// is alive again (answered, below) and probed as often as any.
+		wait := n.cfg.ProbeInterval
+		if err != nil && (e.State == StateDead || e.State == StateLeft) {
+			wait = max(n.cfg.DeadAfter, 2*time.Second)
+		}
+		e.nextProbe = now.Add(wait)
+		if refused := errors.Is(err, errClockSkew) || errors.Is(err, ErrClusterMismatch); refused && now.Sub(e.refusedLogged) > time.Minute {
+			e.refusedLogged = now
+			switch {
+			case errors.Is(err, errClockSkew):
+				n.log.Warn("refusing a member whose clock is off; fix its clock (NTP)",
+					zap.String("name", p.from.Name), zap.String("peer", id),
+					zap.Duration("skew", skew.Round(time.Millisecond)), zap.Duration("max", n.cfg.MaxClockSkew))
+			case errors.Is(err, errPlacementMismatch):
+				n.log.Warn("refusing a member that places buckets differently; give every node the same placement",
+					zap.String("name", p.from.Name), zap.String("peer", id), zap.Stringer("placement", n.cfg.Placement))
+			default:
+				n.log.Warn("refusing a member of another cluster", zap.String("peer", id), zap.Error(err))
+			}
+		}
+	}
+	n.mu.Unlock()
+	if err != nil {
+		if n.ctx.Err() == nil {
+			n.log.Debug("probe failed", zap.String("peer", id), zap.Error(err))
+		}
+		return
+	}
+	n.answered(p, sent)
+}
+
+func abs(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+// answered records p, the reply to a probe sent at sent (sinceStart): proof
+// that p.from is alive, perhaps a vouch for this node, and the members it
+// lists.
+func (n *Node) answered(p ping, sent time.Duration) {
+	now := time.Now()
+	n.mu.Lock()
+	e := n.members[p.from.ID]
+	if e == nil {
+		e = n.addLocked(p.from)
+	}
+	if e.State == StateLeft && now.Sub(e.since) < n.cfg.DeadAfter {
+		// A reply that was on its way when the node said goodbye; a node
+		// restarted with the same identity is welcomed back after this
+		// window.
+		n.mu.Unlock()
+		return
+	}
+	e.lastSeen = now
+	changed := false
+	if e.Incarnation != p.from.Incarnation {
+		// A new entry, or the node restarted: it holds nothing now, so
+		// the view must change for its copies to come back. What it
+		// promised in its last life is void.
+		changed = changed || e.State == StateAlive
+		e.Incarnation = p.from.Incarnation
+		e.vouchedAt, e.vouchedFor = 0, 0
+	}
+	if e.Name != p.from.Name {
+		// A new entry, or a node restarted under another name: with a
+		// range table the name decides placement.
+		changed = e.State == StateAlive
+		e.Name = p.from.Name
+	}
+	if len(p.from.Addrs) > 0 && !slices.Equal(e.Addrs, p.from.Addrs) {
+		e.Addrs = p.from.Addrs
+		n.bookDirty = true
+	}
+	newlyAlive := e.State != StateAlive
+	if newlyAlive {
+		n.setStateLocked(e, StateAlive, now)
+		changed = true
+	}
+	if p.vouch {
+		e.vouchedAt = max(e.vouchedAt, sent)
+	}
+	learned := n.learnLocked(p.members, p.dead, p.deadFor)
+	if changed {
+		n.rebuildLocked()
+	}
+	n.updateLeaseLocked()
+	n.mu.Unlock()
+	n.cfg.Transport.AddAddrs(p.from.ID, p.from.Addrs)
+	n.introduce(learned)
+	switch {
+	case !n.joined.Load() && p.joined:
+		// A member of a cluster answered: this node is in it (join.go).
+		// (Not any answer: a node that is itself looking for its cluster,
+		// or one that joined through this one, is no cluster.)
+		if n.open() {
+			n.log.Info("joined the cluster", zap.Int("members", n.aliveCount()+1))
+		}
+	case newlyAlive:
+		// The book lists every member the node may vouch for, at once:
+		// it vouches once the save has ended (booked).
+		n.kickBook(true)
+	}
+}
+
+// pinged handles a ping from p.from and returns the reply. A ping is not
+// proof of life: an unknown sender is only introduced, and probed soon,
+// and a dead one is probed soon so that it comes back at once if it can be
+// reached. The reply vouches for the sender when this node sees it alive.
+func (n *Node) pinged(p ping) ping {
+	n.mu.Lock()
+	e := n.members[p.from.ID]
+	if e == nil {
+		e = n.addLocked(p.from)
+	}
+	// A vouch only once the book lists the member (saveBook), so that
+	// this node keeps its promise if it restarts (lease.go).
+	vouch := e.State == StateAlive && !n.leaving.Load() && e.Incarnation == p.from.Incarnation &&
+		(e.booked || n.cfg.PeerBook == nil)
+	if vouch {
+		e.vouchedFor = n.sinceStart()
+	}
+	probeNow := e.State != StateAlive || e.Incarnation != p.from.Incarnation
+	learned := n.learnLocked(p.members, p.dead, p.deadFor)
+	reply := n.pingMsgLocked(vouch)
+	n.mu.Unlock()
+	n.cfg.Transport.AddAddrs(p.from.ID, p.from.Addrs)
+	if probeNow {
+		n.probeSoon(p.from.ID)
+	}
+	n.introduce(learned)
+	return reply
+}
+
+// pingMsg is this node's ping: itself and the members it sees alive.
+func (n *Node) pingMsg() ping {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.pingMsgLocked(false)
+}
+
+// pingMsgLocked is pingMsg, or with vouch the reply that vouches for the
+// prober. The caller holds n.mu.
+func (n *Node) pingMsgLocked(vouch bool) ping {
+	p := ping{cluster: n.cfg.Cluster, from: n.self, leaving: n.leaving.Load(), vouch: vouch,
+		joined: n.joined.Load(), clock: n.cfg.Now().UnixMilli(), layout: n.layout}
+	now := time.Now()
+	for _, e := range n.members {
+		switch e.State {
+		case StateAlive:
+			p.members = append(p.members, e.Member)
+		case StateDead:
+			p.dead = append(p.dead, e.Member)
+			p.deadFor = append(p.deadFor, now.Sub(e.since))
+		}
+	}
+	return p
+}
+
+// handlePing answers msgPing: a probe, answered with this node's own ping.
+func (n *Node) handlePing(_ context.Context, from string, body []byte) ([]byte, error) {
+	p, err := decodePing(body)
+	if err != nil {
+		return nil, err
+	}
+	if p.leaving {
+		// A leaving node still probes, to know whom to hand its
+		// buckets to; its pings are goodbyes, never proof of life.
+		if p.from.ID != from {
+			return nil, fmt.Errorf("%w: ping from %s claims to be %s", wire.ErrCorrupt, from, p.from.ID)
+		}
+		n.left(p.from, false)
+		return n.pingMsg().append(nil), nil
+	}
+	if n.leaving.Load() {
+		return nil, errors.New("node: leaving the cluster")
+	}
+	if p.cluster != n.cfg.Cluster || p.layout != n.layout {
+		// Refused. The reply says only which cluster this node is in
+		// and how it places buckets, so that the caller's probe finds
+		// the mismatch and logs it; this node learns nothing of it.
+		return ping{cluster: n.cfg.Cluster, from: n.self, clock: n.cfg.Now().UnixMilli(), layout: n.layout}.append(nil), nil
+	}
+	if p.from.ID != from {
+		return nil, fmt.Errorf("%w: ping from %s claims to be %s", wire.ErrCorrupt, from, p.from.ID)
+	}
+	return n.pinged(p).append(nil), nil // the reply: no type byte
+}
