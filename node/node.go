@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -138,9 +139,7 @@ func (c *Config) validate() error {
 	if c.Transport == nil {
 		return fmt.Errorf("%w: a node needs a transport", ErrInvalidConfig)
 	}
-	if c.Cluster == "" {
-		c.Cluster = DefaultCluster
-	}
+	c.Cluster = cmp.Or(c.Cluster, DefaultCluster)
 	if err := ring.ValidName(c.Cluster); err != nil {
 		return fmt.Errorf("%w: cluster name: %w", ErrInvalidConfig, err)
 	}
@@ -157,36 +156,16 @@ func (c *Config) validate() error {
 		}
 		c.Placement = p
 	}
-	if c.ProbeInterval == 0 {
-		c.ProbeInterval = DefaultProbeInterval
-	}
-	if c.DeadAfter == 0 {
-		c.DeadAfter = DefaultDeadAfter
-	}
-	if c.ForwardTimeout == 0 {
-		c.ForwardTimeout = DefaultForwardTimeout
-	}
-	if c.MaxHops == 0 {
-		c.MaxHops = DefaultMaxHops
-	}
-	if c.Replicas == 0 {
-		c.Replicas = DefaultReplicas
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = c.DeadAfter + c.ForwardTimeout
-	}
-	if c.SyncInterval == 0 {
-		c.SyncInterval = DefaultSyncInterval
-	}
-	if c.TombstoneGrace == 0 {
-		c.TombstoneGrace = DefaultTombstoneGrace
-	}
-	if c.MaxClockSkew == 0 {
-		c.MaxClockSkew = min(DefaultMaxClockSkew, c.TombstoneGrace/4)
-	}
-	if c.RejoinTimeout == 0 {
-		c.RejoinTimeout = DefaultRejoinTimeout
-	}
+	c.ProbeInterval = cmp.Or(c.ProbeInterval, DefaultProbeInterval)
+	c.DeadAfter = cmp.Or(c.DeadAfter, DefaultDeadAfter)
+	c.ForwardTimeout = cmp.Or(c.ForwardTimeout, DefaultForwardTimeout)
+	c.MaxHops = cmp.Or(c.MaxHops, DefaultMaxHops)
+	c.Replicas = cmp.Or(c.Replicas, DefaultReplicas)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, c.DeadAfter+c.ForwardTimeout)
+	c.SyncInterval = cmp.Or(c.SyncInterval, DefaultSyncInterval)
+	c.TombstoneGrace = cmp.Or(c.TombstoneGrace, DefaultTombstoneGrace)
+	c.MaxClockSkew = cmp.Or(c.MaxClockSkew, min(DefaultMaxClockSkew, c.TombstoneGrace/4))
+	c.RejoinTimeout = cmp.Or(c.RejoinTimeout, DefaultRejoinTimeout)
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}

@@ -212,6 +212,20 @@ func (s *Store) rlockExisting(name string) (*record, error) {
 	return r, nil
 }
 
+// lockExisting is lock(name, false) for a bucket that must exist: it
+// returns the record write-locked, or ErrBucketNotFound and nothing held.
+func (s *Store) lockExisting(name string) (*record, error) {
+	r := s.lock(name, false)
+	if r == nil {
+		return nil, notFound(name)
+	}
+	if !r.meta.Exists() {
+		r.mu.Unlock()
+		return nil, notFound(name)
+	}
+	return r, nil
+}
+
 func notFound(name string) error {
 	return fmt.Errorf("%w: %q", ErrBucketNotFound, name)
 }
@@ -360,28 +374,22 @@ func (s *Store) create(name string) (bool, error) {
 
 // Drop removes the bucket called name and all its keys.
 func (s *Store) Drop(name string) error {
-	r := s.lock(name, false)
-	if r == nil {
-		return notFound(name)
+	r, err := s.lockExisting(name)
+	if err != nil {
+		return err
 	}
 	defer r.mu.Unlock()
-	if !r.meta.Exists() {
-		return notFound(name)
-	}
 	r.applyMeta(BucketMeta{Dropped: s.clock.Now()})
 	return nil
 }
 
 // Put sets key to value in the bucket called name.
 func (s *Store) Put(name, key, value string) error {
-	r := s.lock(name, false)
-	if r == nil {
-		return notFound(name)
+	r, err := s.lockExisting(name)
+	if err != nil {
+		return err
 	}
 	defer r.mu.Unlock()
-	if !r.meta.Exists() {
-		return notFound(name)
-	}
 	r.applyEntry(key, mkCell(value, s.clock.Now(), false))
 	return nil
 }
@@ -410,14 +418,11 @@ func (s *Store) Delete(name, key string) error {
 
 // delete is Delete, reporting whether the key was live.
 func (s *Store) delete(name, key string) (bool, error) {
-	r := s.lock(name, false)
-	if r == nil {
-		return false, notFound(name)
+	r, err := s.lockExisting(name)
+	if err != nil {
+		return false, err
 	}
 	defer r.mu.Unlock()
-	if !r.meta.Exists() {
-		return false, notFound(name)
-	}
 	if e, ok := r.shards[ShardOf(key)].entries[key]; !ok || e.deleted() {
 		return false, nil
 	}

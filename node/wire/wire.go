@@ -90,44 +90,41 @@ func (d *Decoder) String() string {
 // Bytes reads a length-prefixed byte string without copying it.
 func (d *Decoder) Bytes() []byte {
 	n := d.Uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.buf)) {
+	if d.err == nil && n > uint64(len(d.buf)) {
 		d.err = fmt.Errorf("%w: length %d exceeds the %d bytes left", ErrCorrupt, n, len(d.buf))
-		return nil
 	}
-	b := d.buf[:n]
-	d.buf = d.buf[n:]
-	return b
+	return d.take(n, "")
 }
 
 // U64 reads 8 big-endian bytes.
 func (d *Decoder) U64() uint64 {
-	if d.err != nil {
-		return 0
+	if b := d.take(8, "short integer"); b != nil {
+		return binary.BigEndian.Uint64(b)
 	}
-	if len(d.buf) < 8 {
-		d.err = fmt.Errorf("%w: short integer", ErrCorrupt)
-		return 0
-	}
-	v := binary.BigEndian.Uint64(d.buf)
-	d.buf = d.buf[8:]
-	return v
+	return 0
 }
 
 // Byte reads one byte.
 func (d *Decoder) Byte() byte {
+	if b := d.take(1, "short message"); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+// take reads the next n bytes; when fewer are left it records short, or
+// reads nothing after an earlier error.
+func (d *Decoder) take(n uint64, short string) []byte {
 	if d.err != nil {
-		return 0
+		return nil
 	}
-	if len(d.buf) < 1 {
-		d.err = fmt.Errorf("%w: short message", ErrCorrupt)
-		return 0
+	if n > uint64(len(d.buf)) {
+		d.err = fmt.Errorf("%w: %s", ErrCorrupt, short)
+		return nil
 	}
-	c := d.buf[0]
-	d.buf = d.buf[1:]
-	return c
+	b := d.buf[:n:n]
+	d.buf = d.buf[n:]
+	return b
 }
 
 // Bool reads a byte that must be 0 or 1.
