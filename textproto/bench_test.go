@@ -115,6 +115,45 @@ func BenchmarkHandle(b *testing.B) {
 	}
 }
 
+// BenchmarkHandleRESP measures answering RESP requests already read, 16
+// to a pipeline as a client such as redis-benchmark -P 16 sends them,
+// without the network; one op is one request.
+func BenchmarkHandleRESP(b *testing.B) {
+	st := store.NewStore()
+	s, err := NewServer(Config{Executor: st})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for _, req := range [][]string{
+		{"GET", "key"}, {"SET", "key", "value"},
+		{"HGET", "bench", "key"}, {"HSET", "bench", "key", "value"},
+	} {
+		args := make([][]byte, len(req))
+		for i, a := range req {
+			args[i] = []byte(a)
+		}
+		b.Run(req[0], func(b *testing.B) {
+			c := newConn(s, &pipeConn{})
+			c.w.Reset(discard{})
+			c.rw = respWriter{w: c.w}
+			c.handleRESP([][]byte{[]byte("SET"), []byte("key"), []byte("value")})
+			c.handleRESP([][]byte{[]byte("HSET"), []byte("bench"), []byte("key"), []byte("value")})
+			c.runRESP()
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				c.handleRESP(args)
+				if n++; n == 16 {
+					c.runRESP()
+					n = 0
+				}
+			}
+			c.runRESP()
+		})
+	}
+}
+
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
