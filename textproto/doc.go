@@ -10,9 +10,10 @@
 //     contract and never change; DROP, BUCKETS, KEYS, NODES, OWNER, PING,
 //     AUTH, INFO, HELP and QUIT are extensions.
 //   - RESP2, the protocol of Redis, when the first byte is '*' (resp.go,
-//     resp_conn.go): buckets are Redis hashes (HSET, HGET, ...), plain keys
-//     (SET, GET) live in buckets the node keeps for itself, and enough of
-//     the connection commands (HELLO, CLIENT, COMMAND, ...) for redis-cli,
+//     resp_conn.go, and resp_commands.go, the one table of its commands):
+//     buckets are Redis hashes (HSET, HGET, ...), plain keys (SET, GET)
+//     live in buckets the node keeps for itself, and enough of the
+//     connection commands (HELLO, CLIENT, COMMAND, ...) for redis-cli,
 //     redis-benchmark and client libraries to work.
 //
 // The server reads requests of bounded size with a deadline, answers every

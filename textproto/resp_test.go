@@ -650,6 +650,29 @@ func TestRESPCommands(t *testing.T) {
 	c.Expect(rSimple("PONG"))
 }
 
+// TestRESPCommandTable checks what respCommands promises of each entry.
+func TestRESPCommandTable(t *testing.T) {
+	seen := map[string]bool{}
+	for _, rc := range respCommands() {
+		if rc.name != strings.ToUpper(rc.name) || len(rc.name) > 16 || seen[rc.name] {
+			t.Errorf("%q: names are upper case, at most 16 bytes and unique", rc.name)
+		}
+		seen[rc.name] = true
+		if (rc.run.queue == nil) != (rc.run.reply == nil) || (rc.run.queue == nil) == (rc.run.answer == nil) {
+			t.Errorf("%s: queue and reply, or answer alone, must be set", rc.name)
+		}
+		if rc.arity == 0 || rc.summary == "" || rc.group == "" {
+			t.Errorf("%s: arity, group and summary are required", rc.name)
+		}
+		if rc.flags&flagBucket != 0 && (rc.run.queue == nil || rc.arity > 0 && rc.arity < 2 || rc.arity < 0 && rc.arity > -2) {
+			t.Errorf("%s: flagBucket is for store commands that take a bucket", rc.name)
+		}
+		if rc.flags&(flagCreate|flagPairs) != 0 && rc.flags&flagBucket == 0 {
+			t.Errorf("%s: flagCreate and flagPairs go with flagBucket", rc.name)
+		}
+	}
+}
+
 // TestRESPRedisCompatibility: requests where D-Boutique should answer as
 // Redis 7 does, each on a fresh server.
 func TestRESPRedisCompatibility(t *testing.T) {
