@@ -252,7 +252,8 @@ func (c *conn) handle(line []byte) bool {
 		v = parseVerb(r.words[0])
 	}
 	c.srv.commands.Add(1)
-	cmd, isStore := storeCommand(v)
+	cmd := &c.srv.verbs[v]
+	isStore := cmd.words > 0
 	if isStore && c.authed && r.arity() == cmd.words && (r.n < 2 || !reserved(r.words[1])) {
 		// Run later, together with the store requests around it.
 		c.pending = append(c.pending, c.op(cmd))
@@ -328,7 +329,7 @@ func (c *conn) handle(line []byte) bool {
 }
 
 // op builds the operation of the request just parsed.
-func (c *conn) op(cmd storeCmd) store.Op {
+func (c *conn) op(cmd *textCommand) store.Op {
 	r := &c.req
 	op := store.Op{Kind: cmd.kind}
 	if r.n > 1 {
@@ -397,31 +398,6 @@ func resultOf(err error) int {
 	return resultError
 }
 
-// textVerbOf gives the text verb that runs operations of kind k.
-func textVerbOf(k store.Kind) verb {
-	switch k {
-	case store.KindCreate:
-		return verbCreate
-	case store.KindPut:
-		return verbPut
-	case store.KindGet:
-		return verbGet
-	case store.KindDelete:
-		return verbDelete
-	case store.KindDrop:
-		return verbDrop
-	case store.KindBuckets:
-		return verbBuckets
-	case store.KindKeys:
-		return verbKeys
-	case store.KindNodes:
-		return verbNodes
-	case store.KindOwner:
-		return verbOwner
-	}
-	return verbUnknown
-}
-
 // donePending forgets the operations run and their outcomes, dropping the
 // strings they hold for the collector.
 func (c *conn) donePending() {
@@ -429,39 +405,6 @@ func (c *conn) donePending() {
 	clear(c.res)
 	clear(c.errs)
 	c.pending = c.pending[:0]
-}
-
-// storeCmd describes a verb that runs an operation on the store: the
-// number of words it takes (verb included) and, for the extensions, the
-// usage line sent when the count is wrong.
-type storeCmd struct {
-	kind  store.Kind
-	words int
-	usage string // empty for the original's verbs
-}
-
-func storeCommand(v verb) (storeCmd, bool) {
-	switch v {
-	case verbCreate:
-		return storeCmd{store.KindCreate, 2, ""}, true
-	case verbPut:
-		return storeCmd{store.KindPut, 4, ""}, true
-	case verbGet:
-		return storeCmd{store.KindGet, 3, ""}, true
-	case verbDelete:
-		return storeCmd{store.KindDelete, 3, ""}, true
-	case verbDrop:
-		return storeCmd{store.KindDrop, 2, "DROP <bucket>"}, true
-	case verbKeys:
-		return storeCmd{store.KindKeys, 2, "KEYS <bucket>"}, true
-	case verbBuckets:
-		return storeCmd{store.KindBuckets, 1, "BUCKETS"}, true
-	case verbNodes:
-		return storeCmd{store.KindNodes, 1, "NODES"}, true
-	case verbOwner:
-		return storeCmd{store.KindOwner, 2, "OWNER <bucket>"}, true
-	}
-	return storeCmd{}, false
 }
 
 // bucketName returns name as a string, reusing the previous request's
@@ -477,7 +420,7 @@ func (c *conn) bucketName(name []byte) string {
 // reply writes the reply to op, whose outcome is res and err.
 func (c *conn) reply(op store.Op, res store.Result, err error) {
 	if m := c.srv.cfg.Metrics; m != nil {
-		v := int(textVerbOf(op.Kind))
+		v := int(c.srv.verbOf(op.Kind))
 		m.request(protoText, v, resultOf(err))
 		m.took(protoText, v, c.took)
 	}

@@ -41,16 +41,6 @@ const (
 func protoNames() [numProtos]string   { return [numProtos]string{"text", "resp"} }
 func resultNames() [numResults]string { return [numResults]string{"ok", "not_found", "error"} }
 
-// textCommandNames names the text protocol's verbs, by verb; verbUnknown
-// is "other".
-func textCommandNames() []string {
-	return []string{
-		verbUnknown: "other", verbCreate: "create", verbPut: "put", verbGet: "get", verbDelete: "delete",
-		verbDrop: "drop", verbBuckets: "buckets", verbKeys: "keys", verbPing: "ping", verbQuit: "quit",
-		verbHelp: "help", verbAuth: "auth", verbNodes: "nodes", verbOwner: "owner", verbInfo: "info",
-	}
-}
-
 // NewMetrics returns metrics that count nothing yet.
 func NewMetrics() *Metrics {
 	m := &Metrics{
@@ -73,12 +63,17 @@ func NewMetrics() *Metrics {
 			Help: "Client connections accepted.",
 		}),
 	}
+	textNames := make([]string, numVerbs)
+	for v, tc := range textCommands() {
+		textNames[v] = strings.ToLower(tc.name)
+	}
+	textNames[verbUnknown] = "other"
 	respNames := make([]string, 0, len(respCommands())+1)
 	for _, c := range respCommands() {
 		respNames = append(respNames, strings.ToLower(c.name))
 	}
 	respNames = append(respNames, "other")
-	for p, names := range [numProtos][]string{protoText: textCommandNames(), protoRESP: respNames} {
+	for p, names := range [numProtos][]string{protoText: textNames, protoRESP: respNames} {
 		proto := protoNames()[p]
 		m.reqs[p] = make([][numResults]prometheus.Counter, len(names))
 		m.lat[p] = make([]prometheus.Observer, len(names))

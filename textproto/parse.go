@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"io"
+
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // maxWords is one more than the most words any request takes (PUT has
@@ -73,6 +75,7 @@ const (
 	verbNodes
 	verbOwner
 	verbInfo
+	numVerbs
 )
 
 // parseVerb matches a request's first word in any case, without allocating.
@@ -118,6 +121,39 @@ func parseVerb(w []byte) verb {
 		return verbInfo
 	}
 	return verbUnknown
+}
+
+// textCommand describes a verb. The verbs that run an operation on the
+// store have its kind, the number of words the request takes (the verb
+// included) and, for the extensions, the usage line sent when the count is
+// wrong; words is zero for the other verbs.
+type textCommand struct {
+	name  string // in upper case, as parseVerb matches it
+	kind  store.Kind
+	words int
+	usage string // empty for the original's verbs
+}
+
+// textCommands describes the verbs, indexed by verb: the one table between
+// verbs and the kinds of operation they run, read both ways. It is a
+// function so that the table cannot be modified.
+func textCommands() [numVerbs]textCommand {
+	return [numVerbs]textCommand{
+		verbCreate:  {"CREATE", store.KindCreate, 2, ""},
+		verbPut:     {"PUT", store.KindPut, 4, ""},
+		verbGet:     {"GET", store.KindGet, 3, ""},
+		verbDelete:  {"DELETE", store.KindDelete, 3, ""},
+		verbDrop:    {"DROP", store.KindDrop, 2, "DROP <bucket>"},
+		verbBuckets: {"BUCKETS", store.KindBuckets, 1, "BUCKETS"},
+		verbKeys:    {"KEYS", store.KindKeys, 2, "KEYS <bucket>"},
+		verbPing:    {name: "PING"},
+		verbQuit:    {name: "QUIT"},
+		verbHelp:    {name: "HELP"},
+		verbAuth:    {name: "AUTH"},
+		verbNodes:   {"NODES", store.KindNodes, 1, "NODES"},
+		verbOwner:   {"OWNER", store.KindOwner, 2, "OWNER <bucket>"},
+		verbInfo:    {name: "INFO"},
+	}
 }
 
 // lineReader reads request lines of bounded length. Lines that fit in the

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/dboutique/dboutique/node/store"
 )
 
 func words(r *request) []string {
@@ -63,6 +65,31 @@ func TestParseVerb(t *testing.T) {
 		if got := parseVerb([]byte(tt.word)); got != tt.want {
 			t.Errorf("parseVerb(%q) = %d, want %d", tt.word, got, tt.want)
 		}
+	}
+}
+
+// TestTextCommands: parseVerb knows every verb of the table by its name,
+// and each kind of operation is run by one verb, which verbOf finds.
+func TestTextCommands(t *testing.T) {
+	s, err := NewServer(Config{Executor: store.NewStore()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v, tc := range textCommands() {
+		if v == int(verbUnknown) {
+			continue
+		}
+		if got := parseVerb([]byte(tc.name)); got != verb(v) {
+			t.Errorf("parseVerb(%q) = %d, want %d", tc.name, got, v)
+		}
+		if tc.words > 0 {
+			if got := s.verbOf(tc.kind); got != verb(v) {
+				t.Errorf("verbOf(%v) = %d, want %d (%s)", tc.kind, got, v, tc.name)
+			}
+		}
+	}
+	if got := s.verbOf(store.KindPutCreate); got != verbUnknown {
+		t.Errorf("verbOf(%v) = %d, want verbUnknown: no text verb runs it", store.KindPutCreate, got)
 	}
 }
 

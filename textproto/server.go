@@ -159,9 +159,10 @@ type Server struct {
 	accepted atomic.Uint64 // connections served so far; also gives CLIENT ID
 	commands atomic.Uint64 // requests answered, for INFO
 
-	plain     []string       // names of the buckets that hold RESP's plain keys
-	respCmds  []respCommand  // the RESP commands (respCommands)
-	respIndex map[string]int // upper-case name -> index in respCmds
+	verbs     [numVerbs]textCommand // the text protocol's verbs (textCommands)
+	plain     []string              // names of the buckets that hold RESP's plain keys
+	respCmds  []respCommand         // the RESP commands (respCommands)
+	respIndex map[string]int        // upper-case name -> index in respCmds
 
 	mu        sync.Mutex // guards listeners, conns and wg.Add
 	listeners map[net.Listener]struct{}
@@ -183,6 +184,7 @@ func NewServer(cfg Config) (*Server, error) {
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
+		verbs:     textCommands(),
 		plain:     plainBuckets(),
 		respCmds:  respCommands(),
 		respIndex: make(map[string]int),
@@ -191,6 +193,16 @@ func NewServer(cfg Config) (*Server, error) {
 		srv.respIndex[rc.name] = i
 	}
 	return srv, nil
+}
+
+// verbOf gives the text verb that runs operations of kind k.
+func (s *Server) verbOf(k store.Kind) verb {
+	for v := range s.verbs {
+		if s.verbs[v].words > 0 && s.verbs[v].kind == k {
+			return verb(v)
+		}
+	}
+	return verbUnknown
 }
 
 // Serve accepts connections on l and serves each on its own goroutine. It
