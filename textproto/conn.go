@@ -347,10 +347,8 @@ func (c *conn) op(cmd *textCommand) store.Op {
 // maxPending caps the operations run together.
 const maxPending = 128
 
-// runPending runs the pending operations, in order, and writes their
-// replies. With a BatchExecutor they run as one call, so that a clustered
-// node can forward a client's pipelined requests for one bucket in one
-// message.
+// runPending runs the pending operations (see execPending) and writes
+// their replies.
 func (c *conn) runPending() {
 	if len(c.pending) == 0 {
 		return
