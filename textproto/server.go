@@ -1,6 +1,7 @@
 package textproto
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -96,45 +97,27 @@ func (c *Config) validate() error {
 			return errors.New("textproto: password must be one word (no spaces, tabs or line breaks)")
 		}
 	}
-	switch {
-	case c.MaxLineBytes == 0:
-		c.MaxLineBytes = DefaultMaxLineBytes
-	case c.MaxLineBytes < MinMaxLineBytes || c.MaxLineBytes > MaxMaxLineBytes:
-		return fmt.Errorf("textproto: MaxLineBytes %d out of range [%d, %d]", c.MaxLineBytes, MinMaxLineBytes, MaxMaxLineBytes)
-	}
-	switch {
-	case c.MaxConns == 0:
-		c.MaxConns = DefaultMaxConns
-	case c.MaxConns < 0:
-		return fmt.Errorf("textproto: MaxConns %d is negative", c.MaxConns)
-	}
-	switch {
-	case c.IdleTimeout == 0:
-		c.IdleTimeout = DefaultIdleTimeout
-	case c.IdleTimeout < 0:
+	c.MaxLineBytes = cmp.Or(c.MaxLineBytes, DefaultMaxLineBytes)
+	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
+	c.IdleTimeout = cmp.Or(c.IdleTimeout, DefaultIdleTimeout)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.MaxBulkBytes = cmp.Or(c.MaxBulkBytes, DefaultMaxBulkBytes)
+	c.MaxArgs = cmp.Or(c.MaxArgs, DefaultMaxArgs)
+	c.MaxRequestBytes = cmp.Or(c.MaxRequestBytes, max(DefaultMaxRequestBytes, c.MaxBulkBytes))
+	if c.IdleTimeout < 0 {
 		c.IdleTimeout = NoTimeout
 	}
 	switch {
-	case c.WriteTimeout == 0:
-		c.WriteTimeout = DefaultWriteTimeout
+	case c.MaxLineBytes < MinMaxLineBytes || c.MaxLineBytes > MaxMaxLineBytes:
+		return fmt.Errorf("textproto: MaxLineBytes %d out of range [%d, %d]", c.MaxLineBytes, MinMaxLineBytes, MaxMaxLineBytes)
+	case c.MaxConns < 0:
+		return fmt.Errorf("textproto: MaxConns %d is negative", c.MaxConns)
 	case c.WriteTimeout < 0:
 		return fmt.Errorf("textproto: WriteTimeout %v is negative", c.WriteTimeout)
-	}
-	switch {
-	case c.MaxBulkBytes == 0:
-		c.MaxBulkBytes = DefaultMaxBulkBytes
 	case c.MaxBulkBytes < MinMaxBulkBytes || c.MaxBulkBytes > MaxMaxBulkBytes:
 		return fmt.Errorf("textproto: MaxBulkBytes %d out of range [%d, %d]", c.MaxBulkBytes, MinMaxBulkBytes, MaxMaxBulkBytes)
-	}
-	switch {
-	case c.MaxArgs == 0:
-		c.MaxArgs = DefaultMaxArgs
 	case c.MaxArgs < 4:
 		return fmt.Errorf("textproto: MaxArgs %d below 4 (HSET takes four)", c.MaxArgs)
-	}
-	switch {
-	case c.MaxRequestBytes == 0:
-		c.MaxRequestBytes = max(DefaultMaxRequestBytes, c.MaxBulkBytes)
 	case c.MaxRequestBytes < c.MaxBulkBytes:
 		return fmt.Errorf("textproto: MaxRequestBytes %d below MaxBulkBytes %d", c.MaxRequestBytes, c.MaxBulkBytes)
 	}
