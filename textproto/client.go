@@ -168,40 +168,27 @@ func (c *Client) Owner(ctx context.Context, bucket string) ([]string, error) {
 
 // lines sends a request whose reply is lines that hold spaces, ended by OK.
 func (c *Client) lines(ctx context.Context, words ...string) ([]string, error) {
-	return c.exchange(ctx, words, false, func() ([]string, error) {
-		var lines []string
-		for {
-			line, err := c.readLine()
-			if err != nil {
-				return nil, err
-			}
-			if line == replyOK {
-				return lines, nil
-			}
-			if len(lines) == 0 {
-				if err := errorForReply(line); err != nil {
-					return nil, err
-				}
-			}
-			lines = append(lines, line)
+	return c.exchange(ctx, words, false, func(line string, before []string) (bool, error) {
+		if line == replyOK {
+			return true, nil
 		}
+		if len(before) == 0 {
+			return false, errorForReply(line)
+		}
+		return false, nil
 	})
 }
 
 // Ping checks that the node answers.
 func (c *Client) Ping(ctx context.Context) error {
-	_, err := c.exchange(ctx, []string{"PING"}, false, func() ([]string, error) {
-		line, err := c.readLine()
-		if err != nil {
-			return nil, err
-		}
+	_, err := c.exchange(ctx, []string{"PING"}, false, func(line string, _ []string) (bool, error) {
 		if err := errorForReply(line); err != nil {
-			return nil, err
+			return false, err
 		}
 		if line != "PONG" {
-			return nil, c.fail(fmt.Errorf("%w: PING answered %q", ErrProtocol, line))
+			return false, c.fail(fmt.Errorf("%w: PING answered %q", ErrProtocol, line))
 		}
-		return nil, nil
+		return true, nil
 	})
 	return err
 }
@@ -215,28 +202,21 @@ func (c *Client) Auth(ctx context.Context, password string) error {
 // call sends a request whose reply is nValues value lines then "OK". An
 // error reply comes back as the error it stands for.
 func (c *Client) call(ctx context.Context, nValues int, words ...string) ([]string, error) {
-	return c.exchange(ctx, words, false, func() ([]string, error) {
-		var values []string
-		for {
-			line, err := c.readLine()
-			if err != nil {
-				return nil, err
+	return c.exchange(ctx, words, false, func(line string, before []string) (bool, error) {
+		// Values are single words, so no value line can look like an
+		// error reply, which always has a space (or is "OK").
+		if len(before) == 0 {
+			if err := errorForReply(line); err != nil {
+				return false, err
 			}
-			// Values are single words, so no value line can look like an
-			// error reply, which always has a space (or is "OK").
-			if len(values) == 0 {
-				if err := errorForReply(line); err != nil {
-					return nil, err
-				}
-			}
-			if len(values) == nValues {
-				if line != replyOK {
-					return nil, c.fail(fmt.Errorf("%w: %s answered %q where OK was due", ErrProtocol, words[0], line))
-				}
-				return values, nil
-			}
-			values = append(values, line)
 		}
+		if len(before) < nValues {
+			return false, nil
+		}
+		if line != replyOK {
+			return false, c.fail(fmt.Errorf("%w: %s answered %q where OK was due", ErrProtocol, words[0], line))
+		}
+		return true, nil
 	})
 }
 
@@ -247,39 +227,35 @@ func (c *Client) call(ctx context.Context, nValues int, words ...string) ([]stri
 // which every server answers with "COMMAND NOT IMPLEMENTED": a line with a
 // space, which no name has. The listing ends at the "OK" just before it.
 func (c *Client) list(ctx context.Context, words ...string) ([]string, error) {
-	return c.exchange(ctx, words, true, func() ([]string, error) {
-		var lines []string
-		for {
-			line, err := c.readLine()
-			if err != nil {
-				return nil, err
-			}
-			if !strings.Contains(line, " ") {
-				lines = append(lines, line)
-				continue
-			}
-			if len(lines) == 0 { // the request's own error; skip the marker's reply
-				err := errorForReply(line)
-				if err == nil {
-					err = c.fail(fmt.Errorf("%w: %s answered %q", ErrProtocol, words[0], line))
-				} else if _, rerr := c.readLine(); rerr != nil {
-					return nil, rerr
-				}
-				return nil, err
-			}
-			if line != replyNotImplemented || lines[len(lines)-1] != replyOK {
-				return nil, c.fail(fmt.Errorf("%w: %s answered %q after %q", ErrProtocol, words[0], line, lines))
-			}
-			return lines[:len(lines)-1], nil
+	lines, err := c.exchange(ctx, words, true, func(line string, before []string) (bool, error) {
+		if !strings.Contains(line, " ") {
+			return false, nil
 		}
+		if len(before) == 0 { // the request's own error; skip the marker's reply
+			err := errorForReply(line)
+			if err == nil {
+				err = c.fail(fmt.Errorf("%w: %s answered %q", ErrProtocol, words[0], line))
+			} else if _, rerr := c.readLine(); rerr != nil {
+				return false, rerr
+			}
+			return false, err
+		}
+		if line != replyNotImplemented || before[len(before)-1] != replyOK {
+			return false, c.fail(fmt.Errorf("%w: %s answered %q after %q", ErrProtocol, words[0], line, before))
+		}
+		return true, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return lines[:len(lines)-1], nil
 }
 
 // exchange sends one request (followed by an empty line when marker is
-// set) and reads its reply with read, holding the client for the whole
-// exchange. The call's deadline comes from ctx, or from the client's
-// timeout; cancelling ctx interrupts it.
-func (c *Client) exchange(ctx context.Context, words []string, marker bool, read func() ([]string, error)) ([]string, error) {
+// set) and reads its reply with readReply and end, holding the client for
+// the whole exchange. The call's deadline comes from ctx, or from the
+// client's timeout; cancelling ctx interrupts it.
+func (c *Client) exchange(ctx context.Context, words []string, marker bool, end func(line string, before []string) (bool, error)) ([]string, error) {
 	for _, w := range words {
 		if w == "" || strings.ContainsAny(w, " \t\r\n") {
 			return nil, fmt.Errorf("%w: %q is not one word", ErrInvalidArgument, w)
@@ -307,11 +283,32 @@ func (c *Client) exchange(ctx context.Context, words []string, marker bool, read
 	if err := c.send(words, marker); err != nil {
 		return nil, err
 	}
-	values, err := read()
+	lines, err := c.readReply(end)
 	if err != nil && ctx.Err() != nil {
 		return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
 	}
-	return values, err
+	return lines, err
+}
+
+// readReply reads the lines of a reply, giving each to end with the lines
+// before it, until end reports the reply complete or fails. It returns
+// the lines before the last.
+func (c *Client) readReply(end func(line string, before []string) (bool, error)) ([]string, error) {
+	var lines []string
+	for {
+		line, err := c.readLine()
+		if err != nil {
+			return nil, err
+		}
+		done, err := end(line, lines)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			return lines, nil
+		}
+		lines = append(lines, line)
+	}
 }
 
 func (c *Client) send(words []string, marker bool) error {
