@@ -66,6 +66,7 @@ func respCommands() []respCommand {
 		{"HMGET", -3, flagBucket, "hash", "Returns the values of keys in a bucket.", keyOps(store.KindGet, replyValues)},
 		{"HDEL", -3, flagBucket, "hash", "Deletes keys from a bucket; returns how many existed.", keyOps(store.KindDelete, replyCount)},
 		{"HEXISTS", 3, flagBucket, "hash", "Returns 1 if the key is in the bucket.", keyOps(store.KindGet, replyFound)},
+		{"HSTRLEN", 3, flagBucket, "hash", "Returns the length of a key's value in a bucket, or 0.", keyOps(store.KindGet, replyValueLen)},
 		{"HLEN", 2, flagBucket, "hash", "Returns the number of keys in a bucket.", bucketOp(store.KindLen, replyCount)},
 		{"HKEYS", 2, flagBucket, "hash", "Returns the keys of a bucket.", bucketOp(store.KindKeys, replyNames)},
 		{"HVALS", 2, flagBucket, "hash", "Returns the values of a bucket.", bucketOp(store.KindGetAll, replyPairValues)},
@@ -197,6 +198,15 @@ func replyValue(w *respWriter, res []store.Result, errs []error) {
 		w.nil()
 	} else {
 		w.bulk(res[0].Value)
+	}
+}
+
+// replyValueLen answers the length of a key's value, 0 when there is none.
+func replyValueLen(w *respWriter, res []store.Result, errs []error) {
+	if errs[0] != nil {
+		w.int(0)
+	} else {
+		w.int(len(res[0].Value))
 	}
 }
 

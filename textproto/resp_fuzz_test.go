@@ -138,7 +138,7 @@ func modelArity() map[string]int {
 	return map[string]int{
 		"PING": -1, "ECHO": 2, "QUIT": -1, "SELECT": 2, "AUTH": -2, "HELLO": -1, "INFO": -1,
 		"CLIENT": -2, "CONFIG": -2, "COMMAND": -1,
-		"HSET": -4, "HMSET": -4, "HGET": 3, "HMGET": -3, "HDEL": -3, "HEXISTS": 3,
+		"HSET": -4, "HMSET": -4, "HGET": 3, "HMGET": -3, "HDEL": -3, "HEXISTS": 3, "HSTRLEN": 3,
 		"HLEN": 2, "HKEYS": 2, "HVALS": 2, "HGETALL": 2,
 		"SET": 3, "GET": 2, "DEL": -2, "EXISTS": -2,
 	}
@@ -248,6 +248,8 @@ func (m *respModel) reply(args []string) (expectedReply, bool) {
 	case "HEXISTS":
 		_, ok := b[args[2]]
 		return exact(rInt(b2int(ok))), false
+	case "HSTRLEN":
+		return exact(rInt(len(b[args[2]]))), false
 	case "HLEN":
 		return exact(rInt(len(b))), false
 	case "HKEYS", "HVALS", "HGETALL":
@@ -322,7 +324,8 @@ func fuzzSeeds() []string {
 	return []string{
 		respReq("PING"),
 		respReq("HSET", "b", "k", "v", "k2", "v2") + respReq("HGET", "b", "k") + respReq("HGETALL", "b") + respReq("HDEL", "b", "k", "k") +
-			respReq("HLEN", "b") + respReq("HKEYS", "b") + respReq("HVALS", "b") + respReq("HEXISTS", "b", "k2") + respReq("HMGET", "b", "k", "k2"),
+			respReq("HLEN", "b") + respReq("HKEYS", "b") + respReq("HVALS", "b") + respReq("HEXISTS", "b", "k2") + respReq("HMGET", "b", "k", "k2") +
+			respReq("HSTRLEN", "b", "k2") + respReq("HSTRLEN", "b", "k"),
 		respReq("SET", "k", "v") + respReq("GET", "k") + respReq("HSET", "k", "f", "v") + respReq("EXISTS", "k", "k", "x") + respReq("DEL", "k", "k") + respReq("GET", "k"),
 		respReq("hmset", "b", "a", "1") + respReq("hset", "\x00kv:1", "a", "1") + respReq("hget", "", "a") + respReq("set", "", "") + respReq("get", ""),
 		respReq("ECHO", "\x00\r\n") + respReq("PING", "x") + respReq("SELECT", "1") + respReq("AUTH", "x") + respReq("NOPE", "a", "b", "c", "d"),

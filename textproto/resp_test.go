@@ -523,6 +523,12 @@ func TestRESPCommands(t *testing.T) {
 		{respReq("HEXISTS", "fruit", "zz"), rInt(0)},
 		{respReq("HEXISTS", "nowhere", "a"), rInt(0)},
 		{respReq("HEXISTS", "fruit"), wrongArgs("hexists")},
+		{respReq("HSTRLEN", "fruit", "a"), rInt(1)},
+		{respReq("hstrlen", "fruit", "c"), rInt(0)}, // an empty value
+		{respReq("HSTRLEN", "fruit", "zz"), rInt(0)},
+		{respReq("HSTRLEN", "nowhere", "a"), rInt(0)},
+		{respReq("HSTRLEN", "fruit"), wrongArgs("hstrlen")},
+		{respReq("HSTRLEN", "fruit", "a", "b"), wrongArgs("hstrlen")},
 		// HDEL counts the keys that existed, a key named twice once.
 		{respReq("HDEL", "fruit", "a", "zz", "a", "b"), rInt(2)},
 		{respReq("HDEL", "fruit", "a"), rInt(0)},
@@ -571,6 +577,7 @@ func TestRESPCommands(t *testing.T) {
 		{respReq("HGETALL", "\x00kv:1"), reservedReply},
 		{respReq("HDEL", "\x00kv:2", "k"), reservedReply},
 		{respReq("HLEN", "\x00"), reservedReply},
+		{respReq("HSTRLEN", "\x00kv:3", "k"), reservedReply},
 		{respReq("SET", "\x00x", "v"), rOK},
 		{respReq("GET", "\x00x"), rBulk("v")},
 		{respReq("EXISTS", "\x00x"), rInt(1)},
@@ -590,6 +597,7 @@ func TestRESPCommands(t *testing.T) {
 		{respReq("HLEN", ""), rInt(0)},
 		{respReq("HDEL", "", "f"), rInt(0)},
 		{respReq("HEXISTS", "", "f"), rInt(0)},
+		{respReq("HSTRLEN", "", "f"), rInt(0)},
 		{respReq("HSET", ""), wrongArgs("hset")},
 		{respReq("EXISTS", ""), rInt(1)}, // the plain key "" set above
 		{respReq("DEL", ""), rInt(1)},
@@ -976,7 +984,7 @@ func TestRESPProtocolErrorDefaultLimit(t *testing.T) {
 	c := dialRESP(t, s.addr)
 	v := strings.Repeat("v", DefaultMaxBulkBytes)
 	go c.Send(respReq("HSET", "b", "k", v) + respReq("HSTRLEN", "b", "k"))
-	c.Expect(rInt(1) + rErr("ERR unknown command 'HSTRLEN', with args beginning with: 'b' 'k' "))
+	c.Expect(rInt(1) + rInt(DefaultMaxBulkBytes))
 	c.Send(respReq("HGET", "b", "k"))
 	c.Expect(rBulk(v))
 	c.Send("*4\r\n$4\r\nHSET\r\n$1\r\nb\r\n$1\r\nk\r\n$" + strconv.Itoa(DefaultMaxBulkBytes+1) + "\r\n")
