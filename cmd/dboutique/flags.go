@@ -309,8 +309,8 @@ func (v *nameValue) String() string {
 
 func (v *nameValue) Set(s string) error {
 	s = strings.TrimSpace(s)
-	if ring.ValidName(s) != nil {
-		return fmt.Errorf("want one word of at most %d printable characters, without ',' or '='", ring.MaxNameLen)
+	if err := ring.ValidName(s); err != nil {
+		return fmt.Errorf("%w; want one word of printable characters, at most %d bytes, without ',' or '='", err, ring.MaxNameLen)
 	}
 	*v.p = s
 	return nil
