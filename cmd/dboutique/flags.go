@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -108,85 +109,85 @@ func envName(name string) string {
 func flagSpecs(cfg *config) []flagSpec {
 	return []flagSpec{
 		{"listen", "ADDR", "TCP address to listen on, host:port (port 0 picks a free port).",
-			&listenValue{&cfg.listen}},
+			stringValue(&cfg.listen, parseListen)},
 		{"password-file", "FILE", "File holding the password clients must send with AUTH (one word;\n" +
 			"surrounding white space is ignored). Without it, no AUTH is needed.",
-			&stringValue{&cfg.passwordFile}},
+			fileValue(&cfg.passwordFile)},
 		{"max-line", "SIZE", fmt.Sprintf("Longest request line accepted, in bytes, from %d to 1GiB; the suffixes\n"+
 			"k, m, g (also KiB, MiB, GiB, KB, MB, GB) are powers of 1024. A longer\n"+
 			"line is answered \"ERROR line too long\" and the connection closed.", textproto.MinMaxLineBytes),
-			&sizeValue{&cfg.maxLine, textproto.MinMaxLineBytes, textproto.MaxMaxLineBytes}},
+			sizeValue(&cfg.maxLine, textproto.MinMaxLineBytes, textproto.MaxMaxLineBytes)},
 		{"max-bulk", "SIZE", fmt.Sprintf("Longest key or value a RESP (Redis protocol) request may carry, from %d\n"+
 			"to 1GiB, with the same suffixes. A longer one is answered \"-ERR Protocol\n"+
 			"error\" and the connection closed.", textproto.MinMaxBulkBytes),
-			&sizeValue{&cfg.maxBulk, textproto.MinMaxBulkBytes, textproto.MaxMaxBulkBytes}},
+			sizeValue(&cfg.maxBulk, textproto.MinMaxBulkBytes, textproto.MaxMaxBulkBytes)},
 		{"max-conns", "N", "Most client connections open at once; one more is answered\n" +
 			"\"ERROR too many connections\" and closed.",
-			&intValue{&cfg.maxConns, 1, math.MaxInt32}},
+			intValue(&cfg.maxConns, 1, math.MaxInt32)},
 		{"idle-timeout", "DURATION", "Close a connection that sends no complete request for this long\n" +
 			"(a Go duration: 30s, 5m, 1h); 0 never closes it.",
-			&durationValue{&cfg.idleTimeout}},
+			newValue(&cfg.idleTimeout, parseTimeout, time.Duration.String)},
 		{"log-level", "LEVEL", "Least severe log messages written to stderr: debug, info, warn or error.",
-			&levelValue{&cfg.logLevel}},
+			newValue(&cfg.logLevel, parseLevel, zapcore.Level.String)},
 		{"metrics-addr", "ADDR", "Serve Prometheus metrics on /metrics and Go profiles (pprof) on\n" +
 			"/debug/pprof/ over HTTP at this host:port (port 0 picks a free port).\n" +
 			"They expose the node's internals: keep it on loopback or a private network.",
-			&metricsAddrValue{&cfg.metricsAddr}},
+			stringValue(&cfg.metricsAddr, parseMetricsAddr)},
 		{"name", "NAME", "This node's name, shown by NODES and OWNER and used by --ranges\n" +
 			"(one word, no ',' or '='). The default is the host name.",
-			&nameValue{&cfg.name}},
+			stringValue(&cfg.name, parseName)},
 		{"cluster", "NAME", "The cluster's name. Nodes of other clusters are refused, and mDNS\n" +
 			"only finds nodes of the same cluster.",
-			&nameValue{&cfg.cluster}},
+			stringValue(&cfg.cluster, parseName)},
 		{"p2p-listen", "MULTIADDR", "Where to listen for other nodes, as a libp2p multiaddr such as\n" +
 			"/ip4/192.168.1.10/tcp/4041 (repeatable; in the environment, comma-separated).\n" +
 			"The default, loopback on a free port, serves a cluster on one machine.",
-			&listValue{p: &cfg.p2pListen}},
+			listValue(&cfg.p2pListen, nil)},
 		{"join", "MULTIADDR", "Join the cluster through this node: a full address with the peer ID, as\n" +
 			"the other node logs it at start (/ip4/.../tcp/.../p2p/12D3Koo...).\n" +
 			"Repeatable; one reachable node is enough.",
-			&listValue{p: &cfg.join, check: func(s string) error { _, err := p2p.ParseJoinAddr(s); return err }}},
+			listValue(&cfg.join, func(s string) error { _, err := p2p.ParseJoinAddr(s); return err })},
 		{"mdns", "", "Find the cluster's other nodes on the LAN with mDNS. This announces\n" +
 			"the node on every network interface; --p2p-listen should then name a LAN address.",
-			&boolValue{&cfg.mdns}},
+			switchValue{newValue(&cfg.mdns, parseSwitch, formatSwitch)}},
 		{"ranges", "SPEC", "Place buckets by the first byte of their name with a static table,\n" +
 			"such as a-g=a-g,h-n=h-n,o-u=o-u,v-z=v-z (range=node name), instead of\n" +
 			"the consistent-hash ring. Every node must be given the same table.",
-			&rangesValue{&cfg.ranges}},
+			stringValue(&cfg.ranges, parseRanges)},
 		{"identity", "FILE", "File holding the node's private key (created if missing), so that a\n" +
 			"restarted node keeps its peer ID and its place in the ring. Without it,\n" +
 			"every start is a new node. Beside it, FILE.peers remembers the other\n" +
 			"nodes, so that a restarted node finds its cluster again (--rejoin-timeout).",
-			&stringValue{&cfg.identity}},
+			fileValue(&cfg.identity)},
 		{"psk-file", "FILE", "Cluster key file (make one with 'dboutique genkey FILE'): only nodes\n" +
 			"holding the same key can connect. Node traffic is encrypted either way.",
-			&stringValue{&cfg.pskFile}},
+			fileValue(&cfg.pskFile)},
 		{"dead-after", "DURATION", "How long a node may stay silent before the others take it out of the\n" +
 			"ring and serve its buckets elsewhere (500ms to 10m). Members are probed\n" +
 			"six times in this period. A node stopped by a signal leaves at once.",
-			&boundedDurationValue{&cfg.deadAfter, 500 * time.Millisecond, 10 * time.Minute}},
+			durationValue(&cfg.deadAfter, 500*time.Millisecond, 10*time.Minute)},
 		{"replicas", "N", "How many nodes hold each bucket (1 to " + strconv.Itoa(node.MaxReplicas) + "). A write is acknowledged once\n" +
 			"every live holder has it, so it survives the loss of N-1 nodes.",
-			&intValue{&cfg.replicas, 1, node.MaxReplicas}},
+			intValue(&cfg.replicas, 1, node.MaxReplicas)},
 		{"min-members", "K", "Refuse reads and writes (\"ERROR cluster unavailable\") while this node cannot\n" +
 			"confirm that it is part of K members, itself included; with K a majority,\n" +
 			"only the larger side of a network partition answers. 0, the default, never refuses.",
-			&intValue{&cfg.minMembers, 0, 1 << 16}},
+			intValue(&cfg.minMembers, 0, 1<<16)},
 		{"leave-timeout", "DURATION", "On SIGTERM the node hands its buckets to the other nodes before it\n" +
 			"exits; this bounds how long that may take (1s to 1h).",
-			&boundedDurationValue{&cfg.leaveTimeout, time.Second, time.Hour}},
+			durationValue(&cfg.leaveTimeout, time.Second, time.Hour)},
 		{"tombstone-grace", "DURATION", "How long deleted keys and dropped buckets are remembered, so that an\n" +
 			"older copy merged later cannot bring them back (1m to 720h). A node cut\n" +
 			"off from the others for longer than this may bring them back when it returns.",
-			&boundedDurationValue{&cfg.tombstoneGrace, time.Minute, 720 * time.Hour}},
+			durationValue(&cfg.tombstoneGrace, time.Minute, 720*time.Hour)},
 		{"max-clock-skew", "DURATION", "How far another node's clock may be from this one's (100ms to 1h, at\n" +
 			"most a quarter of --tombstone-grace). A node further off is refused, and\n" +
 			"logged; deletes are remembered for --tombstone-grace minus this.",
-			&boundedDurationValue{&cfg.maxClockSkew, 100 * time.Millisecond, time.Hour}},
+			durationValue(&cfg.maxClockSkew, 100*time.Millisecond, time.Hour)},
 		{"rejoin-timeout", "DURATION", "A node restarted with --identity answers \"ERROR cluster unavailable\"\n" +
 			"until it reaches one of the nodes it knew, or for this long when it has no\n" +
 			"--join address (they may all be gone); then it serves on its own (0 to 1h).",
-			&boundedDurationValue{&cfg.rejoinTimeout, 0, time.Hour}},
+			durationValue(&cfg.rejoinTimeout, 0, time.Hour)},
 	}
 }
 
@@ -268,258 +269,205 @@ Flags:
 	_, _ = io.WriteString(w, b.String())
 }
 
-// listenValue is a host:port address.
-type listenValue struct{ p *string }
+// value is a flag.Value for a setting of type T, bound to *p: Set parses
+// with parse, String writes *p with format (the default shown by --help).
+type value[T any] struct {
+	p      *T
+	parse  func(string) (T, error)
+	format func(T) string
+}
 
-func (v *listenValue) String() string {
+func newValue[T any](p *T, parse func(string) (T, error), format func(T) string) *value[T] {
+	return &value[T]{p: p, parse: parse, format: format}
+}
+
+// String formats the setting; "" for the zero value the flag package may
+// make to find a flag's zero default.
+func (v *value[T]) String() string {
 	if v.p == nil {
 		return ""
 	}
-	return *v.p
+	return v.format(*v.p)
 }
 
-func (v *listenValue) Set(s string) error {
-	if _, _, err := net.SplitHostPort(s); err != nil {
-		return errors.New("want host:port, such as 127.0.0.1:4040 or :4040")
+func (v *value[T]) Set(s string) error {
+	x, err := v.parse(s)
+	if err != nil {
+		return err
 	}
-	*v.p = s
+	*v.p = x
 	return nil
 }
 
-type stringValue struct{ p *string }
+// switchValue is a value[bool] that may stand alone: --mdns, --mdns=false.
+type switchValue struct{ *value[bool] }
 
-func (v *stringValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return *v.p
+func (switchValue) IsBoolFlag() bool { return true }
+
+// stringValue is a string setting; parse checks and may rewrite what is
+// set.
+func stringValue(p *string, parse func(string) (string, error)) *value[string] {
+	return newValue(p, parse, func(s string) string { return s })
 }
 
-func (v *stringValue) Set(s string) error { *v.p = s; return nil }
-
-// nameValue is a node or cluster name.
-type nameValue struct{ p *string }
-
-func (v *nameValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return *v.p
+// fileValue is a file's path, taken as it is: the file is read at start.
+func fileValue(p *string) *value[string] {
+	return stringValue(p, func(s string) (string, error) { return s, nil })
 }
 
-func (v *nameValue) Set(s string) error {
+// boundedValue is a setting that parse reads and that must lie in
+// [lo, hi]; format writes it, in --help and in the out-of-range error.
+func boundedValue[T cmp.Ordered](p *T, parse func(string) (T, error), format func(T) string, lo, hi T) *value[T] {
+	return newValue(p, func(s string) (T, error) {
+		x, err := parse(s)
+		if err != nil {
+			return x, err
+		}
+		if x < lo || x > hi {
+			return x, fmt.Errorf("%s is out of range: want %s to %s", format(x), format(lo), format(hi))
+		}
+		return x, nil
+	}, format)
+}
+
+// sizeValue is a byte count in [lo, hi], read by parseSize.
+func sizeValue(p *int, lo, hi int) *value[int] {
+	return boundedValue(p, func(s string) (int, error) {
+		n, err := parseSize(s)
+		if err != nil {
+			return 0, err
+		}
+		if n > math.MaxInt {
+			return 0, fmt.Errorf("size %q is too large", s)
+		}
+		return int(n), nil
+	}, func(n int) string { return formatSize(int64(n)) }, lo, hi)
+}
+
+// intValue is a decimal integer in [lo, hi].
+func intValue(p *int, lo, hi int) *value[int] {
+	return boundedValue(p, parseInt, strconv.Itoa, lo, hi)
+}
+
+// durationValue is a time.Duration in [lo, hi].
+func durationValue(p *time.Duration, lo, hi time.Duration) *value[time.Duration] {
+	return boundedValue(p, parseDuration, time.Duration.String, lo, hi)
+}
+
+// listValue is a repeatable setting. The first Set replaces the default;
+// later ones append. From the environment, the value is comma-separated.
+// check (nil: any non-empty item) vets each item.
+func listValue(p *[]string, check func(string) error) *value[[]string] {
+	set := false
+	return newValue(p, func(s string) ([]string, error) {
+		var items []string
+		for item := range strings.SplitSeq(s, ",") {
+			if item = strings.TrimSpace(item); item == "" {
+				continue
+			}
+			if check != nil {
+				if err := check(item); err != nil {
+					return nil, err
+				}
+			}
+			items = append(items, item)
+		}
+		if len(items) == 0 {
+			return nil, errors.New("want a value")
+		}
+		if !set {
+			set = true
+			return items, nil
+		}
+		return append(*p, items...), nil
+	}, func(l []string) string { return strings.Join(l, ",") })
+}
+
+// parseListen reads a host:port address.
+func parseListen(s string) (string, error) {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return "", errors.New("want host:port, such as 127.0.0.1:4040 or :4040")
+	}
+	return s, nil
+}
+
+// parseName reads a node or cluster name.
+func parseName(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if err := ring.ValidName(s); err != nil {
-		return fmt.Errorf("%w; want one word of printable characters, at most %d bytes, without ',' or '='", err, ring.MaxNameLen)
+		return "", fmt.Errorf("%w; want one word of printable characters, at most %d bytes, without ',' or '='", err, ring.MaxNameLen)
 	}
-	*v.p = s
-	return nil
+	return s, nil
 }
 
-// listValue is a repeatable flag. The first Set replaces the default;
-// later ones append. From the environment, the value is comma-separated.
-type listValue struct {
-	p     *[]string
-	set   bool
-	check func(string) error // nil: any non-empty item
-}
-
-func (v *listValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return strings.Join(*v.p, ",")
-}
-
-func (v *listValue) Set(s string) error {
-	var items []string
-	for item := range strings.SplitSeq(s, ",") {
-		if item = strings.TrimSpace(item); item == "" {
-			continue
-		}
-		if v.check != nil {
-			if err := v.check(item); err != nil {
-				return err
-			}
-		}
-		items = append(items, item)
-	}
-	if len(items) == 0 {
-		return errors.New("want a value")
-	}
-	if !v.set {
-		*v.p = nil
-		v.set = true
-	}
-	*v.p = append(*v.p, items...)
-	return nil
-}
-
-// boolValue is a switch: --mdns, --mdns=false, or in the environment
-// true/false, 1/0, yes/no, on/off.
-type boolValue struct{ p *bool }
-
-func (v *boolValue) String() string {
-	if v.p == nil || !*v.p {
-		return "off"
-	}
-	return "on"
-}
-
-func (v *boolValue) IsBoolFlag() bool { return true }
-
-func (v *boolValue) Set(s string) error {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "true", "1", "yes", "on":
-		*v.p = true
-	case "false", "0", "no", "off":
-		*v.p = false
-	default:
-		return errors.New("want true or false")
-	}
-	return nil
-}
-
-// rangesValue is a letter-range table, checked when set.
-type rangesValue struct{ p *string }
-
-func (v *rangesValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return *v.p
-}
-
-func (v *rangesValue) Set(s string) error {
+// parseRanges reads a letter-range table and writes it in its usual form.
+func parseRanges(s string) (string, error) {
 	r, err := ring.ParseRanges(s)
 	if err != nil {
-		return err
+		return "", err
 	}
-	*v.p = r.String()
-	return nil
+	return r.String(), nil
 }
 
-// sizeValue is a byte count in [min, max], parsed by parseSize.
-type sizeValue struct {
-	p        *int
-	min, max int
-}
-
-func (v *sizeValue) String() string {
-	if v.p == nil {
-		return ""
+// parseSwitch reads true/false, 1/0, yes/no, on/off.
+func parseSwitch(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "1", "yes", "on":
+		return true, nil
+	case "false", "0", "no", "off":
+		return false, nil
 	}
-	return formatSize(int64(*v.p))
+	return false, errors.New("want true or false")
 }
 
-func (v *sizeValue) Set(s string) error {
-	n, err := parseSize(s)
-	if err != nil {
-		return err
+func formatSwitch(b bool) string {
+	if b {
+		return "on"
 	}
-	if n < int64(v.min) || n > int64(v.max) {
-		return fmt.Errorf("%s is out of range: want %s to %s", formatSize(n), formatSize(int64(v.min)), formatSize(int64(v.max)))
-	}
-	*v.p = int(n)
-	return nil
+	return "off"
 }
 
-// intValue is a decimal integer in [min, max].
-type intValue struct {
-	p        *int
-	min, max int
-}
-
-func (v *intValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return strconv.Itoa(*v.p)
-}
-
-func (v *intValue) Set(s string) error {
+func parseInt(s string) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil {
-		return errors.New("want a whole number")
+		return 0, errors.New("want a whole number")
 	}
-	if n < v.min || n > v.max {
-		return fmt.Errorf("%d is out of range: want %d to %d", n, v.min, v.max)
-	}
-	*v.p = n
-	return nil
+	return n, nil
 }
 
-// durationValue is a time.Duration that is not negative.
-type durationValue struct{ p *time.Duration }
-
-func (v *durationValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return v.p.String()
-}
-
-func (v *durationValue) Set(s string) error {
+func parseDuration(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil {
-		return errors.New("want a duration such as 30s, 5m or 1h, or 0 for none")
+		return 0, errors.New("want a duration such as 3s or 1m")
+	}
+	return d, nil
+}
+
+// parseTimeout reads a duration that is not negative, 0 meaning none.
+func parseTimeout(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, errors.New("want a duration such as 30s, 5m or 1h, or 0 for none")
 	}
 	if d < 0 {
-		return errors.New("must not be negative")
+		return 0, errors.New("must not be negative")
 	}
-	*v.p = d
-	return nil
+	return d, nil
 }
 
-// boundedDurationValue is a time.Duration in [min, max].
-type boundedDurationValue struct {
-	p        *time.Duration
-	min, max time.Duration
-}
-
-func (v *boundedDurationValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return v.p.String()
-}
-
-func (v *boundedDurationValue) Set(s string) error {
-	d, err := time.ParseDuration(strings.TrimSpace(s))
-	if err != nil {
-		return errors.New("want a duration such as 3s or 1m")
-	}
-	if d < v.min || d > v.max {
-		return fmt.Errorf("%v is out of range: want %v to %v", d, v.min, v.max)
-	}
-	*v.p = d
-	return nil
-}
-
-// levelValue is one of the log levels the node offers.
-type levelValue struct{ p *zapcore.Level }
-
-func (v *levelValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return v.p.String()
-}
-
-func (v *levelValue) Set(s string) error {
+// parseLevel reads one of the log levels the node offers.
+func parseLevel(s string) (zapcore.Level, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "debug":
-		*v.p = zapcore.DebugLevel
+		return zapcore.DebugLevel, nil
 	case "info":
-		*v.p = zapcore.InfoLevel
+		return zapcore.InfoLevel, nil
 	case "warn":
-		*v.p = zapcore.WarnLevel
+		return zapcore.WarnLevel, nil
 	case "error":
-		*v.p = zapcore.ErrorLevel
-	default:
-		return errors.New("want debug, info, warn or error")
+		return zapcore.ErrorLevel, nil
 	}
-	return nil
+	return 0, errors.New("want debug, info, warn or error")
 }
 
 // Size units, all powers of 1024.

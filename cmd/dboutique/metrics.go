@@ -45,32 +45,21 @@ const (
 	metricsMaxScrapes = 8
 )
 
-// metricsAddrValue is the --metrics-addr flag: host:port with a numeric
-// port (0 picks a free one), or empty for no metrics server.
-type metricsAddrValue struct{ p *string }
-
-func (v *metricsAddrValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return *v.p
-}
-
-func (v *metricsAddrValue) Set(s string) error {
+// parseMetricsAddr reads the --metrics-addr flag: host:port with a
+// numeric port (0 picks a free one), or empty for no metrics server.
+func parseMetricsAddr(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		*v.p = ""
-		return nil
+		return "", nil
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil || strings.ContainsFunc(host, unicode.IsSpace) {
-		return errors.New("want host:port, such as 127.0.0.1:9090, or nothing for no metrics server")
+		return "", errors.New("want host:port, such as 127.0.0.1:9090, or nothing for no metrics server")
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+		return "", fmt.Errorf("port %q is not a number from 0 to 65535", port)
 	}
-	*v.p = s
-	return nil
+	return s, nil
 }
 
 // loopbackHost reports whether host (of a host:port) names only the
