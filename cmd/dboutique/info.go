@@ -44,10 +44,7 @@ func (e *infoEnv) listening(a net.Addr) {
 // "Memory", "Cluster", "Replication", "Keyspace" and "Stats".
 func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
 	version := buildVersion()
-	placement := "consistent hashing"
-	if env.ranges != "" {
-		placement = "ranges " + env.ranges
-	}
+	placement := placementName(env.ranges)
 	return func() []textproto.InfoSection {
 		st := nd.Stats()
 		port := env.tcpPort.Load()
@@ -120,6 +117,15 @@ func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
 			}},
 		}
 	}
+}
+
+// placementName says how buckets are placed: by the --ranges table, or by
+// consistent hashing when there is none.
+func placementName(ranges string) string {
+	if ranges == "" {
+		return "consistent hashing"
+	}
+	return "ranges " + ranges
 }
 
 // buildVersion returns the module version the binary was built from, or

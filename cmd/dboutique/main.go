@@ -21,6 +21,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -78,73 +79,155 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		fmt.Fprintf(stderr, "dboutique: %v\nRun 'dboutique --help' for the flags and their environment variables.\n", err)
 		return 2
 	}
-	log := newLogger(stderr, cfg.logLevel)
-	defer func() { _ = log.Sync() }() // syncing a terminal can fail; nothing to do about it
-
-	if err := start(cfg, log, sigs); err != nil {
+	if err := start(cfg, stderr, sigs); err != nil {
 		fmt.Fprintf(stderr, "dboutique: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-// newLogger returns a logger writing human-readable lines to w.
-func newLogger(w io.Writer, level zapcore.Level) *zap.Logger {
+// start builds the node from cfg, logging to stderr, listens and serves
+// until sigs says stop. Each step that starts something adds its close
+// func to one closers stack, which start runs when it returns: after a
+// failure halfway and after serving alike.
+func start(cfg config, stderr io.Writer, sigs <-chan os.Signal) error {
+	var cl closers
+	defer cl.close()
+	log := newLogger(stderr, cfg.logLevel, &cl)
+	sec, err := readSecrets(cfg)
+	if err != nil {
+		return err
+	}
+	placement, err := newPlacement(cfg.ranges)
+	if err != nil {
+		return err
+	}
+	tr, err := newTransport(cfg, sec, log, &cl)
+	if err != nil {
+		return err
+	}
+	nd, err := newNode(cfg, tr, placement, log, &cl)
+	if err != nil {
+		return err
+	}
+	reqMetrics, err := serveMetricsFor(cfg, nd, log, &cl)
+	if err != nil {
+		return err
+	}
+	srv, l, err := newClientServer(cfg, nd, sec.password, reqMetrics, log, &cl)
+	if err != nil {
+		return err
+	}
+	logStart(cfg, sec, tr, log)
+	nd.Start()
+	if err := startMDNS(cfg, sec.psk, tr, nd, log, &cl); err != nil {
+		return err
+	}
+	return serve(srv, l, log, sigs, shutdownGrace, leaver(cfg, nd, log))
+}
+
+// closers holds the close funcs of what start started.
+type closers []func() error
+
+func (cl *closers) add(f func() error) { *cl = append(*cl, f) }
+
+// close runs the close funcs, the last added first, and forgets them. Their
+// errors are dropped: the process is stopping, and a part that fails to
+// stop cleanly logs it itself.
+func (cl *closers) close() {
+	for i := len(*cl) - 1; i >= 0; i-- {
+		_ = (*cl)[i]()
+	}
+	*cl = nil
+}
+
+// newLogger returns a logger writing human-readable lines to w; cl syncs
+// it last (syncing a terminal can fail; nothing to do about it).
+func newLogger(w io.Writer, level zapcore.Level, cl *closers) *zap.Logger {
 	enc := zap.NewProductionEncoderConfig()
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
 	enc.EncodeLevel = zapcore.CapitalLevelEncoder
 	enc.EncodeDuration = zapcore.StringDurationEncoder
 	out := zapcore.Lock(zapcore.AddSync(w))
-	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), out, level), zap.ErrorOutput(out))
+	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), out, level), zap.ErrorOutput(out))
+	cl.add(log.Sync)
+	return log
 }
 
-// start builds the node from cfg, listens and serves until sigs says stop.
-func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
-	var password []byte
-	if cfg.passwordFile != "" {
-		var err error
-		if password, err = readPassword(cfg.passwordFile); err != nil {
-			return err
-		}
-	}
-	var identity crypto.PrivKey
-	if cfg.identity != "" {
-		var err error
-		if identity, err = p2p.LoadOrCreateIdentity(cfg.identity); err != nil {
-			return fmt.Errorf("identity: %w", err)
-		}
-	}
-	var psk []byte
-	if cfg.pskFile != "" {
-		var err error
-		if psk, err = readClusterKey(cfg.pskFile); err != nil {
-			return err
-		}
-	}
-	var placement ring.Placement
-	if cfg.ranges != "" {
-		r, err := ring.ParseRanges(cfg.ranges)
-		if err != nil {
-			return err
-		}
-		placement = r
-	}
-	idle := cfg.idleTimeout
-	if idle == 0 {
-		idle = textproto.NoTimeout
-	}
+// secrets are read from the files the flags name; each is nil when its
+// flag is not given.
+type secrets struct {
+	password []byte         // --password-file: what clients send with AUTH
+	identity crypto.PrivKey // --identity: the node's key; nil: a new one
+	psk      []byte         // --psk-file: the cluster key; nil: a public network
+}
 
+func readSecrets(cfg config) (secrets, error) {
+	password, err := readIfSet(cfg.passwordFile, readPassword)
+	if err != nil {
+		return secrets{}, err
+	}
+	identity, err := readIfSet(cfg.identity, loadIdentity)
+	if err != nil {
+		return secrets{}, err
+	}
+	psk, err := readIfSet(cfg.pskFile, readClusterKey)
+	if err != nil {
+		return secrets{}, err
+	}
+	return secrets{password: password, identity: identity, psk: psk}, nil
+}
+
+// readIfSet returns read(path), or the zero T when path is empty.
+func readIfSet[T any](path string, read func(string) (T, error)) (T, error) {
+	if path == "" {
+		var zero T
+		return zero, nil
+	}
+	return read(path)
+}
+
+// loadIdentity reads the node's key from path, creating the file if it is
+// missing.
+func loadIdentity(path string) (crypto.PrivKey, error) {
+	key, err := p2p.LoadOrCreateIdentity(path)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	return key, nil
+}
+
+// newPlacement returns the --ranges table, or nil (the consistent-hash
+// ring) when there is none.
+func newPlacement(ranges string) (ring.Placement, error) {
+	if ranges == "" {
+		return nil, nil
+	}
+	r, err := ring.ParseRanges(ranges)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// newTransport starts the libp2p host that carries node-to-node traffic.
+func newTransport(cfg config, sec secrets, log *zap.Logger, cl *closers) (*p2p.Transport, error) {
 	tr, err := p2p.NewTransport(p2p.TransportConfig{
-		Host: p2p.HostConfig{ListenAddrs: cfg.p2pListen, Identity: identity, PSK: psk},
+		Host: p2p.HostConfig{ListenAddrs: cfg.p2pListen, Identity: sec.identity, PSK: sec.psk},
 		// The node bounds each call itself: a write may wait for a dead
 		// replica to be declared dead.
 		RPC:    p2p.RPCConfig{CallTimeout: time.Minute},
 		Logger: log.Named("p2p"),
 	})
 	if err != nil {
-		return fmt.Errorf("cannot start the peer-to-peer host: %w", err)
+		return nil, fmt.Errorf("cannot start the peer-to-peer host: %w", err)
 	}
-	defer tr.Close()
+	cl.add(tr.Close)
+	return tr, nil
+}
+
+// newNode makes the node on tr; it starts nothing yet.
+func newNode(cfg config, tr *p2p.Transport, placement ring.Placement, log *zap.Logger, cl *closers) (*node.Node, error) {
 	nd, err := node.New(node.Config{
 		Name:           cfg.name,
 		Cluster:        cfg.cluster,
@@ -162,18 +245,31 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 		Logger:         log.Named("node"),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer nd.Close()
-	var reqMetrics *textproto.Metrics // client requests, counted only when served (nil counts nothing)
-	if cfg.metricsAddr != "" {
-		reqMetrics = textproto.NewMetrics()
+	cl.add(nd.Close)
+	return nd, nil
+}
+
+// serveMetricsFor starts the metrics server of --metrics-addr, if any, and
+// returns the client request counters it serves, or nil (which counts
+// nothing) when there is no metrics server.
+func serveMetricsFor(cfg config, nd *node.Node, log *zap.Logger, cl *closers) (*textproto.Metrics, error) {
+	if cfg.metricsAddr == "" {
+		return nil, nil
 	}
-	metrics, err := startMetrics(cfg.metricsAddr, nd, log.Named("metrics"), reqMetrics)
+	reqMetrics := textproto.NewMetrics()
+	m, err := startMetrics(cfg.metricsAddr, nd, log.Named("metrics"), reqMetrics)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer metrics.Close() // a nil server (no --metrics-addr) does nothing
+	cl.add(m.Close)
+	return reqMetrics, nil
+}
+
+// newClientServer makes the server of the client protocols and its
+// listener on --listen.
+func newClientServer(cfg config, nd *node.Node, password []byte, reqMetrics *textproto.Metrics, log *zap.Logger, cl *closers) (*textproto.Server, net.Listener, error) {
 	info := newInfoEnv(cfg)
 	srv, err := textproto.NewServer(textproto.Config{
 		Executor:     nd,
@@ -181,62 +277,74 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 		MaxLineBytes: cfg.maxLine,
 		MaxBulkBytes: cfg.maxBulk,
 		MaxConns:     cfg.maxConns,
-		IdleTimeout:  idle,
+		IdleTimeout:  cmp.Or(cfg.idleTimeout, textproto.NoTimeout),
 		Info:         nodeInfo(nd, info),
 		Metrics:      reqMetrics,
 		Logger:       log.Named("textproto"),
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	cl.add(srv.Close)
 	l, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
-		srv.Close()
-		return fmt.Errorf("cannot listen: %w", err)
+		return nil, nil, fmt.Errorf("cannot listen: %w", err)
 	}
+	cl.add(l.Close)
 	info.listening(l.Addr())
-	placed := "consistent hashing"
-	if placement != nil {
-		placed = "ranges " + placement.String()
-	}
+	return srv, l, nil
+}
+
+// logStart logs how the node is set up and where other nodes reach it.
+func logStart(cfg config, sec secrets, tr *p2p.Transport, log *zap.Logger) {
 	log.Info("starting node",
 		zap.String("name", cfg.name),
 		zap.String("cluster", cfg.cluster),
 		zap.String("peer_id", tr.ID()),
-		zap.String("placement", placed),
-		zap.Bool("cluster_key", psk != nil),
+		zap.String("placement", placementName(cfg.ranges)),
+		zap.Bool("cluster_key", sec.psk != nil),
 		zap.Bool("mdns", cfg.mdns),
 		zap.String("max_line", formatSize(int64(cfg.maxLine))),
 		zap.String("max_bulk", formatSize(int64(cfg.maxBulk))),
 		zap.Int("max_conns", cfg.maxConns),
 		zap.Duration("idle_timeout", cfg.idleTimeout),
-		zap.Bool("auth", password != nil))
-	if psk != nil {
-		log.Info("cluster key fingerprint " + p2p.KeyFingerprint(psk))
+		zap.Bool("auth", sec.password != nil))
+	if sec.psk != nil {
+		log.Info("cluster key fingerprint " + p2p.KeyFingerprint(sec.psk))
 	}
 	for _, a := range tr.FullAddrs() {
 		log.Info("Peer address " + a + " (other nodes can --join it)")
 	}
-	nd.Start()
-	if cfg.mdns {
-		if onlyLoopback(cfg.p2pListen) {
-			log.Warn("mDNS is on, but the node listens for other nodes on loopback only: " +
-				"nodes on other machines will find it and fail to connect; set --p2p-listen to a LAN address")
-		}
-		m, err := p2p.StartMDNS(tr.Host(), p2p.ServiceTag(cfg.cluster, psk), func(ai peer.AddrInfo) {
-			addrs := make([]string, len(ai.Addrs))
-			for i, a := range ai.Addrs {
-				addrs[i] = a.String()
-			}
-			nd.Introduce(ai.ID.String(), addrs)
-		}, log.Named("mdns"))
-		if err != nil {
-			srv.Close()
-			return fmt.Errorf("cannot start mDNS: %w", err)
-		}
-		defer m.Close()
+}
+
+// startMDNS, with --mdns, announces the node on the LAN and introduces to
+// it the nodes of its cluster that it finds there.
+func startMDNS(cfg config, psk []byte, tr *p2p.Transport, nd *node.Node, log *zap.Logger, cl *closers) error {
+	if !cfg.mdns {
+		return nil
 	}
-	leave := func() {
+	if onlyLoopback(cfg.p2pListen) {
+		log.Warn("mDNS is on, but the node listens for other nodes on loopback only: " +
+			"nodes on other machines will find it and fail to connect; set --p2p-listen to a LAN address")
+	}
+	m, err := p2p.StartMDNS(tr.Host(), p2p.ServiceTag(cfg.cluster, psk), func(ai peer.AddrInfo) {
+		addrs := make([]string, len(ai.Addrs))
+		for i, a := range ai.Addrs {
+			addrs[i] = a.String()
+		}
+		nd.Introduce(ai.ID.String(), addrs)
+	}, log.Named("mdns"))
+	if err != nil {
+		return fmt.Errorf("cannot start mDNS: %w", err)
+	}
+	cl.add(m.Close)
+	return nil
+}
+
+// leaver returns the func that serve calls after the first signal: the
+// node hands its buckets off, for at most --leave-timeout.
+func leaver(cfg config, nd *node.Node, log *zap.Logger) func() {
+	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.leaveTimeout)
 		defer cancel()
 		log.Info("leaving the cluster: handing buckets off", zap.Duration("timeout", cfg.leaveTimeout))
@@ -244,7 +352,6 @@ func start(cfg config, log *zap.Logger, sigs <-chan os.Signal) error {
 			log.Error("hand-off incomplete", zap.Error(err))
 		}
 	}
-	return serve(srv, l, log, sigs, shutdownGrace, leave)
 }
 
 // onlyLoopback reports whether every address is an IPv4 or IPv6 loopback

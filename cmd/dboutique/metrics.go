@@ -121,13 +121,8 @@ type metricsServer struct {
 }
 
 // startMetrics listens on addr and serves there the node's metrics, those
-// of extra (the client-facing server's, say) and the pprof pages. With an
-// empty addr it does nothing and returns nil, whose Close does nothing
-// either.
+// of extra (the client-facing server's, say) and the pprof pages.
 func startMetrics(addr string, nd *node.Node, log *zap.Logger, extra ...prometheus.Collector) (*metricsServer, error) {
-	if addr == "" {
-		return nil, nil
-	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics address: %w", err)
@@ -175,12 +170,9 @@ func (m *metricsServer) Addr() net.Addr { return m.addr }
 
 // Close stops the server: it stops listening, lets responses in flight
 // finish for up to metricsShutdownGrace, closes the connections left and
-// waits for the serving goroutine. It is idempotent, and does nothing on a
-// nil server.
-func (m *metricsServer) Close() {
-	if m == nil {
-		return
-	}
+// waits for the serving goroutine. It is idempotent, and returns nil: a
+// stop that had to close busy connections is logged.
+func (m *metricsServer) Close() error {
 	m.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownGrace)
 		defer cancel()
@@ -190,6 +182,7 @@ func (m *metricsServer) Close() {
 		}
 		<-m.done
 	})
+	return nil
 }
 
 // nodeCollector exports a node's Stats as dboutique_* metrics. Collect
