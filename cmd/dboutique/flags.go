@@ -173,8 +173,8 @@ func flagSpecs(cfg *config) []flagSpec {
 			"confirm that it is part of K members, itself included; with K a majority,\n" +
 			"only the larger side of a network partition answers. 0, the default, never refuses.",
 			intValue(&cfg.minMembers, 0, 1<<16)},
-		{"leave-timeout", "DURATION", "On SIGTERM the node hands its buckets to the other nodes before it\n" +
-			"exits; this bounds how long that may take (1s to 1h).",
+		{"leave-timeout", "DURATION", "On SIGINT or SIGTERM the node hands its buckets to the other nodes\n" +
+			"before it exits; this bounds how long that may take (1s to 1h).",
 			durationValue(&cfg.leaveTimeout, time.Second, time.Hour)},
 		{"tombstone-grace", "DURATION", "How long deleted keys and dropped buckets are remembered, so that an\n" +
 			"older copy merged later cannot bring them back (1m to 720h). A node cut\n" +
@@ -240,10 +240,18 @@ func writeUsage(w io.Writer) {
 dboutique runs one D-Boutique node: an in-memory key-value store, its data
 in named buckets, served over a line protocol that telnet or nc can speak
 (connect and send HELP). Nodes form a cluster (--join, or --mdns on a LAN);
-any node serves any bucket. SIGINT or SIGTERM stops the node gracefully,
-after telling the cluster it is leaving; a second signal stops it at once.
+any node serves any bucket.
 
-'dboutique genkey FILE' writes a new cluster key for --psk-file.
+`)
+	fmt.Fprintf(&b, `SIGINT or SIGTERM stops the node gracefully. It tells the cluster it is
+leaving and hands its buckets to the other nodes, for at most
+--leave-timeout (default %v), while it still serves its clients; then it
+stops accepting connections and finishes the requests in flight, for at
+most %v: with the defaults, it exits within %v. A second signal closes
+every connection at once (one sent during the hand-off, when it ends).
+
+`, cfg.leaveTimeout, shutdownGrace, cfg.leaveTimeout+shutdownGrace)
+	b.WriteString(`'dboutique genkey FILE' writes a new cluster key for --psk-file.
 
 Every flag can also be set with the environment variable shown; a flag on
 the command line wins over the environment.

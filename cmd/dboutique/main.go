@@ -9,10 +9,12 @@
 // Flags, each also settable through an environment variable, are listed by
 // "dboutique --help". The node logs to stderr; it logs "Accepting
 // connections on ADDR", with the address actually bound, once it is ready.
-// SIGINT or SIGTERM stops it gracefully: it stops accepting, finishes the
-// requests already received (for at most 30 seconds, then closes what is
-// left) and exits 0. A second signal during that closes every connection at
-// once.
+// SIGINT or SIGTERM stops it gracefully: first it hands its buckets to the
+// other nodes, for at most --leave-timeout, while it still accepts and
+// serves clients; then it stops accepting, finishes the requests already
+// received (for a grace period, then closes what is left) and exits 0.
+// "dboutique --help" states both bounds. A second signal closes every
+// connection at once; one sent during the hand-off does so when it ends.
 //
 // Exit codes: 0 after a signal or --help, 2 for a bad flag or environment
 // variable, 1 for any other failure (unreadable password file, address in
@@ -342,12 +344,14 @@ func startMDNS(cfg config, psk []byte, tr *p2p.Transport, nd *node.Node, log *za
 }
 
 // leaver returns the func that serve calls after the first signal: the
-// node hands its buckets off, for at most --leave-timeout.
+// node hands its buckets off, for at most --leave-timeout, while serve
+// still accepts and serves clients.
 func leaver(cfg config, nd *node.Node, log *zap.Logger) func() {
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.leaveTimeout)
 		defer cancel()
-		log.Info("leaving the cluster: handing buckets off", zap.Duration("timeout", cfg.leaveTimeout))
+		log.Info("leaving the cluster: handing buckets off; clients are still served meanwhile",
+			zap.Duration("timeout", cfg.leaveTimeout))
 		if err := nd.Leave(ctx); err != nil {
 			log.Error("hand-off incomplete", zap.Error(err))
 		}
@@ -442,10 +446,12 @@ func readPassword(path string) ([]byte, error) {
 }
 
 // serve runs srv on l until the first value on sigs, then calls leave (if
-// not nil) and shuts srv down,
-// waiting up to grace for requests in flight; a second value on sigs closes
-// every connection at once. It returns nil after a signal, or the error
-// that stopped Serve. Every goroutine it starts has ended when it returns.
+// not nil), while srv still accepts connections on l and serves them. Then
+// it shuts srv down: l is closed and serve waits up to grace for requests
+// in flight. A second value on sigs closes every connection at once (one
+// that comes while leave runs is read when leave returns). It returns nil
+// after a signal, or the error that stopped Serve. Every goroutine it
+// starts has ended when it returns.
 func serve(srv *textproto.Server, l net.Listener, log *zap.Logger, sigs <-chan os.Signal, grace time.Duration, leave func()) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }() // ends after Shutdown or Close
@@ -456,12 +462,12 @@ func serve(srv *textproto.Server, l net.Listener, log *zap.Logger, sigs <-chan o
 		srv.Close()
 		return fmt.Errorf("serving stopped: %w", err)
 	case sig := <-sigs:
-		log.Info("shutting down: no new connections; finishing requests in flight",
-			zap.Stringer("signal", sig), zap.Duration("grace", grace))
+		log.Info("shutting down", zap.Stringer("signal", sig))
 	}
 	if leave != nil {
 		leave()
 	}
+	log.Info("no new connections; finishing requests in flight", zap.Duration("grace", grace))
 
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()

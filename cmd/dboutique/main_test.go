@@ -413,6 +413,13 @@ func TestHelp(t *testing.T) {
 				t.Errorf("%s does not give the default %s:\n%s", arg, def, help)
 			}
 		}
+		// How long a stop may take, from the defaults it is made of.
+		for _, bound := range []string{"--leave-timeout (default " + cfg.leaveTimeout.String() + ")",
+			"most " + shutdownGrace.String(), "exits within " + (cfg.leaveTimeout + shutdownGrace).String()} {
+			if !strings.Contains(help, bound) {
+				t.Errorf("%s does not state %q:\n%s", arg, bound, help)
+			}
+		}
 	}
 }
 
