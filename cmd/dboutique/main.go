@@ -42,6 +42,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/dboutique/dboutique/cmd/dboutique/internal/bench"
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/p2p"
 	"github.com/dboutique/dboutique/ring"
@@ -70,7 +71,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		return genkey(args[1:], stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "bench" {
-		return bench(args[1:], stdout, stderr, sigs)
+		return bench.Main(args[1:], stdout, stderr, sigs)
 	}
 	cfg, err := parseConfig(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {

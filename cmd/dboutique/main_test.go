@@ -434,6 +434,45 @@ func TestBadFlagExitsNonZero(t *testing.T) {
 	}
 }
 
+// TestBenchCommand runs "dboutique bench" through run, as the binary
+// dispatches it: its help, a bad flag, and a short run against a client
+// server in this process.
+func TestBenchCommand(t *testing.T) {
+	t.Parallel()
+	noEnv := func(string) string { return "" }
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"bench", "--help"}, noEnv, &stdout, &stderr, nil); code != 0 || !strings.Contains(stdout.String(), "dboutique bench") {
+		t.Errorf("run bench --help: exit code %d, stdout:\n%s", code, stdout.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"bench", "--clients=0"}, noEnv, &stdout, &stderr, nil); code != 2 || !strings.Contains(stderr.String(), "dboutique bench: --clients 0") {
+		t.Errorf("run bench --clients=0: exit code %d, stderr:\n%s", code, stderr.String())
+	}
+
+	srv, err := textproto.NewServer(textproto.Config{Executor: store.NewStore()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }() // ends after Close
+	defer func() {
+		srv.Close()
+		if err := <-served; !errors.Is(err, textproto.ErrServerClosed) {
+			t.Errorf("Serve returned %v", err)
+		}
+	}()
+	stdout.Reset()
+	stderr.Reset()
+	code := run([]string{"bench", "--addr=" + l.Addr().String(), "--proto=text", "--requests=50", "--format=json", "--progress=0"}, noEnv, &stdout, &stderr, nil)
+	if code != 0 || !strings.Contains(stdout.String(), `"requests":50,`) {
+		t.Errorf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+}
+
 // runInProcess calls run and returns its exit code and output. It is for
 // configurations that must fail before serving; one that starts serving is
 // stopped and fails the test.

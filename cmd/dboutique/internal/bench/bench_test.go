@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/textproto"
 )
@@ -32,8 +34,9 @@ import (
 // small fraction of it.
 const benchTestTimeout = 10 * time.Second
 
-// noEnv is an empty environment for run.
-func noEnv(string) string { return "" }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // benchTestConfig is a configuration for tests: quiet, small and against
 // addr.
@@ -164,7 +167,7 @@ func TestBenchFlagsMustFail(t *testing.T) {
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	} {
 		var stdout, stderr bytes.Buffer
-		code := bench(tc.args, &stdout, &stderr, nil)
+		code := Main(tc.args, &stdout, &stderr, nil)
 		if code != 2 {
 			t.Errorf("bench %q: exit code %d, want 2", tc.args, code)
 		}
@@ -181,7 +184,7 @@ func TestBenchHelp(t *testing.T) {
 	t.Parallel()
 	for _, arg := range []string{"-h", "--help"} {
 		var stdout, stderr bytes.Buffer
-		if code := bench([]string{arg}, &stdout, &stderr, nil); code != 0 {
+		if code := Main([]string{arg}, &stdout, &stderr, nil); code != 0 {
 			t.Fatalf("bench %s: exit code %d, want 0", arg, code)
 		}
 		cfg := defaultBenchConfig()
@@ -194,11 +197,6 @@ func TestBenchHelp(t *testing.T) {
 		if !strings.Contains(stdout.String(), "(default 127.0.0.1:4040)") {
 			t.Errorf("bench %s does not give the defaults:\n%s", arg, stdout.String())
 		}
-	}
-	// Through run, as the binary dispatches it.
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"bench", "--help"}, noEnv, &stdout, &stderr, nil); code != 0 || !strings.Contains(stdout.String(), "dboutique bench") {
-		t.Errorf("run bench --help: exit code %d, stdout:\n%s", code, stdout.String())
 	}
 }
 
@@ -352,7 +350,7 @@ func TestBenchJSON(t *testing.T) {
 	t.Parallel()
 	addr := startBenchTextServer(t, textproto.Config{Executor: store.NewStore()})
 	var stdout, stderr bytes.Buffer
-	code := bench([]string{"--addr", addr, "--proto", "text", "--requests", "300", "--clients", "3",
+	code := Main([]string{"--addr", addr, "--proto", "text", "--requests", "300", "--clients", "3",
 		"--pipeline", "4", "--format", "json", "--progress", "0"}, &stdout, &stderr, nil)
 	if code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
@@ -389,24 +387,13 @@ func TestBenchJSON(t *testing.T) {
 
 	// The text report.
 	stdout.Reset()
-	if code := bench([]string{"--addr", addr, "--proto=text", "--requests=100", "--progress=0"}, &stdout, &stderr, nil); code != 0 {
+	if code := Main([]string{"--addr", addr, "--proto=text", "--requests=100", "--progress=0"}, &stdout, &stderr, nil); code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
 	}
 	for _, want := range []string{"requests  100 (", "req/s", "errors    0", "p99.9", "max"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("the text report lacks %q:\n%s", want, stdout.String())
 		}
-	}
-}
-
-// TestBenchRunCommand runs the tool through run, as the binary does.
-func TestBenchRunCommand(t *testing.T) {
-	t.Parallel()
-	addr := startBenchTextServer(t, textproto.Config{Executor: store.NewStore()})
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"bench", "--addr=" + addr, "--proto=text", "--requests=50", "--format=json", "--progress=0"}, noEnv, &stdout, &stderr, nil)
-	if code != 0 || !strings.Contains(stdout.String(), `"requests":50,`) {
-		t.Errorf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 }
 
@@ -497,7 +484,7 @@ func TestBenchConnectionFailure(t *testing.T) {
 	// A server that hangs up at once.
 	srv := startFakeRESP(t, func([]string) string { return fakeHangUp })
 	var stdout, stderr bytes.Buffer
-	code := bench([]string{"--addr=" + srv.addr, "--requests=100", "--progress=0"}, &stdout, &stderr, nil)
+	code := Main([]string{"--addr=" + srv.addr, "--requests=100", "--progress=0"}, &stdout, &stderr, nil)
 	if code != 1 || !strings.Contains(stderr.String(), "the server closed the connection") {
 		t.Errorf("exit code %d, stderr:\n%s", code, stderr.String())
 	}

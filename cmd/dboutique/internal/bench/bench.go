@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -10,10 +10,6 @@ import (
 	"os"
 	"strings"
 )
-
-// "dboutique bench": a load generator for a D-Boutique node (text protocol
-// or RESP) or any RESP server. This file reads its flags and prints its
-// report; bench_run.go runs the load, bench_proto.go speaks the protocols.
 
 const benchUsageHead = `Usage: dboutique bench [flags]
 
@@ -30,7 +26,7 @@ Flags:
 // and format.
 func newBenchFlags(cfg *benchConfig, format *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("dboutique bench", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors and help are printed by bench
+	fs.SetOutput(io.Discard) // errors and help are printed by Main
 	fs.StringVar(&cfg.addr, "addr", cfg.addr, "`host:port` of the server")
 	fs.StringVar(&cfg.proto, "proto", cfg.proto, "protocol: resp or text")
 	fs.IntVar(&cfg.clients, "clients", cfg.clients, "connections, each driven by its own goroutine")
@@ -73,10 +69,11 @@ func writeBenchUsage(w io.Writer) {
 	io.WriteString(w, b.String())
 }
 
-// bench is "dboutique bench ARGS": it returns the exit code, 0 after a
+// Main is "dboutique bench ARGS": it returns the exit code, 0 after a
 // run (error replies included), 1 when the run failed, 2 for bad flags.
-// The first value on sigs stops the run early.
-func bench(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
+// Help goes to stdout, progress and errors to stderr. The first value on
+// sigs stops the run early.
+func Main(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 	cfg := defaultBenchConfig()
 	format := "text"
 	fs := newBenchFlags(&cfg, &format)
