@@ -11,7 +11,7 @@ import (
 	"strings"
 )
 
-const benchUsageHead = `Usage: dboutique bench [flags]
+const usageHead = `Usage: dboutique bench [flags]
 
 Drives a server with load from --clients connections and reports throughput
 and latency percentiles. Keys are "key:<n>", values --value-size bytes of 'x'.
@@ -22,9 +22,9 @@ Error replies are counted and the run goes on; a connection failure stops it
 Flags:
 `
 
-// newBenchFlags returns the flag set of "dboutique bench", writing into cfg
+// newFlags returns the flag set of "dboutique bench", writing into cfg
 // and format.
-func newBenchFlags(cfg *benchConfig, format *string) *flag.FlagSet {
+func newFlags(cfg *config, format *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("dboutique bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors and help are printed by Main
 	fs.StringVar(&cfg.addr, "addr", cfg.addr, "`host:port` of the server")
@@ -47,13 +47,13 @@ func newBenchFlags(cfg *benchConfig, format *string) *flag.FlagSet {
 	return fs
 }
 
-// writeBenchUsage prints the help of "dboutique bench" to w.
-func writeBenchUsage(w io.Writer) {
-	cfg := defaultBenchConfig()
+// writeUsage prints the help of "dboutique bench" to w.
+func writeUsage(w io.Writer) {
+	cfg := defaultConfig()
 	format := "text"
-	fs := newBenchFlags(&cfg, &format)
+	fs := newFlags(&cfg, &format)
 	var b strings.Builder
-	b.WriteString(benchUsageHead)
+	b.WriteString(usageHead)
 	fs.VisitAll(func(f *flag.Flag) {
 		name, usage := flag.UnquoteUsage(f)
 		fmt.Fprintf(&b, "  --%s", f.Name)
@@ -74,15 +74,15 @@ func writeBenchUsage(w io.Writer) {
 // Help goes to stdout, progress and errors to stderr. The first value on
 // sigs stops the run early.
 func Main(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
-	cfg := defaultBenchConfig()
+	cfg := defaultConfig()
 	format := "text"
-	fs := newBenchFlags(&cfg, &format)
+	fs := newFlags(&cfg, &format)
 	usageErr := func(err error) int {
 		fmt.Fprintf(stderr, "dboutique bench: %v\nRun 'dboutique bench --help' for the flags.\n", err)
 		return 2
 	}
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-		writeBenchUsage(stdout)
+		writeUsage(stdout)
 		return 0
 	} else if err != nil {
 		return usageErr(err)
@@ -100,7 +100,7 @@ func Main(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		}
 	}
 	if err := cfg.validate(); err != nil {
-		return usageErr(errors.New(strings.TrimPrefix(err.Error(), errBenchConfig.Error()+": ")))
+		return usageErr(errors.New(strings.TrimPrefix(err.Error(), errConfig.Error()+": ")))
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -113,7 +113,7 @@ func Main(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		case <-ctx.Done():
 		}
 	}()
-	res, err := runBench(ctx, cfg)
+	res, err := runLoad(ctx, cfg)
 	cancel()
 	<-watched
 	if err != nil {
@@ -121,9 +121,9 @@ func Main(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		return 1
 	}
 	if format == "json" {
-		err = writeBenchJSON(stdout, &cfg, res)
+		err = writeJSON(stdout, &cfg, res)
 	} else {
-		err = writeBenchText(stdout, &cfg, res)
+		err = writeText(stdout, &cfg, res)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "dboutique bench: %v\n", err)
@@ -132,8 +132,8 @@ func Main(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 	return 0
 }
 
-// benchJSON is the --format json report, one object on one line.
-type benchJSON struct {
+// jsonReport is the --format json report, one object on one line.
+type jsonReport struct {
 	Proto    string  `json:"proto"`
 	Type     string  `json:"type"`
 	Workload string  `json:"workload"`
@@ -150,8 +150,8 @@ type benchJSON struct {
 	MaxMs    float64 `json:"max_ms"`
 }
 
-func writeBenchJSON(w io.Writer, cfg *benchConfig, res *benchResult) error {
-	return json.NewEncoder(w).Encode(benchJSON{
+func writeJSON(w io.Writer, cfg *config, res *result) error {
+	return json.NewEncoder(w).Encode(jsonReport{
 		Proto:    cfg.proto,
 		Type:     cfg.typ,
 		Workload: cfg.workload,
@@ -169,10 +169,10 @@ func writeBenchJSON(w io.Writer, cfg *benchConfig, res *benchResult) error {
 	})
 }
 
-func writeBenchText(w io.Writer, cfg *benchConfig, res *benchResult) error {
+func writeText(w io.Writer, cfg *config, res *result) error {
 	var b strings.Builder
 	workload := cfg.workload
-	if workload == benchWorkloadMixed {
+	if workload == workloadMixed {
 		workload = fmt.Sprintf("mixed, %.0f%% gets", cfg.getRatio*100)
 	}
 	keys := "random"
@@ -180,7 +180,7 @@ func writeBenchText(w io.Writer, cfg *benchConfig, res *benchResult) error {
 		keys = "sequential"
 	}
 	where := ""
-	if cfg.typ == benchTypeHash {
+	if cfg.typ == typeHash {
 		where = fmt.Sprintf(" in %d bucket(s)", cfg.buckets)
 	}
 	fmt.Fprintf(&b, "%s %s on %s: %s; %d clients, pipeline %d; %d %s keys%s, %d-byte values\n",

@@ -30,37 +30,37 @@ import (
 // against an in-process text-protocol server, a fake RESP server and, when
 // installed, a real redis-server.
 
-// benchTestTimeout bounds every wait in these tests; a healthy run takes a
+// testTimeout bounds every wait in these tests; a healthy run takes a
 // small fraction of it.
-const benchTestTimeout = 10 * time.Second
+const testTimeout = 10 * time.Second
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// benchTestConfig is a configuration for tests: quiet, small and against
+// testConfig is a configuration for tests: quiet, small and against
 // addr.
-func benchTestConfig(addr, proto string) benchConfig {
-	cfg := defaultBenchConfig()
+func testConfig(addr, proto string) config {
+	cfg := defaultConfig()
 	cfg.addr = addr
 	cfg.proto = proto
 	cfg.clients = 4
 	cfg.requests = 1000
 	cfg.keyspace = 1000
 	cfg.progress = 0
-	cfg.readTimeout = benchTestTimeout
+	cfg.readTimeout = testTimeout
 	return cfg
 }
 
-// mustRunBench runs cfg and fails the test if the run fails or does not
+// mustRunLoad runs cfg and fails the test if the run fails or does not
 // account for every request it made.
-func mustRunBench(t *testing.T, cfg benchConfig) *benchResult {
+func mustRunLoad(t *testing.T, cfg config) *result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), benchTestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	res, err := runBench(ctx, cfg)
+	res, err := runLoad(ctx, cfg)
 	if err != nil {
-		t.Fatalf("runBench: %v", err)
+		t.Fatalf("runLoad: %v", err)
 	}
 	if res.gets+res.puts != res.requests || res.latency.TotalCount() != res.requests {
 		t.Fatalf("%d requests, but %d gets + %d puts and %d latencies", res.requests, res.gets, res.puts, res.latency.TotalCount())
@@ -104,9 +104,9 @@ func (e *countingExecutor) count(k store.Kind) int {
 	return e.ops[k]
 }
 
-// startBenchTextServer serves the text protocol from exec on a loopback
+// startTextServer serves the text protocol from exec on a loopback
 // listener until the test ends, and returns its address.
-func startBenchTextServer(t *testing.T, cfg textproto.Config) string {
+func startTextServer(t *testing.T, cfg textproto.Config) string {
 	t.Helper()
 	s, err := textproto.NewServer(cfg)
 	if err != nil {
@@ -187,9 +187,9 @@ func TestBenchHelp(t *testing.T) {
 		if code := Main([]string{arg}, &stdout, &stderr, nil); code != 0 {
 			t.Fatalf("bench %s: exit code %d, want 0", arg, code)
 		}
-		cfg := defaultBenchConfig()
+		cfg := defaultConfig()
 		format := "text"
-		newBenchFlags(&cfg, &format).VisitAll(func(f *flag.Flag) {
+		newFlags(&cfg, &format).VisitAll(func(f *flag.Flag) {
 			if !strings.Contains(stdout.String(), "--"+f.Name) {
 				t.Errorf("bench %s does not mention --%s:\n%s", arg, f.Name, stdout.String())
 			}
@@ -204,24 +204,24 @@ func TestBenchText(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		edit func(*benchConfig)
+		edit func(*config)
 	}{
-		{"put", func(c *benchConfig) { c.workload = benchWorkloadPut }},
-		{"get of missing keys is no error", func(c *benchConfig) { c.workload = benchWorkloadGet }},
-		{"mixed", func(c *benchConfig) {}},
-		{"pipelined, a last short batch", func(c *benchConfig) { c.pipeline = 7; c.requests = 1001 }},
-		{"three buckets", func(c *benchConfig) { c.buckets = 3; c.pipeline = 16 }},
-		{"fewer requests than clients", func(c *benchConfig) { c.clients = 8; c.requests = 3 }},
-		{"values longer than a read buffer", func(c *benchConfig) { c.valueSize = 100 << 10; c.requests = 60; c.keyspace = 5 }},
-		{"one client", func(c *benchConfig) { c.clients = 1; c.requests = 300; c.pipeline = 5 }},
+		{"put", func(c *config) { c.workload = workloadPut }},
+		{"get of missing keys is no error", func(c *config) { c.workload = workloadGet }},
+		{"mixed", func(c *config) {}},
+		{"pipelined, a last short batch", func(c *config) { c.pipeline = 7; c.requests = 1001 }},
+		{"three buckets", func(c *config) { c.buckets = 3; c.pipeline = 16 }},
+		{"fewer requests than clients", func(c *config) { c.clients = 8; c.requests = 3 }},
+		{"values longer than a read buffer", func(c *config) { c.valueSize = 100 << 10; c.requests = 60; c.keyspace = 5 }},
+		{"one client", func(c *config) { c.clients = 1; c.requests = 300; c.pipeline = 5 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			exec := newCountingExecutor()
-			addr := startBenchTextServer(t, textproto.Config{Executor: exec, MaxLineBytes: 1 << 20})
-			cfg := benchTestConfig(addr, benchProtoText)
+			addr := startTextServer(t, textproto.Config{Executor: exec, MaxLineBytes: 1 << 20})
+			cfg := testConfig(addr, protoText)
 			tc.edit(&cfg)
-			res := mustRunBench(t, cfg)
+			res := mustRunLoad(t, cfg)
 			if res.requests != cfg.requests || res.errors != 0 {
 				t.Errorf("%d requests, %d errors; want %d, 0 (first error %q)", res.requests, res.errors, cfg.requests, res.firstErr)
 			}
@@ -235,15 +235,15 @@ func TestBenchText(t *testing.T) {
 				t.Errorf("the server ran %d CREATEs, want one per bucket, %d", got, cfg.buckets)
 			}
 			switch cfg.workload {
-			case benchWorkloadGet:
+			case workloadGet:
 				if res.puts != 0 {
 					t.Errorf("%d puts in a get workload", res.puts)
 				}
-			case benchWorkloadPut:
+			case workloadPut:
 				if res.gets != 0 {
 					t.Errorf("%d gets in a put workload", res.gets)
 				}
-			case benchWorkloadMixed:
+			case workloadMixed:
 				if cfg.requests >= 1000 && (res.puts == 0 || res.gets < 5*res.puts) {
 					t.Errorf("%d gets and %d puts with get ratio %v", res.gets, res.puts, cfg.getRatio)
 				}
@@ -263,9 +263,9 @@ func TestBenchRandomKeysRepeatable(t *testing.T) {
 	var runs [2]map[string]int
 	for i := range runs {
 		exec := newCountingExecutor()
-		cfg := benchTestConfig(startBenchTextServer(t, textproto.Config{Executor: exec}), benchProtoText)
-		cfg.clients, cfg.workload, cfg.requests = 1, benchWorkloadPut, 200
-		mustRunBench(t, cfg)
+		cfg := testConfig(startTextServer(t, textproto.Config{Executor: exec}), protoText)
+		cfg.clients, cfg.workload, cfg.requests = 1, workloadPut, 200
+		mustRunLoad(t, cfg)
 		runs[i] = exec.puts
 	}
 	if fmt.Sprint(runs[0]) != fmt.Sprint(runs[1]) {
@@ -279,11 +279,11 @@ func TestBenchRandomKeysRepeatable(t *testing.T) {
 func TestBenchSequentialWritesEveryKeyOnce(t *testing.T) {
 	t.Parallel()
 	exec := newCountingExecutor()
-	addr := startBenchTextServer(t, textproto.Config{Executor: exec})
-	cfg := benchTestConfig(addr, benchProtoText)
-	cfg.sequential, cfg.workload, cfg.keyspace, cfg.requests = true, benchWorkloadPut, 997, 997
+	addr := startTextServer(t, textproto.Config{Executor: exec})
+	cfg := testConfig(addr, protoText)
+	cfg.sequential, cfg.workload, cfg.keyspace, cfg.requests = true, workloadPut, 997, 997
 	cfg.clients, cfg.pipeline, cfg.valueSize = 7, 3, 5
-	mustRunBench(t, cfg)
+	mustRunLoad(t, cfg)
 	if len(exec.puts) != 997 {
 		t.Errorf("%d keys written, want 997", len(exec.puts))
 	}
@@ -300,8 +300,8 @@ func TestBenchSequentialWritesEveryKeyOnce(t *testing.T) {
 		}
 	}
 	// A sequential read of the same keys finds them all, without errors.
-	cfg.workload = benchWorkloadGet
-	if res := mustRunBench(t, cfg); res.errors != 0 || res.gets != 997 {
+	cfg.workload = workloadGet
+	if res := mustRunLoad(t, cfg); res.errors != 0 || res.gets != 997 {
 		t.Errorf("reading back: %d gets, %d errors", res.gets, res.errors)
 	}
 }
@@ -320,10 +320,10 @@ func TestBenchErrorsCounted(t *testing.T) {
 		}
 		return errors.New("disk on fire")
 	}
-	addr := startBenchTextServer(t, textproto.Config{Executor: exec})
-	cfg := benchTestConfig(addr, benchProtoText)
+	addr := startTextServer(t, textproto.Config{Executor: exec})
+	cfg := testConfig(addr, protoText)
 	cfg.sequential, cfg.pipeline = true, 4
-	res := mustRunBench(t, cfg)
+	res := mustRunLoad(t, cfg)
 	if res.requests != 1000 || res.errors != 100 {
 		t.Errorf("%d requests, %d errors; want 1000, 100", res.requests, res.errors)
 	}
@@ -334,21 +334,21 @@ func TestBenchErrorsCounted(t *testing.T) {
 
 func TestBenchTextPassword(t *testing.T) {
 	t.Parallel()
-	addr := startBenchTextServer(t, textproto.Config{Executor: store.NewStore(), Password: []byte("s3cret")})
-	cfg := benchTestConfig(addr, benchProtoText)
+	addr := startTextServer(t, textproto.Config{Executor: store.NewStore(), Password: []byte("s3cret")})
+	cfg := testConfig(addr, protoText)
 	cfg.password = "s3cret"
-	if res := mustRunBench(t, cfg); res.errors != 0 {
+	if res := mustRunLoad(t, cfg); res.errors != 0 {
 		t.Errorf("%d errors with the right password", res.errors)
 	}
 	cfg.password = "wrong"
-	if _, err := runBench(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "AUTH refused: ERROR invalid password") {
+	if _, err := runLoad(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "AUTH refused: ERROR invalid password") {
 		t.Errorf("wrong password: %v", err)
 	}
 }
 
 func TestBenchJSON(t *testing.T) {
 	t.Parallel()
-	addr := startBenchTextServer(t, textproto.Config{Executor: store.NewStore()})
+	addr := startTextServer(t, textproto.Config{Executor: store.NewStore()})
 	var stdout, stderr bytes.Buffer
 	code := Main([]string{"--addr", addr, "--proto", "text", "--requests", "300", "--clients", "3",
 		"--pipeline", "4", "--format", "json", "--progress", "0"}, &stdout, &stderr, nil)
@@ -397,19 +397,19 @@ func TestBenchJSON(t *testing.T) {
 	}
 }
 
-// benchBuffer is a bytes.Buffer safe for one writer and one reader.
-type benchBuffer struct {
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
 	mu sync.Mutex // guards b
 	b  bytes.Buffer
 }
 
-func (b *benchBuffer) Write(p []byte) (int, error) {
+func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *benchBuffer) String() string {
+func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
@@ -418,7 +418,7 @@ func (b *benchBuffer) String() string {
 func TestBenchProgress(t *testing.T) {
 	t.Parallel()
 	for _, tty := range []bool{false, true} {
-		var out benchBuffer
+		var out syncBuffer
 		// The server holds its replies until the first progress line is
 		// out, so the run cannot end before it.
 		gate := make(chan struct{})
@@ -428,14 +428,14 @@ func TestBenchProgress(t *testing.T) {
 		})
 		go func() { // opens the gate
 			defer close(gate)
-			deadline := time.Now().Add(benchTestTimeout)
+			deadline := time.Now().Add(testTimeout)
 			for !strings.Contains(out.String(), "requests") && time.Now().Before(deadline) {
 				time.Sleep(time.Millisecond)
 			}
 		}()
-		cfg := benchTestConfig(srv.addr, benchProtoRESP)
+		cfg := testConfig(srv.addr, protoRESP)
 		cfg.progress, cfg.progressOut, cfg.progressTTY = time.Millisecond, &out, tty
-		mustRunBench(t, cfg)
+		mustRunLoad(t, cfg)
 		s := out.String()
 		if !tty && !strings.HasPrefix(s, "bench: 0 requests, 0 req/s, 0 errors\n") {
 			t.Errorf("no plain progress line:\n%q", s)
@@ -449,9 +449,9 @@ func TestBenchProgress(t *testing.T) {
 func TestBenchDuration(t *testing.T) {
 	t.Parallel()
 	srv := startFakeRESP(t, fakeRedis(nil))
-	cfg := benchTestConfig(srv.addr, benchProtoRESP)
+	cfg := testConfig(srv.addr, protoRESP)
 	cfg.duration, cfg.requests = 20*time.Millisecond, 0
-	if res := mustRunBench(t, cfg); res.requests == 0 {
+	if res := mustRunLoad(t, cfg); res.requests == 0 {
 		t.Errorf("no requests in the run")
 	}
 }
@@ -459,18 +459,18 @@ func TestBenchDuration(t *testing.T) {
 func TestBenchCancel(t *testing.T) {
 	t.Parallel()
 	srv := startFakeRESP(t, fakeRedis(nil))
-	cfg := benchTestConfig(srv.addr, benchProtoRESP)
+	cfg := testConfig(srv.addr, protoRESP)
 	cfg.requests = 1 << 40
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { // cancels once the run is under way
-		deadline := time.Now().Add(benchTestTimeout)
+		deadline := time.Now().Add(testTimeout)
 		for srv.served.Load() < 500 && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 		cancel()
 	}()
-	res, err := runBench(ctx, cfg)
+	res, err := runLoad(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,11 +503,11 @@ func TestBenchConnectionFailure(t *testing.T) {
 		}
 		return "+OK\r\n"
 	})
-	cfg := benchTestConfig(srv.addr, benchProtoRESP)
+	cfg := testConfig(srv.addr, protoRESP)
 	cfg.clients, cfg.pipeline = 3, 2
-	_, err := runBench(context.Background(), cfg)
+	_, err := runLoad(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "closed the connection") {
-		t.Errorf("runBench: %v", err)
+		t.Errorf("runLoad: %v", err)
 	}
 
 	// A server that stops answering: the read deadline ends the run.
@@ -520,16 +520,16 @@ func TestBenchConnectionFailure(t *testing.T) {
 		<-stuck
 		return fakeHangUp
 	})
-	cfg = benchTestConfig(srv.addr, benchProtoRESP)
+	cfg = testConfig(srv.addr, protoRESP)
 	cfg.readTimeout, cfg.password = 50*time.Millisecond, "pw"
-	if _, err := runBench(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "no reply within 50ms") {
-		t.Errorf("runBench: %v", err)
+	if _, err := runLoad(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "no reply within 50ms") {
+		t.Errorf("runLoad: %v", err)
 	}
 
 	// A malformed reply.
 	srv = startFakeRESP(t, func(cmd []string) string { return "?what\r\n" })
-	if _, err := runBench(context.Background(), benchTestConfig(srv.addr, benchProtoRESP)); !errors.Is(err, errBenchProtocol) {
-		t.Errorf("runBench: %v", err)
+	if _, err := runLoad(context.Background(), testConfig(srv.addr, protoRESP)); !errors.Is(err, errProtocol) {
+		t.Errorf("runLoad: %v", err)
 	}
 }
 
@@ -537,31 +537,31 @@ func TestBenchRESPFake(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		edit func(*benchConfig)
+		edit func(*config)
 	}{
-		{"hash", func(c *benchConfig) {}},
-		{"string", func(c *benchConfig) { c.typ = benchTypeString }},
-		{"hash, buckets, pipelined", func(c *benchConfig) { c.buckets = 5; c.pipeline = 16; c.clients = 3 }},
-		{"string, pipelined, put", func(c *benchConfig) {
-			c.typ, c.pipeline, c.workload, c.valueSize = benchTypeString, 9, benchWorkloadPut, 300
+		{"hash", func(c *config) {}},
+		{"string", func(c *config) { c.typ = typeString }},
+		{"hash, buckets, pipelined", func(c *config) { c.buckets = 5; c.pipeline = 16; c.clients = 3 }},
+		{"string, pipelined, put", func(c *config) {
+			c.typ, c.pipeline, c.workload, c.valueSize = typeString, 9, workloadPut, 300
 		}},
-		{"auth", func(c *benchConfig) { c.password = "a password with spaces" }},
+		{"auth", func(c *config) { c.password = "a password with spaces" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			fake := &fakeStore{password: "a password with spaces"}
 			srv := startFakeRESP(t, fakeRedis(fake))
-			cfg := benchTestConfig(srv.addr, benchProtoRESP)
+			cfg := testConfig(srv.addr, protoRESP)
 			tc.edit(&cfg)
 			if cfg.password == "" {
 				fake.password = ""
 			}
-			res := mustRunBench(t, cfg)
+			res := mustRunLoad(t, cfg)
 			if res.requests != cfg.requests || res.errors != 0 {
 				t.Fatalf("%d requests, %d errors; want %d, 0 (first error %q)", res.requests, res.errors, cfg.requests, res.firstErr)
 			}
 			get, put := "HGET", "HSET"
-			if cfg.typ == benchTypeString {
+			if cfg.typ == typeString {
 				get, put = "GET", "SET"
 			}
 			fake.mu.Lock()
@@ -573,9 +573,9 @@ func TestBenchRESPFake(t *testing.T) {
 				t.Errorf("%d AUTHs for %d clients", fake.calls["AUTH"], cfg.clients)
 			}
 			for name, vals := range fake.data {
-				if cfg.typ == benchTypeHash && cfg.buckets > 1 && !strings.HasPrefix(name, "bench:") ||
-					cfg.typ == benchTypeHash && cfg.buckets == 1 && name != "bench" ||
-					cfg.typ == benchTypeString && name != "" {
+				if cfg.typ == typeHash && cfg.buckets > 1 && !strings.HasPrefix(name, "bench:") ||
+					cfg.typ == typeHash && cfg.buckets == 1 && name != "bench" ||
+					cfg.typ == typeString && name != "" {
 					t.Errorf("wrote to %q", name)
 				}
 				for k, v := range vals {
@@ -596,9 +596,9 @@ func TestBenchRESPReplyShapes(t *testing.T) {
 		"*3\r\n$1\r\na\r\n*2\r\n:1\r\n*1\r\n+x\r\n-ERR inside\r\n", "-ERR outside\r\n"}
 	var n atomic.Int64
 	srv := startFakeRESP(t, func([]string) string { return replies[(n.Add(1)-1)%int64(len(replies))] })
-	cfg := benchTestConfig(srv.addr, benchProtoRESP)
+	cfg := testConfig(srv.addr, protoRESP)
 	cfg.clients, cfg.requests, cfg.pipeline = 1, 90, 8
-	res := mustRunBench(t, cfg)
+	res := mustRunLoad(t, cfg)
 	if res.errors != 10 || res.firstErr != "-ERR outside" {
 		t.Errorf("%d errors, first %q; want 10, -ERR outside", res.errors, res.firstErr)
 	}
@@ -609,8 +609,8 @@ func TestBenchReaders(t *testing.T) {
 	long := strings.Repeat("y", 100<<10)
 	for _, tc := range []struct {
 		in      string
-		text    bool    // a text-protocol reply
-		op      benchOp // for text
+		text    bool   // a text-protocol reply
+		op      opKind // for text
 		isErr   bool
 		wantErr error // nil: a valid reply
 	}{
@@ -625,44 +625,44 @@ func TestBenchReaders(t *testing.T) {
 		{in: "*-1\r\n"},
 		{in: "*2\r\n*2\r\n$1\r\na\r\n$-1\r\n:1\r\n"},
 		{in: "+OK\n"},
-		{in: "OK\r\n", text: true, op: benchPut},
-		{in: "NOT FOUND\r\n", text: true, op: benchPut, isErr: true},
-		{in: "NOT FOUND\r\n", text: true, op: benchGet, isErr: true},
-		{in: "COMMAND NOT IMPLEMENTED\r\n", text: true, op: benchGet, isErr: true},
-		{in: "ERROR node a unreachable\r\n", text: true, op: benchGet, isErr: true},
-		{in: "v\r\nOK\r\n", text: true, op: benchGet},
-		{in: "\r\nOK\r\n", text: true, op: benchGet},
-		{in: "ERROR\r\nOK\r\n", text: true, op: benchGet}, // a value, not an error
-		{in: long + "\r\nOK\r\n", text: true, op: benchGet},
-		{in: "OK\r\nOK\r\n", text: true, op: benchGet},
+		{in: "OK\r\n", text: true, op: opPut},
+		{in: "NOT FOUND\r\n", text: true, op: opPut, isErr: true},
+		{in: "NOT FOUND\r\n", text: true, op: opGet, isErr: true},
+		{in: "COMMAND NOT IMPLEMENTED\r\n", text: true, op: opGet, isErr: true},
+		{in: "ERROR node a unreachable\r\n", text: true, op: opGet, isErr: true},
+		{in: "v\r\nOK\r\n", text: true, op: opGet},
+		{in: "\r\nOK\r\n", text: true, op: opGet},
+		{in: "ERROR\r\nOK\r\n", text: true, op: opGet}, // a value, not an error
+		{in: long + "\r\nOK\r\n", text: true, op: opGet},
+		{in: "OK\r\nOK\r\n", text: true, op: opGet},
 
 		// Must fail.
 		{in: "", wantErr: io.ErrUnexpectedEOF},
 		{in: "+OK", wantErr: io.ErrUnexpectedEOF},
-		{in: "\r\n", wantErr: errBenchProtocol},
-		{in: "?\r\n", wantErr: errBenchProtocol},
-		{in: "_\r\n", wantErr: errBenchProtocol},
-		{in: "$\r\n", wantErr: errBenchProtocol},
-		{in: "$-2\r\n", wantErr: errBenchProtocol},
-		{in: "$x\r\n", wantErr: errBenchProtocol},
-		{in: "$+3\r\nabc\r\n", wantErr: errBenchProtocol},
-		{in: "$99999999999999999999\r\n", wantErr: errBenchProtocol},
-		{in: "$3\r\nabcd\r\n", wantErr: errBenchProtocol},
+		{in: "\r\n", wantErr: errProtocol},
+		{in: "?\r\n", wantErr: errProtocol},
+		{in: "_\r\n", wantErr: errProtocol},
+		{in: "$\r\n", wantErr: errProtocol},
+		{in: "$-2\r\n", wantErr: errProtocol},
+		{in: "$x\r\n", wantErr: errProtocol},
+		{in: "$+3\r\nabc\r\n", wantErr: errProtocol},
+		{in: "$99999999999999999999\r\n", wantErr: errProtocol},
+		{in: "$3\r\nabcd\r\n", wantErr: errProtocol},
 		{in: "$3\r\nab", wantErr: io.ErrUnexpectedEOF},
-		{in: "*x\r\n", wantErr: errBenchProtocol},
+		{in: "*x\r\n", wantErr: errProtocol},
 		{in: "*2\r\n:1\r\n", wantErr: io.ErrUnexpectedEOF},
-		{in: ":" + strings.Repeat("1", 40) + "\r\n", wantErr: errBenchProtocol},
-		{in: "$" + strconv.Itoa(2<<20) + "\r\n", wantErr: errBenchTooLarge},
-		{in: "*3\r\n$" + strconv.Itoa(600<<10) + "\r\n" + strings.Repeat("z", 600<<10) + "\r\n$" + strconv.Itoa(600<<10) + "\r\n", wantErr: errBenchTooLarge},
-		{in: "+" + strings.Repeat("z", 2<<20) + "\r\n", wantErr: errBenchTooLarge},
-		{in: strings.Repeat("*1\r\n", benchMaxDepth+1) + ":1\r\n", wantErr: errBenchTooDeep},
+		{in: ":" + strings.Repeat("1", 40) + "\r\n", wantErr: errProtocol},
+		{in: "$" + strconv.Itoa(2<<20) + "\r\n", wantErr: errTooLarge},
+		{in: "*3\r\n$" + strconv.Itoa(600<<10) + "\r\n" + strings.Repeat("z", 600<<10) + "\r\n$" + strconv.Itoa(600<<10) + "\r\n", wantErr: errTooLarge},
+		{in: "+" + strings.Repeat("z", 2<<20) + "\r\n", wantErr: errTooLarge},
+		{in: strings.Repeat("*1\r\n", maxDepth+1) + ":1\r\n", wantErr: errTooDeep},
 		{in: "*100000000\r\n" + strings.Repeat(":1\r\n", 1000), wantErr: io.ErrUnexpectedEOF},
-		{in: "v\r\n", text: true, op: benchGet, wantErr: io.ErrUnexpectedEOF},
-		{in: "v\r\nNOT OK\r\n", text: true, op: benchGet, wantErr: errBenchProtocol},
-		{in: "PONG\r\n", text: true, op: benchPut, wantErr: errBenchProtocol},
-		{in: strings.Repeat("z", 2<<20) + "\r\nOK\r\n", text: true, op: benchGet, wantErr: errBenchTooLarge},
+		{in: "v\r\n", text: true, op: opGet, wantErr: io.ErrUnexpectedEOF},
+		{in: "v\r\nNOT OK\r\n", text: true, op: opGet, wantErr: errProtocol},
+		{in: "PONG\r\n", text: true, op: opPut, wantErr: errProtocol},
+		{in: strings.Repeat("z", 2<<20) + "\r\nOK\r\n", text: true, op: opGet, wantErr: errTooLarge},
 	} {
-		rr := benchReader{r: bufio.NewReaderSize(strings.NewReader(tc.in), 64<<10), max: 1 << 20}
+		rr := replyReader{r: bufio.NewReaderSize(strings.NewReader(tc.in), 64<<10), max: 1 << 20}
 		var isErr bool
 		var err error
 		if tc.text {
@@ -690,7 +690,7 @@ func TestBenchReadersSplit(t *testing.T) {
 	t.Parallel()
 	in := "+OK\r\n$5\r\nhello\r\n*2\r\n$1\r\na\r\n:7\r\n-ERR e\r\n$-1\r\n"
 	for seed := range uint64(20) {
-		rr := benchReader{r: bufio.NewReaderSize(&choppyReader{s: in, rng: rand.New(rand.NewPCG(seed, 1))}, 16), max: 1 << 20}
+		rr := replyReader{r: bufio.NewReaderSize(&choppyReader{s: in, rng: rand.New(rand.NewPCG(seed, 1))}, 16), max: 1 << 20}
 		var errs int
 		for range 5 {
 			isErr, err := rr.readResp()
@@ -724,36 +724,36 @@ func (c *choppyReader) Read(p []byte) (int, error) {
 
 // TestBenchEncoders is not parallel: it counts allocations.
 func TestBenchEncoders(t *testing.T) {
-	cfg := defaultBenchConfig()
+	cfg := defaultConfig()
 	cfg.valueSize = 2
-	e := newBenchRESPEncoder(&cfg)
-	if got := string(e.appendRequest(nil, benchGet, 0, 42)); got != "*3\r\n$4\r\nHGET\r\n$5\r\nbench\r\n$6\r\nkey:42\r\n" {
+	e := newRESPEncoder(&cfg)
+	if got := string(e.appendRequest(nil, opGet, 0, 42)); got != "*3\r\n$4\r\nHGET\r\n$5\r\nbench\r\n$6\r\nkey:42\r\n" {
 		t.Errorf("HGET: %q", got)
 	}
-	if got := string(e.appendRequest(nil, benchPut, 0, 7)); got != "*4\r\n$4\r\nHSET\r\n$5\r\nbench\r\n$5\r\nkey:7\r\n$2\r\nxx\r\n" {
+	if got := string(e.appendRequest(nil, opPut, 0, 7)); got != "*4\r\n$4\r\nHSET\r\n$5\r\nbench\r\n$5\r\nkey:7\r\n$2\r\nxx\r\n" {
 		t.Errorf("HSET: %q", got)
 	}
 	cfg.buckets = 12
-	e = newBenchRESPEncoder(&cfg)
-	if got := string(e.appendRequest(nil, benchGet, 11, 0)); got != "*3\r\n$4\r\nHGET\r\n$8\r\nbench:11\r\n$5\r\nkey:0\r\n" {
+	e = newRESPEncoder(&cfg)
+	if got := string(e.appendRequest(nil, opGet, 11, 0)); got != "*3\r\n$4\r\nHGET\r\n$8\r\nbench:11\r\n$5\r\nkey:0\r\n" {
 		t.Errorf("HGET in bucket 11: %q", got)
 	}
-	cfg.buckets, cfg.typ = 1, benchTypeString
-	e = newBenchRESPEncoder(&cfg)
-	if got := string(e.appendRequest(nil, benchGet, 0, 1234567890)); got != "*2\r\n$3\r\nGET\r\n$14\r\nkey:1234567890\r\n" {
+	cfg.buckets, cfg.typ = 1, typeString
+	e = newRESPEncoder(&cfg)
+	if got := string(e.appendRequest(nil, opGet, 0, 1234567890)); got != "*2\r\n$3\r\nGET\r\n$14\r\nkey:1234567890\r\n" {
 		t.Errorf("GET: %q", got)
 	}
-	if got := string(e.appendRequest([]byte("A"), benchPut, 0, 1)); got != "A*3\r\n$3\r\nSET\r\n$5\r\nkey:1\r\n$2\r\nxx\r\n" {
+	if got := string(e.appendRequest([]byte("A"), opPut, 0, 1)); got != "A*3\r\n$3\r\nSET\r\n$5\r\nkey:1\r\n$2\r\nxx\r\n" {
 		t.Errorf("SET: %q", got)
 	}
-	cfg.typ, cfg.buckets = benchTypeHash, 2
-	te := newBenchTextEncoder(&cfg)
-	if got := string(te.appendRequest(te.appendRequest(nil, benchGet, 1, 5), benchPut, 0, 6)); got != "GET bench:1 key:5\r\nPUT bench:0 key:6 xx\r\n" {
+	cfg.typ, cfg.buckets = typeHash, 2
+	te := newTextEncoder(&cfg)
+	if got := string(te.appendRequest(te.appendRequest(nil, opGet, 1, 5), opPut, 0, 6)); got != "GET bench:1 key:5\r\nPUT bench:0 key:6 xx\r\n" {
 		t.Errorf("text: %q", got)
 	}
 	// Building a request allocates nothing once the buffer has grown.
 	buf := make([]byte, 0, 1024)
-	if n := testing.AllocsPerRun(100, func() { buf = e.appendRequest(buf[:0], benchPut, 0, 99999) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { buf = e.appendRequest(buf[:0], opPut, 0, 99999) }); n != 0 {
 		t.Errorf("%v allocations per request", n)
 	}
 }
@@ -762,7 +762,7 @@ func TestBenchEncoders(t *testing.T) {
 func TestBenchReaderAllocations(t *testing.T) {
 	reply := strings.Repeat("$3\r\nabc\r\n+OK\r\n*2\r\n:1\r\n$-1\r\n-ERR e\r\n", 200)
 	r := strings.NewReader(reply)
-	rr := benchReader{r: bufio.NewReaderSize(r, 64<<10), max: 1 << 20}
+	rr := replyReader{r: bufio.NewReaderSize(r, 64<<10), max: 1 << 20}
 	if n := testing.AllocsPerRun(100, func() {
 		r.Reset(reply)
 		rr.r.Reset(r)
@@ -800,7 +800,7 @@ func startRedis(t *testing.T) string {
 		// Up when it answers with its own process ID; a failure to bind
 		// makes it exit.
 		want := "process_id:" + strconv.Itoa(cmd.Process.Pid) + "\r\n"
-		deadline := time.Now().Add(benchTestTimeout)
+		deadline := time.Now().Add(testTimeout)
 		for time.Now().Before(deadline) {
 			select {
 			case <-exited:
@@ -827,15 +827,15 @@ func startRedis(t *testing.T) string {
 // reply: the text of a simple string, bulk string or integer, "-..." for
 // an error.
 func respDo(addr string, args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, benchTestTimeout)
+	c, err := net.DialTimeout("tcp", addr, testTimeout)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(benchTestTimeout))
+	c.SetDeadline(time.Now().Add(testTimeout))
 	req := []byte("*" + strconv.Itoa(len(args)) + "\r\n")
 	for _, a := range args {
-		req = benchAppendBulk(req, []byte(a))
+		req = appendBulk(req, []byte(a))
 	}
 	if _, err := c.Write(req); err != nil {
 		return "", err
@@ -896,11 +896,11 @@ func TestBenchRedis(t *testing.T) {
 	addr := startRedis(t)
 
 	// Strings, filled sequentially: every key written exactly once.
-	cfg := benchTestConfig(addr, benchProtoRESP)
-	cfg.typ, cfg.sequential, cfg.workload, cfg.requests, cfg.keyspace = benchTypeString, true, benchWorkloadPut, 2000, 2000
+	cfg := testConfig(addr, protoRESP)
+	cfg.typ, cfg.sequential, cfg.workload, cfg.requests, cfg.keyspace = typeString, true, workloadPut, 2000, 2000
 	cfg.clients, cfg.pipeline = 10, 3
 	mustRespDo(t, addr, "CONFIG", "RESETSTAT")
-	if res := mustRunBench(t, cfg); res.errors != 0 {
+	if res := mustRunLoad(t, cfg); res.errors != 0 {
 		t.Fatalf("%d errors: %s", res.errors, res.firstErr)
 	}
 	if n := mustRespDo(t, addr, "DBSIZE"); n != "2000" {
@@ -914,17 +914,17 @@ func TestBenchRedis(t *testing.T) {
 			t.Errorf("GET %s: %q", k, v)
 		}
 	}
-	cfg.workload, cfg.pipeline = benchWorkloadMixed, 16
-	if res := mustRunBench(t, cfg); res.errors != 0 || res.requests != 2000 {
+	cfg.workload, cfg.pipeline = workloadMixed, 16
+	if res := mustRunLoad(t, cfg); res.errors != 0 || res.requests != 2000 {
 		t.Errorf("mixed: %d requests, %d errors: %s", res.requests, res.errors, res.firstErr)
 	}
 
 	// Hashes in four buckets, filled sequentially: each key lands in one
 	// bucket once.
-	cfg = benchTestConfig(addr, benchProtoRESP)
-	cfg.sequential, cfg.workload, cfg.requests, cfg.keyspace, cfg.buckets = true, benchWorkloadPut, 1500, 1500, 4
+	cfg = testConfig(addr, protoRESP)
+	cfg.sequential, cfg.workload, cfg.requests, cfg.keyspace, cfg.buckets = true, workloadPut, 1500, 1500, 4
 	mustRespDo(t, addr, "CONFIG", "RESETSTAT")
-	mustRunBench(t, cfg)
+	mustRunLoad(t, cfg)
 	total := 0
 	for i := range 4 {
 		n, _ := strconv.Atoi(mustRespDo(t, addr, "HLEN", "bench:"+strconv.Itoa(i)))
@@ -939,16 +939,16 @@ func TestBenchRedis(t *testing.T) {
 
 	// Hash commands on a string key: every request is an error reply.
 	mustRespDo(t, addr, "SET", "notahash", "v")
-	cfg = benchTestConfig(addr, benchProtoRESP)
+	cfg = testConfig(addr, protoRESP)
 	cfg.bucket, cfg.pipeline = "notahash", 5
-	res := mustRunBench(t, cfg)
+	res := mustRunLoad(t, cfg)
 	if res.errors != cfg.requests || !strings.HasPrefix(res.firstErr, "-WRONGTYPE") {
 		t.Errorf("%d errors of %d requests, first %q", res.errors, cfg.requests, res.firstErr)
 	}
 
 	// AUTH with the wrong password stops the run.
 	cfg.password = "nope"
-	if _, err := runBench(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "AUTH refused: -") {
+	if _, err := runLoad(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "AUTH refused: -") {
 		t.Errorf("AUTH without a password set: %v", err)
 	}
 }

@@ -19,49 +19,49 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// The core of "dboutique bench": runBench takes a benchConfig, drives the
-// server with one goroutine per connection and returns a benchResult.
+// The core of "dboutique bench": runLoad takes a config, drives the
+// server with one goroutine per connection and returns a result.
 
-// Values of benchConfig's string fields.
+// Values of config's string fields.
 const (
-	benchProtoRESP = "resp"
-	benchProtoText = "text"
+	protoRESP = "resp"
+	protoText = "text"
 
-	benchTypeHash   = "hash"
-	benchTypeString = "string"
+	typeHash   = "hash"
+	typeString = "string"
 
-	benchWorkloadGet   = "get"
-	benchWorkloadPut   = "put"
-	benchWorkloadMixed = "mixed"
+	workloadGet   = "get"
+	workloadPut   = "put"
+	workloadMixed = "mixed"
 )
 
-// benchKeyPrefix starts every key: "key:<n>".
-const benchKeyPrefix = "key:"
+// keyPrefix starts every key: "key:<n>".
+const keyPrefix = "key:"
 
-// Limits of benchConfig.
+// Limits of config.
 const (
-	maxBenchClients   = 5000 // each holds a 140 KB latency histogram and a read buffer
-	maxBenchPipeline  = 100000
-	maxBenchValueSize = 32 << 20 // well under the reply cap
-	maxBenchBuckets   = 1000000
+	maxClients   = 5000 // each holds a 140 KB latency histogram and a read buffer
+	maxPipeline  = 100000
+	maxValueSize = 32 << 20 // well under the reply cap
+	maxBuckets   = 1000000
 
-	// benchReadBuffer is each connection's read buffer; longer replies are
+	// readBuffer is each connection's read buffer; longer replies are
 	// read through it.
-	benchReadBuffer = 16 << 10
+	readBuffer = 16 << 10
 
 	// Latency histogram range, in microseconds, and precision.
-	benchHistMin     = 1
-	benchHistMax     = 60 * 1000 * 1000
-	benchHistSigFigs = 3
+	histMin     = 1
+	histMax     = 60 * 1000 * 1000
+	histSigFigs = 3
 )
 
-// errBenchConfig marks a benchConfig that validate refuses.
-var errBenchConfig = errors.New("bench: invalid configuration")
+// errConfig marks a config that validate refuses.
+var errConfig = errors.New("bench: invalid configuration")
 
-// benchConfig is what runBench does. Start from defaultBenchConfig.
-type benchConfig struct {
+// config is what runLoad does. Start from defaultConfig.
+type config struct {
 	addr       string
-	proto      string        // benchProtoRESP or benchProtoText
+	proto      string        // protoRESP or protoText
 	clients    int           // connections, one goroutine each
 	requests   int64         // total requests, when duration is 0
 	duration   time.Duration // > 0: run this long instead
@@ -69,9 +69,9 @@ type benchConfig struct {
 	keyspace   int64         // keys are key:0 .. key:keyspace-1
 	sequential bool          // key n = a shared counter mod keyspace, not random
 	valueSize  int           // bytes of 'x' per value
-	workload   string        // benchWorkloadGet, benchWorkloadPut or benchWorkloadMixed
-	getRatio   float64       // share of gets in benchWorkloadMixed
-	typ        string        // benchTypeHash or benchTypeString
+	workload   string        // workloadGet, workloadPut or workloadMixed
+	getRatio   float64       // share of gets in workloadMixed
+	typ        string        // typeHash or typeString
 	buckets    int           // buckets to spread over; hash type only
 	bucket     string        // bucket name, or prefix of "name:<i>" when buckets > 1
 	password   string        // sent with AUTH first when not empty
@@ -86,18 +86,18 @@ type benchConfig struct {
 	maxReply    int64         // bytes in one reply; 0: 64 MiB
 }
 
-func defaultBenchConfig() benchConfig {
-	return benchConfig{
+func defaultConfig() config {
+	return config{
 		addr:      "127.0.0.1:4040",
-		proto:     benchProtoRESP,
+		proto:     protoRESP,
 		clients:   50,
 		requests:  100000,
 		pipeline:  1,
 		keyspace:  100000,
 		valueSize: 3,
-		workload:  benchWorkloadMixed,
+		workload:  workloadMixed,
 		getRatio:  0.9,
-		typ:       benchTypeHash,
+		typ:       typeHash,
 		buckets:   1,
 		bucket:    "bench",
 		progress:  time.Second,
@@ -106,49 +106,49 @@ func defaultBenchConfig() benchConfig {
 
 // validate checks the configuration and fills in the zero timeouts and
 // caps. Errors name the flag to change.
-func (c *benchConfig) validate() error {
+func (c *config) validate() error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", errBenchConfig, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s", errConfig, fmt.Sprintf(format, args...))
 	}
 	if _, _, err := net.SplitHostPort(c.addr); err != nil {
 		return bad("--addr %q: want host:port", c.addr)
 	}
 	switch {
-	case c.proto != benchProtoRESP && c.proto != benchProtoText:
+	case c.proto != protoRESP && c.proto != protoText:
 		return bad("--proto %q: want resp or text", c.proto)
-	case c.typ != benchTypeHash && c.typ != benchTypeString:
+	case c.typ != typeHash && c.typ != typeString:
 		return bad("--type %q: want hash or string", c.typ)
-	case c.typ == benchTypeString && c.proto == benchProtoText:
+	case c.typ == typeString && c.proto == protoText:
 		return bad("--type string needs --proto resp: the text protocol has no plain keys, only buckets")
-	case c.workload != benchWorkloadGet && c.workload != benchWorkloadPut && c.workload != benchWorkloadMixed:
+	case c.workload != workloadGet && c.workload != workloadPut && c.workload != workloadMixed:
 		return bad("--workload %q: want get, put or mixed", c.workload)
 	case !(c.getRatio >= 0 && c.getRatio <= 1): // also refuses NaN
 		return bad("--get-ratio %v: want a number from 0 to 1", c.getRatio)
-	case c.clients < 1 || c.clients > maxBenchClients:
-		return bad("--clients %d: want 1 to %d", c.clients, maxBenchClients)
+	case c.clients < 1 || c.clients > maxClients:
+		return bad("--clients %d: want 1 to %d", c.clients, maxClients)
 	case c.duration < 0:
 		return bad("--duration %v: negative", c.duration)
 	case c.duration == 0 && c.requests < 1:
 		return bad("--requests %d: want at least 1 (or a --duration)", c.requests)
-	case c.pipeline < 1 || c.pipeline > maxBenchPipeline:
-		return bad("--pipeline %d: want 1 to %d", c.pipeline, maxBenchPipeline)
+	case c.pipeline < 1 || c.pipeline > maxPipeline:
+		return bad("--pipeline %d: want 1 to %d", c.pipeline, maxPipeline)
 	case c.keyspace < 1:
 		return bad("--keyspace %d: want at least 1", c.keyspace)
-	case c.valueSize < 1 || c.valueSize > maxBenchValueSize:
-		return bad("--value-size %d: want 1 to %d", c.valueSize, maxBenchValueSize)
-	case c.buckets < 1 || c.buckets > maxBenchBuckets:
-		return bad("--buckets %d: want 1 to %d", c.buckets, maxBenchBuckets)
-	case c.buckets > 1 && c.typ == benchTypeString:
+	case c.valueSize < 1 || c.valueSize > maxValueSize:
+		return bad("--value-size %d: want 1 to %d", c.valueSize, maxValueSize)
+	case c.buckets < 1 || c.buckets > maxBuckets:
+		return bad("--buckets %d: want 1 to %d", c.buckets, maxBuckets)
+	case c.buckets > 1 && c.typ == typeString:
 		return bad("--buckets %d: buckets need --type hash", c.buckets)
 	case c.progress < 0:
 		return bad("--progress %v: negative", c.progress)
 	case c.dialTimeout < 0 || c.readTimeout < 0 || c.maxReply < 0:
 		return bad("negative timeout or reply cap")
 	}
-	if c.typ == benchTypeHash && !benchIsWord(c.bucket) {
+	if c.typ == typeHash && !isWord(c.bucket) {
 		return bad("--bucket %q: want one word, without spaces or line breaks", c.bucket)
 	}
-	if c.password != "" && c.proto == benchProtoText && !benchIsWord(c.password) {
+	if c.password != "" && c.proto == protoText && !isWord(c.password) {
 		return bad("--password: the text protocol takes a password of one word")
 	}
 	if c.progress > 0 && c.progressOut == nil {
@@ -166,14 +166,14 @@ func (c *benchConfig) validate() error {
 	return nil
 }
 
-// benchIsWord reports whether s is a non-empty word of the text protocol.
-func benchIsWord(s string) bool {
+// isWord reports whether s is a non-empty word of the text protocol.
+func isWord(s string) bool {
 	return s != "" && !strings.ContainsAny(s, " \t\r\n")
 }
 
 // bucketNames lists the buckets in use: the bucket itself, or
 // "bucket:0" .. "bucket:N-1".
-func (c *benchConfig) bucketNames() []string {
+func (c *config) bucketNames() []string {
 	if c.buckets == 1 {
 		return []string{c.bucket}
 	}
@@ -184,8 +184,8 @@ func (c *benchConfig) bucketNames() []string {
 	return names
 }
 
-// benchResult is what a run measured.
-type benchResult struct {
+// result is what a run measured.
+type result struct {
 	requests int64 // replies received, errors included
 	gets     int64
 	puts     int64
@@ -197,7 +197,7 @@ type benchResult struct {
 }
 
 // rps is the throughput in requests per second.
-func (r *benchResult) rps() float64 {
+func (r *result) rps() float64 {
 	if r.elapsed <= 0 {
 		return 0
 	}
@@ -205,18 +205,18 @@ func (r *benchResult) rps() float64 {
 }
 
 // percentileMs is the latency at percentile p (0..100) in milliseconds.
-func (r *benchResult) percentileMs(p float64) float64 {
+func (r *result) percentileMs(p float64) float64 {
 	return float64(r.latency.ValueAtQuantile(p)) / 1000
 }
 
 // maxMs is the highest latency in milliseconds.
-func (r *benchResult) maxMs() float64 {
+func (r *result) maxMs() float64 {
 	return float64(r.latency.Max()) / 1000
 }
 
-// benchRun is the state the clients of one run share.
-type benchRun struct {
-	cfg   *benchConfig
+// runState is the state the clients of one run share.
+type runState struct {
+	cfg   *config
 	total int64 // requests to send; math.MaxInt64 with a duration
 
 	issued   atomic.Int64 // requests claimed by clients so far
@@ -226,21 +226,21 @@ type benchRun struct {
 	failOnce sync.Once
 	failErr  error // the first failure; written once under failOnce
 
-	clients []*benchClient
+	clients []*client
 }
 
-// benchClient is one connection and the goroutine that drives it.
-type benchClient struct {
+// client is one connection and the goroutine that drives it.
+type client struct {
 	id   int
-	run  *benchRun
+	run  *runState
 	conn net.Conn
-	rr   benchReader
+	rr   replyReader
 	rng  *rand.Rand
-	resp *benchRESPEncoder // one of resp and text is set
-	text *benchTextEncoder
+	resp *respEncoder // one of resp and text is set
+	text *textEncoder
 
-	buf  []byte    // the batch being written
-	ops  []benchOp // the kind of each request in buf
+	buf  []byte   // the batch being written
+	ops  []opKind // the kind of each request in buf
 	hist *hdrhistogram.Histogram
 
 	gets, puts int64
@@ -251,17 +251,17 @@ type benchClient struct {
 	errs atomic.Int64
 }
 
-// runBench connects cfg.clients connections, authenticates them, creates
+// runLoad connects cfg.clients connections, authenticates them, creates
 // the buckets if the protocol needs it, then sends requests until
 // cfg.requests are answered, cfg.duration has passed or ctx is cancelled
 // (in the last two cases each client finishes its batch in flight). A
 // failure to connect, a broken connection or a reply it cannot parse stops
 // the run and is returned. Error replies are counted, not returned.
-func runBench(ctx context.Context, cfg benchConfig) (*benchResult, error) {
+func runLoad(ctx context.Context, cfg config) (*result, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	run := &benchRun{cfg: &cfg, total: cfg.requests}
+	run := &runState{cfg: &cfg, total: cfg.requests}
 	if cfg.duration > 0 {
 		run.total = math.MaxInt64
 	}
@@ -299,7 +299,7 @@ func runBench(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 		return nil, run.failErr
 	}
 
-	res := &benchResult{elapsed: elapsed, latency: hdrhistogram.New(benchHistMin, benchHistMax, benchHistSigFigs)}
+	res := &result{elapsed: elapsed, latency: hdrhistogram.New(histMin, histMax, histSigFigs)}
 	for _, c := range run.clients {
 		res.requests += c.done.Load()
 		res.errors += c.errs.Load()
@@ -315,7 +315,7 @@ func runBench(ctx context.Context, cfg benchConfig) (*benchResult, error) {
 
 // connect dials every connection, sends AUTH on each and, for the text
 // protocol, creates the buckets. None of this is timed.
-func (run *benchRun) connect(ctx context.Context) error {
+func (run *runState) connect(ctx context.Context) error {
 	cfg := run.cfg
 	d := net.Dialer{Timeout: cfg.dialTimeout}
 	for i := range cfg.clients {
@@ -323,20 +323,20 @@ func (run *benchRun) connect(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("cannot connect to %s: %w", cfg.addr, err)
 		}
-		c := &benchClient{
+		c := &client{
 			id:   i,
 			run:  run,
 			conn: conn,
-			rr:   benchReader{r: bufio.NewReaderSize(conn, benchReadBuffer), max: cfg.maxReply, keepErr: true},
+			rr:   replyReader{r: bufio.NewReaderSize(conn, readBuffer), max: cfg.maxReply, keepErr: true},
 			// Seeded from the client index: runs are repeatable.
 			rng:  rand.New(rand.NewPCG(uint64(i), 0x64626f7574697175)),
-			ops:  make([]benchOp, cfg.pipeline),
-			hist: hdrhistogram.New(benchHistMin, benchHistMax, benchHistSigFigs),
+			ops:  make([]opKind, cfg.pipeline),
+			hist: hdrhistogram.New(histMin, histMax, histSigFigs),
 		}
-		if cfg.proto == benchProtoRESP {
-			c.resp = newBenchRESPEncoder(cfg)
+		if cfg.proto == protoRESP {
+			c.resp = newRESPEncoder(cfg)
 		} else {
-			c.text = newBenchTextEncoder(cfg)
+			c.text = newTextEncoder(cfg)
 		}
 		run.clients = append(run.clients, c)
 		if cfg.password != "" {
@@ -345,7 +345,7 @@ func (run *benchRun) connect(ctx context.Context) error {
 			}
 		}
 	}
-	if cfg.proto == benchProtoText && cfg.typ == benchTypeHash {
+	if cfg.proto == protoText && cfg.typ == typeHash {
 		for _, b := range cfg.bucketNames() {
 			if err := run.clients[0].setup("CREATE", b); err != nil {
 				return err
@@ -356,10 +356,10 @@ func (run *benchRun) connect(ctx context.Context) error {
 }
 
 // setup sends the command "verb arg" and fails unless it succeeds.
-func (c *benchClient) setup(verb, arg string) error {
+func (c *client) setup(verb, arg string) error {
 	var req []byte
 	if c.resp != nil {
-		req = benchAppendBulk(benchAppendBulk([]byte("*2\r\n"), []byte(verb)), []byte(arg))
+		req = appendBulk(appendBulk([]byte("*2\r\n"), []byte(verb)), []byte(arg))
 	} else {
 		req = []byte(verb + " " + arg + "\r\n")
 	}
@@ -368,7 +368,7 @@ func (c *benchClient) setup(verb, arg string) error {
 		return fmt.Errorf("connection %d: %s: %w", c.id, verb, err)
 	}
 	c.rr.keepErr = true
-	isErr, err := c.read(benchPut)
+	isErr, err := c.read(opPut)
 	if err != nil {
 		return fmt.Errorf("connection %d: %s: %w", c.id, verb, err)
 	}
@@ -380,7 +380,7 @@ func (c *benchClient) setup(verb, arg string) error {
 }
 
 // read reads the reply to one request of kind op.
-func (c *benchClient) read(op benchOp) (isErr bool, err error) {
+func (c *client) read(op opKind) (isErr bool, err error) {
 	if c.resp != nil {
 		return c.rr.readResp()
 	}
@@ -389,7 +389,7 @@ func (c *benchClient) read(op benchOp) (isErr bool, err error) {
 
 // fail records the first failure and stops every client at once: their
 // deadlines pass now, so reads blocked on a stuck server return.
-func (run *benchRun) fail(err error) {
+func (run *runState) fail(err error) {
 	run.failOnce.Do(func() {
 		run.failErr = err
 		run.aborted.Store(true)
@@ -401,7 +401,7 @@ func (run *benchRun) fail(err error) {
 
 // claim takes the next batch of up to pipeline requests and returns the
 // index of its first request and its size; 0 when there is no more work.
-func (run *benchRun) claim(pipeline int) (first int64, n int) {
+func (run *runState) claim(pipeline int) (first int64, n int) {
 	if run.stopping.Load() || run.aborted.Load() {
 		return 0, 0
 	}
@@ -414,7 +414,7 @@ func (run *benchRun) claim(pipeline int) (first int64, n int) {
 }
 
 // loop runs batches until there are no more.
-func (c *benchClient) loop() error {
+func (c *client) loop() error {
 	cfg := c.run.cfg
 	timeout := cfg.readTimeout
 	refresh := min(time.Second, timeout/4)
@@ -425,13 +425,13 @@ func (c *benchClient) loop() error {
 		}
 		c.buf = c.buf[:0]
 		for i := range n {
-			op := benchPut
+			op := opPut
 			switch cfg.workload {
-			case benchWorkloadGet:
-				op = benchGet
-			case benchWorkloadMixed:
+			case workloadGet:
+				op = opGet
+			case workloadMixed:
 				if c.rng.Float64() < cfg.getRatio {
-					op = benchGet
+					op = opGet
 				}
 			}
 			var key uint64
@@ -474,11 +474,11 @@ func (c *benchClient) loop() error {
 				return c.broken(err)
 			}
 			us := time.Since(t0).Microseconds()
-			c.hist.RecordValue(min(max(us, benchHistMin), benchHistMax))
+			c.hist.RecordValue(min(max(us, histMin), histMax))
 			if isErr {
 				errs++
 			}
-			if c.ops[i] == benchGet {
+			if c.ops[i] == opGet {
 				c.gets++
 			} else {
 				c.puts++
@@ -493,7 +493,7 @@ func (c *benchClient) loop() error {
 
 // broken explains err, met on the connection; nil when the run was
 // already aborted by another client's failure, which caused it.
-func (c *benchClient) broken(err error) error {
+func (c *client) broken(err error) error {
 	if c.run.aborted.Load() {
 		return nil
 	}
@@ -514,7 +514,7 @@ func (c *benchClient) broken(err error) error {
 
 // control stops the run when its duration has passed or ctx is cancelled,
 // and writes a progress line every cfg.progress until finished is closed.
-func (run *benchRun) control(ctx context.Context, start time.Time, finished <-chan struct{}) {
+func (run *runState) control(ctx context.Context, start time.Time, finished <-chan struct{}) {
 	cfg := run.cfg
 	var timeUp <-chan time.Time
 	if cfg.duration > 0 {
