@@ -21,15 +21,16 @@ import (
 
 // infoEnv is what INFO reports beyond the node's own Stats.
 type infoEnv struct {
-	started time.Time    // when the node started
-	cluster string       // --cluster
-	ranges  string       // --ranges; empty: consistent hashing
-	tcpPort atomic.Int64 // the client port, once listening
+	started   time.Time    // when the node started
+	version   string       // the module version (buildVersion)
+	cluster   string       // --cluster
+	placement string       // how buckets are placed (placementName)
+	tcpPort   atomic.Int64 // the client port, once listening
 }
 
 // newInfoEnv starts the clock of uptime_in_seconds.
 func newInfoEnv(cfg config) *infoEnv {
-	return &infoEnv{started: time.Now(), cluster: cfg.cluster, ranges: cfg.ranges}
+	return &infoEnv{started: time.Now(), version: buildVersion(), cluster: cfg.cluster, placement: placementName(cfg.ranges)}
 }
 
 // listening records the client address (the listener is made after the
@@ -43,80 +44,109 @@ func (e *infoEnv) listening(a net.Addr) {
 // nodeInfo returns the function INFO calls for the sections "Server",
 // "Memory", "Cluster", "Replication", "Keyspace" and "Stats".
 func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
-	version := buildVersion()
-	placement := placementName(env.ranges)
 	return func() []textproto.InfoSection {
 		st := nd.Stats()
-		port := env.tcpPort.Load()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		live := heapLive()
-		if ms.NumGC == 0 {
-			live = ms.HeapAlloc // no collection has measured the live heap yet
-		}
-		rss := residentBytes()
 		return []textproto.InfoSection{
 			{Name: "Server", Fields: []textproto.InfoField{
-				{Name: "dboutique_version", Value: version},
-				{Name: "go_version", Value: runtime.Version()},
-				{Name: "os", Value: runtime.GOOS + " " + runtime.GOARCH},
-				{Name: "process_id", Value: strconv.Itoa(os.Getpid())},
-				{Name: "uptime_in_seconds", Value: strconv.FormatInt(int64(time.Since(env.started)/time.Second), 10)},
-				{Name: "node_name", Value: nd.Name()},
-				{Name: "peer_id", Value: nd.ID()},
-				{Name: "tcp_port", Value: strconv.FormatInt(port, 10)},
-				{Name: "placement", Value: placement},
+				field("dboutique_version", env.version),
+				field("go_version", runtime.Version()),
+				field("os", runtime.GOOS+" "+runtime.GOARCH),
+				field("process_id", os.Getpid()),
+				field("uptime_in_seconds", int64(time.Since(env.started)/time.Second)),
+				field("node_name", nd.Name()),
+				field("peer_id", nd.ID()),
+				field("tcp_port", env.tcpPort.Load()),
+				field("placement", env.placement),
 			}},
-			{Name: "Memory", Fields: []textproto.InfoField{
-				{Name: "used_memory", Value: u64(live)},
-				{Name: "used_memory_human", Value: humanBytes(live)},
-				{Name: "used_memory_rss", Value: u64(rss)},
-				{Name: "used_memory_rss_human", Value: humanBytes(rss)},
-				{Name: "heap_alloc", Value: u64(ms.HeapAlloc)},
-				{Name: "heap_sys", Value: u64(ms.HeapSys)},
-				{Name: "gc_cycles", Value: strconv.FormatUint(uint64(ms.NumGC), 10)},
-			}},
+			{Name: "Memory", Fields: memoryInfo()},
 			{Name: "Cluster", Fields: []textproto.InfoField{
-				{Name: "cluster_name", Value: env.cluster},
-				{Name: "members_alive", Value: strconv.Itoa(st.MembersAlive)},
-				{Name: "members_joining", Value: strconv.Itoa(st.MembersJoining)},
-				{Name: "members_dead", Value: strconv.Itoa(st.MembersDead)},
-				{Name: "members_left", Value: strconv.Itoa(st.MembersLeft)},
-				{Name: "replicas", Value: strconv.Itoa(st.Replicas)},
-				{Name: "settled", Value: flag01(st.Settled)},
-				{Name: "sync_in_progress", Value: flag01(st.SyncInProgress)},
-				{Name: "sync_passes", Value: u64(st.SyncPasses)},
-				{Name: "sync_passes_incomplete", Value: u64(st.SyncPassesIncomplete)},
-				{Name: "last_sync_pass_ms", Value: millis(st.LastSyncPass)},
-				{Name: "view_epoch", Value: u64(st.Epoch)},
-				{Name: "view_term", Value: u64(st.Term)},
-				{Name: "leased", Value: flag01(st.Leased)},
-				{Name: "joined", Value: flag01(st.Joined)},
+				field("cluster_name", env.cluster),
+				field("members_alive", st.MembersAlive),
+				field("members_joining", st.MembersJoining),
+				field("members_dead", st.MembersDead),
+				field("members_left", st.MembersLeft),
+				field("replicas", st.Replicas),
+				field("settled", st.Settled),
+				field("sync_in_progress", st.SyncInProgress),
+				field("sync_passes", st.SyncPasses),
+				field("sync_passes_incomplete", st.SyncPassesIncomplete),
+				field("last_sync_pass_ms", st.LastSyncPass),
+				field("view_epoch", st.Epoch),
+				field("view_term", st.Term),
+				field("leased", st.Leased),
+				field("joined", st.Joined),
 			}},
 			{Name: "Replication", Fields: []textproto.InfoField{
-				{Name: "replications", Value: u64(st.Replications)},
-				{Name: "replicated_writes", Value: u64(st.ReplicatedWrites)},
-				{Name: "replications_in_flight", Value: strconv.FormatInt(st.ReplicationsInFlight, 10)},
-				{Name: "replication_errors", Value: u64(st.ReplicationErrors)},
-				{Name: "replication_avg_latency_ms", Value: millis(st.ReplicationLatency.Mean())},
+				field("replications", st.Replications),
+				field("replicated_writes", st.ReplicatedWrites),
+				field("replications_in_flight", st.ReplicationsInFlight),
+				field("replication_errors", st.ReplicationErrors),
+				field("replication_avg_latency_ms", st.ReplicationLatency.Mean()),
 			}},
 			{Name: "Keyspace", Fields: []textproto.InfoField{
-				{Name: "buckets", Value: strconv.Itoa(st.Store.Buckets)},
-				{Name: "keys", Value: strconv.Itoa(st.Store.Keys)},
-				{Name: "tombstones", Value: strconv.Itoa(st.Store.Tombstones)},
-				{Name: "bytes", Value: strconv.FormatInt(st.Store.Bytes, 10)},
+				field("buckets", st.Store.Buckets),
+				field("keys", st.Store.Keys),
+				field("tombstones", st.Store.Tombstones),
+				field("bytes", st.Store.Bytes),
 			}},
 			{Name: "Stats", Fields: []textproto.InfoField{
-				{Name: "forwarded_ops", Value: u64(st.ForwardedOps)},
-				{Name: "forward_messages", Value: u64(st.ForwardMessages)},
-				{Name: "forward_errors", Value: u64(st.ForwardErrors)},
-				{Name: "rebalance_copies_sent", Value: u64(st.CopiesSent)},
-				{Name: "rebalance_keys_sent", Value: u64(st.KeysSent)},
-				{Name: "rebalance_bytes_sent", Value: u64(st.BytesSent)},
-				{Name: "rebalance_copies_removed", Value: u64(st.CopiesRemoved)},
+				field("forwarded_ops", st.ForwardedOps),
+				field("forward_messages", st.ForwardMessages),
+				field("forward_errors", st.ForwardErrors),
+				field("rebalance_copies_sent", st.CopiesSent),
+				field("rebalance_keys_sent", st.KeysSent),
+				field("rebalance_bytes_sent", st.BytesSent),
+				field("rebalance_copies_removed", st.CopiesRemoved),
 			}},
 		}
 	}
+}
+
+// memoryInfo is the section about the process's memory, read at each call.
+func memoryInfo() []textproto.InfoField {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	live := heapLive()
+	if ms.NumGC == 0 {
+		live = ms.HeapAlloc // no collection has measured the live heap yet
+	}
+	rss := residentBytes()
+	return []textproto.InfoField{
+		field("used_memory", live),
+		field("used_memory_human", humanBytes(live)),
+		field("used_memory_rss", rss),
+		field("used_memory_rss_human", humanBytes(rss)),
+		field("heap_alloc", ms.HeapAlloc),
+		field("heap_sys", ms.HeapSys),
+		field("gc_cycles", ms.NumGC),
+	}
+}
+
+// field is one INFO field. Its value is written by its type, as Redis
+// writes its own: numbers in decimal, flags as 1 or 0, and durations in
+// milliseconds with three decimals (the fields that hold one end in _ms).
+func field[T string | int | int64 | uint32 | uint64 | bool | time.Duration](name string, v T) textproto.InfoField {
+	var s string
+	switch v := any(v).(type) {
+	case string:
+		s = v
+	case int:
+		s = strconv.Itoa(v)
+	case int64:
+		s = strconv.FormatInt(v, 10)
+	case uint32:
+		s = strconv.FormatUint(uint64(v), 10)
+	case uint64:
+		s = strconv.FormatUint(v, 10)
+	case bool:
+		s = "0"
+		if v {
+			s = "1"
+		}
+	case time.Duration:
+		s = strconv.FormatFloat(float64(v)/float64(time.Millisecond), 'f', 3, 64)
+	}
+	return textproto.InfoField{Name: name, Value: s}
 }
 
 // placementName says how buckets are placed: by the --ranges table, or by
@@ -181,19 +211,4 @@ func humanBytes(n uint64) string {
 		i++
 	}
 	return strconv.FormatFloat(v, 'f', 2, 64) + units[i:i+1]
-}
-
-func u64(n uint64) string { return strconv.FormatUint(n, 10) }
-
-// millis formats d in milliseconds with three decimals.
-func millis(d time.Duration) string {
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64)
-}
-
-// flag01 formats b as Redis does its flags: 1 or 0.
-func flag01(b bool) string {
-	if b {
-		return "1"
-	}
-	return "0"
 }
