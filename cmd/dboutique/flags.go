@@ -259,10 +259,7 @@ the command line wins over the environment.
 Flags:
 `)
 	for _, s := range flagSpecs(&cfg) {
-		def := s.value.String()
-		if def == "" {
-			def = "none"
-		}
+		def := cmp.Or(s.value.String(), "none")
 		fmt.Fprintf(&b, "  --%s", s.name)
 		if s.arg != "" {
 			b.WriteString(" " + s.arg)

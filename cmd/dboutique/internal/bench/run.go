@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -154,15 +155,9 @@ func (c *config) validate() error {
 	if c.progress > 0 && c.progressOut == nil {
 		c.progressOut = io.Discard
 	}
-	if c.dialTimeout == 0 {
-		c.dialTimeout = 10 * time.Second
-	}
-	if c.readTimeout == 0 {
-		c.readTimeout = 30 * time.Second
-	}
-	if c.maxReply == 0 {
-		c.maxReply = 64 << 20
-	}
+	c.dialTimeout = cmp.Or(c.dialTimeout, 10*time.Second)
+	c.readTimeout = cmp.Or(c.readTimeout, 30*time.Second)
+	c.maxReply = cmp.Or(c.maxReply, 64<<20)
 	return nil
 }
 
