@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/p2p/deadline"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -57,29 +58,10 @@ type conn struct {
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{srv: s, nc: nc, authed: len(s.cfg.Password) == 0, id: s.accepted.Add(1)}
 	c.lines = lineReader{r: bufio.NewReaderSize(nc, bufSize), max: s.cfg.MaxLineBytes}
-	c.w = bufio.NewWriterSize(&deadlineWriter{nc: nc, timeout: s.cfg.WriteTimeout}, bufSize)
+	// The write deadline keeps a client that stops reading from holding
+	// the goroutine for ever.
+	c.w = bufio.NewWriterSize(&deadline.Writer{W: nc, Timeout: s.cfg.WriteTimeout}, bufSize)
 	return c
-}
-
-// deadlineWriter keeps a write deadline on the socket, so a client that
-// stops reading cannot hold its goroutine for ever. Moving a deadline
-// costs a timer update in the runtime, so it is moved only when it has
-// come within a sixteenth of the timeout: each write still has at least
-// 15/16 of the timeout to finish.
-type deadlineWriter struct {
-	nc       net.Conn
-	timeout  time.Duration
-	deadline time.Time // the one set last
-}
-
-func (d *deadlineWriter) Write(p []byte) (int, error) {
-	if now := time.Now(); d.deadline.Sub(now) < d.timeout-d.timeout/16 {
-		d.deadline = now.Add(d.timeout)
-		if err := d.nc.SetWriteDeadline(d.deadline); err != nil {
-			return 0, err
-		}
-	}
-	return d.nc.Write(p)
 }
 
 // wake makes a connection blocked waiting for a request return from its
