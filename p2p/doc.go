@@ -55,7 +55,8 @@
 // once, and replies are matched to requests by id. Each stream has one
 // writer, which sends queued frames together and flushes when nothing more
 // is queued, and one reader. Every frame read has a size cap and
-// deadlines. Incoming requests each run in their own goroutine, up to a
+// deadlines, and every write a deadline (package deadline, which textproto
+// shares). Incoming requests each run in their own goroutine, up to a
 // per-stream limit; a handler panic becomes an error reply. Idle streams
 // are closed. The frame format is described in rpc_frame.go.
 //

@@ -16,6 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/zap"
+
+	"github.com/dboutique/dboutique/p2p/deadline"
 )
 
 // Errors returned by RPC. Returned errors wrap them with details; test with
@@ -72,7 +74,7 @@ type RPCConfig struct {
 	CallTimeout time.Duration
 	// FrameTimeout is how long the rest of a frame may take once its first
 	// byte has been read (default 10 s). It also bounds each write: a write
-	// that makes no progress fails after between one and two FrameTimeouts.
+	// that makes no progress fails after between 15/8 and two FrameTimeouts.
 	FrameTimeout time.Duration
 	// IdleTimeout closes an outbound stream that has had nothing in flight and
 	// no traffic for this long (default 2 min); the next call opens a new one.
@@ -105,6 +107,10 @@ const (
 	minFrameBytes = 4 << 10
 	// inboundIdleFactor multiplies IdleTimeout for inbound streams.
 	inboundIdleFactor = 3
+	// writeTimeoutFrames multiplies FrameTimeout for the write deadline.
+	// deadline.Writer gives each write 15/16 of its Timeout to all of it,
+	// so two FrameTimeouts give every write at least one.
+	writeTimeoutFrames = 2
 	// streamQueueLen is the capacity of a stream's outgoing frame queue.
 	streamQueueLen = 128
 	// streamBufferSize is the size of each stream's read and write buffers.
@@ -886,8 +892,7 @@ func errorText(err error) []byte {
 // stream and calls onFail, if set.
 func (r *RPC) writeLoop(s network.Stream, queue <-chan outFrame, stop <-chan struct{}, onFail func()) {
 	defer r.wg.Done()
-	dw := &deadlineWriter{s: s, timeout: r.cfg.FrameTimeout}
-	bw := r.getWriter(dw)
+	bw := r.getWriter(&deadline.Writer{W: s, Timeout: writeTimeoutFrames * r.cfg.FrameTimeout})
 	defer r.putWriter(bw)
 	for {
 		var f outFrame
@@ -946,27 +951,6 @@ func writeQueued(bw *bufio.Writer, f outFrame) error {
 		f.c.done <- callResult{} // abandoned: the caller waits in release
 	}
 	return err
-}
-
-// deadlineWriter sets a write deadline before writes to the stream. To spare
-// a timer per write, the deadline is set two FrameTimeouts ahead and renewed
-// only when less than one remains, so every write has between one and two
-// FrameTimeouts to complete.
-type deadlineWriter struct {
-	s        network.Stream
-	timeout  time.Duration
-	deadline time.Time
-}
-
-func (w *deadlineWriter) Write(p []byte) (int, error) {
-	now := time.Now()
-	if w.deadline.Sub(now) < w.timeout {
-		w.deadline = now.Add(2 * w.timeout)
-		if err := w.s.SetWriteDeadline(w.deadline); err != nil {
-			return 0, err
-		}
-	}
-	return w.s.Write(p)
 }
 
 // frameReader reads frames from a stream with the idle and frame deadlines.
