@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -128,27 +129,15 @@ func (c *RPCConfig) validate() error {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
-	if c.StreamsPerPeer == 0 {
-		c.StreamsPerPeer = defaultStreamsPerPeer
-	}
-	if c.MaxFrameBytes == 0 {
-		c.MaxFrameBytes = defaultMaxFrameBytes
-	}
+	c.StreamsPerPeer = cmp.Or(c.StreamsPerPeer, defaultStreamsPerPeer)
+	c.MaxFrameBytes = cmp.Or(c.MaxFrameBytes, defaultMaxFrameBytes)
 	if c.MaxFrameBytes < minFrameBytes {
 		return fmt.Errorf("%w: MaxFrameBytes %d is below %d", ErrInvalidRPCConfig, c.MaxFrameBytes, minFrameBytes)
 	}
-	if c.CallTimeout == 0 {
-		c.CallTimeout = defaultCallTimeout
-	}
-	if c.FrameTimeout == 0 {
-		c.FrameTimeout = defaultFrameTimeout
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = defaultIdleTimeout
-	}
-	if c.MaxInflight == 0 {
-		c.MaxInflight = defaultMaxInflight
-	}
+	c.CallTimeout = cmp.Or(c.CallTimeout, defaultCallTimeout)
+	c.FrameTimeout = cmp.Or(c.FrameTimeout, defaultFrameTimeout)
+	c.IdleTimeout = cmp.Or(c.IdleTimeout, defaultIdleTimeout)
+	c.MaxInflight = cmp.Or(c.MaxInflight, defaultMaxInflight)
 	return nil
 }
 
