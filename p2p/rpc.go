@@ -163,8 +163,8 @@ type RPC struct {
 	testIdleCheck func()
 
 	timers  sync.Pool // *time.Timer, stopped
-	readers sync.Pool // *bufio.Reader of streamBufferSize
-	writers sync.Pool // *bufio.Writer of streamBufferSize
+	readers bufPool[*bufio.Reader, io.Reader]
+	writers bufPool[*bufio.Writer, io.Writer]
 
 	mu       sync.Mutex // guards the fields below and the pool fields of outStream
 	isClosed bool
@@ -204,6 +204,8 @@ func NewRPC(cfg RPCConfig) (*RPC, error) {
 		baseCtx:    ctx,
 		cancelBase: cancel,
 		closed:     make(chan struct{}),
+		readers:    bufPool[*bufio.Reader, io.Reader]{newSize: bufio.NewReaderSize},
+		writers:    bufPool[*bufio.Writer, io.Writer]{newSize: bufio.NewWriterSize},
 		peers:      make(map[peer.ID]*peerPool),
 		inbound:    make(map[*inStream]struct{}),
 	}, nil
@@ -598,8 +600,8 @@ var errIdle = errors.New("p2p: stream idle")
 func (st *outStream) readLoop() {
 	r := st.r
 	defer r.wg.Done()
-	br := r.getReader(st.s)
-	defer r.putReader(br)
+	br := r.readers.get(st.s)
+	defer r.readers.put(br)
 	fr := frameReader{
 		s:            st.s,
 		br:           br,
@@ -788,8 +790,8 @@ func (r *RPC) handleStream(s network.Stream) {
 // readRequests reads request frames and starts a handler for each, at most
 // MaxInflight at once.
 func (r *RPC) readRequests(in *inStream) error {
-	br := r.getReader(in.s)
-	defer r.putReader(br)
+	br := r.readers.get(in.s)
+	defer r.readers.put(br)
 	fr := frameReader{
 		s:            in.s,
 		br:           br,
@@ -881,8 +883,8 @@ func errorText(err error) []byte {
 // stream and calls onFail, if set.
 func (r *RPC) writeLoop(s network.Stream, queue <-chan outFrame, stop <-chan struct{}, onFail func()) {
 	defer r.wg.Done()
-	bw := r.getWriter(&deadline.Writer{W: s, Timeout: writeTimeoutFrames * r.cfg.FrameTimeout})
-	defer r.putWriter(bw)
+	bw := r.writers.get(&deadline.Writer{W: s, Timeout: writeTimeoutFrames * r.cfg.FrameTimeout})
+	defer r.writers.put(bw)
 	for {
 		var f outFrame
 		select {
@@ -1030,28 +1032,25 @@ func (r *RPC) putTimer(t *time.Timer) {
 	r.timers.Put(t)
 }
 
-func (r *RPC) getReader(s io.Reader) *bufio.Reader {
-	if br, ok := r.readers.Get().(*bufio.Reader); ok {
-		br.Reset(s)
-		return br
+// bufPool recycles the streamBufferSize buffers of streams: B is
+// *bufio.Reader with S io.Reader, or *bufio.Writer with S io.Writer.
+type bufPool[B interface{ Reset(S) }, S any] struct {
+	pool    sync.Pool
+	newSize func(S, int) B // bufio.NewReaderSize or bufio.NewWriterSize
+}
+
+// get returns a buffer on s.
+func (p *bufPool[B, S]) get(s S) B {
+	if b, ok := p.pool.Get().(B); ok {
+		b.Reset(s)
+		return b
 	}
-	return bufio.NewReaderSize(s, streamBufferSize)
+	return p.newSize(s, streamBufferSize)
 }
 
-func (r *RPC) putReader(br *bufio.Reader) {
-	br.Reset(nil)
-	r.readers.Put(br)
-}
-
-func (r *RPC) getWriter(w io.Writer) *bufio.Writer {
-	if bw, ok := r.writers.Get().(*bufio.Writer); ok {
-		bw.Reset(w)
-		return bw
-	}
-	return bufio.NewWriterSize(w, streamBufferSize)
-}
-
-func (r *RPC) putWriter(bw *bufio.Writer) {
-	bw.Reset(nil)
-	r.writers.Put(bw)
+// put takes b back, letting go of its stream.
+func (p *bufPool[B, S]) put(b B) {
+	var none S
+	b.Reset(none)
+	p.pool.Put(b)
 }
