@@ -219,14 +219,10 @@ func (t *Transport) Connect(ctx context.Context, addr string) (string, error) {
 // handshake has authenticated them. Block returns ErrNoGater when the transport has no gater, and
 // an error, blocking nobody, when an ID does not parse.
 func (t *Transport) Block(ids []string) error {
-	if t.gater == nil {
-		return ErrNoGater
-	}
-	pids, err := t.decodeIDs(ids)
+	pids, err := t.gate(ids, (*Gater).Block)
 	if err != nil {
 		return err
 	}
-	t.gater.Block(pids...)
 	var errs []error
 	for _, id := range pids {
 		if err := t.host.Network().ClosePeer(id); err != nil {
@@ -243,14 +239,10 @@ func (t *Transport) Block(ids []string) error {
 // first. Unblock returns ErrNoGater when the transport has no gater, and an
 // error, unblocking nobody, when an ID does not parse.
 func (t *Transport) Unblock(ids []string) error {
-	if t.gater == nil {
-		return ErrNoGater
-	}
-	pids, err := t.decodeIDs(ids)
+	pids, err := t.gate(ids, (*Gater).Unblock)
 	if err != nil {
 		return err
 	}
-	t.gater.Unblock(pids...)
 	t.clearBackoff(pids)
 	return nil
 }
@@ -264,9 +256,14 @@ func (t *Transport) UnblockAll() {
 	t.clearBackoff(t.gater.unblockAll())
 }
 
-// decodeIDs decodes peer ID strings, failing on the first that does not
-// parse.
-func (t *Transport) decodeIDs(ids []string) ([]peer.ID, error) {
+// gate decodes the peer IDs ids and hands them to the gater's Block or
+// Unblock (do), returning them. It returns ErrNoGater when the transport
+// has no gater, and the error of the first ID that does not parse, having
+// handed over none.
+func (t *Transport) gate(ids []string, do func(*Gater, ...peer.ID)) ([]peer.ID, error) {
+	if t.gater == nil {
+		return nil, ErrNoGater
+	}
 	pids := make([]peer.ID, len(ids))
 	for i, s := range ids {
 		id, err := t.decodeID(s)
@@ -275,6 +272,7 @@ func (t *Transport) decodeIDs(ids []string) ([]peer.ID, error) {
 		}
 		pids[i] = id
 	}
+	do(t.gater, pids...)
 	return pids, nil
 }
 
