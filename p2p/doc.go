@@ -18,7 +18,10 @@
 //
 // A node's peer ID comes from its private key. LoadOrCreateIdentity keeps
 // an Ed25519 key in a file, so the peer ID survives restarts; without one
-// (HostConfig.Identity nil) every start gets a new peer ID.
+// (HostConfig.Identity nil) every start gets a new peer ID. The file is
+// created, never replaced; like the files ReplaceFile writes (the peer
+// book, for one), it appears whole or not at all, its data synced to disk
+// in a temporary file first.
 //
 // # Cluster key
 //

@@ -83,22 +83,12 @@ func loadIdentity(path string) (crypto.PrivKey, error) {
 // same directory, which is then hard-linked to path. Where hard links are not
 // supported it falls back to writing path directly.
 func writeNewFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".identity-*.tmp") // mode 0600
+	tmp, err := writeTemp(filepath.Dir(path), ".identity-*.tmp", data)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	err = os.Link(tmp.Name(), path)
+	defer os.Remove(tmp)
+	err = os.Link(tmp, path)
 	if err == nil || errors.Is(err, fs.ErrExist) {
 		return err
 	}
@@ -112,15 +102,9 @@ func writeExclusive(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := writeSynced(f, data); err != nil {
 		_ = os.Remove(path)
+		return err
 	}
-	return err
+	return nil
 }

@@ -6,18 +6,19 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/p2p"
 )
 
 // The peer book: the other nodes a node has known, kept in a text file
 // beside its identity (FILE.peers for --identity FILE), so that a node
 // restarted without --join finds its cluster again before it serves
 // (node.PeerBook). One line a member: peer ID, name, and its addresses
-// separated by commas. The file is rewritten whole (a temporary file,
-// then a rename), so a crash leaves the old one or the new one.
+// separated by commas. The file is rewritten whole (p2p.ReplaceFile: a
+// temporary file, then a rename), so a crash leaves the old one or the new
+// one.
 
 // maxPeersFile bounds what is read of a peers file.
 const maxPeersFile = 4 << 20
@@ -85,24 +86,8 @@ func formatPeers(ms []node.Member) string {
 }
 
 // Save replaces the file atomically: a reader sees the old book or the new
-// one, never a part of either.
+// one, never a part of either. The new one is synced to disk first, so
+// that it survives a power cut, not only kill -9.
 func (f *peersFile) Save(ms []node.Member) error {
-	tmp, err := os.CreateTemp(filepath.Dir(f.path), filepath.Base(f.path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.WriteString(formatPeers(ms))
-	if err == nil {
-		err = tmp.Sync() // a book that survives a power cut, not only kill -9
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), f.path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
+	return p2p.ReplaceFile(f.path, []byte(formatPeers(ms)))
 }
