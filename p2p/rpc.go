@@ -600,16 +600,8 @@ var errIdle = errors.New("p2p: stream idle")
 func (st *outStream) readLoop() {
 	r := st.r
 	defer r.wg.Done()
-	br := r.readers.get(st.s)
-	defer r.readers.put(br)
-	fr := frameReader{
-		s:            st.s,
-		br:           br,
-		max:          r.cfg.MaxFrameBytes,
-		idle:         r.cfg.IdleTimeout,
-		frameTimeout: r.cfg.FrameTimeout,
-		rearm:        true,
-	}
+	fr := r.newFrameReader(st.s, r.cfg.IdleTimeout)
+	defer r.readers.put(fr.br)
 	var err error
 	for {
 		var f frame
@@ -790,16 +782,8 @@ func (r *RPC) handleStream(s network.Stream) {
 // readRequests reads request frames and starts a handler for each, at most
 // MaxInflight at once.
 func (r *RPC) readRequests(in *inStream) error {
-	br := r.readers.get(in.s)
-	defer r.readers.put(br)
-	fr := frameReader{
-		s:            in.s,
-		br:           br,
-		max:          r.cfg.MaxFrameBytes,
-		idle:         inboundIdleFactor * r.cfg.IdleTimeout,
-		frameTimeout: r.cfg.FrameTimeout,
-		rearm:        true,
-	}
+	fr := r.newFrameReader(in.s, inboundIdleFactor*r.cfg.IdleTimeout)
+	defer r.readers.put(fr.br)
 	for {
 		f, err := fr.next(in.idleCheck)
 		if err != nil {
@@ -962,6 +946,20 @@ type frameReader struct {
 	rearm      bool      // set an idle deadline before waiting for the next frame
 	frames     uint64    // frames read
 	framesSeen uint64    // frames at the last idle check
+}
+
+// newFrameReader returns a frameReader for s that waits idle for a frame
+// before asking idleCheck. Its buffer is pooled: the caller puts fr.br
+// back in r.readers when done.
+func (r *RPC) newFrameReader(s network.Stream, idle time.Duration) frameReader {
+	return frameReader{
+		s:            s,
+		br:           r.readers.get(s),
+		max:          r.cfg.MaxFrameBytes,
+		idle:         idle,
+		frameTimeout: r.cfg.FrameTimeout,
+		rearm:        true,
+	}
 }
 
 func (fr *frameReader) setDeadline(t time.Time) {
