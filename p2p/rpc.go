@@ -41,8 +41,14 @@ var (
 	ErrInvalidRPCConfig = errors.New("p2p: invalid rpc config")
 )
 
-// RemoteError is returned by Call when the remote handler returned an error.
-// Msg is the error's text, cut to 1 KiB.
+// RemoteError is the error Call returns when, and only when, the peer
+// answered the request with an error reply. The peer's handler ran in
+// every such case, and either returned an error (Msg is its text),
+// panicked (Msg is "p2p: handler panicked: " and the panic value) or
+// returned a reply over the peer's frame cap (Msg is the text of an
+// ErrFrameTooLarge error). Msg is cut to 1 KiB. Only the text crosses the
+// network, so errors.Is matches none of the peer's errors through a
+// RemoteError.
 type RemoteError struct{ Msg string }
 
 func (e *RemoteError) Error() string { return "p2p: remote error: " + e.Msg }
@@ -271,8 +277,8 @@ func (r *RPC) NumStreams() int {
 }
 
 // Call sends req to peer to and returns its reply. It fails with ErrTimeout
-// when ctx is done or CallTimeout passes first, *RemoteError when the remote
-// handler returned an error, ErrStreamBroken when the stream failed before
+// when ctx is done or CallTimeout passes first, *RemoteError when the peer
+// answered with an error reply, ErrStreamBroken when the stream failed before
 // the reply, ErrClosed when the RPC is closed, ErrFrameTooLarge for a request
 // over the cap, and the host's error (wrapped, text kept) when the peer
 // cannot be reached or refuses the protocol.
