@@ -51,7 +51,10 @@
 //
 // Protocol IDs are constants in protocols.go; a protocol whose wire format
 // changes gets a new ID. ProtocolRPC, the request/response protocol between
-// nodes, is implemented in rpc.go.
+// nodes, is implemented by RPC: its API in rpc.go, calls and the pool of
+// outbound streams in rpc_client.go, inbound streams in rpc_server.go, the
+// writer and reader both sides use in rpc_stream.go, and the wire format
+// in rpc_frame.go.
 //
 // RPC keeps a small pool of long-lived streams to each peer (two by
 // default), opened when first needed. Each stream carries many requests at
@@ -61,7 +64,7 @@
 // deadlines, and every write a deadline (package deadline, which textproto
 // shares). Incoming requests each run in their own goroutine, up to a
 // per-stream limit; a handler panic becomes an error reply. Idle streams
-// are closed. The frame format is described in rpc_frame.go.
+// are closed.
 //
 // # Transport
 //
