@@ -75,7 +75,7 @@ func (c *conn) wake() {
 
 // armDeadline sets the idle deadline for the reads to come. It reports
 // false, leaving the deadline that wake set, when the server is closing.
-// Like deadlineWriter, it moves the deadline only when it has come within
+// Like deadline.Writer, it moves the deadline only when it has come within
 // a sixteenth of the idle timeout, which saves a timer update per request:
 // a connection is closed after between 15/16 of the idle timeout and all
 // of it without a request.
