@@ -198,29 +198,25 @@ func (s *Store) rlock(name string) *record {
 	}
 }
 
-// rlockExisting returns the record of the existing bucket called name locked
-// for reading, or ErrBucketNotFound.
-func (s *Store) rlockExisting(name string) (*record, error) {
-	r := s.rlock(name)
+// lockExisting returns the record of the existing bucket called name,
+// locked for writing, or for reading when read is set; or ErrBucketNotFound
+// and nothing held.
+func (s *Store) lockExisting(name string, read bool) (*record, error) {
+	var r *record
+	if read {
+		r = s.rlock(name)
+	} else {
+		r = s.lock(name, false)
+	}
 	if r == nil {
 		return nil, notFound(name)
 	}
 	if !r.meta.Exists() {
-		r.mu.RUnlock()
-		return nil, notFound(name)
-	}
-	return r, nil
-}
-
-// lockExisting is lock(name, false) for a bucket that must exist: it
-// returns the record write-locked, or ErrBucketNotFound and nothing held.
-func (s *Store) lockExisting(name string) (*record, error) {
-	r := s.lock(name, false)
-	if r == nil {
-		return nil, notFound(name)
-	}
-	if !r.meta.Exists() {
-		r.mu.Unlock()
+		if read {
+			r.mu.RUnlock()
+		} else {
+			r.mu.Unlock()
+		}
 		return nil, notFound(name)
 	}
 	return r, nil
@@ -374,7 +370,7 @@ func (s *Store) create(name string) (bool, error) {
 
 // Drop removes the bucket called name and all its keys.
 func (s *Store) Drop(name string) error {
-	r, err := s.lockExisting(name)
+	r, err := s.lockExisting(name, false)
 	if err != nil {
 		return err
 	}
@@ -385,7 +381,7 @@ func (s *Store) Drop(name string) error {
 
 // Put sets key to value in the bucket called name.
 func (s *Store) Put(name, key, value string) error {
-	r, err := s.lockExisting(name)
+	r, err := s.lockExisting(name, false)
 	if err != nil {
 		return err
 	}
@@ -397,7 +393,7 @@ func (s *Store) Put(name, key, value string) error {
 // Get returns the value of key in the bucket called name. A missing or
 // deleted key is ErrKeyNotFound; a missing bucket is ErrBucketNotFound.
 func (s *Store) Get(name, key string) (string, error) {
-	r, err := s.rlockExisting(name)
+	r, err := s.lockExisting(name, true)
 	if err != nil {
 		return "", err
 	}
@@ -418,7 +414,7 @@ func (s *Store) Delete(name, key string) error {
 
 // delete is Delete, reporting whether the key was live.
 func (s *Store) delete(name, key string) (bool, error) {
-	r, err := s.lockExisting(name)
+	r, err := s.lockExisting(name, false)
 	if err != nil {
 		return false, err
 	}
@@ -448,7 +444,7 @@ func (s *Store) putCreate(name, key, value string) (bool, error) {
 
 // Live reports whether key has a value in the existing bucket called name.
 func (s *Store) Live(name, key string) bool {
-	r, err := s.rlockExisting(name)
+	r, err := s.lockExisting(name, true)
 	if err != nil {
 		return false
 	}
@@ -478,7 +474,7 @@ func (s *Store) Buckets() []string {
 
 // Keys returns the live keys of the bucket called name, sorted.
 func (s *Store) Keys(name string) ([]string, error) {
-	r, err := s.rlockExisting(name)
+	r, err := s.lockExisting(name, true)
 	if err != nil {
 		return nil, err
 	}
@@ -503,7 +499,7 @@ func (r *record) liveKeys() []string {
 
 // Len returns the number of live keys in the bucket called name.
 func (s *Store) Len(name string) (int, error) {
-	r, err := s.rlockExisting(name)
+	r, err := s.lockExisting(name, true)
 	if err != nil {
 		return 0, err
 	}
@@ -515,7 +511,7 @@ func (s *Store) Len(name string) (int, error) {
 // GetAll returns the live keys of the bucket called name with their
 // values, alternating (key, value, key, value, ...) in key order.
 func (s *Store) GetAll(name string) ([]string, error) {
-	r, err := s.rlockExisting(name)
+	r, err := s.lockExisting(name, true)
 	if err != nil {
 		return nil, err
 	}
