@@ -1,0 +1,207 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
+)
+
+// The clients of a schedule, the history they record, and the checks of
+// that history (sim_test.go runs the schedules).
+
+// createBuckets creates the workload's buckets before any fault.
+func (sc *simCluster) createBuckets() {
+	for _, b := range simBuckets {
+		for attempt := 0; ; attempt++ {
+			n := sc.nodeOf(pick(sc.rng, sc.up()))
+			ctx, cancel := context.WithTimeout(context.Background(), simOpTimeout)
+			_, err := n.Execute(ctx, store.Op{Kind: store.KindCreate, Bucket: b})
+			cancel()
+			if err == nil {
+				break
+			}
+			if attempt == 20 {
+				sc.t.Fatalf("seed %d: CREATE %s: %v", sc.seed, b, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	sc.logf("created %v", simBuckets)
+}
+
+// client reads and writes through random running nodes until ctx ends.
+// In cp seeds it works on a few shared keys; in ap seeds it also writes
+// keys of its own, each once.
+func (sc *simCluster) client(ctx context.Context, c int, rng *rand.Rand) {
+	backoff := 10 * time.Millisecond
+	for seq := 0; ctx.Err() == nil; seq++ {
+		time.Sleep(time.Duration(10+rng.IntN(60)) * time.Millisecond)
+		up := sc.up()
+		if len(up) == 0 {
+			continue
+		}
+		sn := pick(rng, up)
+		n := sc.nodeOf(sn)
+		if n == nil {
+			continue
+		}
+		bucket := pick(rng, simBuckets)
+		key := pick(rng, simKeys)
+		in := simInput{bucket: bucket, key: key}
+		switch k := rng.IntN(100); {
+		case sc.plan.mode == "ap" && k < 30:
+			in.kind, in.key, in.value = store.KindPut, fmt.Sprintf("c%d-%d", c, seq), fmt.Sprintf("v%d-%d", c, seq)
+			in.once = true
+		case k < 45:
+			in.kind = store.KindGet
+		case k < 85:
+			in.kind, in.value = store.KindPut, fmt.Sprintf("v%d-%d", c, seq)
+		default:
+			in.kind = store.KindDelete
+		}
+		if out := sc.do(sn, n, c, in); out.err != nil {
+			// Back off, as a real client would, so that an outage adds
+			// few writes of unknown outcome (each is a branch for the
+			// checker to explore).
+			backoff = min(2*backoff, time.Second)
+			time.Sleep(backoff)
+		} else {
+			backoff = 10 * time.Millisecond
+		}
+	}
+}
+
+// do runs in through n and records it in the history.
+func (sc *simCluster) do(sn *simNode, n *node.Node, c int, in simInput) simOutput {
+	ctx, cancel := context.WithTimeout(context.Background(), simOpTimeout)
+	defer cancel()
+	call, at := sc.clock.Add(1), time.Since(sc.start)
+	res, err := n.Execute(ctx, store.Op{Kind: in.kind, Bucket: in.bucket, Key: in.key, Value: in.value})
+	if sc.nodeOf(sn) != n {
+		// The node crashed during the request: its client's connection
+		// broke, and no answer came.
+		res, err = store.Result{}, errSimLost
+	}
+	ret, took := sc.clock.Add(1), time.Since(sc.start)-at
+	sc.ops.Add(1)
+	out := simOutput{value: res.Value, found: err == nil}
+	switch {
+	case err == nil:
+		if in.kind != store.KindGet {
+			sc.acked.Add(1)
+		}
+	case errors.Is(err, store.ErrKeyNotFound):
+		out.found, err = false, nil
+	case errors.Is(err, store.ErrBucketNotFound):
+		out.notFound = true
+	case errors.Is(err, node.ErrUnavailable):
+		// Refused before it ran: no effect.
+		out.err, out.refused = err, true
+	default:
+		out.err = err
+	}
+	meta := fmt.Sprintf("via %s at %.3fs, took %v", sn.name, at.Seconds(), took)
+	sc.hist.add(porcupine.Operation{ClientId: c, Input: in, Call: call, Output: out, Return: ret, Metadata: meta})
+	return out
+}
+
+// finalReads reads every key through every running node, one read at a
+// time, after the last fault: they end the history.
+func (sc *simCluster) finalReads() {
+	keys := slices.Clone(simKeys)
+	if sc.plan.mode == "ap" {
+		keys = append(keys, sc.hist.onceKeys()...)
+	}
+	for i, sn := range sc.up() {
+		n := sc.nodeOf(sn)
+		for _, b := range simBuckets {
+			for _, k := range keys {
+				out := sc.do(sn, n, simClients+i, simInput{kind: store.KindGet, bucket: b, key: k, final: true})
+				var ue *node.UnreachableError
+				if out.err != nil && !(sc.lost && errors.As(out.err, &ue)) {
+					sc.t.Errorf("seed %d: final GET %s %s through %s: %v", sc.seed, b, k, sn.name, out.err)
+				}
+			}
+		}
+	}
+}
+
+// check checks the history (see the top of the file).
+func (sc *simCluster) check() {
+	ops := sc.hist.all()
+	for _, op := range ops {
+		if op.Output.(simOutput).notFound {
+			sc.t.Errorf("seed %d: NOT FOUND for bucket %s, which exists: %v (%v)", sc.seed, op.Input.(simInput).bucket, describeSimOp(op.Input, op.Output), op.Metadata)
+		}
+	}
+	switch {
+	case sc.lost:
+		// Acknowledged writes were lost: only what the guarantees say of
+		// lost copies holds (no NOT FOUND, above), and the copies that
+		// are left converge.
+		sc.checkConverged(ops)
+	case sc.plan.mode == "cp":
+		switch porcupine.CheckOperationsTimeout(simModel(), simForChecker(ops), time.Minute) {
+		case porcupine.Illegal:
+			sc.t.Errorf("seed %d: history not linearizable:\n%s", sc.seed, illegalKeys(ops))
+		case porcupine.Unknown:
+			sc.t.Logf("seed %d: linearizability check timed out", sc.seed)
+		}
+	default:
+		sc.checkConverged(ops)
+	}
+}
+
+// checkConverged: every node answers each key the same way, and a key
+// written once and acknowledged reads back everywhere.
+func (sc *simCluster) checkConverged(ops []porcupine.Operation) {
+	final := make(map[string]map[string]bool) // key -> answers
+	acked := make(map[string]string)          // key written once -> value
+	how := make(map[string]any)               // key written once -> where and when
+	for _, op := range ops {
+		in, out := op.Input.(simInput), op.Output.(simOutput)
+		k := in.bucket + "/" + in.key
+		if in.once && out.err == nil && !out.notFound {
+			acked[k], how[k] = in.value, op.Metadata
+		}
+		if in.final && out.err == nil {
+			if final[k] == nil {
+				final[k] = make(map[string]bool)
+			}
+			final[k][fmt.Sprintf("%v:%s", out.found, out.value)] = true
+		}
+	}
+	for k, answers := range final {
+		if len(answers) > 1 {
+			sc.t.Errorf("seed %d: nodes disagree about %s after the heal: %v", sc.seed, k, slices.Sorted(maps.Keys(answers)))
+		}
+		if v, ok := acked[k]; ok && !sc.lost && !answers["true:"+v] {
+			sc.t.Errorf("seed %d: %s was acknowledged as %q (%v), reads back as %v", sc.seed, k, v, how[k], slices.Sorted(maps.Keys(answers)))
+		}
+	}
+}
+
+// closeAll stops every node, and waits for the leaves under way.
+func (sc *simCluster) closeAll() {
+	for {
+		sc.mu.Lock()
+		leaving := slices.ContainsFunc(sc.nodes, func(sn *simNode) bool { return sn.leaving })
+		sc.mu.Unlock()
+		if !leaving {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, sn := range sc.up() {
+		sc.crash(sn)
+	}
+}
