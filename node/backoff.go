@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// backoff is the wait between the attempts of a retry loop: it starts at
-// next and doubles after every wait, up to most.
+// backoff is the wait between the attempts of a retry loop: each wait is
+// twice the one before, and at most most (which the loop may change
+// between waits); the first is next.
 type backoff struct {
 	next time.Duration // the coming wait, before most caps it
 	most time.Duration
@@ -14,10 +15,13 @@ type backoff struct {
 
 // wait sleeps for the coming delay and doubles it; it reports false, at
 // once, when ctx ends first.
-func (b *backoff) wait(ctx context.Context) bool {
+func (b *backoff) wait(ctx context.Context) bool { return sleep(ctx, b.step()) }
+
+// step returns the coming delay and doubles it.
+func (b *backoff) step() time.Duration {
 	d := min(b.next, b.most)
-	b.next = min(2*b.next, b.most)
-	return sleep(ctx, d)
+	b.next = 2 * d
+	return d
 }
 
 // sleep waits for d, and reports false, at once, when ctx ends first.

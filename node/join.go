@@ -52,7 +52,7 @@ const bookSaveGap = time.Second
 func (n *Node) join(book []Member) {
 	defer n.wg.Done()
 	start := time.Now()
-	delay := backoff{next: n.cfg.ProbeInterval, most: maxJoinBackoff}
+	delay := backoff{next: n.cfg.ProbeInterval, most: n.cfg.ProbeInterval}
 	lastErr := make(map[string]string) // per address, the last error logged
 	for attempt := 1; ; attempt++ {
 		// The first round always: a member that reached this node first

@@ -37,7 +37,7 @@ const versionSlack = time.Second
 var errFutureVersion = errors.New("node: a version from the future")
 
 // checkVersions returns an error wrapping errFutureVersion and
-// ErrCorruptOp, and logs a line naming the peer, when a version of es (or
+// wire.ErrCorrupt, and logs a line naming the peer, when a version of es (or
 // of m) from peer `from` is further ahead of this node's clock than
 // MaxClockSkew allows. Merging a version adopts it (the clock never goes
 // back), so one from a wrong clock is refused rather than let it push
