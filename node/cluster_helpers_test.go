@@ -9,6 +9,7 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -185,7 +186,7 @@ func mustExec(t *testing.T, n *node.Node, op store.Op) store.Result {
 // mustRead checks that GET bucket key through n gives value.
 func mustRead(t *testing.T, n *node.Node, bucket, key, value string) {
 	t.Helper()
-	res, err := n.Execute(context.Background(), get(bucket, key))
+	res, err := n.Execute(context.Background(), storetest.Get(bucket, key))
 	if err != nil || res.Value != value {
 		t.Fatalf("GET %s %s via %s = %q, %v; want %q", bucket, key, n.Name(), res.Value, err, value)
 	}
@@ -194,7 +195,7 @@ func mustRead(t *testing.T, n *node.Node, bucket, key, value string) {
 // mustMiss checks that GET bucket key through n gives ErrKeyNotFound.
 func mustMiss(t *testing.T, n *node.Node, bucket, key string) {
 	t.Helper()
-	res, err := n.Execute(context.Background(), get(bucket, key))
+	res, err := n.Execute(context.Background(), storetest.Get(bucket, key))
 	if !errors.Is(err, store.ErrKeyNotFound) {
 		t.Fatalf("GET %s %s via %s = %q, %v; want ErrKeyNotFound", bucket, key, n.Name(), res.Value, err)
 	}
@@ -212,9 +213,9 @@ func fill(t *testing.T, nodes []*node.Node, nb, nk int) []string {
 	for i := range nb {
 		b := bucketName(i)
 		names = append(names, b)
-		ops := []store.Op{create(b)}
+		ops := []store.Op{storetest.Create(b)}
 		for k := range nk {
-			ops = append(ops, put(b, keyName(k), valueOf(i, k)))
+			ops = append(ops, storetest.Put(b, keyName(k), valueOf(i, k)))
 		}
 		res := make([]store.Result, len(ops))
 		errs := make([]error, len(ops))

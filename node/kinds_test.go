@@ -12,6 +12,7 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // Tests of the operation kinds behind Redis's commands (KindPutCreate,
@@ -38,7 +39,7 @@ type countStep struct {
 func (st countStep) check(t *testing.T, via string, res store.Result, err error) {
 	t.Helper()
 	what := fmt.Sprintf("%v %q %q via %s", st.op.Kind, st.op.Bucket, st.op.Key, via)
-	checkErr(t, what, err, st.wantErr)
+	storetest.CheckErr(t, what, err, st.wantErr)
 	if err == nil && (res.Count != st.count || res.Value != st.value || !slices.Equal(res.Names, st.names)) {
 		t.Errorf("%s = %+v; want Count %d, Value %q, Names %q", what, res, st.count, st.value, st.names)
 	}
@@ -50,9 +51,9 @@ func kindScenario() []countStep {
 	return []countStep{
 		{op: lenOf("b"), wantErr: store.ErrBucketNotFound},
 		{op: getAll("b"), wantErr: store.ErrBucketNotFound},
-		{op: del("b", "k"), wantErr: store.ErrBucketNotFound},
-		{op: drop("b"), wantErr: store.ErrBucketNotFound},
-		{op: put("b", "k", "v"), wantErr: store.ErrBucketNotFound},
+		{op: storetest.Del("b", "k"), wantErr: store.ErrBucketNotFound},
+		{op: storetest.Drop("b"), wantErr: store.ErrBucketNotFound},
+		{op: storetest.Put("b", "k", "v"), wantErr: store.ErrBucketNotFound},
 		// PUTCREATE creates the bucket; a key counts 1 when it had no value.
 		{op: putCreate("b", "k2", "v2"), count: 1},
 		{op: putCreate("b", "k2", "v2bis"), count: 0},
@@ -61,37 +62,37 @@ func kindScenario() []countStep {
 		{op: putCreate("b", "\x00\r\n", "\xff"), count: 1},
 		{op: lenOf("b"), count: 4},
 		{op: getAll("b"), names: []string{"", "", "\x00\r\n", "\xff", "k1", "v1", "k2", "v2bis"}},
-		{op: keys("b"), names: []string{"", "\x00\r\n", "k1", "k2"}},
-		{op: get("b", "k2"), value: "v2bis"},
+		{op: storetest.Keys("b"), names: []string{"", "\x00\r\n", "k1", "k2"}},
+		{op: storetest.Get("b", "k2"), value: "v2bis"},
 		// PUT leaves Count 0 whether or not the key is new.
-		{op: put("b", "k3", "v3"), count: 0},
-		{op: put("b", "k3", "v3bis"), count: 0},
+		{op: storetest.Put("b", "k3", "v3"), count: 0},
+		{op: storetest.Put("b", "k3", "v3bis"), count: 0},
 		// DELETE counts live keys only.
-		{op: del("b", "k3"), count: 1},
-		{op: del("b", "k3"), count: 0},
-		{op: del("b", "never"), count: 0},
-		{op: del("b", ""), count: 1},
+		{op: storetest.Del("b", "k3"), count: 1},
+		{op: storetest.Del("b", "k3"), count: 0},
+		{op: storetest.Del("b", "never"), count: 0},
+		{op: storetest.Del("b", ""), count: 1},
 		{op: lenOf("b"), count: 3},
 		// A deleted key set again counts as new.
 		{op: putCreate("b", "k3", "again"), count: 1},
 		{op: getAll("b"), names: []string{"\x00\r\n", "\xff", "k1", "v1", "k2", "v2bis", "k3", "again"}},
 		// CREATE counts a new bucket only.
-		{op: create("b"), count: 0},
+		{op: storetest.Create("b"), count: 0},
 		{op: lenOf("b"), count: 4},
 		// DROP counts the bucket; afterwards nothing of it is left.
-		{op: drop("b"), count: 1},
-		{op: drop("b"), wantErr: store.ErrBucketNotFound},
+		{op: storetest.Drop("b"), count: 1},
+		{op: storetest.Drop("b"), wantErr: store.ErrBucketNotFound},
 		{op: lenOf("b"), wantErr: store.ErrBucketNotFound},
 		{op: getAll("b"), wantErr: store.ErrBucketNotFound},
-		{op: create("b"), count: 1},
+		{op: storetest.Create("b"), count: 1},
 		{op: lenOf("b"), count: 0},
 		{op: getAll("b")},
 		{op: putCreate("b", "k1", "new"), count: 1},
-		{op: drop("b"), count: 1},
+		{op: storetest.Drop("b"), count: 1},
 		// PUTCREATE of a dropped bucket makes it again, empty but for the key.
 		{op: putCreate("b", "k2", "fresh"), count: 1},
 		{op: getAll("b"), names: []string{"k2", "fresh"}},
-		{op: get("b", "k1"), wantErr: store.ErrKeyNotFound},
+		{op: storetest.Get("b", "k1"), wantErr: store.ErrKeyNotFound},
 	}
 }
 
@@ -119,7 +120,7 @@ func TestStoreGetAllOrder(t *testing.T) {
 	for i := range 100 {
 		k := strconv.Itoa(i * 7919 % 1000)
 		delete(want, k)
-		if res, err := s.Execute(ctx, del("b", k)); err != nil || res.Count != 1 {
+		if res, err := s.Execute(ctx, storetest.Del("b", k)); err != nil || res.Count != 1 {
 			t.Fatalf("DELETE %s: %+v, %v", k, res, err)
 		}
 	}
@@ -138,7 +139,7 @@ func TestStoreGetAllOrder(t *testing.T) {
 	if !slices.IsSorted(ks) {
 		t.Errorf("GETALL keys not in key order: %q", ks)
 	}
-	kr, err := s.Execute(ctx, keys("b"))
+	kr, err := s.Execute(ctx, storetest.Keys("b"))
 	if err != nil || !slices.Equal(kr.Names, ks) {
 		t.Errorf("KEYS %q, %v; want GETALL's keys %q", kr.Names, err, ks)
 	}
@@ -233,7 +234,7 @@ func TestClusterKinds(t *testing.T) {
 					}
 				}
 			}
-			mustExec(t, via, drop(bucket))
+			mustExec(t, via, storetest.Drop(bucket))
 		})
 	}
 	// PUTCREATE through the outsider made the bucket on both owners.
@@ -273,22 +274,22 @@ func TestClusterBatchCounts(t *testing.T) {
 			steps := []countStep{
 				{op: putCreate(n1, "k", "v"), count: 1},
 				{op: putCreate(n1, "k", "w"), count: 0},
-				{op: del(n1, "k"), count: 1},
+				{op: storetest.Del(n1, "k"), count: 1},
 				// Another bucket in between splits the run of writes.
 				{op: putCreate(n2, "k"+n1, "x"), count: 1},
 				{op: putCreate(n1, "k", "again"), count: 1},
 				{op: putCreate(n1, "k2", "v2"), count: 1},
 				{op: lenOf(n1), count: 2},
 				{op: getAll(n1), names: []string{"k", "again", "k2", "v2"}},
-				{op: del(n1, "k2"), count: 1},
-				{op: del(n1, "k2"), count: 0},
-				{op: drop(n1), count: 1},
+				{op: storetest.Del(n1, "k2"), count: 1},
+				{op: storetest.Del(n1, "k2"), count: 0},
+				{op: storetest.Drop(n1), count: 1},
 				{op: putCreate(n1, "k", "reborn"), count: 1},
-				{op: drop(n1), count: 1},
-				{op: drop(n1), wantErr: store.ErrBucketNotFound},
-				{op: del(n1, "k"), wantErr: store.ErrBucketNotFound},
-				{op: create(n1), count: 1},
-				{op: create(n1), count: 0},
+				{op: storetest.Drop(n1), count: 1},
+				{op: storetest.Drop(n1), wantErr: store.ErrBucketNotFound},
+				{op: storetest.Del(n1, "k"), wantErr: store.ErrBucketNotFound},
+				{op: storetest.Create(n1), count: 1},
+				{op: storetest.Create(n1), count: 0},
 				{op: putCreate(n1, "k", "last"), count: 1},
 				{op: getAll(n1), names: []string{"k", "last"}},
 				{op: lenOf(n2), count: round + 1},
@@ -313,7 +314,7 @@ func TestClusterBatchCounts(t *testing.T) {
 			// again, DELETE: 1, 0, 1, whether the run is forwarded in one
 			// message or run by the primary.
 			fresh := "fresh" + strconv.Itoa(round)
-			ops = []store.Op{putCreate(fresh, "k", "v"), putCreate(fresh, "k", "v"), del(fresh, "k")}
+			ops = []store.Op{putCreate(fresh, "k", "v"), putCreate(fresh, "k", "v"), storetest.Del(fresh, "k")}
 			via.ExecuteBatch(context.Background(), ops, res[:3], errs[:3])
 			for i, want := range []int{1, 0, 1} {
 				if errs[i] != nil || res[i].Count != want {
@@ -362,12 +363,12 @@ func TestClusterPutCreateRacesDrop(t *testing.T) {
 		<-start
 		for i := range drops {
 			via := nodes[i%len(nodes)]
-			res, err := via.Execute(ctx, create(bucket))
+			res, err := via.Execute(ctx, storetest.Create(bucket))
 			if err != nil || res.Count > 1 {
 				t.Errorf("CREATE via %s: %+v, %v", via.Name(), res, err)
 				return
 			}
-			res, err = via.Execute(ctx, drop(bucket))
+			res, err = via.Execute(ctx, storetest.Drop(bucket))
 			if err != nil || res.Count != 1 {
 				t.Errorf("DROP via %s: %+v, %v; want count 1", via.Name(), res, err)
 				return
@@ -385,7 +386,7 @@ func TestClusterPutCreateRacesDrop(t *testing.T) {
 		if errors.Is(err, store.ErrBucketNotFound) {
 			continue // the last write was a DROP
 		}
-		ks := mustExec(t, via, keys(bucket))
+		ks := mustExec(t, via, storetest.Keys(bucket))
 		all := mustExec(t, via, getAll(bucket))
 		if err != nil || ln.Count != len(ks.Names) || 2*len(ks.Names) != len(all.Names) {
 			t.Fatalf("via %s: LEN %d, %v; %d keys; GETALL %d names", via.Name(), ln.Count, err, len(ks.Names), len(all.Names))
@@ -417,7 +418,7 @@ func TestClusterConcurrentCountsSum(t *testing.T) {
 		keysN   = 200
 	)
 	ctx := context.Background()
-	mustExec(t, nodes[0], create(bucket))
+	mustExec(t, nodes[0], storetest.Create(bucket))
 	var mu sync.Mutex
 	added := 0
 	var wg sync.WaitGroup
@@ -447,7 +448,7 @@ func TestClusterConcurrentCountsSum(t *testing.T) {
 	for w := range writers {
 		via := nodes[w%len(nodes)]
 		for i := range keysN {
-			removed += mustExec(t, via, del(bucket, strconv.Itoa(i))).Count
+			removed += mustExec(t, via, storetest.Del(bucket, strconv.Itoa(i))).Count
 		}
 	}
 	if removed != keysN {
@@ -466,7 +467,7 @@ func TestClusterCountsUnderAntiEntropy(t *testing.T) {
 	nodes := startReplicated(t, newMemNet(), replicas(2, func(c *node.Config) { c.SyncInterval = time.Millisecond }), "a", "b", "c")
 	const bucket = "synced"
 	ctx := context.Background()
-	mustExec(t, nodes[0], create(bucket))
+	mustExec(t, nodes[0], storetest.Create(bucket))
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {
@@ -477,7 +478,7 @@ func TestClusterCountsUnderAntiEntropy(t *testing.T) {
 					t.Errorf("PUTCREATE %s via %s: count %d, %v; want 1", k, via.Name(), res.Count, err)
 					return
 				}
-				if res, err := via.Execute(ctx, del(bucket, k)); err != nil || res.Count != 1 {
+				if res, err := via.Execute(ctx, storetest.Del(bucket, k)); err != nil || res.Count != 1 {
 					t.Errorf("DELETE %s via %s: count %d, %v; want 1", k, via.Name(), res.Count, err)
 					return
 				}
@@ -510,8 +511,8 @@ func TestAloneKinds(t *testing.T) {
 					res, err := via.Execute(context.Background(), st.op)
 					st.check(t, via.Name(), res, err)
 				}
-				mustExec(t, via, drop("b"))
-				ops := []store.Op{putCreate("b", "k", "1"), putCreate("b", "k", "2"), del("b", "k"), del("b", "k"), putCreate("b", "k", "3")}
+				mustExec(t, via, storetest.Drop("b"))
+				ops := []store.Op{putCreate("b", "k", "1"), putCreate("b", "k", "2"), storetest.Del("b", "k"), storetest.Del("b", "k"), putCreate("b", "k", "3")}
 				res := make([]store.Result, len(ops))
 				errs := make([]error, len(ops))
 				via.ExecuteBatch(context.Background(), ops, res, errs)
@@ -520,7 +521,7 @@ func TestAloneKinds(t *testing.T) {
 						t.Errorf("via %s: batch op %d (%v): count %d, %v; want %d", via.Name(), i, ops[i].Kind, res[i].Count, errs[i], want)
 					}
 				}
-				mustExec(t, via, drop("b"))
+				mustExec(t, via, storetest.Drop("b"))
 			}
 		})
 	}
@@ -538,7 +539,7 @@ func TestBatchAcrossOwners(t *testing.T) {
 			ops = append(ops,
 				putCreate(bucket, "k", fmt.Sprintf("v%d", round)),
 				store.Op{Kind: store.KindGet, Bucket: bucket, Key: "k"},
-				del(bucket, "gone"))
+				storetest.Del(bucket, "gone"))
 		}
 	}
 	ops = append(ops, store.Op{Kind: store.KindBuckets}) // runs after everything before it

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // TestRestartedVoucherKeepsItsPromises: a vouch is a promise (lease.go)
@@ -57,12 +58,12 @@ func restartedVoucher(t *testing.T, plan simPlan, seed uint64) {
 			continue
 		}
 		buckets = append(buckets, name)
-		sc.mustDo(j, create(name))
-		sc.mustDo(j, put(name, "k", "v0"))
+		sc.mustDo(j, storetest.Create(name))
+		sc.mustDo(j, storetest.Put(name, "k", "v0"))
 	}
 	sc.settle("the copies to settle")
 	for _, b := range buckets {
-		sc.mustDo(q, get(b, "k")) // q is ready for them
+		sc.mustDo(q, storetest.Get(b, "k")) // q is ready for them
 	}
 	sc.net.setCut(j.id, q.id, true)
 	if len(ns) == 5 {
@@ -87,13 +88,13 @@ func restartedVoucher(t *testing.T, plan simPlan, seed uint64) {
 	for round := 0; time.Since(restarted) < 3*time.Second; round++ {
 		for _, b := range buckets {
 			v := fmt.Sprintf("v%d", round+1)
-			if _, err := sc.try(j, put(b, "k", v)); err == nil {
+			if _, err := sc.try(j, storetest.Put(b, "k", v)); err == nil {
 				acked[b] = v
 			}
 			if acked[b] == "" {
 				continue
 			}
-			if res, err := sc.try(q, get(b, "k")); err == nil && res.Value != acked[b] {
+			if res, err := sc.try(q, storetest.Get(b, "k")); err == nil && res.Value != acked[b] {
 				t.Fatalf("%v after p restarted: GET %s k through %s (its old primary) = %q; %q was acknowledged through %s before the read began",
 					time.Since(restarted), b, q.name, res.Value, acked[b], j.name)
 			}
@@ -177,7 +178,7 @@ func TestVouchOnlyOnceBooked(t *testing.T) {
 		}
 	}
 
-	_, err := p.Execute(context.Background(), create(b))
+	_, err := p.Execute(context.Background(), storetest.Create(b))
 	if !errors.Is(err, node.ErrUnavailable) {
 		t.Fatalf("CREATE %s through p while m's book does not list p yet: %v; want no lease (%v)", b, err, node.ErrUnavailable)
 	}
@@ -187,7 +188,7 @@ func TestVouchOnlyOnceBooked(t *testing.T) {
 
 	book.set(false)
 	if !pollFor(10*time.Second, func() bool {
-		_, err = p.Execute(context.Background(), create(b))
+		_, err = p.Execute(context.Background(), storetest.Create(b))
 		return err == nil
 	}) {
 		t.Fatalf("CREATE %s through p once m's book was saved: %v", b, err)
@@ -273,7 +274,7 @@ func TestVouchForAReturningLeaverOnlyOnceBooked(t *testing.T) {
 			break
 		}
 	}
-	_, err := p2.Execute(context.Background(), create(b))
+	_, err := p2.Execute(context.Background(), storetest.Create(b))
 	if book.lists(p2.ID()) {
 		t.Fatalf("m's book lists p: the test expected the save still stalled")
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // TestRestartedCutOffSaysUnreachable: a node that has just restarted owns
@@ -29,8 +30,8 @@ func TestRestartedCutOffSaysUnreachable(t *testing.T) {
 			var buckets []string
 			for b := range 10 {
 				buckets = append(buckets, bucketName(b))
-				sc.mustDo(ns[0], create(bucketName(b)))
-				sc.mustDo(ns[0], put(bucketName(b), "k", "v"))
+				sc.mustDo(ns[0], storetest.Create(bucketName(b)))
+				sc.mustDo(ns[0], storetest.Put(bucketName(b), "k", "v"))
 			}
 			sc.settle("the copies to settle")
 			r := ns[1]
@@ -51,7 +52,7 @@ func TestRestartedCutOffSaysUnreachable(t *testing.T) {
 			}
 			time.Sleep(3 * simDeadAfter) // until it holds the others dead
 			for _, b := range buckets {
-				if _, err := sc.try(r, get(b, "k")); errors.Is(err, store.ErrBucketNotFound) {
+				if _, err := sc.try(r, storetest.Get(b, "k")); errors.Is(err, store.ErrBucketNotFound) {
 					t.Fatalf("GET %s k through the cut-off restarted node: NOT FOUND; want its value, or unreachable", b)
 				}
 			}
@@ -84,8 +85,8 @@ func TestLostCopiesOfARestartedOwner(t *testing.T) {
 			o := mustOwners(t, nodes[0], b, 2)
 			x, y := find(nodes, o[0].ID), find(nodes, o[1].ID)
 			z := nodes[slices.IndexFunc(nodes, func(n *node.Node) bool { return n != x && n != y })]
-			mustExec(t, z, create(b))
-			mustExec(t, z, put(b, "k", "v"))
+			mustExec(t, z, storetest.Create(b))
+			mustExec(t, z, storetest.Put(b, "k", "v"))
 			eventually(t, "the copies to settle", func() error { return settled(nodes, b) })
 
 			kill(net, x)
@@ -129,8 +130,8 @@ func TestRestartedThenLeftIsADeath(t *testing.T) {
 			break
 		}
 	}
-	mustExec(t, n, create(b))
-	mustExec(t, n, put(b, "k", "v"))
+	mustExec(t, n, storetest.Create(b))
+	mustExec(t, n, storetest.Put(b, "k", "v"))
 
 	// n's probes of x's next life do not get through (it would refuse
 	// them anyway once it leaves; this closes the start-up window).

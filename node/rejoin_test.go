@@ -11,6 +11,7 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // withBook gives a node the peer book b and the rejoin timeout d, with
@@ -52,7 +53,7 @@ func TestDefect4_RestartedSeedFindsItsCluster(t *testing.T) {
 			var err error
 			var refusals int
 			if !pollFor(10*time.Second, func() bool {
-				res, err = restarted.Execute(context.Background(), get(bucketName(i), keyName(k)))
+				res, err = restarted.Execute(context.Background(), storetest.Get(bucketName(i), keyName(k)))
 				if errors.Is(err, node.ErrUnavailable) {
 					refusals++
 				}
@@ -79,18 +80,18 @@ func TestRejoinTimeout(t *testing.T) {
 	const rejoin = 300 * time.Millisecond
 	start := time.Now()
 	n := startMemNodeWith(t, net, "alone", nil, withBook(book, rejoin))
-	_, err := n.Execute(context.Background(), create("bucket"))
+	_, err := n.Execute(context.Background(), storetest.Create("bucket"))
 	if elapsed := time.Since(start); elapsed < rejoin && !errors.Is(err, node.ErrUnavailable) {
 		t.Fatalf("CREATE %v after the start, before the rejoin timeout: %v, want ErrUnavailable", elapsed, err)
 	}
 	waitFor(t, "the node to serve on its own", func() bool {
-		_, err := n.Execute(context.Background(), create("bucket"))
+		_, err := n.Execute(context.Background(), storetest.Create("bucket"))
 		return err == nil
 	})
 	if elapsed := time.Since(start); elapsed < rejoin {
 		t.Errorf("served %v after the start, before the rejoin timeout %v", elapsed, rejoin)
 	}
-	mustExec(t, n, put("bucket", "k", "v"))
+	mustExec(t, n, storetest.Put("bucket", "k", "v"))
 	mustRead(t, n, "bucket", "k", "v")
 }
 
@@ -99,7 +100,7 @@ func TestRejoinTimeout(t *testing.T) {
 func TestNoBookNoWait(t *testing.T) {
 	net := newMemNet()
 	n := startMemNodeWith(t, net, "first", nil, withBook(&memBook{}, time.Hour))
-	mustExec(t, n, create("bucket"))
+	mustExec(t, n, storetest.Create("bucket"))
 }
 
 // TestPeerBookSaved: the book lists the members alive and dead (not those
@@ -165,8 +166,8 @@ func restartAmongNewcomers(t *testing.T, forget, viaRestarted bool) {
 	n1 := sc.addNode()
 	n2 := sc.addNode()
 	sc.settle("two nodes")
-	sc.mustDo(n1, create("apple"))
-	sc.mustDo(n1, put("apple", "k", "v"))
+	sc.mustDo(n1, storetest.Create("apple"))
+	sc.mustDo(n1, storetest.Put("apple", "k", "v"))
 	// n3 joins through n2, which crashes as soon as it has seen n3.
 	n3 := sc.addNodeVia(n2)
 	for stateOf(sc.nodeOf(n2), n3.id) != node.StateAlive {
@@ -187,7 +188,7 @@ func restartAmongNewcomers(t *testing.T, forget, viaRestarted bool) {
 	n4 := sc.addNodeVia(via)
 	for range 20 {
 		for _, sn := range []*simNode{n2, n4} {
-			if _, err := sc.try(sn, get("apple", "k")); errors.Is(err, store.ErrBucketNotFound) {
+			if _, err := sc.try(sn, storetest.Get("apple", "k")); errors.Is(err, store.ErrBucketNotFound) {
 				t.Fatalf("at %v, GET apple k through %s: NOT FOUND", time.Since(sc.start), sn.name)
 			}
 		}
@@ -195,7 +196,7 @@ func restartAmongNewcomers(t *testing.T, forget, viaRestarted bool) {
 	}
 	sc.settle("n2, n3 and n4 to form one cluster")
 	for _, sn := range []*simNode{n2, n3, n4} {
-		if res := sc.mustDo(sn, get("apple", "k")); res.Value != "v" {
+		if res := sc.mustDo(sn, storetest.Get("apple", "k")); res.Value != "v" {
 			t.Errorf("GET apple k through %s = %q, want v", sn.name, res.Value)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // Replication tests: clusters of nodes on memNet (cluster_test.go) with
@@ -31,7 +32,7 @@ func TestReplicasHoldCopies(t *testing.T) {
 				b := bucketName(i)
 				mustOwners(t, nodes[0], b, r)
 				for j, op := range []store.Op{
-					create(b), put(b, "k1", "v1"), put(b, "k2", "v2"), put(b, "k1", "v3"), del(b, "k2"),
+					storetest.Create(b), storetest.Put(b, "k1", "v1"), storetest.Put(b, "k2", "v2"), storetest.Put(b, "k1", "v3"), storetest.Del(b, "k2"),
 				} {
 					via := nodes[(i+j)%len(nodes)]
 					mustExec(t, via, op)
@@ -124,12 +125,12 @@ func TestWriteWaitsForDeadReplica(t *testing.T) {
 			const b = "bucket"
 			owners := mustOwners(t, nodes[0], b, 2)
 			primary, replica := find(nodes, owners[0].ID), find(nodes, owners[1].ID)
-			mustExec(t, primary, create(b))
-			mustExec(t, primary, put(b, "before", "1"))
+			mustExec(t, primary, storetest.Create(b))
+			mustExec(t, primary, storetest.Put(b, "before", "1"))
 
 			var err error
 			if hang {
-				done := holdReplicatedWrite(t, net, primary, replica, put(b, "during", "2"))
+				done := holdReplicatedWrite(t, net, primary, replica, storetest.Put(b, "during", "2"))
 				net.setDown(replica.ID(), true)
 				select {
 				case err = <-done:
@@ -138,7 +139,7 @@ func TestWriteWaitsForDeadReplica(t *testing.T) {
 				}
 			} else {
 				net.setDown(replica.ID(), true)
-				_, err = primary.Execute(context.Background(), put(b, "during", "2"))
+				_, err = primary.Execute(context.Background(), storetest.Put(b, "during", "2"))
 			}
 			if err != nil {
 				t.Fatalf("write while %s was %s: %v", replica.Name(), name, err)
@@ -198,7 +199,7 @@ func TestJoinMovesBuckets(t *testing.T) {
 			default:
 			}
 			bi, k := i%nb, (i/nb)%nk
-			res, err := n.Execute(context.Background(), get(bucketName(bi), keyName(k)))
+			res, err := n.Execute(context.Background(), storetest.Get(bucketName(bi), keyName(k)))
 			switch {
 			case err == nil && res.Value == valueOf(bi, k):
 				good.Add(1)
@@ -281,8 +282,8 @@ func TestMinMembers(t *testing.T) {
 	net := newMemNet()
 	nodes := startReplicated(t, net, replicas(3, func(c *node.Config) { c.MinMembers = 2 }), "a", "b", "c")
 	const b = "bucket"
-	mustExec(t, nodes[1], create(b))
-	mustExec(t, nodes[2], put(b, "k", "v"))
+	mustExec(t, nodes[1], storetest.Create(b))
+	mustExec(t, nodes[2], storetest.Put(b, "k", "v"))
 
 	survivor := nodes[0]
 	for _, n := range nodes[1:] {
@@ -291,7 +292,7 @@ func TestMinMembers(t *testing.T) {
 	waitFor(t, "the survivor to see the others dead", func() bool { return alive(survivor) == 1 })
 	// Alone, the survivor can be sure of nothing: the others may be
 	// serving without it. It refuses reads as well as writes.
-	for _, op := range []store.Op{put(b, "k", "w"), del(b, "k"), create("other"), {Kind: store.KindDrop, Bucket: b}, get(b, "k")} {
+	for _, op := range []store.Op{storetest.Put(b, "k", "w"), storetest.Del(b, "k"), storetest.Create("other"), {Kind: store.KindDrop, Bucket: b}, storetest.Get(b, "k")} {
 		if _, err := survivor.Execute(context.Background(), op); !errors.Is(err, node.ErrUnavailable) {
 			t.Errorf("%v %s alone: %v, want ErrUnavailable", op.Kind, op.Bucket, err)
 		}
@@ -301,7 +302,7 @@ func TestMinMembers(t *testing.T) {
 		net.setDown(n.ID(), false)
 	}
 	waitConverged(t, nodes)
-	mustExec(t, survivor, put(b, "k", "w"))
+	mustExec(t, survivor, storetest.Put(b, "k", "w"))
 	for _, n := range nodes {
 		mustRead(t, n, b, "k", "w")
 	}
@@ -313,12 +314,12 @@ func TestMinMembers(t *testing.T) {
 func TestNotJoinedIsUnavailable(t *testing.T) {
 	net := newMemNet()
 	seed := startMemNodeWith(t, net, "seed", nil, replicas(2))
-	mustExec(t, seed, create("bucket"))
-	mustExec(t, seed, put("bucket", "k", "v"))
+	mustExec(t, seed, storetest.Create("bucket"))
+	mustExec(t, seed, storetest.Put("bucket", "k", "v"))
 	net.setDown(seed.ID(), true)
 	joiner := startMemNodeWith(t, net, "joiner", nil, replicas(2), "/mem/"+seed.ID())
 	for _, op := range []store.Op{
-		get("bucket", "k"), put("bucket", "k", "w"), get("nope", "k"), create("new"), {Kind: store.KindKeys, Bucket: "bucket"},
+		storetest.Get("bucket", "k"), storetest.Put("bucket", "k", "w"), storetest.Get("nope", "k"), storetest.Create("new"), {Kind: store.KindKeys, Bucket: "bucket"},
 	} {
 		if _, err := joiner.Execute(context.Background(), op); !errors.Is(err, node.ErrUnavailable) {
 			t.Errorf("%v %s before joining: %v, want ErrUnavailable", op.Kind, op.Bucket, err)
@@ -328,7 +329,7 @@ func TestNotJoinedIsUnavailable(t *testing.T) {
 	nodes := []*node.Node{seed, joiner}
 	waitConverged(t, nodes)
 	mustRead(t, joiner, "bucket", "k", "v")
-	mustExec(t, joiner, put("bucket", "k", "w"))
+	mustExec(t, joiner, storetest.Put("bucket", "k", "w"))
 	for _, n := range nodes {
 		mustRead(t, n, "bucket", "k", "w")
 	}
@@ -362,17 +363,17 @@ func TestTombstonesSurviveAntiEntropy(t *testing.T) {
 				other = n
 			}
 		}
-		mustExec(t, nodes[0], create(b))
-		mustExec(t, nodes[1], put(b, "k", "old"))
-		mustExec(t, nodes[1], put(b, "keep", "x"))
+		mustExec(t, nodes[0], storetest.Create(b))
+		mustExec(t, nodes[1], storetest.Put(b, "k", "old"))
+		mustExec(t, nodes[1], storetest.Put(b, "keep", "x"))
 		old := entryOf(t, find(nodes, owners[0].ID).Store(), b, "k")
-		mustExec(t, nodes[2], del(b, "k"))
+		mustExec(t, nodes[2], storetest.Del(b, "k"))
 
 		// A copy that missed the delete turns up on a node that does not
 		// own the bucket (as after a partition), and an owner is offered
 		// the old entry directly.
-		mustNil(t, other.Store().ApplyEntry(b, old))
-		mustNil(t, find(nodes, owners[1].ID).Store().ApplyEntry(b, old))
+		storetest.MustNil(t, other.Store().ApplyEntry(b, old))
+		storetest.MustNil(t, find(nodes, owners[1].ID).Store().ApplyEntry(b, old))
 		if v, err := other.Store().Get(b, "k"); err != nil || v != "old" {
 			t.Fatalf("stale copy: k = %q, %v", v, err)
 		}
@@ -392,14 +393,14 @@ func TestTombstonesSurviveAntiEntropy(t *testing.T) {
 		nodes := startReplicated(t, net, replicas(3), "a", "b", "c")
 		owners := mustOwners(t, nodes[0], b, 3)
 		cut := find(nodes, owners[2].ID)
-		mustExec(t, nodes[0], create(b))
-		mustExec(t, nodes[0], put(b, "k", "old"))
-		mustExec(t, nodes[0], put(b, "keep", "x"))
+		mustExec(t, nodes[0], storetest.Create(b))
+		mustExec(t, nodes[0], storetest.Put(b, "k", "old"))
+		mustExec(t, nodes[0], storetest.Put(b, "keep", "x"))
 
 		net.setDown(cut.ID(), true)
 		survivors := without(nodes, cut)
 		waitConverged(t, survivors)
-		mustExec(t, survivors[0], del(b, "k"))
+		mustExec(t, survivors[0], storetest.Del(b, "k"))
 		if v, err := cut.Store().Get(b, "k"); err != nil || v != "old" {
 			t.Fatalf("the cut-off copy: k = %q, %v; want the old value", v, err)
 		}
@@ -418,8 +419,8 @@ func TestTombstonesSurviveAntiEntropy(t *testing.T) {
 		nodes := startReplicated(t, net, replicas(3), "a", "b", "c")
 		owners := mustOwners(t, nodes[0], b, 3)
 		cut := find(nodes, owners[1].ID)
-		mustExec(t, nodes[0], create(b))
-		mustExec(t, nodes[0], put(b, "k", "old"))
+		mustExec(t, nodes[0], storetest.Create(b))
+		mustExec(t, nodes[0], storetest.Put(b, "k", "old"))
 
 		net.setDown(cut.ID(), true)
 		survivors := without(nodes, cut)
@@ -431,7 +432,7 @@ func TestTombstonesSurviveAntiEntropy(t *testing.T) {
 		net.setDown(cut.ID(), false)
 		eventually(t, "the copies to converge", func() error { return settled(nodes, b) })
 		for _, n := range nodes {
-			if _, err := n.Execute(context.Background(), get(b, "k")); !errors.Is(err, store.ErrBucketNotFound) {
+			if _, err := n.Execute(context.Background(), storetest.Get(b, "k")); !errors.Is(err, store.ErrBucketNotFound) {
 				t.Errorf("GET after the drop via %s: %v, want ErrBucketNotFound", n.Name(), err)
 			}
 			if n.Store().Exists(b) {
@@ -482,7 +483,7 @@ func TestConfigValidationReplication(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
-		mustNil(t, n.Close())
+		storetest.MustNil(t, n.Close())
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // TestDefect6_FarClockRefused: defect 6. Nodes accepted versions up to an
@@ -41,7 +42,7 @@ func TestDefect6_FarClockRefused(t *testing.T) {
 	if pollFor(10*20*time.Millisecond, func() bool { return stateOf(a, b.ID()) == node.StateAlive || stateOf(b, a.ID()) == node.StateAlive }) {
 		t.Errorf("a node an hour ahead joined: a sees b %v, b sees a %v", stateOf(a, b.ID()), stateOf(b, a.ID()))
 	}
-	_, err := b.Execute(context.Background(), create("bucket"))
+	_, err := b.Execute(context.Background(), storetest.Create("bucket"))
 	if !errors.Is(err, node.ErrUnavailable) {
 		t.Errorf("CREATE through b, which never joined: %v, want ErrUnavailable", err)
 	}
@@ -98,8 +99,8 @@ func TestDefect6_DeleteOutlivesSkew(t *testing.T) {
 				bucket = bucketName(i)
 			}
 		}
-		mustExec(t, p, create(bucket))
-		mustExec(t, p, put(bucket, "k", "v"))
+		mustExec(t, p, storetest.Create(bucket))
+		mustExec(t, p, storetest.Put(bucket, "k", "v"))
 		settle(nodes...)
 
 		// Cut r off; once p and c see it dead, delete k.
@@ -108,7 +109,7 @@ func TestDefect6_DeleteOutlivesSkew(t *testing.T) {
 			net.setCut(other, r.ID(), true)
 		}
 		settle(p, c)
-		mustExec(t, p, del(bucket, "k"))
+		mustExec(t, p, storetest.Del(bucket, "k"))
 		deleted := time.Now()
 		tombstone := func(n *node.Node) bool {
 			es, _, _ := n.Store().Page(bucket, store.ShardOf("k"), "", 1<<20)
@@ -131,7 +132,7 @@ func TestDefect6_DeleteOutlivesSkew(t *testing.T) {
 		net.healAll()
 		settle(nodes...)
 		for _, n := range nodes {
-			if res, err := n.Execute(context.Background(), get(bucket, "k")); !errors.Is(err, store.ErrKeyNotFound) {
+			if res, err := n.Execute(context.Background(), storetest.Get(bucket, "k")); !errors.Is(err, store.ErrKeyNotFound) {
 				t.Errorf("GET k through %s, %v after its delete: %q, %v; want it deleted", n.Name(), time.Since(deleted), res.Value, err)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // Statistics tests: nodes on memNet (cluster_test.go) do known work, and
@@ -77,7 +78,7 @@ func TestStatsForwardingAndReplication(t *testing.T) {
 	puts := func(n int) []store.Op {
 		var ops []store.Op
 		for i := range n {
-			ops = append(ops, put(b, keyName(i), valueOf(0, i)))
+			ops = append(ops, storetest.Put(b, keyName(i), valueOf(0, i)))
 		}
 		return ops
 	}
@@ -106,7 +107,7 @@ func TestStatsForwardingAndReplication(t *testing.T) {
 		during      func(t *testing.T)      // runs while the ops are in flight (hang only)
 		check       func(*testing.T, error) // extra checks on an op's error
 	}{
-		{name: "create, forwarded", through: via, ops: []store.Op{create(b)},
+		{name: "create, forwarded", through: via, ops: []store.Op{storetest.Create(b)},
 			wantVia:     counters{fwdOps: 1, fwdMsgs: 1},
 			wantPrimary: counters{repls: 1, writes: 1, latencyCount: 1}},
 		{name: "puts one by one, forwarded", through: via, ops: puts(3),
@@ -115,18 +116,18 @@ func TestStatsForwardingAndReplication(t *testing.T) {
 		{name: "a batch of puts: one message, one write group", through: via, ops: puts(5), batch: true,
 			wantVia:     counters{fwdOps: 5, fwdMsgs: 1},
 			wantPrimary: counters{repls: 1, writes: 5, latencyCount: 1}},
-		{name: "reads are forwarded, not replicated", through: via, ops: []store.Op{get(b, keyName(0)), get(b, keyName(1))},
+		{name: "reads are forwarded, not replicated", through: via, ops: []store.Op{storetest.Get(b, keyName(0)), storetest.Get(b, keyName(1))},
 			wantVia: counters{fwdOps: 2, fwdMsgs: 2}},
 		{name: "writes at the primary are not forwarded", through: primary, ops: puts(2),
 			wantPrimary: counters{repls: 2, writes: 2, latencyCount: 2}},
-		{name: "reads at the primary: nothing moves", through: primary, ops: []store.Op{get(b, keyName(0))}},
+		{name: "reads at the primary: nothing moves", through: primary, ops: []store.Op{storetest.Get(b, keyName(0))}},
 		{name: "hung replica: the write fails", through: primary, ops: puts(1),
 			hang: replica, hangMatch: isMsg(msgReplicate), wantErr: true,
 			wantPrimary: counters{repls: 1, writes: 1, replErrs: 1, latencyCount: 1},
 			during: func(t *testing.T) {
 				waitFor(t, "a replication in flight", func() bool { return primary.Stats().ReplicationsInFlight == 1 })
 			}},
-		{name: "hung primary: the forward fails", through: via, ops: []store.Op{get(b, keyName(0))},
+		{name: "hung primary: the forward fails", through: via, ops: []store.Op{storetest.Get(b, keyName(0))},
 			hang: primary, hangMatch: isMsg(msgOp, msgBatch), wantErr: true,
 			wantVia: counters{fwdOps: 1, fwdMsgs: 1, fwdErrs: 1},
 			check: func(t *testing.T, err error) {

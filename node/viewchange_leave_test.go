@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store/storetest"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -42,12 +43,12 @@ func TestWriteReachesAnOwnersNextLife(t *testing.T) {
 		return nodes[i]
 	}
 	p, x, y := byID(o[0].ID), byID(o[1].ID), byID(o[2].ID)
-	mustExec(t, p, create(b))
+	mustExec(t, p, storetest.Create(b))
 
 	net.setLinkHung(p.ID(), y.ID(), ofType(node.MsgReplicate))
 	done := make(chan error, 1)
 	go func() {
-		_, err := p.Execute(context.Background(), put(b, "k", "v"))
+		_, err := p.Execute(context.Background(), storetest.Put(b, "k", "v"))
 		done <- err
 	}()
 	waitFor(t, x.Name()+" to hold the write", func() bool { return x.Store().Live(b, "k") })
@@ -116,8 +117,8 @@ func TestSlowHandOffOutlivesTheLeftWindow(t *testing.T) {
 						break
 					}
 				}
-				mustExec(t, d, create(b))
-				mustExec(t, d, put(b, "k", "v"))
+				mustExec(t, d, storetest.Create(b))
+				mustExec(t, d, storetest.Put(b, "k", "v"))
 
 				// l's hand-off of b is slow: its merges to d do not get
 				// through (a large copy on a slow link).
@@ -130,7 +131,7 @@ func TestSlowHandOffOutlivesTheLeftWindow(t *testing.T) {
 				if !slices.Contains(l.Store().Records(), b) {
 					t.Fatalf("%s no longer holds %s: the test expected its hand-off still under way", l.Name(), b)
 				}
-				res, err := d.Execute(context.Background(), get(b, "k"))
+				res, err := d.Execute(context.Background(), storetest.Get(b, "k"))
 				if err != nil || res.Value != "v" {
 					t.Fatalf("GET %s k through %s, %v after %s said goodbye (still handing off): %q, %v; want v",
 						b, d.Name(), after, l.Name(), res.Value, err)
@@ -180,8 +181,8 @@ func TestLeaveRacesAJoin(t *testing.T) {
 	net := newMemNet()
 	nodes := startReplicated(t, net, replicas(1), "d", "l")
 	d, l := nodes[0], nodes[1]
-	mustExec(t, d, create(b))
-	mustExec(t, d, put(b, "k", "v"))
+	mustExec(t, d, storetest.Create(b))
+	mustExec(t, d, storetest.Put(b, "k", "v"))
 	if !slices.Contains(l.Store().Records(), b) {
 		t.Fatalf("%s does not hold %s", l.Name(), b)
 	}
@@ -203,7 +204,7 @@ func TestLeaveRacesAJoin(t *testing.T) {
 		t.Fatalf("%s no longer holds %s: the test expected its hand-off still under way", l.Name(), b)
 	}
 	t.Logf("j's member table: %v (l is %v there)", memberNames(j.Members()), stateOf(j, lID))
-	res, err := j.Execute(context.Background(), get(b, "k"))
+	res, err := j.Execute(context.Background(), storetest.Get(b, "k"))
 	if err != nil || res.Value != "v" {
 		t.Fatalf("GET %s k through %s, its primary, while %s (the only copy) still hands it off: %q, %v; want v",
 			b, j.Name(), l.Name(), res.Value, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // Defects of failure detection and of links: a link lost one way, a write
@@ -39,14 +40,14 @@ func TestDefect5_OneWayLinkLoss(t *testing.T) {
 	if bucket == "" {
 		t.Fatal("no bucket with owners a, b")
 	}
-	mustExec(t, a, create(bucket))
+	mustExec(t, a, storetest.Create(bucket))
 
 	write := func(when string) {
 		t.Helper()
 		done := make(chan error, 1)
 		start := time.Now()
 		go func() {
-			_, err := a.Execute(context.Background(), put(bucket, "k", when))
+			_, err := a.Execute(context.Background(), storetest.Put(bucket, "k", when))
 			done <- err
 		}()
 		select {
@@ -107,7 +108,7 @@ func TestDefect7_WriteDuringFailureDetection(t *testing.T) {
 		bucket string
 	}{{ag, "apple"}, {ou, "banana"}} {
 		wg.Go(func() {
-			for _, op := range []store.Op{create(w.bucket), put(w.bucket, "k", "v")} {
+			for _, op := range []store.Op{storetest.Create(w.bucket), storetest.Put(w.bucket, "k", "v")} {
 				// The context is a deadline for a hang, with room for a
 				// slow machine; the time each write takes is logged, not
 				// asserted.
@@ -158,8 +159,8 @@ func TestDefect8_DropDuringPartition(t *testing.T) {
 			// b); side B the two others.
 			p := find(nodes, mustOwners(t, nodes[0], b, 2)[0].ID)
 			sideB := without(nodes, p)
-			mustExec(t, p, create(b))
-			mustExec(t, p, put(b, "k0", "before the partition"))
+			mustExec(t, p, storetest.Create(b))
+			mustExec(t, p, storetest.Put(b, "k0", "before the partition"))
 
 			// laterThanAll lets the wall clock pass every version issued
 			// so far (about a millisecond), so that the versions of the
@@ -176,10 +177,10 @@ func TestDefect8_DropDuringPartition(t *testing.T) {
 			net.setDown(p.ID(), true)
 			waitConverged(t, sideB)
 			waitFor(t, p.Name()+" to see itself alone", func() bool { return alive(p) == 1 })
-			mustExec(t, p, put(b, "a1", "A, before the drop"))
-			mustExec(t, sideB[0], put(b, "b1", "B, before the drop"))
+			mustExec(t, p, storetest.Put(b, "a1", "A, before the drop"))
+			mustExec(t, sideB[0], storetest.Put(b, "b1", "B, before the drop"))
 			laterThanAll()
-			mustExec(t, sideB[0], drop(b))
+			mustExec(t, sideB[0], storetest.Drop(b))
 			var dropped store.Version
 			for _, n := range sideB {
 				if m, ok := n.Store().Meta(b); ok {
@@ -188,17 +189,17 @@ func TestDefect8_DropDuringPartition(t *testing.T) {
 			}
 			want := []string{"a2"}
 			if recreate {
-				mustExec(t, sideB[0], create(b))
-				mustExec(t, sideB[0], put(b, "b2", "B, after the drop"))
+				mustExec(t, sideB[0], storetest.Create(b))
+				mustExec(t, sideB[0], storetest.Put(b, "b2", "B, after the drop"))
 				want = []string{"a2", "b2"}
 			}
 			laterThanAll()
-			mustExec(t, p, put(b, "a2", "A, after the drop"))
+			mustExec(t, p, storetest.Put(b, "a2", "A, after the drop"))
 
 			net.setDown(p.ID(), false)
 			eventually(t, "the copies to converge", func() error { return settled(nodes, b) })
 			for _, n := range nodes {
-				res, err := n.Execute(context.Background(), keys(b))
+				res, err := n.Execute(context.Background(), storetest.Keys(b))
 				slices.Sort(res.Names)
 				if err != nil || !slices.Equal(res.Names, want) {
 					t.Errorf("KEYS %s via %s = %v, %v; want %v", b, n.Name(), res.Names, err, want)

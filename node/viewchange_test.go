@@ -12,6 +12,7 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 	"github.com/dboutique/dboutique/ring"
 )
 
@@ -70,7 +71,7 @@ func readEventually(n *node.Node, bucket, key string, d time.Duration) (store.Re
 	var res store.Result
 	var err error
 	pollFor(d, func() bool {
-		res, err = n.Execute(context.Background(), get(bucket, key))
+		res, err = n.Execute(context.Background(), storetest.Get(bucket, key))
 		return !transient(err)
 	})
 	return res, err
@@ -83,7 +84,7 @@ func readAllErr(nodes []*node.Node, nb, nk int) error {
 	for _, n := range nodes {
 		for i := range nb {
 			for k := range nk {
-				res, err := n.Execute(context.Background(), get(bucketName(i), keyName(k)))
+				res, err := n.Execute(context.Background(), storetest.Get(bucketName(i), keyName(k)))
 				if err != nil || res.Value != valueOf(i, k) {
 					bad = append(bad, fmt.Sprintf("GET %s %s via %s = %q, %v", bucketName(i), keyName(k), n.Name(), res.Value, err))
 				}
@@ -121,15 +122,15 @@ func TestDefect1_HealedPartitionStaleRead(t *testing.T) {
 	const b = "bucket"
 	p := find(nodes, mustOwners(t, nodes[0], b, 2)[0].ID)
 	others := without(nodes, p)
-	mustExec(t, p, create(b))
-	mustExec(t, p, put(b, "k", "v1"))
+	mustExec(t, p, storetest.Create(b))
+	mustExec(t, p, storetest.Put(b, "k", "v1"))
 	mustRead(t, p, b, "k", "v1") // P serves b in this view
 	before := p.Epoch()
 
 	net.setDown(p.ID(), true)
 	waitConverged(t, others)
 	waitFor(t, p.Name()+" to see itself alone", func() bool { return alive(p) == 1 })
-	mustExec(t, others[0], put(b, "k", "v2")) // acknowledged by the majority side
+	mustExec(t, others[0], storetest.Put(b, "k", "v2")) // acknowledged by the majority side
 	mustRead(t, others[1], b, "k", "v2")
 
 	net.setHung(p.ID(), ofType(node.MsgSums))
@@ -188,7 +189,7 @@ func TestDefect1_LongDeadOwnersBlockReads(t *testing.T) {
 	}) {
 		var held []string
 		for _, b := range buckets {
-			if _, err := survivors[0].Execute(context.Background(), get(b, keyName(0))); err != nil {
+			if _, err := survivors[0].Execute(context.Background(), storetest.Get(b, keyName(0))); err != nil {
 				var on []string
 				for _, n := range survivors {
 					if n.Store().Exists(b) {
@@ -289,9 +290,9 @@ func TestDefect2_RetiredPrimaryAcksUnapplied(t *testing.T) {
 				if o := mustOwners(t, p, b, 2); o[0].ID != p.ID() {
 					t.Fatalf("owners of %s: %v, want p first", b, memberNames(o))
 				}
-				mustExec(t, p, create("stall")) // sorts before b
-				mustExec(t, p, create(b))
-				mustExec(t, p, put(b, "k0", "v0"))
+				mustExec(t, p, storetest.Create("stall")) // sorts before b
+				mustExec(t, p, storetest.Create(b))
+				mustExec(t, p, storetest.Put(b, "k0", "v0"))
 			}
 		}
 		waitConverged(t, nodes)
@@ -377,7 +378,7 @@ func ackedIsApplied(t *testing.T, p *node.Node, bucket, key, value string) {
 	var err error
 	tries := 0
 	if !pollFor(5*time.Second, func() bool {
-		_, err = p.Execute(context.Background(), put(bucket, key, value))
+		_, err = p.Execute(context.Background(), storetest.Put(bucket, key, value))
 		if tries++; err != nil && tries == 1 {
 			t.Logf("PUT %s %s via %s: %v; retrying", bucket, key, p.Name(), err)
 		}
@@ -389,7 +390,7 @@ func ackedIsApplied(t *testing.T, p *node.Node, bucket, key, value string) {
 		t.Errorf("%s acknowledged PUT %s %s %s as the primary, but its own copy has %s = %q, %v (copy retired: %v)",
 			p.Name(), bucket, key, value, key, v, err, p.Store().Retired(bucket))
 	}
-	if res, err := p.Execute(context.Background(), get(bucket, key)); err != nil || res.Value != value {
+	if res, err := p.Execute(context.Background(), storetest.Get(bucket, key)); err != nil || res.Value != value {
 		t.Errorf("GET %s %s via %s right after it acknowledged %s = %q, %v", bucket, key, p.Name(), value, res.Value, err)
 	}
 }
@@ -466,10 +467,10 @@ func TestDefect3_MinMembersMidWrite(t *testing.T) {
 	owners := mustOwners(t, nodes[0], b, 2)
 	p, r := find(nodes, owners[0].ID), find(nodes, owners[1].ID)
 	majority := without(nodes, p)
-	mustExec(t, p, create(b))
-	mustExec(t, p, put(b, "k", "v1"))
+	mustExec(t, p, storetest.Create(b))
+	mustExec(t, p, storetest.Put(b, "k", "v1"))
 
-	done := holdReplicatedWrite(t, net, p, r, put(b, "k", "v2"))
+	done := holdReplicatedWrite(t, net, p, r, storetest.Put(b, "k", "v2"))
 	net.setDown(p.ID(), true)
 	var err error
 	select {

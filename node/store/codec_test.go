@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 	"github.com/dboutique/dboutique/node/wire"
 )
 
@@ -71,14 +72,14 @@ func TestOpEncodingGolden(t *testing.T) {
 		op   store.Op
 		want []byte
 	}{
-		{buckets(), bs(6, 0, 0, 0)},
-		{create("b"), bs(1, 1, "b", 0, 0)},
-		{drop("bk"), bs(5, 2, "bk", 0, 0)},
-		{keys("b"), bs(7, 1, "b", 0, 0)},
-		{put("b", "k", "v"), bs(2, 1, "b", 1, "k", 1, "v")},
-		{get("b", "key"), bs(3, 1, "b", 3, "key", 0)},
-		{del("b", ""), bs(4, 1, "b", 0, 0)},
-		{put("b", "k", strings.Repeat("v", 300)), bs(2, 1, "b", 1, "k", 0xac, 0x02, strings.Repeat("v", 300))},
+		{storetest.Buckets(), bs(6, 0, 0, 0)},
+		{storetest.Create("b"), bs(1, 1, "b", 0, 0)},
+		{storetest.Drop("bk"), bs(5, 2, "bk", 0, 0)},
+		{storetest.Keys("b"), bs(7, 1, "b", 0, 0)},
+		{storetest.Put("b", "k", "v"), bs(2, 1, "b", 1, "k", 1, "v")},
+		{storetest.Get("b", "key"), bs(3, 1, "b", 3, "key", 0)},
+		{storetest.Del("b", ""), bs(4, 1, "b", 0, 0)},
+		{storetest.Put("b", "k", strings.Repeat("v", 300)), bs(2, 1, "b", 1, "k", 0xac, 0x02, strings.Repeat("v", 300))},
 	} {
 		if got := appendOp(t, tc.op); !bytes.Equal(got, tc.want) {
 			t.Errorf("AppendBinary(%v %q %q %.10q) = % x, want % x", tc.op.Kind, tc.op.Bucket, tc.op.Key, tc.op.Value, got, tc.want)
@@ -107,7 +108,7 @@ func TestResultEncodingGolden(t *testing.T) {
 
 func TestAppendBinaryAppends(t *testing.T) {
 	prefix := []byte("prefix")
-	op := put("b", "k", "v")
+	op := storetest.Put("b", "k", "v")
 	got, err := op.AppendBinary(slices.Clone(prefix))
 	if err != nil {
 		t.Fatal(err)
@@ -146,26 +147,26 @@ func TestOpRoundTrip(t *testing.T) {
 func TestDecodeOpInvalid(t *testing.T) {
 	for _, op := range invalidOps {
 		_, err := store.DecodeOp(appendOp(t, op))
-		checkErr(t, fmt.Sprintf("DecodeOp(AppendBinary(%+v))", op), err, store.ErrInvalidOp)
+		storetest.CheckErr(t, fmt.Sprintf("DecodeOp(AppendBinary(%+v))", op), err, store.ErrInvalidOp)
 	}
 }
 
 // TestDecodeOpCopies: the decoded op does not alias the input buffer, which
 // the transport reuses.
 func TestDecodeOpCopies(t *testing.T) {
-	b := appendOp(t, put("bucket", "key", "value"))
+	b := appendOp(t, storetest.Put("bucket", "key", "value"))
 	op, err := store.DecodeOp(b)
-	mustNil(t, err)
+	storetest.MustNil(t, err)
 	for i := range b {
 		b[i] = 'X'
 	}
-	if want := put("bucket", "key", "value"); op != want {
+	if want := storetest.Put("bucket", "key", "value"); op != want {
 		t.Errorf("op changed with its input buffer: %+v", op)
 	}
 
 	b = appendResult(t, store.Result{Value: "value", Names: []string{"name"}})
 	r, err := store.DecodeResult(b)
-	mustNil(t, err)
+	storetest.MustNil(t, err)
 	for i := range b {
 		b[i] = 'X'
 	}
@@ -245,7 +246,7 @@ func TestDecodeOpCorrupt(t *testing.T) {
 		{"invalid kind and trailing bytes", bs(99, 0, 0, 0, 0)},
 	} {
 		op, err := store.DecodeOp(tc.in)
-		checkErr(t, fmt.Sprintf("%s: DecodeOp(% x)", tc.name, tc.in), err, wire.ErrCorrupt)
+		storetest.CheckErr(t, fmt.Sprintf("%s: DecodeOp(% x)", tc.name, tc.in), err, wire.ErrCorrupt)
 		if op != (store.Op{}) {
 			t.Errorf("%s: DecodeOp returned %+v with its error, want the zero Op", tc.name, op)
 		}
@@ -284,7 +285,7 @@ func TestDecodeResultCorrupt(t *testing.T) {
 		{"truncated count", bs(0, 0, 0x80)},
 	} {
 		r, err := store.DecodeResult(tc.in)
-		checkErr(t, fmt.Sprintf("%s: DecodeResult(% x)", tc.name, tc.in), err, wire.ErrCorrupt)
+		storetest.CheckErr(t, fmt.Sprintf("%s: DecodeResult(% x)", tc.name, tc.in), err, wire.ErrCorrupt)
 		if r.Value != "" || r.Names != nil {
 			t.Errorf("%s: DecodeResult returned %+v with its error, want the zero Result", tc.name, r)
 		}
@@ -303,10 +304,10 @@ func TestDecodeNonMinimalVarint(t *testing.T) {
 		{bs(2, 1, "b", 0x80, 0x80, 0x00, 0x80, 0x00), bs(2, 1, "b", 0, 0)},
 	} {
 		want, err := store.DecodeOp(tc.minimal)
-		mustNil(t, err)
+		storetest.MustNil(t, err)
 		got, err := store.DecodeOp(tc.in)
 		if err != nil {
-			checkErr(t, fmt.Sprintf("DecodeOp(% x)", tc.in), err, wire.ErrCorrupt)
+			storetest.CheckErr(t, fmt.Sprintf("DecodeOp(% x)", tc.in), err, wire.ErrCorrupt)
 		} else if got != want {
 			t.Errorf("DecodeOp(% x) = %+v, want %+v", tc.in, got, want)
 		}
@@ -318,10 +319,10 @@ func TestDecodeNonMinimalVarint(t *testing.T) {
 		{bs(1, "v", 0x81, 0x00, 0x81, 0x00, "a"), bs(1, "v", 1, 1, "a")},
 	} {
 		want, err := store.DecodeResult(tc.minimal)
-		mustNil(t, err)
+		storetest.MustNil(t, err)
 		got, err := store.DecodeResult(tc.in)
 		if err != nil {
-			checkErr(t, fmt.Sprintf("DecodeResult(% x)", tc.in), err, wire.ErrCorrupt)
+			storetest.CheckErr(t, fmt.Sprintf("DecodeResult(% x)", tc.in), err, wire.ErrCorrupt)
 		} else if got.Value != want.Value || !slices.Equal(got.Names, want.Names) || (got.Names == nil) != (want.Names == nil) {
 			t.Errorf("DecodeResult(% x) = %+v, want %+v", tc.in, got, want)
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // These tests are meant for -race: they check invariants after (and during)
@@ -29,7 +30,7 @@ func TestConcurrentOwnKeys(t *testing.T) {
 		keysEach   = 16
 	)
 	s := store.NewStore()
-	mustNil(t, s.Create("shared"))
+	storetest.MustNil(t, s.Create("shared"))
 	ctx := context.Background()
 
 	finals := make([]map[string]string, writers) // per writer: key -> last value, "" if deleted
@@ -48,7 +49,7 @@ func TestConcurrentOwnKeys(t *testing.T) {
 				// Half the writes go through Execute, half through the methods.
 				var err error
 				if i%2 == 0 {
-					_, err = s.Execute(ctx, put("shared", k, v))
+					_, err = s.Execute(ctx, storetest.Put("shared", k, v))
 				} else {
 					err = s.Put("shared", k, v)
 				}
@@ -116,7 +117,7 @@ func TestConcurrentOwnKeys(t *testing.T) {
 					return
 				}
 				// Another goroutine's key: absent, or one of the values it writes.
-				res, err := s.Execute(ctx, get("shared", fmt.Sprintf("g%d-k0", r)))
+				res, err := s.Execute(ctx, storetest.Get("shared", fmt.Sprintf("g%d-k0", r)))
 				if err != nil && !errors.Is(err, store.ErrKeyNotFound) || err == nil && !strings.HasPrefix(res.Value, "v") {
 					t.Errorf("Execute(GET shared) = %+v, %v", res, err)
 					return
@@ -355,14 +356,14 @@ func TestConcurrentCreateDrop(t *testing.T) {
 		if _, err := s.Len("x"); err != nil {
 			t.Errorf("Buckets lists x but Len(x): %v", err)
 		}
-		mustNil(t, s.Drop("x"))
+		storetest.MustNil(t, s.Drop("x"))
 	} else if len(bs) != 0 {
 		t.Errorf("Buckets() = %q", bs)
 	} else if _, err := s.Len("x"); !errors.Is(err, store.ErrBucketNotFound) {
 		t.Errorf("Buckets lists nothing but Len(x): %v", err)
 	}
-	mustNil(t, s.Create("x"))
-	mustNil(t, s.Put("x", "k", "v"))
+	storetest.MustNil(t, s.Create("x"))
+	storetest.MustNil(t, s.Put("x", "k", "v"))
 	if ks, err := s.Keys("x"); err != nil || !slices.Equal(ks, []string{"k"}) {
 		t.Errorf("Keys(x) after drop and create = %q, %v; want [k]", ks, err)
 	}
@@ -383,17 +384,17 @@ func TestConcurrentBucketLifecycles(t *testing.T) {
 			for c := range cycles {
 				name := fmt.Sprintf("g%d-b%d", g, c%3)
 				steps := []step{
-					ok(create(name)),
-					names(keys(name)),
-					ok(put(name, "a", "1")),
-					ok(put(name, "b", "2")),
-					ok(del(name, "a")),
-					value(get(name, "b"), "2"),
-					missingKey(get(name, "a")),
-					names(keys(name), "b"),
-					ok(drop(name)),
-					notFound(get(name, "b")),
-					notFound(drop(name)),
+					ok(storetest.Create(name)),
+					names(storetest.Keys(name)),
+					ok(storetest.Put(name, "a", "1")),
+					ok(storetest.Put(name, "b", "2")),
+					ok(storetest.Del(name, "a")),
+					value(storetest.Get(name, "b"), "2"),
+					missingKey(storetest.Get(name, "a")),
+					names(storetest.Keys(name), "b"),
+					ok(storetest.Drop(name)),
+					notFound(storetest.Get(name, "b")),
+					notFound(storetest.Drop(name)),
 				}
 				for i, st := range steps {
 					got, err := s.Execute(ctx, st.op)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // Tests of what replication and anti-entropy use: pages, digests, retiring
@@ -22,11 +23,11 @@ func TestMergePagesReproducesDigest(t *testing.T) {
 		r := rand.New(rand.NewPCG(seed, 2))
 		src := store.NewStore()
 		for _, o := range randomOps(r, 200, []string{"a", "b"}) {
-			mustNil(t, o.apply(src))
+			storetest.MustNil(t, o.apply(src))
 		}
 		// and a bigger bucket, with large values
 		for i := range 500 {
-			mustNil(t, src.ApplyEntry("big", live("key"+strconv.Itoa(i), strings.Repeat("x", r.IntN(3000)), store.Version(100+i))))
+			storetest.MustNil(t, src.ApplyEntry("big", live("key"+strconv.Itoa(i), strings.Repeat("x", r.IntN(3000)), store.Version(100+i))))
 		}
 		for _, maxBytes := range []int{1, 100, 4096, 1 << 20} {
 			dst := store.NewStore()
@@ -65,7 +66,7 @@ func TestAntiEntropyConverges(t *testing.T) {
 			mask := 1 + r.IntN(7)
 			for i, s := range stores {
 				if mask&(1<<i) != 0 {
-					mustNil(t, o.apply(s))
+					storetest.MustNil(t, o.apply(s))
 				}
 			}
 		}
@@ -94,7 +95,7 @@ func TestPage(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 4))
 	want := make(map[string]store.Entry)
 	add := func(e store.Entry) {
-		mustNil(t, s.ApplyEntry("b", e))
+		storetest.MustNil(t, s.ApplyEntry("b", e))
 		want[e.Key] = e
 	}
 	add(live("", "empty key", 10))
@@ -177,7 +178,7 @@ func TestRetireUnretireRemove(t *testing.T) {
 		t.Fatal("Retire of a missing record succeeded")
 	}
 	s.Unretire("b") // no record: nothing happens
-	mustNil(t, s.ApplyEntry("b", live("k", "v", 5)))
+	storetest.MustNil(t, s.ApplyEntry("b", live("k", "v", 5)))
 	if !s.Retire("b") || !s.Retired("b") {
 		t.Fatal("Retire failed")
 	}
@@ -199,15 +200,15 @@ func TestRetireUnretireRemove(t *testing.T) {
 		t.Errorf("retired copy changed: %+v, want %+v", after, before)
 	}
 	// Other buckets are not retired.
-	mustNil(t, s.ApplyEntry("other", live("k", "v", 5)))
+	storetest.MustNil(t, s.ApplyEntry("other", live("k", "v", 5)))
 	// The unversioned API ignores retirement.
-	mustNil(t, s.Put("b", "k", "local"))
+	storetest.MustNil(t, s.Put("b", "k", "local"))
 
 	s.Unretire("b")
 	if s.Retired("b") {
 		t.Fatal("still retired after Unretire")
 	}
-	mustNil(t, s.ApplyEntry("b", live("j", "v", 1<<61)))
+	storetest.MustNil(t, s.ApplyEntry("b", live("j", "v", 1<<61)))
 
 	s.Retire("b")
 	s.Remove("b")
@@ -222,7 +223,7 @@ func TestRetireUnretireRemove(t *testing.T) {
 	}
 	s.Remove("b") // again: nothing happens
 	// A new write makes a fresh record, not retired, without the old keys.
-	mustNil(t, s.ApplyEntry("b", live("new", "v", 3)))
+	storetest.MustNil(t, s.ApplyEntry("b", live("new", "v", 3)))
 	got, _ := dump(t, s, "b")
 	if want := (copyState{Meta: store.BucketMeta{Created: 3}, Entries: []store.Entry{live("new", "v", 3)}}); !got.equal(want) || s.Retired("b") {
 		t.Errorf("after Remove and a write: %+v (retired %v), want %+v", got, s.Retired("b"), want)
@@ -249,7 +250,7 @@ func TestCollect(t *testing.T) {
 		// f: a bucket whose only entries are old tombstones: they go, the bucket stays
 		{kind: 'x', bucket: "f", key: "k", v: 2},
 	} {
-		mustNil(t, o.apply(s))
+		storetest.MustNil(t, o.apply(s))
 	}
 	s.Retire("e")
 	if st := s.Stats(); st != (store.StoreStats{Buckets: 3, Records: 6, Keys: 2, Tombstones: 4, Bytes: int64(len("live-oldvtomb-oldtomb-attomb-newlive-newvk"))}) {
@@ -275,7 +276,7 @@ func TestCollect(t *testing.T) {
 	// A copy built from the same writes minus the collected ones has the same digest.
 	fresh := store.NewStore()
 	for _, e := range a.Entries {
-		mustNil(t, fresh.ApplyEntry("a", e))
+		storetest.MustNil(t, fresh.ApplyEntry("a", e))
 	}
 	if d1, d2 := digestOf(s, "a"), digestOf(fresh, "a"); d1 != d2 {
 		t.Error("collected copy's digest differs from a fresh copy of its entries")

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // Versioned writes racing each other and the removal of a copy.
@@ -32,7 +33,7 @@ func TestConcurrentVersioned(t *testing.T) {
 	s := store.NewStore()
 	// A bucket whose tombstones Collect does remove meanwhile.
 	for i := range 500 {
-		mustNil(t, s.ApplyEntry("gc", tomb("k"+strconv.Itoa(i), store.Version(1+i%10))))
+		storetest.MustNil(t, s.ApplyEntry("gc", tomb("k"+strconv.Itoa(i), store.Version(1+i%10))))
 	}
 	var wg sync.WaitGroup
 	for w := range writers {

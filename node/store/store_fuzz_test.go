@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // decodeVops turns fuzz bytes into versioned writes, four bytes each: kind
@@ -54,12 +55,12 @@ func FuzzStoreConverges(f *testing.F) {
 		ops := decodeVops(data)
 		a, b := store.NewStore(), store.NewStore()
 		for _, o := range ops {
-			mustNil(t, o.apply(a))
+			storetest.MustNil(t, o.apply(a))
 		}
 		for i := len(ops) - 1; i >= 0; i-- {
-			mustNil(t, ops[i].apply(b))
+			storetest.MustNil(t, ops[i].apply(b))
 			if i%2 == 0 {
-				mustNil(t, ops[i].apply(b))
+				storetest.MustNil(t, ops[i].apply(b))
 			}
 		}
 		// A third copy gets a's pages merged in, with tiny pages.

@@ -14,6 +14,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
 
 // vop is one versioned write, as a replica receives it.
@@ -317,7 +318,7 @@ func TestApplyOrderings(t *testing.T) {
 			}
 			s := store.NewStore()
 			for _, o := range ops {
-				mustNil(t, o.apply(s))
+				storetest.MustNil(t, o.apply(s))
 			}
 			got, ok := dump(t, s, "b")
 			if !ok || !got.equal(want) {
@@ -329,7 +330,7 @@ func TestApplyOrderings(t *testing.T) {
 			for _, e := range want.Entries {
 				v, err := s.Get("b", e.Key)
 				if e.Deleted {
-					checkErr(t, "Get of a deleted key", err, store.ErrKeyNotFound)
+					storetest.CheckErr(t, "Get of a deleted key", err, store.ErrKeyNotFound)
 				} else if err != nil || v != e.Value {
 					t.Errorf("%s: Get(%q) = %q, %v; want %q", tc.name, e.Key, v, err, e.Value)
 				}
@@ -340,11 +341,11 @@ func TestApplyOrderings(t *testing.T) {
 
 func TestApplyErrors(t *testing.T) {
 	s := store.NewStore()
-	checkErr(t, "ApplyCreate(\"\")", s.ApplyCreate("", 1), store.ErrInvalidOp)
-	checkErr(t, "ApplyDrop(\"\")", s.ApplyDrop("", 1), store.ErrInvalidOp)
-	checkErr(t, "ApplyEntry(\"\")", s.ApplyEntry("", live("k", "v", 1)), store.ErrInvalidOp)
+	storetest.CheckErr(t, "ApplyCreate(\"\")", s.ApplyCreate("", 1), store.ErrInvalidOp)
+	storetest.CheckErr(t, "ApplyDrop(\"\")", s.ApplyDrop("", 1), store.ErrInvalidOp)
+	storetest.CheckErr(t, "ApplyEntry(\"\")", s.ApplyEntry("", live("k", "v", 1)), store.ErrInvalidOp)
 	_, err := s.Merge("", store.BucketMeta{Created: 1}, nil)
-	checkErr(t, "Merge(\"\")", err, store.ErrInvalidOp)
+	storetest.CheckErr(t, "Merge(\"\")", err, store.ErrInvalidOp)
 	if rs := s.Records(); len(rs) != 0 {
 		t.Errorf("Records() = %q after invalid writes", rs)
 	}
@@ -360,33 +361,33 @@ func TestUnversionedAfterVersioned(t *testing.T) {
 		t.Fatal("Clock() is not the clock passed to NewStoreWithClock")
 	}
 	future := c.Now() + 1<<40
-	mustNil(t, s.ApplyEntry("b", live("k", "replicated", future)))
+	storetest.MustNil(t, s.ApplyEntry("b", live("k", "replicated", future)))
 	if c.Last() < future {
 		t.Errorf("clock at %v after applying %v", c.Last(), future)
 	}
-	mustNil(t, s.Put("b", "k", "local"))
+	storetest.MustNil(t, s.Put("b", "k", "local"))
 	if v, err := s.Get("b", "k"); err != nil || v != "local" {
 		t.Errorf("Get = %q, %v after a local Put; want local", v, err)
 	}
-	mustNil(t, s.ApplyDrop("b", future+1<<30))
+	storetest.MustNil(t, s.ApplyDrop("b", future+1<<30))
 	if s.Exists("b") {
 		t.Fatal("bucket exists after a drop")
 	}
-	checkErr(t, "Put to a dropped bucket", s.Put("b", "k", "v"), store.ErrBucketNotFound)
-	mustNil(t, s.Create("b"))
+	storetest.CheckErr(t, "Put to a dropped bucket", s.Put("b", "k", "v"), store.ErrBucketNotFound)
+	storetest.MustNil(t, s.Create("b"))
 	if !s.Exists("b") {
 		t.Fatal("Create after a far-future drop did not make the bucket")
 	}
-	mustNil(t, s.Put("b", "k", "v"))
-	mustNil(t, s.Delete("b", "k"))
+	storetest.MustNil(t, s.Put("b", "k", "v"))
+	storetest.MustNil(t, s.Delete("b", "k"))
 	got, _ := dump(t, s, "b")
 	if len(got.Entries) != 1 || !got.Entries[0].Deleted {
 		t.Errorf("after Put and Delete the copy holds %+v, want one tombstone", got.Entries)
 	}
 	// Deleting a key that is not there writes nothing.
 	before, _ := s.Digest("b")
-	mustNil(t, s.Delete("b", "nope"))
-	mustNil(t, s.Delete("b", "k"))
+	storetest.MustNil(t, s.Delete("b", "nope"))
+	storetest.MustNil(t, s.Delete("b", "k"))
 	if after, _ := s.Digest("b"); after != before {
 		t.Error("Delete of a missing or deleted key changed the copy")
 	}
@@ -435,7 +436,7 @@ func TestStoreConverges(t *testing.T) {
 			r.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
 			stores[i] = store.NewStore()
 			for _, o := range order {
-				mustNil(t, o.apply(stores[i]))
+				storetest.MustNil(t, o.apply(stores[i]))
 			}
 		}
 		for _, b := range buckets {
@@ -472,7 +473,7 @@ func copyVia(t testing.TB, src, dst *store.Store, bucket string, maxBytes int) i
 		return 0
 	}
 	changed, err := dst.Merge(bucket, meta, nil)
-	mustNil(t, err)
+	storetest.MustNil(t, err)
 	for sh := range store.NumShards {
 		after := ""
 		for {
@@ -481,7 +482,7 @@ func copyVia(t testing.TB, src, dst *store.Store, bucket string, maxBytes int) i
 				t.Fatalf("Page(%s, %d): no record", bucket, sh)
 			}
 			n, err := dst.Merge(bucket, store.BucketMeta{}, es)
-			mustNil(t, err)
+			storetest.MustNil(t, err)
 			changed += n
 			if !more {
 				break

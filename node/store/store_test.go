@@ -9,33 +9,8 @@ import (
 	"testing"
 
 	"github.com/dboutique/dboutique/node/store"
-	"github.com/dboutique/dboutique/node/wire"
+	"github.com/dboutique/dboutique/node/store/storetest"
 )
-
-// sentinels lists every sentinel error of the package, so a test can check
-// that an error matches the one it expects and none of the others.
-var sentinels = []error{store.ErrBucketNotFound, store.ErrKeyNotFound, store.ErrInvalidOp, wire.ErrCorrupt}
-
-// checkErr reports an error unless err matches want exactly: nil when want
-// is nil, otherwise errors.Is(err, want) and no other sentinel.
-func checkErr(t testing.TB, what string, err, want error) {
-	t.Helper()
-	if want == nil {
-		if err != nil {
-			t.Errorf("%s: unexpected error %v", what, err)
-		}
-		return
-	}
-	if err == nil {
-		t.Errorf("%s: got nil error, want %v", what, want)
-		return
-	}
-	for _, s := range sentinels {
-		if got, exp := errors.Is(err, s), s == want; got != exp {
-			t.Errorf("%s: errors.Is(%v, %v) = %v, want %v", what, err, s, got, exp)
-		}
-	}
-}
 
 // step is one operation of a scenario and its expected outcome. Names are
 // compared with slices.Equal: the store does not promise nil versus empty.
@@ -44,14 +19,6 @@ type step struct {
 	want    store.Result
 	wantErr error
 }
-
-func create(b string) store.Op    { return store.Op{Kind: store.KindCreate, Bucket: b} }
-func drop(b string) store.Op      { return store.Op{Kind: store.KindDrop, Bucket: b} }
-func keys(b string) store.Op      { return store.Op{Kind: store.KindKeys, Bucket: b} }
-func put(b, k, v string) store.Op { return store.Op{Kind: store.KindPut, Bucket: b, Key: k, Value: v} }
-func get(b, k string) store.Op    { return store.Op{Kind: store.KindGet, Bucket: b, Key: k} }
-func del(b, k string) store.Op    { return store.Op{Kind: store.KindDelete, Bucket: b, Key: k} }
-func buckets() store.Op           { return store.Op{Kind: store.KindBuckets} }
 
 func ok(op store.Op) step                 { return step{op: op} }
 func fails(op store.Op, err error) step   { return step{op: op, wantErr: err} }
@@ -94,112 +61,112 @@ var scenarios = []struct {
 	steps []step
 }{
 	{"empty store", []step{
-		names(buckets()),
-		notFound(keys("b")),
+		names(storetest.Buckets()),
+		notFound(storetest.Keys("b")),
 	}},
 	{"create is idempotent and keeps contents", []step{
-		ok(create("b")),
-		ok(put("b", "k", "v")),
-		ok(create("b")),
-		ok(create("b")),
-		value(get("b", "k"), "v"),
-		names(keys("b"), "k"),
-		names(buckets(), "b"),
+		ok(storetest.Create("b")),
+		ok(storetest.Put("b", "k", "v")),
+		ok(storetest.Create("b")),
+		ok(storetest.Create("b")),
+		value(storetest.Get("b", "k"), "v"),
+		names(storetest.Keys("b"), "k"),
+		names(storetest.Buckets(), "b"),
 	}},
 	{"put get overwrite delete", []step{
-		ok(create("b")),
-		names(keys("b")),
-		ok(put("b", "k", "v1")),
-		value(get("b", "k"), "v1"),
-		ok(put("b", "k", "v2")),
-		value(get("b", "k"), "v2"),
-		names(keys("b"), "k"),
-		ok(del("b", "k")),
-		missingKey(get("b", "k")),
-		names(keys("b")),
+		ok(storetest.Create("b")),
+		names(storetest.Keys("b")),
+		ok(storetest.Put("b", "k", "v1")),
+		value(storetest.Get("b", "k"), "v1"),
+		ok(storetest.Put("b", "k", "v2")),
+		value(storetest.Get("b", "k"), "v2"),
+		names(storetest.Keys("b"), "k"),
+		ok(storetest.Del("b", "k")),
+		missingKey(storetest.Get("b", "k")),
+		names(storetest.Keys("b")),
 	}},
 	{"missing key", []step{
-		ok(create("b")),
-		missingKey(get("b", "nope")),
-		ok(del("b", "nope")), // deleting a missing key is not an error
-		names(keys("b")),
+		ok(storetest.Create("b")),
+		missingKey(storetest.Get("b", "nope")),
+		ok(storetest.Del("b", "nope")), // deleting a missing key is not an error
+		names(storetest.Keys("b")),
 	}},
 	{"missing bucket", []step{
-		ok(create("other")),
-		notFound(put("b", "k", "v")),
-		notFound(get("b", "k")),
-		notFound(del("b", "k")),
-		notFound(drop("b")),
-		notFound(keys("b")),
-		names(buckets(), "other"), // no operation above created b
+		ok(storetest.Create("other")),
+		notFound(storetest.Put("b", "k", "v")),
+		notFound(storetest.Get("b", "k")),
+		notFound(storetest.Del("b", "k")),
+		notFound(storetest.Drop("b")),
+		notFound(storetest.Keys("b")),
+		names(storetest.Buckets(), "other"), // no operation above created b
 	}},
 	{"drop removes bucket and keys", []step{
-		ok(create("b")),
-		ok(put("b", "k", "v")),
-		ok(drop("b")),
-		notFound(get("b", "k")),
-		notFound(put("b", "k", "v")),
-		notFound(del("b", "k")),
-		notFound(keys("b")),
-		notFound(drop("b")),
-		names(buckets()),
+		ok(storetest.Create("b")),
+		ok(storetest.Put("b", "k", "v")),
+		ok(storetest.Drop("b")),
+		notFound(storetest.Get("b", "k")),
+		notFound(storetest.Put("b", "k", "v")),
+		notFound(storetest.Del("b", "k")),
+		notFound(storetest.Keys("b")),
+		notFound(storetest.Drop("b")),
+		names(storetest.Buckets()),
 	}},
 	{"drop then create gives an empty bucket", []step{
-		ok(create("b")),
-		ok(put("b", "k", "v")),
-		ok(drop("b")),
-		ok(create("b")),
-		names(keys("b")),
-		missingKey(get("b", "k")),
-		ok(put("b", "k2", "v2")),
-		names(keys("b"), "k2"),
+		ok(storetest.Create("b")),
+		ok(storetest.Put("b", "k", "v")),
+		ok(storetest.Drop("b")),
+		ok(storetest.Create("b")),
+		names(storetest.Keys("b")),
+		missingKey(storetest.Get("b", "k")),
+		ok(storetest.Put("b", "k2", "v2")),
+		names(storetest.Keys("b"), "k2"),
 	}},
 	{"drop leaves other buckets alone", []step{
-		ok(create("a")),
-		ok(create("b")),
-		ok(put("a", "k", "va")),
-		ok(put("b", "k", "vb")),
-		ok(drop("a")),
-		value(get("b", "k"), "vb"),
-		names(buckets(), "b"),
+		ok(storetest.Create("a")),
+		ok(storetest.Create("b")),
+		ok(storetest.Put("a", "k", "va")),
+		ok(storetest.Put("b", "k", "vb")),
+		ok(storetest.Drop("a")),
+		value(storetest.Get("b", "k"), "vb"),
+		names(storetest.Buckets(), "b"),
 	}},
 	{"buckets and keys sorted", []step{
-		ok(create("c")),
-		ok(create("a")),
-		ok(create("B")),
-		ok(create("b")),
-		names(buckets(), "B", "a", "b", "c"),
-		ok(put("a", "z", "1")),
-		ok(put("a", "a", "2")),
-		ok(put("a", "m", "3")),
-		ok(put("a", "", "4")),
-		ok(put("a", "\xff", "5")),
-		names(keys("a"), "", "a", "m", "z", "\xff"),
+		ok(storetest.Create("c")),
+		ok(storetest.Create("a")),
+		ok(storetest.Create("B")),
+		ok(storetest.Create("b")),
+		names(storetest.Buckets(), "B", "a", "b", "c"),
+		ok(storetest.Put("a", "z", "1")),
+		ok(storetest.Put("a", "a", "2")),
+		ok(storetest.Put("a", "m", "3")),
+		ok(storetest.Put("a", "", "4")),
+		ok(storetest.Put("a", "\xff", "5")),
+		names(storetest.Keys("a"), "", "a", "m", "z", "\xff"),
 	}},
 	{"empty key and empty value", []step{
-		ok(create("b")),
-		ok(put("b", "", "")),
-		value(get("b", ""), ""),
-		ok(put("b", "k", "")),
-		value(get("b", "k"), ""),
-		names(keys("b"), "", "k"),
-		ok(del("b", "")),
-		missingKey(get("b", "")),
+		ok(storetest.Create("b")),
+		ok(storetest.Put("b", "", "")),
+		value(storetest.Get("b", ""), ""),
+		ok(storetest.Put("b", "k", "")),
+		value(storetest.Get("b", "k"), ""),
+		names(storetest.Keys("b"), "", "k"),
+		ok(storetest.Del("b", "")),
+		missingKey(storetest.Get("b", "")),
 	}},
 	{"binary bytes in names, keys and values", []step{
-		ok(create("\x00b\xff")),
-		ok(put("\x00b\xff", "\x00\x01\n\r ", "\xff\xfe\x00")),
-		value(get("\x00b\xff", "\x00\x01\n\r "), "\xff\xfe\x00"),
-		ok(put("\x00b\xff", "ключ", "значение")),
-		value(get("\x00b\xff", "ключ"), "значение"),
-		names(keys("\x00b\xff"), "\x00\x01\n\r ", "ключ"),
-		names(buckets(), "\x00b\xff"),
-		notFound(get("\x00b", "\x00\x01\n\r ")),
+		ok(storetest.Create("\x00b\xff")),
+		ok(storetest.Put("\x00b\xff", "\x00\x01\n\r ", "\xff\xfe\x00")),
+		value(storetest.Get("\x00b\xff", "\x00\x01\n\r "), "\xff\xfe\x00"),
+		ok(storetest.Put("\x00b\xff", "ключ", "значение")),
+		value(storetest.Get("\x00b\xff", "ключ"), "значение"),
+		names(storetest.Keys("\x00b\xff"), "\x00\x01\n\r ", "ключ"),
+		names(storetest.Buckets(), "\x00b\xff"),
+		notFound(storetest.Get("\x00b", "\x00\x01\n\r ")),
 	}},
 	{"large value", []step{
-		ok(create("b")),
-		ok(put("b", "k", strings.Repeat("x", 1<<20))),
-		value(get("b", "k"), strings.Repeat("x", 1<<20)),
+		ok(storetest.Create("b")),
+		ok(storetest.Put("b", "k", strings.Repeat("x", 1<<20))),
+		value(storetest.Get("b", "k"), strings.Repeat("x", 1<<20)),
 	}},
 }
 
@@ -217,7 +184,7 @@ func TestStore(t *testing.T) {
 				for i, st := range sc.steps {
 					what := stepName(i, st.op)
 					got, err := via.apply(s, st.op)
-					checkErr(t, what, err, st.wantErr)
+					storetest.CheckErr(t, what, err, st.wantErr)
 					if got.Value != st.want.Value {
 						t.Errorf("%s: Value = %q, want %q", what, got.Value, st.want.Value)
 					}
@@ -233,9 +200,9 @@ func TestStore(t *testing.T) {
 func TestStoreLen(t *testing.T) {
 	s := store.NewStore()
 	_, err := s.Len("b")
-	checkErr(t, "Len of missing bucket", err, store.ErrBucketNotFound)
+	storetest.CheckErr(t, "Len of missing bucket", err, store.ErrBucketNotFound)
 
-	mustNil(t, s.Create("b"))
+	storetest.MustNil(t, s.Create("b"))
 	lenIs := func(want int) {
 		t.Helper()
 		n, err := s.Len("b")
@@ -244,17 +211,17 @@ func TestStoreLen(t *testing.T) {
 		}
 	}
 	lenIs(0)
-	mustNil(t, s.Put("b", "k1", "v"))
-	mustNil(t, s.Put("b", "k2", "v"))
-	mustNil(t, s.Put("b", "k1", "v2")) // overwrite does not grow
+	storetest.MustNil(t, s.Put("b", "k1", "v"))
+	storetest.MustNil(t, s.Put("b", "k2", "v"))
+	storetest.MustNil(t, s.Put("b", "k1", "v2")) // overwrite does not grow
 	lenIs(2)
-	mustNil(t, s.Delete("b", "k1"))
-	mustNil(t, s.Delete("b", "k1"))
+	storetest.MustNil(t, s.Delete("b", "k1"))
+	storetest.MustNil(t, s.Delete("b", "k1"))
 	lenIs(1)
 
-	mustNil(t, s.Drop("b"))
+	storetest.MustNil(t, s.Drop("b"))
 	_, err = s.Len("b")
-	checkErr(t, "Len of dropped bucket", err, store.ErrBucketNotFound)
+	storetest.CheckErr(t, "Len of dropped bucket", err, store.ErrBucketNotFound)
 }
 
 // TestStoreEmptyBucketName: no bucket called "" can exist. Execute rejects
@@ -262,20 +229,20 @@ func TestStoreLen(t *testing.T) {
 // other methods answer that the bucket does not exist.
 func TestStoreEmptyBucketName(t *testing.T) {
 	s := store.NewStore()
-	for _, op := range []store.Op{create(""), drop(""), keys(""), put("", "k", "v"), get("", "k"), del("", "k")} {
+	for _, op := range []store.Op{storetest.Create(""), storetest.Drop(""), storetest.Keys(""), storetest.Put("", "k", "v"), storetest.Get("", "k"), storetest.Del("", "k")} {
 		_, err := s.Execute(context.Background(), op)
-		checkErr(t, "Execute "+op.Kind.String(), err, store.ErrInvalidOp)
+		storetest.CheckErr(t, "Execute "+op.Kind.String(), err, store.ErrInvalidOp)
 	}
-	checkErr(t, "Create", s.Create(""), store.ErrInvalidOp)
-	checkErr(t, "Drop", s.Drop(""), store.ErrBucketNotFound)
-	checkErr(t, "Put", s.Put("", "k", "v"), store.ErrBucketNotFound)
-	checkErr(t, "Delete", s.Delete("", "k"), store.ErrBucketNotFound)
+	storetest.CheckErr(t, "Create", s.Create(""), store.ErrInvalidOp)
+	storetest.CheckErr(t, "Drop", s.Drop(""), store.ErrBucketNotFound)
+	storetest.CheckErr(t, "Put", s.Put("", "k", "v"), store.ErrBucketNotFound)
+	storetest.CheckErr(t, "Delete", s.Delete("", "k"), store.ErrBucketNotFound)
 	_, err := s.Get("", "k")
-	checkErr(t, "Get", err, store.ErrBucketNotFound)
+	storetest.CheckErr(t, "Get", err, store.ErrBucketNotFound)
 	_, err = s.Keys("")
-	checkErr(t, "Keys", err, store.ErrBucketNotFound)
+	storetest.CheckErr(t, "Keys", err, store.ErrBucketNotFound)
 	_, err = s.Len("")
-	checkErr(t, "Len", err, store.ErrBucketNotFound)
+	storetest.CheckErr(t, "Len", err, store.ErrBucketNotFound)
 	if got := s.Buckets(); len(got) != 0 {
 		t.Errorf("Buckets = %q after operations on an empty name, want none", got)
 	}
@@ -285,11 +252,11 @@ func TestStoreEmptyBucketName(t *testing.T) {
 // store, so an invalid op has no effect even when its bucket exists.
 func TestExecuteRejectsInvalidOps(t *testing.T) {
 	s := store.NewStore()
-	mustNil(t, s.Create("b"))
-	mustNil(t, s.Put("b", "k", "v"))
+	storetest.MustNil(t, s.Create("b"))
+	storetest.MustNil(t, s.Put("b", "k", "v"))
 	for _, op := range invalidOps {
 		_, err := s.Execute(context.Background(), op)
-		checkErr(t, fmt.Sprintf("Execute(%+v)", op), err, store.ErrInvalidOp)
+		storetest.CheckErr(t, fmt.Sprintf("Execute(%+v)", op), err, store.ErrInvalidOp)
 	}
 	if got, err := s.Get("b", "k"); err != nil || got != "v" {
 		t.Errorf("Get after invalid ops = %q, %v; want %q, nil", got, err, "v")
@@ -310,29 +277,29 @@ func TestErrorsNameTheBucket(t *testing.T) {
 // TestStoresAreIndependent: a Store has no package-level state.
 func TestStoresAreIndependent(t *testing.T) {
 	a, b := store.NewStore(), store.NewStore()
-	mustNil(t, a.Create("x"))
-	mustNil(t, a.Put("x", "k", "v"))
+	storetest.MustNil(t, a.Create("x"))
+	storetest.MustNil(t, a.Put("x", "k", "v"))
 	if got := b.Buckets(); len(got) != 0 {
 		t.Errorf("second store sees buckets %q", got)
 	}
 	_, err := b.Get("x", "k")
-	checkErr(t, "Get in second store", err, store.ErrBucketNotFound)
+	storetest.CheckErr(t, "Get in second store", err, store.ErrBucketNotFound)
 }
 
 var validOps = []store.Op{
-	create("b"),
-	drop("b"),
-	keys("b"),
-	put("b", "k", "v"),
-	put("b", "", ""),
-	put("b", "k", ""),
-	put("b", "", "v"),
-	put("\x00", "\xff\x00", "\x00\xff"),
-	get("b", "k"),
-	get("b", ""),
-	del("b", "k"),
-	del("b", ""),
-	buckets(),
+	storetest.Create("b"),
+	storetest.Drop("b"),
+	storetest.Keys("b"),
+	storetest.Put("b", "k", "v"),
+	storetest.Put("b", "", ""),
+	storetest.Put("b", "k", ""),
+	storetest.Put("b", "", "v"),
+	storetest.Put("\x00", "\xff\x00", "\x00\xff"),
+	storetest.Get("b", "k"),
+	storetest.Get("b", ""),
+	storetest.Del("b", "k"),
+	storetest.Del("b", ""),
+	storetest.Buckets(),
 	{Kind: store.KindPut, Bucket: strings.Repeat("b", 1000), Key: strings.Repeat("k", 1000), Value: strings.Repeat("v", 100000)},
 }
 
@@ -344,13 +311,13 @@ var invalidOps = []store.Op{
 	{Kind: 9, Bucket: "b", Key: "k"},
 	{Kind: 255, Bucket: "b", Key: "k", Value: "v"},
 	// a bucket name is required
-	create(""),
-	drop(""),
-	keys(""),
-	put("", "k", "v"),
-	put("", "", ""),
-	get("", "k"),
-	del("", "k"),
+	storetest.Create(""),
+	storetest.Drop(""),
+	storetest.Keys(""),
+	storetest.Put("", "k", "v"),
+	storetest.Put("", "", ""),
+	storetest.Get("", "k"),
+	storetest.Del("", "k"),
 	// fields the kind does not take
 	{Kind: store.KindCreate, Bucket: "b", Key: "k"},
 	{Kind: store.KindCreate, Bucket: "b", Value: "v"},
@@ -373,7 +340,7 @@ func TestOpValidate(t *testing.T) {
 		}
 	}
 	for _, op := range invalidOps {
-		checkErr(t, fmt.Sprintf("Validate(%+v)", op), op.Validate(), store.ErrInvalidOp)
+		storetest.CheckErr(t, fmt.Sprintf("Validate(%+v)", op), op.Validate(), store.ErrInvalidOp)
 	}
 }
 
@@ -412,13 +379,6 @@ func TestKind(t *testing.T) {
 	}
 }
 
-func mustNil(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatalf("unexpected error: %v", err)
-	}
-}
-
 // TestStoreRefusesVersionsOutOfRange: the top bit of a version is where
 // the store marks tombstones, so versions stay below 2^62.
 func TestStoreRefusesVersionsOutOfRange(t *testing.T) {
@@ -441,17 +401,17 @@ func TestStoreRefusesVersionsOutOfRange(t *testing.T) {
 	}
 	// The largest version allowed is kept, tombstone or not.
 	top := store.Version(1<<62 - 1)
-	mustNil(t, s.ApplyEntry("c", store.Entry{Key: "k", Deleted: true, Version: top - 1}))
-	mustNil(t, s.ApplyEntry("c", store.Entry{Key: "k", Value: "v", Version: top}))
+	storetest.MustNil(t, s.ApplyEntry("c", store.Entry{Key: "k", Deleted: true, Version: top - 1}))
+	storetest.MustNil(t, s.ApplyEntry("c", store.Entry{Key: "k", Value: "v", Version: top}))
 	if v, err := s.Get("c", "k"); err != nil || v != "v" {
 		t.Errorf("Get after the largest version = %q, %v; want v", v, err)
 	}
 	// Local writes after it still have versions of their own.
-	mustNil(t, s.Delete("c", "k"))
+	storetest.MustNil(t, s.Delete("c", "k"))
 	if _, err := s.Get("c", "k"); !errors.Is(err, store.ErrKeyNotFound) {
 		t.Errorf("Get after Delete: %v, want ErrKeyNotFound", err)
 	}
-	mustNil(t, s.Put("c", "k", "w"))
+	storetest.MustNil(t, s.Put("c", "k", "w"))
 	if v, err := s.Get("c", "k"); err != nil || v != "w" {
 		t.Errorf("Get after Put = %q, %v; want w", v, err)
 	}
