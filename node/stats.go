@@ -182,9 +182,11 @@ type Stats struct {
 	Settled              bool          // see Node.Settled
 
 	// Membership, as this node sees it (itself included, as alive unless
-	// it is leaving). The node has no "suspect" state: a silent member
-	// stays alive until DeadAfter, then is dead.
+	// it is leaving). A suspect member is still alive for placement
+	// (MembersAlive counts it); MembersSuspect says how many of them the
+	// gossip engine suspects right now.
 	MembersAlive   int
+	MembersSuspect int
 	MembersJoining int // heard of, not reached yet
 	MembersDead    int
 	MembersLeft    int
@@ -193,6 +195,16 @@ type Stats struct {
 	Leased         bool   // the node holds a lease: it may answer as a primary (lease.go)
 	Joined         bool   // the node has found its cluster (join.go)
 	Replicas       int    // Config.Replicas
+	ViewChanges    uint64 // views installed since the node started (the first included)
+
+	// The gossip engine's work since the node started (membership.go).
+	Probes         uint64 // direct probes sent (one per probe interval)
+	ProbesIndirect uint64 // indirect probe requests sent, after a direct probe failed
+	Suspicions     uint64 // times this node began to suspect a member
+	Refutations    uint64 // times this node refuted a suspicion or a death of itself
+	GossipSent     uint64 // membership packets and streams sent
+	GossipReceived uint64 // membership packets and streams received
+	LeasePings     uint64 // lease pings sent (lease.go)
 
 	// Store is this node's store (computed now: it visits every bucket).
 	Store store.StoreStats
