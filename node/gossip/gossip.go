@@ -1,0 +1,397 @@
+package gossip
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"go.uber.org/zap"
+)
+
+// Sentinel errors.
+var (
+	// ErrClosed: the engine was closed.
+	ErrClosed = errors.New("gossip: closed")
+	// ErrConfig: the configuration is invalid.
+	ErrConfig = errors.New("gossip: invalid config")
+	// ErrTooLarge: a packet or stream from a peer is over its cap.
+	ErrTooLarge = errors.New("gossip: message too large")
+)
+
+// Caps on what a peer may send.
+const (
+	// MaxPacket caps a packet (a probe, an ack, gossip).
+	MaxPacket = 64 << 10
+	// MaxStream caps each direction of a stream (a push/pull carries the
+	// whole member list: about 300 bytes a member).
+	MaxStream = 16 << 20
+	// MaxMeta caps a member's metadata (memberlist's own limit).
+	MaxMeta = memberlist.MetaMaxSize
+)
+
+// Placeholder is the address every member advertises to memberlist: the
+// transport finds members by peer ID, never by this address.
+const Placeholder = "127.0.0.1:1"
+
+// Caller sends a request to a peer and returns its reply; the node's
+// transport does, with the request's first byte naming its handler.
+type Caller interface {
+	Call(ctx context.Context, to string, req []byte) ([]byte, error)
+}
+
+// Events receives what the engine learns, one call at a time and in order,
+// from a goroutine of the engine's own. Its methods may call the engine.
+type Events interface {
+	// Alive: member id is alive (new, back from the dead, or its metadata
+	// changed), with meta.
+	Alive(id string, meta []byte)
+	// Gone: member id died or left. (memberlist does not say which: a
+	// node that leaves says so itself, before it tells memberlist.)
+	Gone(id string)
+}
+
+// Config configures an Engine. Zero durations take defaults.
+type Config struct {
+	// ID is this node's peer ID, its name in memberlist. Required.
+	ID string
+	// Caller carries packets and streams. Required.
+	Caller Caller
+	// PacketType and StreamType are the first bytes of the requests that
+	// carry a packet and a stream; the receiver hands them to
+	// HandlePacket and HandleStream. They must differ.
+	PacketType, StreamType byte
+	// Events receives joins, updates and deaths. Required.
+	Events Events
+	// Meta returns this node's metadata (at most MaxMeta bytes); it is
+	// read at Start and at every UpdateMeta. Required.
+	Meta func() []byte
+	// Admit, when set, is asked about every member memberlist hears of
+	// (under memberlist's lock: it must not call the engine); an error
+	// keeps the member out, as if never heard of.
+	Admit func(id string, meta []byte) error
+	// ProbeInterval is how often the engine probes one member (a random
+	// one, round robin). Default 500 ms.
+	ProbeInterval time.Duration
+	// DeadAfter is about how long a silent member takes to be declared
+	// dead in a small cluster; the suspicion it takes grows slowly
+	// (logarithmically) with the cluster. Default 3 s; at least twice
+	// ProbeInterval.
+	DeadAfter time.Duration
+	// Log receives memberlist's log lines; nil discards them.
+	Log *zap.Logger
+}
+
+func (c *Config) validate() error {
+	c.ProbeInterval = cmp.Or(c.ProbeInterval, 500*time.Millisecond)
+	c.DeadAfter = cmp.Or(c.DeadAfter, 3*time.Second)
+	if c.Log == nil {
+		c.Log = zap.NewNop()
+	}
+	switch {
+	case c.ID == "":
+		return fmt.Errorf("%w: no ID", ErrConfig)
+	case c.Caller == nil || c.Events == nil || c.Meta == nil:
+		return fmt.Errorf("%w: Caller, Events and Meta are required", ErrConfig)
+	case c.PacketType == c.StreamType:
+		return fmt.Errorf("%w: PacketType and StreamType are both %d", ErrConfig, c.PacketType)
+	case c.ProbeInterval < time.Millisecond || c.DeadAfter < 2*c.ProbeInterval:
+		return fmt.Errorf("%w: DeadAfter (%v) must be at least twice ProbeInterval (%v), which is at least 1ms", ErrConfig, c.DeadAfter, c.ProbeInterval)
+	}
+	return nil
+}
+
+// memberlist maps the two knobs onto memberlist's configuration.
+//
+// A member that stops answering is found by the first member to probe it
+// after its death (within ProbeInterval × members probed before it, on
+// average half the members... but a small cluster's members each probe it
+// within a few intervals), suspected after ProbeTimeout and the indirect
+// probes, and declared dead when the suspicion times out: after
+// SuspicionMult × max(1, log10 N) × ProbeInterval once enough other members
+// confirm it (Lifeguard), longer without confirmations. SuspicionMult is
+// chosen so that in a cluster under ten members the whole takes about
+// DeadAfter, as the probe loop before it did.
+func (c *Config) memberlist() *memberlist.Config {
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = c.ID
+	mc.BindAddr, mc.BindPort = "127.0.0.1", 1
+	mc.AdvertiseAddr, mc.AdvertisePort = "127.0.0.1", 1
+	mc.ProtocolVersion = memberlist.ProtocolVersionMax
+	mc.ProbeInterval = c.ProbeInterval
+	mc.ProbeTimeout = max(c.ProbeInterval/2, time.Millisecond)
+	mc.SuspicionMult = max(int(math.Ceil(float64(c.DeadAfter-c.ProbeInterval)/float64(c.ProbeInterval))), 2)
+	mc.SuspicionMaxTimeoutMult = 4
+	mc.GossipInterval = max(c.ProbeInterval/2, time.Millisecond)
+	mc.GossipToTheDeadTime = max(10*c.DeadAfter, 30*time.Second)
+	mc.PushPullInterval = max(60*c.ProbeInterval, time.Second)
+	mc.TCPTimeout = max(2*c.DeadAfter, time.Second)
+	mc.DisableTcpPings = true // a stream is a call like a packet: it would tell nothing more
+	mc.EnableCompression = false
+	mc.UDPBufferSize = 16 << 10
+	mc.HandoffQueueDepth = 4096
+	mc.DeadNodeReclaimTime = time.Nanosecond
+	mc.RequireNodeNames = true
+	mc.DNSConfigPath = ""
+	return mc
+}
+
+// Engine is one node's membership engine.
+type Engine struct {
+	cfg Config
+	tr  *transport
+	ev  *eventQueue
+
+	mu     sync.Mutex // guards ml, closed
+	ml     *memberlist.Memberlist
+	closed bool
+
+	// Counters (stats).
+	probes, indirect, suspicions, refutations atomic.Uint64
+	sent, received, dropped                   atomic.Uint64
+}
+
+// New validates cfg and returns an engine; it starts nothing.
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg}
+	e.tr = newTransport(e)
+	e.ev = newEventQueue(cfg.Events)
+	return e, nil
+}
+
+// Start starts memberlist, alone in its cluster until Join.
+func (e *Engine) Start() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	if e.ml != nil {
+		return nil
+	}
+	mc := e.cfg.memberlist()
+	mc.Transport = e.tr
+	mc.Delegate = delegate{e}
+	mc.Events = e.ev
+	mc.Ping = pingDelegate{}
+	if e.cfg.Admit != nil {
+		mc.Alive = aliveDelegate{e.cfg.Admit}
+	}
+	mc.LogOutput = nil
+	mc.Logger = log.New(&logWriter{e: e}, "", 0)
+	e.ev.start()
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	e.ml = ml
+	return nil
+}
+
+func (e *Engine) list() *memberlist.Memberlist {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	return e.ml
+}
+
+// Join contacts the members with the given peer IDs (their addresses must
+// be known to the Caller) and merges their member lists into this one. It
+// returns how many answered.
+func (e *Engine) Join(ids ...string) (int, error) {
+	ml := e.list()
+	if ml == nil {
+		return 0, ErrClosed
+	}
+	addrs := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if id != "" && id != e.cfg.ID {
+			addrs = append(addrs, id+"/"+Placeholder)
+		}
+	}
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	return ml.Join(addrs)
+}
+
+// UpdateMeta tells the others this node's new metadata (Config.Meta).
+func (e *Engine) UpdateMeta(timeout time.Duration) error {
+	ml := e.list()
+	if ml == nil {
+		return ErrClosed
+	}
+	return ml.UpdateNode(timeout)
+}
+
+// Leave tells the others this node is leaving for good, waiting up to
+// timeout for the news to go out.
+func (e *Engine) Leave(timeout time.Duration) error {
+	ml := e.list()
+	if ml == nil {
+		return ErrClosed
+	}
+	return ml.Leave(timeout)
+}
+
+// Close stops the engine. It is idempotent.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	ml := e.ml
+	e.mu.Unlock()
+	var err error
+	if ml != nil {
+		health := ml.GetHealthScore()
+		err = ml.Shutdown()
+		e.tr.cancel() // calls under way end now
+		// memberlist does not wait for its goroutines. The last to end
+		// is a probe waiting for its ack, which times out one probe
+		// interval (scaled by the node's awareness score) after it was
+		// sent: wait that long, so that nothing of the engine runs once
+		// Close has returned.
+		time.Sleep(time.Duration(health+1)*e.cfg.ProbeInterval + e.cfg.ProbeInterval/4)
+	}
+	e.tr.close()
+	e.ev.stop()
+	return err
+}
+
+// State is a member's state in the engine.
+type State uint8
+
+// Member states.
+const (
+	StateAlive State = iota + 1
+	StateSuspect
+	StateDead
+	StateLeft
+)
+
+func (s State) String() string {
+	switch s {
+	case StateAlive:
+		return "alive"
+	case StateSuspect:
+		return "suspect"
+	case StateDead:
+		return "dead"
+	case StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// Member is a member as the engine sees it.
+type Member struct {
+	ID    string
+	State State
+	Meta  []byte
+}
+
+// Members returns the members the engine knows (alive, suspect, and those
+// dead or left that it still remembers), this node included, by ID.
+func (e *Engine) Members() []Member {
+	ml := e.list()
+	if ml == nil {
+		return nil
+	}
+	var ms []Member
+	for _, n := range ml.Members() {
+		ms = append(ms, Member{ID: n.Name, State: stateOf(n.State), Meta: slices.Clone(n.Meta)})
+	}
+	slices.SortFunc(ms, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
+	return ms
+}
+
+// Suspects returns the peer IDs of the members suspected now.
+func (e *Engine) Suspects() map[string]bool {
+	ml := e.list()
+	if ml == nil {
+		return nil
+	}
+	s := make(map[string]bool)
+	for _, n := range ml.Members() {
+		if n.State == memberlist.StateSuspect {
+			s[n.Name] = true
+		}
+	}
+	return s
+}
+
+// Health returns memberlist's awareness score: 0 is healthy; higher means
+// this node has been slow to answer (it then probes less often).
+func (e *Engine) Health() int {
+	ml := e.list()
+	if ml == nil {
+		return 0
+	}
+	return ml.GetHealthScore()
+}
+
+func stateOf(s memberlist.NodeStateType) State {
+	switch s {
+	case memberlist.StateAlive:
+		return StateAlive
+	case memberlist.StateSuspect:
+		return StateSuspect
+	case memberlist.StateLeft:
+		return StateLeft
+	}
+	return StateDead
+}
+
+// Stats counts the engine's work since it started.
+type Stats struct {
+	Probes         uint64 // direct probes sent
+	ProbesIndirect uint64 // indirect probe requests sent
+	Suspicions     uint64 // times this node began to suspect a member
+	Refutations    uint64 // times this node refuted a suspicion, a death, or a stale alive of itself
+	Sent           uint64 // packets and streams sent
+	Received       uint64 // packets and streams received
+	Dropped        uint64 // packets dropped: queue full, too large, or sent after Close
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	return Stats{
+		Probes:         e.probes.Load(),
+		ProbesIndirect: e.indirect.Load(),
+		Suspicions:     e.suspicions.Load(),
+		Refutations:    e.refutations.Load(),
+		Sent:           e.sent.Load(),
+		Received:       e.received.Load(),
+		Dropped:        e.dropped.Load(),
+	}
+}
+
+// peerAddr is a member's address for memberlist: its peer ID.
+type peerAddr string
+
+func (a peerAddr) Network() string { return "libp2p" }
+func (a peerAddr) String() string  { return string(a) }
+
+var _ net.Addr = peerAddr("")
+
+// errWriteAfterRead: memberlist wrote to a stream after reading its reply.
+var errWriteAfterRead = errors.New("gossip: a stream is a request then a reply")
+
+var _ io.ReadWriteCloser = (*callConn)(nil)
