@@ -12,6 +12,8 @@ const (
 	// for an unknown protocol. 2.0.0: pings carry vouches, wall clocks
 	// and dead members, msgSums the sender's epoch, and msgDigest may
 	// answer that the copies were lost. 2.1.0: pings carry a fingerprint
-	// of the placement, and goodbyes the sender's incarnation.
-	ProtocolRPC protocol.ID = "/dboutique/rpc/2.1.0"
+	// of the placement, and goodbyes the sender's incarnation. 3.0.0:
+	// membership is gossiped (msgGossip, msgGossipStream carry
+	// memberlist's packets and streams) and pings no longer list members.
+	ProtocolRPC protocol.ID = "/dboutique/rpc/3.0.0"
 )

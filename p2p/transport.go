@@ -178,6 +178,31 @@ func (t *Transport) AddAddrs(id string, addrs []string) {
 	t.host.Peerstore().AddAddrs(pid, mas, peerstore.AddressTTL)
 }
 
+// SetAddrs replaces where peer id listens: the addresses it no longer
+// lists are forgotten, so that a peer that moved (same identity, another IP
+// or port) is not dialled at its old address.
+func (t *Transport) SetAddrs(id string, addrs []string) {
+	pid, err := t.decodeID(id)
+	if err != nil || pid == t.host.ID() || len(addrs) == 0 {
+		return
+	}
+	keep := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		keep[a] = true
+	}
+	ps := t.host.Peerstore()
+	var stale []ma.Multiaddr
+	for _, m := range ps.Addrs(pid) {
+		if !keep[m.String()] {
+			stale = append(stale, m)
+		}
+	}
+	if len(stale) > 0 {
+		ps.SetAddrs(pid, stale, 0) // a TTL of 0 removes them
+	}
+	t.AddAddrs(id, addrs)
+}
+
 // Connect connects to a full address (with /p2p/<peer ID>) and returns the
 // peer's ID.
 func (t *Transport) Connect(ctx context.Context, addr string) (string, error) {
