@@ -92,9 +92,19 @@ func (n *Node) join(book []Member) {
 	}
 }
 
-// introduceAll introduces the join addresses (connecting to each) and the
-// book's members, to be probed now.
+// introduceAll introduces the book's members and the join addresses
+// (connecting to each), to be contacted now. The book first: its members
+// are found by peer ID wherever they listen now, while a join address may
+// name an address its node has left (and a failed dial takes
+// ForwardTimeout).
 func (n *Node) introduceAll(book []Member, lastErr map[string]string, attempt int) {
+	for _, m := range book {
+		n.Introduce(m.ID, m.Addrs)
+	}
+	// And those the book learned since the start.
+	for _, m := range n.loadBook() {
+		n.Introduce(m.ID, m.Addrs)
+	}
 	for _, addr := range n.cfg.Join {
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ForwardTimeout)
 		id, err := n.cfg.Transport.Connect(ctx, addr)
@@ -113,13 +123,6 @@ func (n *Node) introduceAll(book []Member, lastErr map[string]string, attempt in
 			continue
 		}
 		n.Introduce(id, nil)
-	}
-	for _, m := range book {
-		n.Introduce(m.ID, m.Addrs)
-	}
-	// And those the book learned since the start.
-	for _, m := range n.loadBook() {
-		n.Introduce(m.ID, m.Addrs)
 	}
 }
 

@@ -14,9 +14,11 @@ const (
 	// StateJoining: heard of (through --join, discovery or another member)
 	// but not reached yet.
 	StateJoining State = iota + 1
-	// StateAlive: answered a probe, or sent one, within Config.DeadAfter.
+	// StateAlive: the gossip engine holds it alive (or suspect), and it
+	// answered this node's ping (membership.go).
 	StateAlive
-	// StateDead: silent for longer than Config.DeadAfter.
+	// StateDead: the gossip engine declared it dead (or its clock was
+	// found too far off).
 	StateDead
 	// StateLeft: said it was leaving.
 	StateLeft
@@ -43,6 +45,9 @@ type Member struct {
 	Addrs []string // where its peer-to-peer port listens (multiaddrs)
 	State State
 	Self  bool // this node
+	// Suspect: alive, but the gossip engine suspects it now (it did not
+	// answer a probe; it is declared dead unless it refutes in time).
+	Suspect bool
 	// Incarnation is chosen at random each time the node starts, so that a
 	// node restarted with the same identity (and an empty store) changes
 	// the view and gets its copies back.
@@ -62,6 +67,9 @@ func (m Member) line() string {
 		name = "?"
 	}
 	state := m.State.String()
+	if m.Suspect {
+		state += ",suspect"
+	}
 	if m.Self {
 		state += ",self"
 	}
@@ -71,10 +79,6 @@ func (m Member) line() string {
 // entry is the membership table's record of another node.
 type entry struct {
 	Member
-	// lastSeen is when this node's own probe of the member was last
-	// answered: the only proof of life (a ping received proves nothing
-	// about the way back, see membership.go).
-	lastSeen  time.Time
 	since     time.Time // when State was entered
 	probing   bool      // a probe is in flight
 	handedOff bool      // left, and said its copies are all handed off
@@ -88,6 +92,15 @@ type entry struct {
 	vouchedAt     time.Duration
 	vouchedFor    time.Duration
 	refusedLogged time.Time // when a refusal (clock skew, another cluster) was last logged
+	// gossip: the gossip engine holds the member alive (or suspect). A
+	// member is alive in the table only while it does (membership.go).
+	gossip bool
+	// failingSince is when this node's pings to the member began to fail
+	// (zero while they are answered): one this node cannot reach for
+	// DeadAfter is dead here, whatever the engine holds (membership.go).
+	failingSince time.Time
+	// contacting: the engine is contacting the member (joinSoon).
+	contacting bool
 	// booked: the last save of the peer book listed the member. A node
 	// vouches for a member only then (with a PeerBook), so that after a
 	// restart it knows every member it may have vouched for.

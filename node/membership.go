@@ -9,25 +9,31 @@ import (
 	"go.uber.org/zap"
 )
 
-// Membership. Every node probes every member it knows each ProbeInterval
-// with a ping that carries the members it sees alive; the reply carries the
-// other side's list. Invariant: a member is alive only on evidence of this
-// node's own probe answered within DeadAfter. A ping received proves
-// nothing (the way back may be cut: a node would keep a member alive that
-// it cannot reach), and gossip only ever introduces peers (as joining), so
-// a dead node cannot be kept in the ring by members that have not noticed
-// yet. A member whose probes go unanswered for DeadAfter is dead and
-// leaves the ring; dead members are still probed, less often, so that one
-// that comes back (a restart with the same identity) rejoins at once, and
-// are forgotten after a while.
+// Membership. The gossip engine (gossip.go, on hashicorp/memberlist: SWIM
+// with Lifeguard) finds the members and decides who is alive: each node
+// probes one member per ProbeInterval, asks others to probe it indirectly
+// when it does not answer, suspects it, and declares it dead once the
+// suspicion times out unrefuted. So the traffic per node does not grow
+// with the cluster, and a node that is slow itself probes less and blames
+// nobody.
 //
-// A probe's reply also says whether the replier sees the prober alive (a
-// vouch, lease.go), and carries the replier's wall clock: a member whose
-// clock is further off than Config.MaxClockSkew is not let in.
+// Invariant: a member is alive in the table (and placed in the view) only
+// while the engine holds it alive (or suspect), and once this node's own
+// ping to that life of it was answered (probe.go): the answer shows that
+// it places buckets as this node does, is in the same cluster, and that
+// its clock is within MaxClockSkew. The engine's death of a member ends
+// it at once (gossipEvents.Gone). So does this node's own evidence: a
+// member whose pings from this node have failed for DeadAfter (pinged
+// every tick once one failed, as any failed call to it asks) is dead here
+// even when the engine holds it alive, as a one-way cut makes it (its
+// indirect probes succeed); and a refusal (its clock stepped) takes it out
+// at once. Either is admitted again by an answer. A ping received proves
+// nothing.
 //
-// A node that stalls (a long pause of the process) blames nobody for the
-// silence: the time its own loop was late is not counted against the
-// members (tick).
+// Pings of this node's own carry the lease (lease.go): each tick pings a
+// few alive members, and their replies vouch for this node. Dead members
+// are contacted now and then through the engine, so that a member that
+// comes back, or the other side of a healed partition, is found again.
 
 // membership is what routing, replication, readiness, sync and leaving
 // ask of the part that keeps the member list: they go through it and
@@ -52,14 +58,21 @@ type membership interface {
 	leave()
 }
 
-// probes is the probe loop's membership. It is the Node's own member table
-// and shares the Node's lock: leases ride on its probes (lease.go) and a
-// new view's holds and deaths are decided under the same lock as the
-// member states (docs/design.md, lock order).
+// probes is the membership of the gossip engine and the probe loop. It is
+// the Node's own member table and shares the Node's lock: leases ride on
+// its pings (lease.go) and a new view's holds and deaths are decided under
+// the same lock as the member states (docs/design.md, lock order).
 type probes struct{ n *Node }
 
-func (p probes) view() *view         { return p.n.view.Load() }
-func (p probes) members() []Member   { return p.n.memberList() }
+func (p probes) view() *view { return p.n.view.Load() }
+func (p probes) members() []Member {
+	ms := p.n.memberList()
+	suspects := p.n.gossip.Suspects()
+	for i := range ms {
+		ms[i].Suspect = ms[i].State == StateAlive && suspects[ms[i].ID]
+	}
+	return ms
+}
 func (p probes) sources() []source   { return p.n.syncSources() }
 func (p probes) probeSoon(id string) { p.n.probeSoon(id) }
 
@@ -70,43 +83,6 @@ func (p probes) leave() {
 	n.rebuildLocked()
 	n.updateLeaseLocked()
 	n.mu.Unlock()
-}
-
-// learnLocked adds the members of alive that this node does not know, as
-// joining, and those of dead, as dead for as long as deadFor says (probed
-// now and then, until they answer or are forgotten, at about the time the
-// member that told of them forgets them), and returns them all. The caller
-// holds n.mu.
-func (n *Node) learnLocked(alive, dead []Member, deadFor []time.Duration) []Member {
-	var learned []Member
-	for _, m := range alive {
-		if m.ID == n.self.ID || m.ID == "" {
-			continue
-		}
-		if _, ok := n.members[m.ID]; !ok {
-			n.addLocked(m)
-			learned = append(learned, m)
-		}
-	}
-	now := time.Now()
-	for i, m := range dead {
-		if _, ok := n.members[m.ID]; ok || m.ID == n.self.ID || m.ID == "" || len(m.Addrs) == 0 || deadFor[i] >= defaultForgetAfter {
-			continue
-		}
-		e := n.addLocked(m)
-		e.State, e.since = StateDead, now.Add(-deadFor[i])
-		learned = append(learned, m)
-	}
-	return learned
-}
-
-// introduce records where newly learned members listen and probes them
-// (the dead ones are probed when due).
-func (n *Node) introduce(ms []Member) {
-	for _, m := range ms {
-		n.cfg.Transport.AddAddrs(m.ID, m.Addrs)
-		n.probeSoon(m.ID)
-	}
 }
 
 // left takes a member that announced its departure out of the ring;
@@ -200,6 +176,7 @@ func (n *Node) rebuildLocked() {
 	n.recordDeathsLocked(old, v)
 	n.view.Store(v)
 	n.term.Store(v.term)
+	n.stats.viewChanges.Add(1)
 	n.checkMajorityLocked()
 	if old != nil {
 		old.markReplaced()

@@ -20,11 +20,12 @@ import (
 //	              big endian), flags byte (pingLeaving, pingVouch,
 //	              pingJoined), the sender's wall clock (Unix milliseconds, 8
 //	              bytes), a fingerprint of its placement (8 bytes,
-//	              Node.layout), the members it sees alive (a member list),
-//	              then those it holds dead (a uvarint count, then each member
-//	              and a uvarint of the milliseconds since it died); reply: the
-//	              same fields for the replier, with pingVouch set when the
-//	              replier sees the sender alive (handlePing, membership.go)
+//	              Node.layout), then two member lists, both empty since the
+//	              gossip engine spreads the members (a member list; then a
+//	              uvarint count, and each member with a uvarint of
+//	              milliseconds); reply: the same fields for the replier,
+//	              with pingVouch set when the replier sees the sender alive
+//	              (handlePing, probe.go)
 //	msgOp:        epoch (8 bytes), hops byte, an Op (store.Op.AppendBinary);
 //	              reply: a reply (handleOp, route.go)
 //	msgBuckets:   nothing; reply: a reply whose Result lists local buckets
@@ -54,6 +55,13 @@ import (
 //	              string and a sum (8 bytes) each; reply: agree flag, uvarint
 //	              count, then the bucket strings whose copy differs here (or
 //	              is missing) (handleSums, sync.go)
+//	msgGossip:    a packet of the gossip engine, memberlist's own encoding
+//	              (at most gossip.MaxPacket bytes); reply: empty
+//	              (handleGossip, gossip.go)
+//	msgGossipStream: a stream of the gossip engine: everything the dialer
+//	              wrote; reply: everything the other side wrote before it
+//	              closed the stream (each at most gossip.MaxStream bytes)
+//	              (handleGossipStream, gossip.go)
 //
 // The parts, with package wire's primitives: a string is a uvarint length,
 // then bytes; fixed-size integers are big-endian; a flag is a byte, 0 or 1.
@@ -63,18 +71,20 @@ import (
 // replyOK, then a store.Result; or replyError, an error code byte
 // (replyErrors) and a message string.
 const (
-	msgPing      byte = 1
-	msgOp        byte = 2
-	msgBuckets   byte = 3
-	msgLeave     byte = 4
-	msgBatch     byte = 5
-	msgReplicate byte = 6
-	msgDigest    byte = 7
-	msgPage      byte = 8
-	msgMerge     byte = 9
-	msgSums      byte = 10
+	msgPing         byte = 1
+	msgOp           byte = 2
+	msgBuckets      byte = 3
+	msgLeave        byte = 4
+	msgBatch        byte = 5
+	msgReplicate    byte = 6
+	msgDigest       byte = 7
+	msgPage         byte = 8
+	msgMerge        byte = 9
+	msgSums         byte = 10
+	msgGossip       byte = 11
+	msgGossipStream byte = 12
 
-	msgTypes = 11 // one more than the largest type
+	msgTypes = 13 // one more than the largest type
 )
 
 // message is an entry of the table of messages.
@@ -91,16 +101,18 @@ type message struct {
 // it into the Node.
 func messages() [msgTypes]message {
 	return [msgTypes]message{
-		msgPing:      {"ping", (*Node).handlePing},
-		msgOp:        {"op", (*Node).handleOp},
-		msgBuckets:   {"buckets", (*Node).handleBuckets},
-		msgLeave:     {"leave", (*Node).handleLeave},
-		msgBatch:     {"batch", (*Node).handleBatch},
-		msgReplicate: {"replicate", (*Node).handleReplicate},
-		msgDigest:    {"digest", (*Node).handleDigest},
-		msgPage:      {"page", (*Node).handlePage},
-		msgMerge:     {"merge", (*Node).handleMerge},
-		msgSums:      {"sums", (*Node).handleSums},
+		msgPing:         {"ping", (*Node).handlePing},
+		msgOp:           {"op", (*Node).handleOp},
+		msgBuckets:      {"buckets", (*Node).handleBuckets},
+		msgLeave:        {"leave", (*Node).handleLeave},
+		msgBatch:        {"batch", (*Node).handleBatch},
+		msgReplicate:    {"replicate", (*Node).handleReplicate},
+		msgDigest:       {"digest", (*Node).handleDigest},
+		msgPage:         {"page", (*Node).handlePage},
+		msgMerge:        {"merge", (*Node).handleMerge},
+		msgSums:         {"sums", (*Node).handleSums},
+		msgGossip:       {"gossip", (*Node).handleGossip},
+		msgGossipStream: {"gossip-stream", (*Node).handleGossipStream},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"go.uber.org/zap"
 
+	"github.com/dboutique/dboutique/node/gossip"
 	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/ring"
 )
@@ -212,8 +213,9 @@ type Node struct {
 	layout uint64
 	log    *zap.Logger
 
-	ms   membership // the member list and the view built from it
-	view atomic.Pointer[view]
+	ms     membership     // the member list and the view built from it
+	gossip *gossip.Engine // finds members and tells who is alive (gossip.go)
+	view   atomic.Pointer[view]
 	// settledView is the last view in which this node held its share of
 	// every bucket: where the copies were then (lost.go).
 	settledView atomic.Pointer[view]
@@ -254,8 +256,10 @@ type Node struct {
 	syncNow chan struct{} // a pass is due (the view changed); buffered, 1
 	leaving atomic.Bool   // set by Leave: out of the ring; its pings say so
 	joined  atomic.Bool   // has reached a member, or need not (join.go)
-	// skewLogged is when a refused version was last logged (UnixNano).
-	skewLogged atomic.Int64
+	// skewLogged is when a refused version was last logged (UnixNano);
+	// admitLogged, when a member the engine refused was (gossip.go).
+	skewLogged  atomic.Int64
+	admitLogged atomic.Int64
 
 	seq       *[seqStripes]sequencer // primary's per-bucket write sequencers (seqlock.go)
 	ready     readiness              // buckets pulled in the current term
@@ -299,6 +303,12 @@ func New(cfg Config) (*Node, error) {
 	n.ms = probes{n}
 	n.self = Member{ID: cfg.Transport.ID(), Name: cfg.Name, State: StateAlive, Self: true, Incarnation: newIncarnation()}
 	n.joined.Store(len(cfg.Join) == 0)
+	eng, err := n.newEngine()
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	n.gossip = eng
 	n.rebuildLocked()
 	n.updateLeaseLocked()
 	return n, nil
@@ -327,6 +337,9 @@ func (n *Node) Start() {
 			}
 		}
 		n.cfg.Transport.Serve(n.handle)
+		if err := n.gossip.Start(); err != nil {
+			n.log.Error("cannot start the gossip engine; this node will not find members", zap.Error(err))
+		}
 		n.wg.Add(2)
 		go n.run()
 		go n.syncLoop()
@@ -345,6 +358,11 @@ func (n *Node) Start() {
 // the transport, which the caller owns. Close is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		if n.leaving.Load() {
+			// Gone at once everywhere, rather than suspected first.
+			_ = n.gossip.Leave(leaveTimeout)
+		}
+		_ = n.gossip.Close()
 		n.cancel()
 		n.wg.Wait()
 	})
@@ -373,8 +391,9 @@ func (n *Node) Joined() bool { return n.joined.Load() }
 // installs and every lease it regains, and never repeats (view.go).
 func (n *Node) Term() uint64 { return n.term.Load() }
 
-// Introduce tells the node about a peer found by discovery (mDNS). The node
-// probes it, and adds it to the ring once it answers.
+// Introduce tells the node about a peer found by discovery (mDNS). The
+// node's gossip engine contacts it; once the engine holds it alive and it
+// answers a probe, it is in the ring.
 func (n *Node) Introduce(id string, addrs []string) {
 	if id == n.self.ID {
 		return
@@ -385,5 +404,5 @@ func (n *Node) Introduce(id string, addrs []string) {
 		n.addLocked(Member{ID: id, Addrs: addrs})
 	}
 	n.mu.Unlock()
-	n.probeSoon(id)
+	n.joinSoon(id)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -12,27 +13,32 @@ import (
 	"github.com/dboutique/dboutique/node/wire"
 )
 
-// The probe loop: a tick per ProbeInterval that probes the members due,
-// and the exchange of pings (membership.go says what they prove).
+// The probe loop: pings of this node's own, which the gossip engine does
+// not send. Each tick (ProbeInterval) it pings
+//
+//   - a few alive members of the view, at random, for the lease (lease.go):
+//     one more than the vouches the lease needs;
+//   - the members the engine holds alive that are not alive in the table
+//     yet (or came back as another life): their answer admits them
+//     (membership.go);
+//   - while this node is leaving, every member: its pings are goodbyes.
+//
+// and it asks the engine to contact the dead members now and then, so that
+// two sides of a healed partition find each other again.
 
-// run is the membership loop: one tick per ProbeInterval, and immediate
-// probes when asked.
+// run is the probe loop: one tick per ProbeInterval, and immediate probes
+// when asked.
 func (n *Node) run() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.ProbeInterval)
 	defer t.Stop()
-	last := time.Now()
-	n.tick(last, 0)
+	n.tick(time.Now())
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case now := <-t.C:
-			// The loop ran late when the process was paused or starved:
-			// that time is nobody's silence.
-			late := now.Sub(last) - n.cfg.ProbeInterval
-			last = now
-			n.tick(now, max(late-n.cfg.ProbeInterval, 0))
+			n.tick(now)
 		case id := <-n.poke:
 			n.mu.Lock()
 			e := n.members[id]
@@ -57,22 +63,26 @@ func (n *Node) probeSoon(id string) {
 	}
 }
 
-// tick expires silent members and starts the probes that are due. stalled
-// is how long this node's own loop was late: it extends every member's
-// last contact rather than counting as their silence.
-func (n *Node) tick(now time.Time, stalled time.Duration) {
-	var due []string
-	n.mu.Lock()
+// reconnectEvery is how often the engine is asked to contact a dead
+// member.
+func (n *Node) reconnectEvery() time.Duration { return max(n.cfg.DeadAfter, 2*time.Second) }
+
+// tick forgets members long gone and starts the pings that are due.
+func (n *Node) tick(now time.Time) {
+	var due, contact []string
 	changed := false
+	n.mu.Lock()
+	leaving := n.leaving.Load()
 	for id, e := range n.members {
-		if stalled > 0 && e.State == StateAlive {
-			e.lastSeen = e.lastSeen.Add(stalled)
+		failing := e.State == StateAlive && !e.failingSince.IsZero()
+		if failing && now.Sub(e.failingSince) > n.cfg.DeadAfter {
+			n.log.Warn("member unreachable from this node; out of its view until it answers",
+				zap.String("name", e.Name), zap.String("peer", id))
+			n.setStateLocked(e, StateDead, now)
+			changed, failing = true, false
 		}
 		switch {
-		case e.State == StateAlive && now.Sub(e.lastSeen) > n.cfg.DeadAfter:
-			n.setStateLocked(e, StateDead, now)
-			changed = true
-		case e.State == StateJoining && now.Sub(e.since) > n.cfg.DeadAfter:
+		case e.State == StateJoining && !e.gossip && !e.contacting && now.Sub(e.since) > n.cfg.DeadAfter:
 			// Never reached: a stale address or a node long gone.
 			delete(n.members, id)
 			continue
@@ -82,13 +92,29 @@ func (n *Node) tick(now time.Time, stalled time.Duration) {
 			n.bookDirty = true
 			continue
 		}
-		if !e.probing && !now.Before(e.nextProbe) {
+		if e.probing || now.Before(e.nextProbe) {
+			continue
+		}
+		switch {
+		case leaving, failing, e.gossip && e.State != StateAlive:
 			e.probing = true
 			due = append(due, id)
+		case e.State == StateDead && len(e.Addrs) > 0:
+			e.nextProbe = now.Add(n.reconnectEvery())
+			contact = append(contact, id)
 		}
 	}
 	if changed {
 		n.rebuildLocked()
+	}
+	if !leaving {
+		for _, id := range n.leaseTargetsLocked() {
+			if e := n.members[id]; !e.probing {
+				e.probing = true
+				due = append(due, id)
+				n.stats.leasePings.Add(1)
+			}
+		}
 	}
 	n.updateLeaseLocked()
 	n.mu.Unlock()
@@ -96,6 +122,28 @@ func (n *Node) tick(now time.Time, stalled time.Duration) {
 	for _, id := range due {
 		n.startProbe(id)
 	}
+	for _, id := range contact {
+		n.joinSoon(id)
+	}
+}
+
+// leaseTargetsLocked picks the members a tick pings for the lease: one
+// more than the lease needs, at random among the alive members of the
+// view. The caller holds n.mu.
+func (n *Node) leaseTargetsLocked() []string {
+	v := n.view.Load()
+	q := n.leaseQuorum(v)
+	if q == 0 {
+		return nil
+	}
+	var alive []string
+	for id, e := range n.members {
+		if e.State == StateAlive && v.has(id) {
+			alive = append(alive, id)
+		}
+	}
+	rand.Shuffle(len(alive), func(i, j int) { alive[i], alive[j] = alive[j], alive[i] })
+	return alive[:min(q+1, len(alive))]
 }
 
 // startProbe pings id in a goroutine; the caller has set its probing flag.
@@ -158,7 +206,22 @@ func (n *Node) probe(id string) {
 			wait = max(n.cfg.DeadAfter, 2*time.Second)
 		}
 		e.nextProbe = now.Add(wait)
-		if refused := errors.Is(err, errClockSkew) || errors.Is(err, ErrClusterMismatch); refused && now.Sub(e.refusedLogged) > time.Minute {
+		refused := errors.Is(err, errClockSkew) || errors.Is(err, ErrClusterMismatch)
+		if refused {
+			e.nextProbe = now.Add(max(n.cfg.DeadAfter, 2*time.Second))
+		}
+		if err != nil && !refused && e.State == StateAlive && e.failingSince.IsZero() {
+			e.failingSince = now
+		}
+		if refused && e.State == StateAlive {
+			// Admitted before, refused now (its clock stepped): out
+			// of the view until an answer admits it again.
+			e.nextProbe = now.Add(max(n.cfg.DeadAfter, 2*time.Second))
+			n.setStateLocked(e, StateDead, now)
+			n.rebuildLocked()
+			n.updateLeaseLocked()
+		}
+		if refused && now.Sub(e.refusedLogged) > time.Minute {
 			e.refusedLogged = now
 			switch {
 			case errors.Is(err, errClockSkew):
@@ -207,7 +270,13 @@ func (n *Node) answered(p ping, sent time.Duration) {
 		n.mu.Unlock()
 		return
 	}
-	e.lastSeen = now
+	e.failingSince = time.Time{}
+	if !e.gossip {
+		// The engine does not hold it alive (not yet, or no more): an
+		// answer alone places nothing (membership.go).
+		n.mu.Unlock()
+		return
+	}
 	changed := false
 	if e.Incarnation != p.from.Incarnation {
 		// A new entry, or the node restarted: it holds nothing now, so
@@ -235,14 +304,11 @@ func (n *Node) answered(p ping, sent time.Duration) {
 	if p.vouch {
 		e.vouchedAt = max(e.vouchedAt, sent)
 	}
-	learned := n.learnLocked(p.members, p.dead, p.deadFor)
 	if changed {
 		n.rebuildLocked()
 	}
 	n.updateLeaseLocked()
 	n.mu.Unlock()
-	n.cfg.Transport.AddAddrs(p.from.ID, p.from.Addrs)
-	n.introduce(learned)
 	switch {
 	case !n.joined.Load() && p.joined:
 		// A member of a cluster answered: this node is in it (join.go).
@@ -275,19 +341,16 @@ func (n *Node) pinged(p ping) ping {
 	if vouch {
 		e.vouchedFor = n.sinceStart()
 	}
-	probeNow := e.State != StateAlive || e.Incarnation != p.from.Incarnation
-	learned := n.learnLocked(p.members, p.dead, p.deadFor)
+	probeNow := e.gossip && (e.State != StateAlive || e.Incarnation != p.from.Incarnation)
 	reply := n.pingMsgLocked(vouch)
 	n.mu.Unlock()
-	n.cfg.Transport.AddAddrs(p.from.ID, p.from.Addrs)
 	if probeNow {
 		n.probeSoon(p.from.ID)
 	}
-	n.introduce(learned)
 	return reply
 }
 
-// pingMsg is this node's ping: itself and the members it sees alive.
+// pingMsg is this node's ping.
 func (n *Node) pingMsg() ping {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -297,19 +360,8 @@ func (n *Node) pingMsg() ping {
 // pingMsgLocked is pingMsg, or with vouch the reply that vouches for the
 // prober. The caller holds n.mu.
 func (n *Node) pingMsgLocked(vouch bool) ping {
-	p := ping{cluster: n.cfg.Cluster, from: n.self, leaving: n.leaving.Load(), vouch: vouch,
+	return ping{cluster: n.cfg.Cluster, from: n.self, leaving: n.leaving.Load(), vouch: vouch,
 		joined: n.joined.Load(), clock: n.cfg.Now().UnixMilli(), layout: n.layout}
-	now := time.Now()
-	for _, e := range n.members {
-		switch e.State {
-		case StateAlive:
-			p.members = append(p.members, e.Member)
-		case StateDead:
-			p.dead = append(p.dead, e.Member)
-			p.deadFor = append(p.deadFor, now.Sub(e.since))
-		}
-	}
-	return p
 }
 
 // handlePing answers msgPing: a probe, answered with this node's own ping.

@@ -107,6 +107,9 @@ type stats struct {
 	copiesRemoved  atomic.Uint64 // copies handed off and removed here
 	lastPass       atomic.Int64  // duration of the last pass, in nanoseconds
 	syncing        atomic.Bool   // a pass is running
+
+	viewChanges atomic.Uint64 // views installed
+	leasePings  atomic.Uint64 // pings sent for the lease
 }
 
 // forwarded counts a message carrying ops operations to another node.
@@ -242,7 +245,15 @@ func (n *Node) Stats() Stats {
 		Joined:   n.Joined(),
 		Replicas: n.cfg.Replicas,
 		Store:    n.cfg.Store.Stats(),
+
+		ViewChanges: s.viewChanges.Load(),
+		LeasePings:  s.leasePings.Load(),
 	}
+	g := n.gossip.Stats()
+	st.Probes, st.ProbesIndirect = g.Probes, g.ProbesIndirect
+	st.Suspicions, st.Refutations = g.Suspicions, g.Refutations
+	st.GossipSent, st.GossipReceived = g.Sent, g.Received
+	suspects := n.gossip.Suspects()
 	count := func(s State) {
 		switch s {
 		case StateAlive:
@@ -261,8 +272,11 @@ func (n *Node) Stats() Stats {
 		count(StateAlive)
 	}
 	n.mu.Lock()
-	for _, e := range n.members {
+	for id, e := range n.members {
 		count(e.State)
+		if e.State == StateAlive && suspects[id] {
+			st.MembersSuspect++
+		}
 	}
 	n.mu.Unlock()
 	return st
