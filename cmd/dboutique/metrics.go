@@ -197,6 +197,8 @@ type nodeCollector struct {
 	syncPasses, syncIncomplete, lastPass, inProgress, settled   *prometheus.Desc
 	copiesSent, keysSent, bytesSent, copiesRemoved              *prometheus.Desc
 	members, epoch, term, leased, joined, replicas              *prometheus.Desc
+	suspects, viewChanges, probes, suspicions, refutations      *prometheus.Desc
+	gossipMsgs, leasePings                                      *prometheus.Desc
 	buckets, records, keys, tombstones, dataBytes               *prometheus.Desc
 	all                                                         []*prometheus.Desc
 }
@@ -229,6 +231,13 @@ func newNodeCollector(nd *node.Node) *nodeCollector {
 	c.copiesRemoved = d("rebalance_copies_removed_total", "Bucket copies this node handed off to their owners and removed.")
 
 	c.members = d("members", "Members of the cluster as this node sees them, itself included, by state.", "state")
+	c.suspects = d("members_suspect", "Alive members the gossip engine suspects now: they missed a probe and are declared dead unless they refute in time.")
+	c.viewChanges = d("view_changes_total", "Views this node installed (each change of the members it places buckets on).")
+	c.probes = d("gossip_probes_total", "Probes the gossip engine sent: direct, and indirect (asking another member to probe one that did not answer).", "kind")
+	c.suspicions = d("gossip_suspicions_total", "Times this node began to suspect a member.")
+	c.refutations = d("gossip_refutations_total", "Times this node refuted a suspicion or death of itself that others spread.")
+	c.gossipMsgs = d("gossip_messages_total", "Membership packets and streams sent and received.", "direction")
+	c.leasePings = d("lease_pings_total", "Pings this node sent to renew its lease (a few members each probe interval).")
 	c.epoch = d("view_epoch", "Fingerprint of the membership view this node places buckets with; nodes that agree show the same value. Compare, do not add.")
 	c.term = d("term", "This node's number for its current view and lease: it grows with every view installed and every lease regained, and never repeats.")
 	c.leased = d("leased", "1 while other members confirm that this node is in the cluster (its lease), so that it may answer as a bucket's primary, else 0.")
@@ -294,6 +303,15 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.members, float64(st.MembersJoining), node.StateJoining.String())
 	gauge(c.members, float64(st.MembersDead), node.StateDead.String())
 	gauge(c.members, float64(st.MembersLeft), node.StateLeft.String())
+	gauge(c.suspects, float64(st.MembersSuspect))
+	counter(c.viewChanges, st.ViewChanges)
+	ch <- prometheus.MustNewConstMetric(c.probes, prometheus.CounterValue, float64(st.Probes), "direct")
+	ch <- prometheus.MustNewConstMetric(c.probes, prometheus.CounterValue, float64(st.ProbesIndirect), "indirect")
+	counter(c.suspicions, st.Suspicions)
+	counter(c.refutations, st.Refutations)
+	ch <- prometheus.MustNewConstMetric(c.gossipMsgs, prometheus.CounterValue, float64(st.GossipSent), "sent")
+	ch <- prometheus.MustNewConstMetric(c.gossipMsgs, prometheus.CounterValue, float64(st.GossipReceived), "received")
+	counter(c.leasePings, st.LeasePings)
 	gauge(c.epoch, float64(st.Epoch))
 	gauge(c.term, float64(st.Term))
 	gauge(c.leased, flag(st.Leased))
