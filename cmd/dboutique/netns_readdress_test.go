@@ -96,9 +96,9 @@ func TestAddressChangeRejoin(t *testing.T) {
 	buckets := make([]string, readdressBuckets)
 	for b := range buckets {
 		buckets[b] = fmt.Sprintf("bucket%d", b)
-		cctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+		cctx, done := context.WithTimeout(t.Context(), testTimeout)
 		err := retryRefused(cctx, func() error { return c1.Create(cctx, buckets[b]) })
-		cancel()
+		done()
 		if err != nil {
 			t.Fatalf("CREATE %s through n1: %s", buckets[b], wireReply(err))
 		}
@@ -181,7 +181,8 @@ func TestAddressChangeRejoin(t *testing.T) {
 		t.Errorf("%d writes answered NOT FOUND, for buckets that exist; the first: %s",
 			len(notFound), strings.Join(notFound, "; "))
 	}
-	// Nothing changed while the writers stopped, but the check is cheap.
+	// The end state, checked again now that the writes have stopped: each
+	// node lists each peer once, at its current address and at no old one.
 	waitReaddressed(t, nodes, nil, nil)
 
 	// Every acknowledged write, through every node.
@@ -198,7 +199,7 @@ func TestAddressChangeRejoin(t *testing.T) {
 			t.Errorf("through %s: %s", nodes[i].name, p)
 		}
 	}
-	t.Logf("%d acknowledged writes read back through each of the %d nodes in %v",
+	t.Logf("%d acknowledged writes read through each of the %d nodes in %v",
 		len(acked), len(nodes), time.Since(read).Round(time.Millisecond))
 
 	// The buckets are held where they were before anyone moved.
