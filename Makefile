@@ -31,15 +31,16 @@ build:
 run: build
 	./bin/dboutique $(ARGS)
 
-# The network-namespace tests (real mDNS discovery between nodes in namespaces
-# the tests create) need root; they run on their own, verbosely, so that the
-# output says whether they ran or why they were skipped.
-NETNS_TESTS := ^(TestLANDiscovery|TestMDNS)$$
+# The network-namespace tests (real nodes in namespaces the tests create: mDNS
+# discovery, and nodes restarted on new addresses) need root; they run on their
+# own, verbosely, so that the output says whether they ran or why they were
+# skipped.
+NETNS_TESTS := ^(TestLANDiscovery|TestMDNS|TestAddressChangeRejoin)$$
 
 test: test-deps
 	go vet ./...
 	go test -race -count=1 -skip '$(NETNS_TESTS)' ./...
-	@echo '==> network-namespace tests (mDNS discovery; need root, skipped otherwise)'
+	@echo '==> network-namespace tests (mDNS discovery, address changes; need root, skipped otherwise)'
 	go test -race -count=1 -v -run '$(NETNS_TESTS)' ./cmd/dboutique ./p2p | grep -E '^(--- |ok|FAIL)|skipping|needs root'
 
 # The RESP tests drive the real redis-cli, from Debian's redis-tools. As

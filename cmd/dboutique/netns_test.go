@@ -172,6 +172,17 @@ func startInNetns(t *testing.T, ctx context.Context, ns string, args ...string) 
 // thread rather than let it run other goroutines in the wrong namespace.
 func dialInNetns(t *testing.T, ns, addr string) net.Conn {
 	t.Helper()
+	nc, err := dialNetns(ns, addr)
+	if err != nil {
+		t.Fatalf("dial %s in network namespace %s: %v", addr, ns, err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+// dialNetns is dialInNetns for any goroutine: it returns the error, and
+// the caller closes the connection.
+func dialNetns(ns, addr string) (net.Conn, error) {
 	type result struct {
 		nc  net.Conn
 		err error
@@ -182,11 +193,7 @@ func dialInNetns(t *testing.T, ns, addr string) net.Conn {
 		done <- result{nc, err}
 	}()
 	r := <-done
-	if r.err != nil {
-		t.Fatalf("dial %s in network namespace %s: %v", addr, ns, r.err)
-	}
-	t.Cleanup(func() { r.nc.Close() })
-	return r.nc
+	return r.nc, r.err
 }
 
 // dialFromNetns is dialInNetns's goroutine. It returns with the calling

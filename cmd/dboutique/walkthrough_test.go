@@ -213,6 +213,13 @@ func infoSection(ctx context.Context, addr, section string) (map[string]string, 
 		return nil, err
 	}
 	defer nc.Close()
+	return infoOn(ctx, nc, section)
+}
+
+// infoOn sends INFO section on nc, a connection to a node with no other
+// request in flight, and returns its "name:value" fields. The exchange
+// ends by ctx's deadline, if it has one.
+func infoOn(ctx context.Context, nc net.Conn, section string) (map[string]string, error) {
 	deadline, _ := ctx.Deadline()
 	if err := nc.SetDeadline(deadline); err != nil {
 		return nil, err
