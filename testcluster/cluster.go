@@ -394,39 +394,45 @@ func (c *Cluster) Up(i int) bool {
 // nodes alive and places buckets the same way (the same epoch).
 func (c *Cluster) WaitConverged() {
 	c.t.Helper()
-	c.WaitFor("the cluster to converge", func() error {
-		c.mu.Lock()
-		var up []*instance
-		var nodes []*node.Node
-		for _, in := range c.nodes {
-			if in.up {
-				up = append(up, in)
-				nodes = append(nodes, in.node)
+	c.WaitFor("the cluster to converge", c.Converged)
+}
+
+// Converged reports the first running node that does not see exactly the
+// running nodes alive, or places buckets differently from the first
+// running node; nil when the cluster has converged. WaitConverged polls it;
+// tests that time convergence poll it with their own deadline.
+func (c *Cluster) Converged() error {
+	c.mu.Lock()
+	var up []*instance
+	var nodes []*node.Node
+	for _, in := range c.nodes {
+		if in.up {
+			up = append(up, in)
+			nodes = append(nodes, in.node)
+		}
+	}
+	c.mu.Unlock()
+	want := make([]string, len(up))
+	for i, nd := range nodes {
+		want[i] = nd.ID()
+	}
+	slices.Sort(want)
+	for i, in := range up {
+		var alive []string
+		for _, m := range nodes[i].Members() {
+			if m.State == node.StateAlive {
+				alive = append(alive, m.ID)
 			}
 		}
-		c.mu.Unlock()
-		want := make([]string, len(up))
-		for i, nd := range nodes {
-			want[i] = nd.ID()
+		slices.Sort(alive)
+		if !slices.Equal(alive, want) {
+			return fmt.Errorf("%s sees %d of %d nodes alive", in.name, len(alive), len(want))
 		}
-		slices.Sort(want)
-		for i, in := range up {
-			var alive []string
-			for _, m := range nodes[i].Members() {
-				if m.State == node.StateAlive {
-					alive = append(alive, m.ID)
-				}
-			}
-			slices.Sort(alive)
-			if !slices.Equal(alive, want) {
-				return fmt.Errorf("%s sees %d of %d nodes alive", in.name, len(alive), len(want))
-			}
-			if nodes[i].Epoch() != nodes[0].Epoch() {
-				return fmt.Errorf("%s and %s place buckets differently", in.name, up[0].name)
-			}
+		if nodes[i].Epoch() != nodes[0].Epoch() {
+			return fmt.Errorf("%s and %s place buckets differently", in.name, up[0].name)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // WaitFor polls cond until it returns nil, failing the test with cond's
