@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,6 +117,19 @@ type instance struct {
 	served  chan struct{} // closed when Serve returns
 	clients []*textproto.Client
 	up      bool
+	calls   atomic.Uint64 // requests sent to other nodes, over all runs
+}
+
+// countingTransport is the transport a node gets: its host's, counting the
+// requests the node sends (Cluster.CallsSent).
+type countingTransport struct {
+	*p2p.Transport
+	calls *atomic.Uint64
+}
+
+func (t countingTransport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
+	t.calls.Add(1)
+	return t.Transport.Call(ctx, to, req)
 }
 
 // New starts n nodes and waits until every node sees every other. Node 0
@@ -178,6 +192,11 @@ func (c *Cluster) Node(i int) *node.Node {
 	defer c.mu.Unlock()
 	return in.node
 }
+
+// CallsSent returns how many requests node i has sent to other nodes
+// (node.Transport.Call) over all its runs: probes and lease pings, gossip,
+// forwarded operations, replication and sync alike.
+func (c *Cluster) CallsSent(i int) uint64 { return c.inst(i).calls.Load() }
 
 // Name returns node i's name.
 func (c *Cluster) Name(i int) string { return c.inst(i).name }
@@ -287,7 +306,7 @@ func (c *Cluster) start(in *instance, join []string) {
 	}
 	nd, err := node.New(node.Config{
 		Name:          in.name,
-		Transport:     tr,
+		Transport:     countingTransport{tr, &in.calls},
 		Placement:     c.opts.placement,
 		Join:          join,
 		ProbeInterval: c.opts.probeInterval,
