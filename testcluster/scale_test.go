@@ -137,9 +137,9 @@ func runScale(t *testing.T, row *scaleRow) {
 	t.Logf("%d nodes: all started after %.2f s, converged after %.2f s", n, row.startedAfter.Seconds(), row.converge.Seconds())
 
 	start = time.Now()
-	c.AddVia(0)
-	row.join = waitScale(t, start, deadline, fmt.Sprintf("node %d to join", n), c.Converged)
-	t.Logf("%d nodes: the %dth joined in %.2f s", n, n+1, row.join.Seconds())
+	joiner := c.Name(c.AddVia(0))
+	row.join = waitScale(t, start, deadline, joiner+" to join", c.Converged)
+	t.Logf("%d nodes: %s joined in %.2f s", n, joiner, row.join.Seconds())
 
 	victim := n / 2
 	id, name := c.Node(victim).ID(), c.Name(victim)
