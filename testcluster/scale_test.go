@@ -133,19 +133,19 @@ func runScale(t *testing.T, row *scaleRow) {
 		c.AddVia(0)
 	}
 	row.startedAfter = time.Since(start)
-	row.converge = waitScale(t, start, deadline, fmt.Sprintf("%d nodes to converge", n), c.Converged)
+	row.converge = waitScale(t, c, start, deadline, fmt.Sprintf("%d nodes to converge", n), c.Converged)
 	t.Logf("%d nodes: all started after %.2f s, converged after %.2f s", n, row.startedAfter.Seconds(), row.converge.Seconds())
 
 	start = time.Now()
 	joiner := c.Name(c.AddVia(0))
-	row.join = waitScale(t, start, deadline, joiner+" to join", c.Converged)
+	row.join = waitScale(t, c, start, deadline, joiner+" to join", c.Converged)
 	t.Logf("%d nodes: %s joined in %.2f s", n, joiner, row.join.Seconds())
 
 	victim := n / 2
 	id, name := c.Node(victim).ID(), c.Name(victim)
 	start = time.Now()
 	c.Kill(victim)
-	row.detect = waitScale(t, start, deadline, name+" to leave every view", func() error {
+	row.detect = waitScale(t, c, start, deadline, name+" to leave every view", func() error {
 		for i := range c.Len() {
 			if !c.Up(i) {
 				continue
@@ -158,7 +158,7 @@ func runScale(t *testing.T, row *scaleRow) {
 		}
 		return nil
 	})
-	row.reconverge = waitScale(t, start, deadline, "the survivors to converge", c.Converged)
+	row.reconverge = waitScale(t, c, start, deadline, "the survivors to converge", c.Converged)
 	t.Logf("%d nodes: %s, killed, out of every view after %.2f s, the %d others converged after %.2f s",
 		n, name, row.detect.Seconds(), n, row.reconverge.Seconds())
 
@@ -182,9 +182,12 @@ func inView(s node.State) bool {
 
 // waitScale polls cond every scalePoll until it returns nil, and returns
 // the time since start then; it fails the test with cond's last error once
-// deadline has passed since start.
-func waitScale(t *testing.T, start time.Time, deadline time.Duration, what string, cond func() error) time.Duration {
+// deadline has passed since start. Every 10 s it logs how the wait goes:
+// what the nodes see, and the CPU the process used.
+func waitScale(t *testing.T, c *testcluster.Cluster, start time.Time, deadline time.Duration, what string, cond func() error) time.Duration {
 	t.Helper()
+	next := 10 * time.Second
+	ru, at := rusage(t), time.Now()
 	for {
 		err := cond()
 		took := time.Since(start)
@@ -192,10 +195,48 @@ func waitScale(t *testing.T, start time.Time, deadline time.Duration, what strin
 			return took
 		}
 		if took > deadline {
-			t.Fatalf("gave up waiting %v for %s: %v", deadline, what, err)
+			t.Fatalf("gave up waiting %v for %s: %v; %s", deadline, what, err, memberCounts(c))
+		}
+		if took > next {
+			now := rusage(t)
+			cpu := 100 * (cpuTime(now) - cpuTime(ru)).Seconds() / time.Since(at).Seconds()
+			t.Logf("still waiting after %.0f s for %s: %v; %s; the process used %.0f%% of a core since the last report",
+				took.Seconds(), what, err, memberCounts(c), cpu)
+			ru, at = now, time.Now()
+			next += 10 * time.Second
 		}
 		time.Sleep(scalePoll)
 	}
+}
+
+// memberCounts tells how many members the live nodes see in each state:
+// the least and the most any node sees.
+func memberCounts(c *testcluster.Cluster) string {
+	type span struct{ lo, hi int }
+	var alive, joining, dead span
+	first := true
+	widen := func(s *span, v int) {
+		if first || v < s.lo {
+			s.lo = v
+		}
+		if first || v > s.hi {
+			s.hi = v
+		}
+	}
+	live := 0
+	for i := range c.Len() {
+		if !c.Up(i) {
+			continue
+		}
+		live++
+		st := c.Node(i).Stats()
+		widen(&alive, st.MembersAlive)
+		widen(&joining, st.MembersJoining)
+		widen(&dead, st.MembersDead)
+		first = false
+	}
+	return fmt.Sprintf("the %d live nodes see %d-%d alive, %d-%d joining, %d-%d dead",
+		live, alive.lo, alive.hi, joining.lo, joining.hi, dead.lo, dead.hi)
 }
 
 // quietWindow leaves the cluster alone for scaleQuiet, reading every live
