@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,6 +117,19 @@ type instance struct {
 	served  chan struct{} // closed when Serve returns
 	clients []*textproto.Client
 	up      bool
+	calls   atomic.Uint64 // requests sent to other nodes, over all runs
+}
+
+// countingTransport is the transport a node gets: its host's, counting the
+// requests the node sends (Cluster.CallsSent).
+type countingTransport struct {
+	*p2p.Transport
+	calls *atomic.Uint64
+}
+
+func (t countingTransport) Call(ctx context.Context, to string, req []byte) ([]byte, error) {
+	t.calls.Add(1)
+	return t.Transport.Call(ctx, to, req)
 }
 
 // New starts n nodes and waits until every node sees every other. Node 0
@@ -178,6 +192,11 @@ func (c *Cluster) Node(i int) *node.Node {
 	defer c.mu.Unlock()
 	return in.node
 }
+
+// CallsSent returns how many requests node i has sent to other nodes
+// (node.Transport.Call) over all its runs: probes and lease pings, gossip,
+// forwarded operations, replication and sync alike.
+func (c *Cluster) CallsSent(i int) uint64 { return c.inst(i).calls.Load() }
 
 // Name returns node i's name.
 func (c *Cluster) Name(i int) string { return c.inst(i).name }
@@ -287,7 +306,7 @@ func (c *Cluster) start(in *instance, join []string) {
 	}
 	nd, err := node.New(node.Config{
 		Name:          in.name,
-		Transport:     tr,
+		Transport:     countingTransport{tr, &in.calls},
 		Placement:     c.opts.placement,
 		Join:          join,
 		ProbeInterval: c.opts.probeInterval,
@@ -394,39 +413,45 @@ func (c *Cluster) Up(i int) bool {
 // nodes alive and places buckets the same way (the same epoch).
 func (c *Cluster) WaitConverged() {
 	c.t.Helper()
-	c.WaitFor("the cluster to converge", func() error {
-		c.mu.Lock()
-		var up []*instance
-		var nodes []*node.Node
-		for _, in := range c.nodes {
-			if in.up {
-				up = append(up, in)
-				nodes = append(nodes, in.node)
+	c.WaitFor("the cluster to converge", c.Converged)
+}
+
+// Converged reports the first running node that does not see exactly the
+// running nodes alive, or places buckets differently from the first
+// running node; nil when the cluster has converged. WaitConverged polls it;
+// tests that time convergence poll it with their own deadline.
+func (c *Cluster) Converged() error {
+	c.mu.Lock()
+	var up []*instance
+	var nodes []*node.Node
+	for _, in := range c.nodes {
+		if in.up {
+			up = append(up, in)
+			nodes = append(nodes, in.node)
+		}
+	}
+	c.mu.Unlock()
+	want := make([]string, len(up))
+	for i, nd := range nodes {
+		want[i] = nd.ID()
+	}
+	slices.Sort(want)
+	for i, in := range up {
+		var alive []string
+		for _, m := range nodes[i].Members() {
+			if m.State == node.StateAlive {
+				alive = append(alive, m.ID)
 			}
 		}
-		c.mu.Unlock()
-		want := make([]string, len(up))
-		for i, nd := range nodes {
-			want[i] = nd.ID()
+		slices.Sort(alive)
+		if !slices.Equal(alive, want) {
+			return fmt.Errorf("%s sees %d of %d nodes alive", in.name, len(alive), len(want))
 		}
-		slices.Sort(want)
-		for i, in := range up {
-			var alive []string
-			for _, m := range nodes[i].Members() {
-				if m.State == node.StateAlive {
-					alive = append(alive, m.ID)
-				}
-			}
-			slices.Sort(alive)
-			if !slices.Equal(alive, want) {
-				return fmt.Errorf("%s sees %d of %d nodes alive", in.name, len(alive), len(want))
-			}
-			if nodes[i].Epoch() != nodes[0].Epoch() {
-				return fmt.Errorf("%s and %s place buckets differently", in.name, up[0].name)
-			}
+		if nodes[i].Epoch() != nodes[0].Epoch() {
+			return fmt.Errorf("%s and %s place buckets differently", in.name, up[0].name)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // WaitFor polls cond until it returns nil, failing the test with cond's
