@@ -17,13 +17,15 @@
 // declares (package p2p implements it over libp2p; the tests use an
 // in-memory one), and places buckets with a ring.Placement.
 //
-// Membership (membership.go, probe.go): every member is probed each
-// Config.ProbeInterval with a ping that carries the members the sender sees
-// alive, and the reply carries the other side's list, so joining through
-// any one node is enough to learn them all. A member is alive only while
-// this node's own probes of it are answered; a ping received, or gossip,
-// never makes it so. A member unanswered for Config.DeadAfter is dead and
-// leaves the ring; [Node.Leave] takes a stopping node out at once. A node
+// Membership (membership.go, gossip.go, probe.go): a gossip engine
+// (package node/gossip, on hashicorp/memberlist) finds the members and
+// decides who is alive: each node probes one member per
+// Config.ProbeInterval, so traffic per node does not grow with the cluster,
+// and joining through any one node is enough to learn them all. A member
+// is placed once the engine holds it alive and this node's own ping to it
+// was answered; the engine's death of it, or DeadAfter of this node's own
+// pings failing, takes it out of the ring; [Node.Leave] takes a stopping
+// node out at once. A node
 // restarted with a [PeerBook] finds the members it knew before it serves
 // (join.go); members whose clocks are too far off are refused (skew.go).
 //

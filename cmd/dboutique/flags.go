@@ -163,8 +163,11 @@ func flagSpecs(cfg *config) []flagSpec {
 			"holding the same key can connect. Node traffic is encrypted either way.",
 			fileValue(&cfg.pskFile)},
 		{"dead-after", "DURATION", "How long a node may stay silent before the others take it out of the\n" +
-			"ring and serve its buckets elsewhere (500ms to 10m). Members are probed\n" +
-			"six times in this period. A node stopped by a signal leaves at once.",
+			"ring and serve its buckets elsewhere (500ms to 10m), in a cluster of under\n" +
+			"ten nodes; larger clusters wait longer, as log10 of their size (about 1.8x\n" +
+			"at 64 nodes). Each node probes one member every sixth of it; a member\n" +
+			"that misses a probe is suspected, and dead unless it answers in time.\n" +
+			"A node stopped by a signal leaves at once.",
 			durationValue(&cfg.deadAfter, 500*time.Millisecond, 10*time.Minute)},
 		{"replicas", "N", "How many nodes hold each bucket (1 to " + strconv.Itoa(node.MaxReplicas) + "). A write is acknowledged once\n" +
 			"every live holder has it, so it survives the loss of N-1 nodes.",
