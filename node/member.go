@@ -97,8 +97,12 @@ type entry struct {
 	gossip bool
 	// failingSince is when this node's pings to the member began to fail
 	// (zero while they are answered): one this node cannot reach for
-	// DeadAfter is dead here, whatever the engine holds (membership.go).
+	// twice DeadAfter is dead here, whatever the engine holds
+	// (membership.go, unreachableAfter).
 	failingSince time.Time
+	// admitted: it answered this node's ping, and becomes alive with the
+	// next view (placeAdmittedLocked).
+	admitted bool
 	// contacting: the engine is contacting the member (joinSoon).
 	contacting bool
 	// booked: the last save of the peer book listed the member. A node

@@ -23,8 +23,9 @@ import (
 // it places buckets as this node does, is in the same cluster, and that
 // its clock is within MaxClockSkew. The engine's death of a member ends
 // it at once (gossipEvents.Gone). So does this node's own evidence: a
-// member whose pings from this node have failed for DeadAfter (pinged
-// every tick once one failed, as any failed call to it asks) is dead here
+// member whose pings from this node have failed for twice DeadAfter while
+// this node was healthy itself (pinged every tick once one failed, as any
+// failed call to it asks) is dead here
 // even when the engine holds it alive, as a one-way cut makes it (its
 // indirect probes succeed); and a refusal (its clock stepped) takes it out
 // at once. Either is admitted again by an answer. A ping received proves
@@ -152,6 +153,7 @@ func (n *Node) setStateLocked(e *entry, s State, now time.Time) {
 // view. A new view is a new term (view.go), and may be served in only once
 // the holds of the members it dropped have passed (lease.go).
 func (n *Node) rebuildLocked() {
+	n.placeAdmittedLocked()
 	var alive []Member
 	if !n.leaving.Load() {
 		alive = append(alive, n.self)
@@ -183,6 +185,29 @@ func (n *Node) rebuildLocked() {
 		n.log.Info("ring changed", zap.Int("members", len(v.byKey)), zap.Uint64("epoch", v.epoch), zap.Uint64("term", v.term))
 	}
 	n.syncSoon()
+}
+
+// placeAdmittedLocked makes alive the members admitted since the last
+// view (answered; still held alive by the engine), and has the book list
+// them at once: this node vouches only for the members its book lists
+// (join.go). The caller holds n.mu.
+func (n *Node) placeAdmittedLocked() {
+	n.admitPending = false
+	now := time.Now()
+	placed := false
+	for _, e := range n.members {
+		if !e.admitted {
+			continue
+		}
+		e.admitted = false
+		if e.gossip && e.State != StateAlive {
+			n.setStateLocked(e, StateAlive, now)
+			placed = true
+		}
+	}
+	if placed {
+		n.kickBook(true)
+	}
 }
 
 // checkMajorityLocked warns, once per size, when Config.MinMembers is no

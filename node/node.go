@@ -252,10 +252,14 @@ type Node struct {
 	scratch  sync.Pool         // *batchScratch for answering batches
 	messages [msgTypes]message // what answers each message from a peer (messages.go)
 
-	poke    chan string   // peer IDs to probe now (buffered; dropped when full)
-	syncNow chan struct{} // a pass is due (the view changed); buffered, 1
-	leaving atomic.Bool   // set by Leave: out of the ring; its pings say so
-	joined  atomic.Bool   // has reached a member, or need not (join.go)
+	poke chan string // peer IDs to probe now (buffered; dropped when full)
+	// admitKick asks the run loop to place the members admitted lately
+	// (admitSoonLocked); admitPending, guarded by mu, says some wait.
+	admitKick    chan struct{}
+	admitPending bool
+	syncNow      chan struct{} // a pass is due (the view changed); buffered, 1
+	leaving      atomic.Bool   // set by Leave: out of the ring; its pings say so
+	joined       atomic.Bool   // has reached a member, or need not (join.go)
 	// skewLogged is when a refused version was last logged (UnixNano);
 	// admitLogged, when a member the engine refused was (gossip.go).
 	skewLogged  atomic.Int64
@@ -284,20 +288,21 @@ func New(cfg Config) (*Node, error) {
 	_, byName := cfg.Placement.(*ring.Ranges)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:      cfg,
-		byName:   byName,
-		layout:   xxhash.Sum64String(cfg.Placement.String()),
-		log:      cfg.Logger,
-		messages: messages(),
-		members:  make(map[string]*entry),
-		poke:     make(chan string, 64),
-		syncNow:  make(chan struct{}, 1),
-		bookKick: make(chan struct{}, 1),
-		ctx:      ctx,
-		cancel:   cancel,
-		base:     time.Now().Add(-time.Millisecond), // no reading of sinceStart is 0, which means "never"
-		seq:      newSequencers(),
-		passMu:   make(chan struct{}, 1),
+		cfg:       cfg,
+		byName:    byName,
+		layout:    xxhash.Sum64String(cfg.Placement.String()),
+		log:       cfg.Logger,
+		messages:  messages(),
+		members:   make(map[string]*entry),
+		poke:      make(chan string, 64),
+		admitKick: make(chan struct{}, 1),
+		syncNow:   make(chan struct{}, 1),
+		bookKick:  make(chan struct{}, 1),
+		ctx:       ctx,
+		cancel:    cancel,
+		base:      time.Now().Add(-time.Millisecond), // no reading of sinceStart is 0, which means "never"
+		seq:       newSequencers(),
+		passMu:    make(chan struct{}, 1),
 	}
 	n.scratch.New = func() any { return new(batchScratch) }
 	n.ms = probes{n}

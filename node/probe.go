@@ -32,6 +32,9 @@ func (n *Node) run() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.ProbeInterval)
 	defer t.Stop()
+	admit := time.NewTimer(time.Hour)
+	admit.Stop()
+	defer admit.Stop()
 	n.tick(time.Now())
 	for {
 		select {
@@ -39,6 +42,15 @@ func (n *Node) run() {
 			return
 		case now := <-t.C:
 			n.tick(now)
+		case <-n.admitKick:
+			admit.Reset(n.admitDelay())
+		case <-admit.C:
+			n.mu.Lock()
+			if n.admitPending {
+				n.rebuildLocked()
+				n.updateLeaseLocked()
+			}
+			n.mu.Unlock()
 		case id := <-n.poke:
 			n.mu.Lock()
 			e := n.members[id]
@@ -63,6 +75,33 @@ func (n *Node) probeSoon(id string) {
 	}
 }
 
+// admitDelay is how long the members admitted in a row wait to be placed
+// together: when many join at once (a cluster starting), each node builds
+// a view per batch rather than one per member (a view costs a ring and a
+// pull of every bucket that moved).
+func (n *Node) admitDelay() time.Duration { return min(n.cfg.ProbeInterval/4, 100*time.Millisecond) }
+
+// admitSoonLocked asks for a new view with the members admitted since the
+// last one, after admitDelay (the run loop builds it; any view built
+// before then has them too): rebuildLocked makes them alive. The caller
+// holds n.mu.
+func (n *Node) admitSoonLocked() {
+	if n.admitPending {
+		return
+	}
+	n.admitPending = true
+	select {
+	case n.admitKick <- struct{}{}:
+	default:
+	}
+}
+
+// unreachableAfter is how long this node's pings to an alive member must
+// fail before the member is dead here (membership.go): longer than the
+// engine takes to declare a dead member dead, so that it decides every
+// case but a one-way cut, and a busy moment is not taken for one.
+func (n *Node) unreachableAfter() time.Duration { return 2 * n.cfg.DeadAfter }
+
 // reconnectEvery is how often the engine is asked to contact a dead
 // member.
 func (n *Node) reconnectEvery() time.Duration { return max(n.cfg.DeadAfter, 2*time.Second) }
@@ -71,11 +110,14 @@ func (n *Node) reconnectEvery() time.Duration { return max(n.cfg.DeadAfter, 2*ti
 func (n *Node) tick(now time.Time) {
 	var due, contact []string
 	changed := false
+	// A node that is slow itself (the engine's awareness of missed acks
+	// and late answers) blames nobody for pings that failed.
+	healthy := n.gossip.Health() == 0
 	n.mu.Lock()
 	leaving := n.leaving.Load()
 	for id, e := range n.members {
 		failing := e.State == StateAlive && !e.failingSince.IsZero()
-		if failing && now.Sub(e.failingSince) > n.cfg.DeadAfter {
+		if failing && healthy && now.Sub(e.failingSince) > n.unreachableAfter() {
 			n.log.Warn("member unreachable from this node; out of its view until it answers",
 				zap.String("name", e.Name), zap.String("peer", id))
 			n.setStateLocked(e, StateDead, now)
@@ -213,6 +255,9 @@ func (n *Node) probe(id string) {
 		if err != nil && !refused && e.State == StateAlive && e.failingSince.IsZero() {
 			e.failingSince = now
 		}
+		if refused {
+			e.admitted = false
+		}
 		if refused && e.State == StateAlive {
 			// Admitted before, refused now (its clock stepped): out
 			// of the view until an answer admits it again.
@@ -297,30 +342,30 @@ func (n *Node) answered(p ping, sent time.Duration) {
 		n.bookDirty = true
 	}
 	newlyAlive := e.State != StateAlive
+	opening := !n.joined.Load() && p.joined
 	if newlyAlive {
-		n.setStateLocked(e, StateAlive, now)
-		changed = true
+		e.admitted = true
 	}
 	if p.vouch {
 		e.vouchedAt = max(e.vouchedAt, sent)
 	}
-	if changed {
+	switch {
+	case changed, newlyAlive && opening:
 		n.rebuildLocked()
+	case newlyAlive:
+		// Only an addition: alive and placed with the others admitted
+		// about now (admitSoonLocked), not in a view of its own.
+		n.admitSoonLocked()
 	}
 	n.updateLeaseLocked()
 	n.mu.Unlock()
-	switch {
-	case !n.joined.Load() && p.joined:
+	if opening {
 		// A member of a cluster answered: this node is in it (join.go).
 		// (Not any answer: a node that is itself looking for its cluster,
 		// or one that joined through this one, is no cluster.)
 		if n.open() {
 			n.log.Info("joined the cluster", zap.Int("members", n.aliveCount()+1))
 		}
-	case newlyAlive:
-		// The book lists every member the node may vouch for, at once:
-		// it vouches once the save has ended (booked).
-		n.kickBook(true)
 	}
 }
 

@@ -128,7 +128,7 @@ func (c *Config) memberlist() *memberlist.Config {
 	mc.AdvertiseAddr, mc.AdvertisePort = "127.0.0.1", 1
 	mc.ProtocolVersion = memberlist.ProtocolVersionMax
 	mc.ProbeInterval = c.ProbeInterval
-	mc.ProbeTimeout = max(c.ProbeInterval/2, time.Millisecond)
+	mc.ProbeTimeout = max(c.ProbeInterval*3/5, time.Millisecond)
 	mc.SuspicionMult = max(int(math.Ceil(float64(c.DeadAfter-c.ProbeInterval)/float64(c.ProbeInterval))), 2)
 	mc.SuspicionMaxTimeoutMult = 4
 	mc.GossipInterval = max(c.ProbeInterval/2, time.Millisecond)
