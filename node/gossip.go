@@ -150,8 +150,9 @@ func (g gossipEvents) Alive(id string, raw []byte) {
 		e = n.addLocked(Member{ID: id, Name: m.name, Addrs: m.addrs})
 	}
 	e.gossip = true
-	moved := len(m.addrs) > 0 && !slices.Equal(e.Addrs, m.addrs)
-	if moved {
+	e.metaLife = m.incarnation
+	old := e.Addrs
+	if len(m.addrs) > 0 && !slices.Equal(e.Addrs, m.addrs) {
 		e.Addrs = slices.Clone(m.addrs)
 		n.bookDirty = true
 	}
@@ -160,7 +161,7 @@ func (g gossipEvents) Alive(id string, raw []byte) {
 	if len(m.addrs) > 0 {
 		// Every time, not only when they moved: the transport may not
 		// have them yet (a member first heard of now).
-		n.setAddrs(id, m.addrs)
+		n.replaceAddrs(id, old, m.addrs)
 	}
 	if probe {
 		n.probeSoon(id)
@@ -185,16 +186,18 @@ func (g gossipEvents) Gone(id string) {
 	}
 }
 
-// addrSetter is a Transport that can replace a peer's addresses (not only
-// add to them), so that a member's old address is forgotten once it says
-// where it listens now.
-type addrSetter interface {
-	SetAddrs(id string, addrs []string)
+// addrReplacer is a Transport that can forget addresses of a peer, so that
+// a member's old address is forgotten once it says where it listens now.
+type addrReplacer interface {
+	ReplaceAddrs(id string, old, addrs []string)
 }
 
-func (n *Node) setAddrs(id string, addrs []string) {
-	if s, ok := n.cfg.Transport.(addrSetter); ok {
-		s.SetAddrs(id, addrs)
+// replaceAddrs records that member id listens on addrs now, and no more on
+// those of old (what it, or the book, said before) that addrs lacks.
+// Addresses learned otherwise (--join, discovery, the connection) stay.
+func (n *Node) replaceAddrs(id string, old, addrs []string) {
+	if s, ok := n.cfg.Transport.(addrReplacer); ok {
+		s.ReplaceAddrs(id, old, addrs)
 		return
 	}
 	n.cfg.Transport.AddAddrs(id, addrs)

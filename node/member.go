@@ -100,6 +100,9 @@ type entry struct {
 	// twice DeadAfter is dead here, whatever the engine holds
 	// (membership.go, unreachableAfter).
 	failingSince time.Time
+	// metaLife is the life (incarnation) the engine's metadata last gave:
+	// while it differs from Incarnation, the member is pinged each tick.
+	metaLife uint64
 	// admitted: it answered this node's ping, and becomes alive with the
 	// next view (placeAdmittedLocked).
 	admitted bool

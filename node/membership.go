@@ -52,7 +52,8 @@ type membership interface {
 	// sources returns the members a pull asks for a bucket.
 	sources() []source
 	// probeSoon asks for news of peer id now: it has shown this node
-	// another view, or its answer is awaited.
+	// another view, or its answer is awaited. It pings the member, and
+	// has the engine contact it when the engine does not hold it alive.
 	probeSoon(id string)
 	// leave takes this node out of its own view for good; its pings say
 	// it is leaving from then on.
@@ -74,8 +75,20 @@ func (p probes) members() []Member {
 	}
 	return ms
 }
-func (p probes) sources() []source   { return p.n.syncSources() }
-func (p probes) probeSoon(id string) { p.n.probeSoon(id) }
+func (p probes) sources() []source { return p.n.syncSources() }
+func (p probes) probeSoon(id string) {
+	n := p.n
+	n.probeSoon(id)
+	n.mu.Lock()
+	e := n.members[id]
+	unknown := e == nil || !e.gossip
+	n.mu.Unlock()
+	if unknown {
+		// Another view, from a member the engine does not hold alive:
+		// exchange member lists (the pings carry none).
+		n.joinSoon(id)
+	}
+}
 
 func (p probes) leave() {
 	n := p.n

@@ -128,7 +128,9 @@ func (n *Node) tick(now time.Time) {
 			// Never reached: a stale address or a node long gone.
 			delete(n.members, id)
 			continue
-		case (e.State == StateDead || e.State == StateLeft) && now.Sub(e.since) > defaultForgetAfter:
+		case (e.State == StateDead || e.State == StateLeft) && !e.gossip && now.Sub(e.since) > defaultForgetAfter:
+			// (One the engine holds alive, dead here for a one-way cut or
+			// a refused clock, is kept: it is pinged until it answers.)
 			n.log.Info("forgetting member", zap.String("name", e.Name), zap.String("peer", id))
 			delete(n.members, id)
 			n.bookDirty = true
@@ -138,7 +140,7 @@ func (n *Node) tick(now time.Time) {
 			continue
 		}
 		switch {
-		case leaving, failing, e.gossip && e.State != StateAlive:
+		case leaving, failing, e.gossip && (e.State != StateAlive || e.metaLife != e.Incarnation):
 			e.probing = true
 			due = append(due, id)
 		case e.State == StateDead && len(e.Addrs) > 0:
@@ -387,10 +389,17 @@ func (n *Node) pinged(p ping) ping {
 		e.vouchedFor = n.sinceStart()
 	}
 	probeNow := e.gossip && (e.State != StateAlive || e.Incarnation != p.from.Incarnation)
+	unknown := !e.gossip && !n.leaving.Load()
 	reply := n.pingMsgLocked(vouch)
 	n.mu.Unlock()
 	if probeNow {
 		n.probeSoon(p.from.ID)
+	}
+	if unknown {
+		// Its engine knows this node and this node's does not know it
+		// (it restarted without a book, or the two were cut apart):
+		// exchange member lists now rather than at the next push/pull.
+		n.joinSoon(p.from.ID)
 	}
 	return reply
 }

@@ -178,10 +178,11 @@ func (t *Transport) AddAddrs(id string, addrs []string) {
 	t.host.Peerstore().AddAddrs(pid, mas, peerstore.AddressTTL)
 }
 
-// SetAddrs replaces where peer id listens: the addresses it no longer
-// lists are forgotten, so that a peer that moved (same identity, another IP
-// or port) is not dialled at its old address.
-func (t *Transport) SetAddrs(id string, addrs []string) {
+// ReplaceAddrs records that peer id listens on addrs, and no more on the
+// addresses of old that addrs lacks: a peer that moved (same identity,
+// another IP or port) is not dialled at its old address. Addresses in
+// neither list (a join address, one a connection came from) stay.
+func (t *Transport) ReplaceAddrs(id string, old, addrs []string) {
 	pid, err := t.decodeID(id)
 	if err != nil || pid == t.host.ID() || len(addrs) == 0 {
 		return
@@ -190,13 +191,16 @@ func (t *Transport) SetAddrs(id string, addrs []string) {
 	for _, a := range addrs {
 		keep[a] = true
 	}
-	ps := t.host.Peerstore()
 	var stale []ma.Multiaddr
-	for _, m := range ps.Addrs(pid) {
-		if !keep[m.String()] {
+	for _, a := range old {
+		if keep[a] {
+			continue
+		}
+		if m, err := ma.NewMultiaddr(a); err == nil {
 			stale = append(stale, m)
 		}
 	}
+	ps := t.host.Peerstore()
 	if len(stale) > 0 {
 		ps.SetAddrs(pid, stale, 0) // a TTL of 0 removes them
 	}

@@ -22,14 +22,18 @@ func (d delegate) NodeMeta(limit int) []byte {
 	}
 	return m
 }
-func (delegate) NotifyMsg([]byte)                                               {}
-func (delegate) GetBroadcasts(int, int) [][]byte                                { return nil }
-func (delegate) LocalState(bool) []byte                                         { return nil }
-func (delegate) MergeRemoteState([]byte, bool)                                  {}
-func (pingDelegate) AckPayload() []byte                                         { return nil }
-func (pingDelegate) NotifyPingComplete(*memberlist.Node, time.Duration, []byte) {}
+func (delegate) NotifyMsg([]byte)                {}
+func (delegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (delegate) LocalState(bool) []byte          { return nil }
+func (delegate) MergeRemoteState([]byte, bool)   {}
 
-type pingDelegate struct{}
+// pingDelegate hears of every probe answered.
+type pingDelegate struct{ e *Engine }
+
+func (pingDelegate) AckPayload() []byte { return nil }
+func (p pingDelegate) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []byte) {
+	p.e.suspect(n.Name, false)
+}
 
 // aliveDelegate asks Config.Admit about every member heard of.
 type aliveDelegate struct {
@@ -42,6 +46,7 @@ func (a aliveDelegate) NotifyAlive(n *memberlist.Node) error { return a.admit(n.
 // blocking, and hands them to Events from one goroutine, in order.
 type eventQueue struct {
 	events Events
+	seen   func(id string, gone bool) // called, without waiting, on every event
 
 	mu      sync.Mutex // guards pending, started, stopped
 	pending []event
@@ -58,8 +63,8 @@ type event struct {
 	gone bool
 }
 
-func newEventQueue(ev Events) *eventQueue {
-	return &eventQueue{events: ev, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+func newEventQueue(ev Events, seen func(id string, gone bool)) *eventQueue {
+	return &eventQueue{events: ev, seen: seen, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (q *eventQueue) start() {
@@ -84,6 +89,7 @@ func (q *eventQueue) stop() {
 }
 
 func (q *eventQueue) push(ev event) {
+	q.seen(ev.id, ev.gone)
 	q.mu.Lock()
 	if !q.stopped {
 		q.pending = append(q.pending, ev)
@@ -149,8 +155,10 @@ func (w *logWriter) Write(b []byte) (int, error) {
 	}
 	msg = strings.TrimPrefix(msg, "memberlist: ")
 	switch {
-	case strings.HasPrefix(msg, "Suspect ") && strings.Contains(msg, "has failed"):
+	case strings.HasPrefix(msg, "Suspect ") && strings.Contains(msg, " has failed"):
 		w.e.suspicions.Add(1)
+		id, _, _ := strings.Cut(strings.TrimPrefix(msg, "Suspect "), " has failed")
+		w.e.suspect(id, true)
 	case strings.HasPrefix(msg, "Refuting "):
 		w.e.refutations.Add(1)
 	}

@@ -9,7 +9,6 @@ import (
 	"log"
 	"math"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -155,6 +154,10 @@ type Engine struct {
 	ml     *memberlist.Memberlist
 	closed bool
 
+	smu      sync.Mutex      // guards suspects, gone
+	suspects map[string]bool // peer IDs this node suspects (Suspects)
+	gone     map[string]bool // peer IDs reported gone since last alive
+
 	// Counters (stats).
 	probes, indirect, suspicions, refutations atomic.Uint64
 	sent, received, dropped                   atomic.Uint64
@@ -165,9 +168,9 @@ func New(cfg Config) (*Engine, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg}
+	e := &Engine{cfg: cfg, suspects: make(map[string]bool), gone: make(map[string]bool)}
 	e.tr = newTransport(e)
-	e.ev = newEventQueue(cfg.Events)
+	e.ev = newEventQueue(cfg.Events, e.seen)
 	return e, nil
 }
 
@@ -185,7 +188,7 @@ func (e *Engine) Start() error {
 	mc.Transport = e.tr
 	mc.Delegate = delegate{e}
 	mc.Events = e.ev
-	mc.Ping = pingDelegate{}
+	mc.Ping = pingDelegate{e}
 	if e.cfg.Admit != nil {
 		mc.Alive = aliveDelegate{e.cfg.Admit}
 	}
@@ -275,66 +278,47 @@ func (e *Engine) Close() error {
 	return err
 }
 
-// State is a member's state in the engine.
-type State uint8
-
-// Member states.
-const (
-	StateAlive State = iota + 1
-	StateSuspect
-	StateDead
-	StateLeft
-)
-
-func (s State) String() string {
-	switch s {
-	case StateAlive:
-		return "alive"
-	case StateSuspect:
-		return "suspect"
-	case StateDead:
-		return "dead"
-	case StateLeft:
-		return "left"
-	}
-	return "unknown"
-}
-
-// Member is a member as the engine sees it.
-type Member struct {
-	ID    string
-	State State
-	Meta  []byte
-}
-
-// Members returns the members the engine knows (alive, suspect, and those
-// dead or left that it still remembers), this node included, by ID.
-func (e *Engine) Members() []Member {
-	ml := e.list()
-	if ml == nil {
-		return nil
-	}
-	var ms []Member
-	for _, n := range ml.Members() {
-		ms = append(ms, Member{ID: n.Name, State: stateOf(n.State), Meta: slices.Clone(n.Meta)})
-	}
-	slices.SortFunc(ms, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
-	return ms
-}
-
-// Suspects returns the peer IDs of the members suspected now.
+// Suspects returns the peer IDs of the members this node suspects now: it
+// began to when its probe of one went unanswered (directly and
+// indirectly), and stops when the member answers a probe, or the engine
+// reports it alive again or gone. (memberlist keeps members' states to
+// itself; this is what it tells.)
 func (e *Engine) Suspects() map[string]bool {
-	ml := e.list()
-	if ml == nil {
-		return nil
-	}
-	s := make(map[string]bool)
-	for _, n := range ml.Members() {
-		if n.State == memberlist.StateSuspect {
-			s[n.Name] = true
-		}
+	e.smu.Lock()
+	defer e.smu.Unlock()
+	s := make(map[string]bool, len(e.suspects))
+	for id := range e.suspects {
+		s[id] = true
 	}
 	return s
+}
+
+// maxGoneRemembered bounds Engine.gone.
+const maxGoneRemembered = 4096
+
+// seen clears a suspicion on news of the member: alive, or gone.
+func (e *Engine) seen(id string, gone bool) {
+	e.smu.Lock()
+	defer e.smu.Unlock()
+	delete(e.suspects, id)
+	if gone {
+		if len(e.gone) >= maxGoneRemembered {
+			clear(e.gone) // members that never came back; at worst a stale suspicion
+		}
+		e.gone[id] = true
+	} else {
+		delete(e.gone, id)
+	}
+}
+
+func (e *Engine) suspect(id string, on bool) {
+	e.smu.Lock()
+	defer e.smu.Unlock()
+	if on && !e.gone[id] { // a probe that ended after the death
+		e.suspects[id] = true
+	} else {
+		delete(e.suspects, id)
+	}
 }
 
 // Health returns memberlist's awareness score: 0 is healthy; higher means
@@ -345,18 +329,6 @@ func (e *Engine) Health() int {
 		return 0
 	}
 	return ml.GetHealthScore()
-}
-
-func stateOf(s memberlist.NodeStateType) State {
-	switch s {
-	case memberlist.StateAlive:
-		return StateAlive
-	case memberlist.StateSuspect:
-		return StateSuspect
-	case memberlist.StateLeft:
-		return StateLeft
-	}
-	return StateDead
 }
 
 // Stats counts the engine's work since it started.

@@ -153,7 +153,11 @@ func TestEngineJoinDeathAndLeave(t *testing.T) {
 	net.mu.Lock()
 	net.cut["peer-3"] = true
 	net.mu.Unlock()
+	suspected := false
 	waitFor(t, "peer-3 declared dead", func() bool {
+		for _, mb := range ms[:3] {
+			suspected = suspected || mb.e.Suspects()["peer-3"]
+		}
 		for _, mb := range ms[:3] {
 			if _, gone := mb.rec.snapshot(); !has(gone, "peer-3") {
 				return false
@@ -164,6 +168,17 @@ func TestEngineJoinDeathAndLeave(t *testing.T) {
 	if st := ms[0].e.Stats(); st.Probes == 0 || st.Sent == 0 || st.Received == 0 {
 		t.Fatalf("stats count no work: %+v", st)
 	}
+	var suspicions uint64
+	for _, mb := range ms[:3] {
+		suspicions += mb.e.Stats().Suspicions
+		if mb.e.Suspects()["peer-3"] {
+			t.Errorf("%s still suspects peer-3 once it is dead", mb.id)
+		}
+	}
+	if suspicions == 0 {
+		t.Error("nobody counted a suspicion of peer-3 before its death")
+	}
+	t.Logf("peer-3 seen suspect before its death: %v", suspected)
 
 	// A member that leaves is reported gone at once, without a suspicion.
 	if err := ms[2].e.Leave(time.Second); err != nil {
