@@ -27,7 +27,9 @@ type transport struct {
 
 	ctx    context.Context // ends at close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the packet senders and stream waiters
+	mu     sync.Mutex // guards closed, and wg.Add against close's wg.Wait
+	closed bool
+	wg     sync.WaitGroup // the packet senders
 }
 
 // maxSendsInFlight bounds the packets being sent at once.
@@ -59,6 +61,9 @@ func (t *transport) StreamCh() <-chan net.Conn           { return t.streams }
 func (t *transport) Shutdown() error { return nil }
 
 func (t *transport) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
 	t.cancel()
 	t.wg.Wait()
 }
@@ -91,10 +96,18 @@ func (t *transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 		t.e.dropped.Add(1)
 		return now, nil
 	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		<-t.sends
+		t.e.dropped.Add(1)
+		return now, nil
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
 	t.e.countSent(b)
 	req := make([]byte, 0, 1+len(b))
 	req = append(append(req, t.e.cfg.PacketType), b...)
-	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
 		defer func() { <-t.sends }()
