@@ -134,6 +134,9 @@ func (n *Node) tick(now time.Time) {
 			n.log.Info("forgetting member", zap.String("name", e.Name), zap.String("peer", id))
 			delete(n.members, id)
 			n.bookDirty = true
+			if e.State == StateDead && len(e.Addrs) > 0 && len(n.faraway) < maxFaraway {
+				n.faraway[id] = faraway{addrs: e.Addrs, since: now}
+			}
 			continue
 		}
 		if e.probing || now.Before(e.nextProbe) {
@@ -150,6 +153,19 @@ func (n *Node) tick(now time.Time) {
 	}
 	if changed {
 		n.rebuildLocked()
+	}
+	var far []string
+	if !leaving && now.Sub(n.farawayAt) >= farawayEvery {
+		n.farawayAt = now
+		for id, f := range n.faraway {
+			switch {
+			case n.members[id] != nil || now.Sub(f.since) > farawayFor:
+				delete(n.faraway, id) // back, or gone for good
+			case len(far) < farawayPerRound:
+				n.cfg.Transport.AddAddrs(id, f.addrs)
+				far = append(far, id)
+			}
+		}
 	}
 	if !leaving {
 		for _, id := range n.leaseTargetsLocked() {
@@ -169,6 +185,44 @@ func (n *Node) tick(now time.Time) {
 	for _, id := range contact {
 		n.joinSoon(id)
 	}
+	if len(far) > 0 {
+		n.contactFaraway(far)
+	}
+}
+
+// Members forgotten (dead for defaultForgetAfter) may only be on the other
+// side of a long partition: the engine contacts a few of them each
+// farawayEvery, for farawayFor, so that the two sides find each other
+// once it heals. A member that answers is back (as a member first heard
+// of); one that does not costs a failed call now and then.
+const (
+	farawayEvery    = time.Minute
+	farawayFor      = 24 * time.Hour
+	farawayPerRound = 16
+	maxFaraway      = 1024
+)
+
+// faraway is a forgotten member still contacted now and then.
+type faraway struct {
+	addrs []string
+	since time.Time // when it was forgotten
+}
+
+// contactFaraway asks the engine to contact the forgotten members ids, one
+// after the other, in a goroutine.
+func (n *Node) contactFaraway(ids []string) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for _, id := range ids {
+			if n.ctx.Err() != nil {
+				return
+			}
+			if _, err := n.gossip.Join(id); err == nil {
+				n.log.Info("a forgotten member answered", zap.String("peer", id))
+			}
+		}
+	}()
 }
 
 // leaseTargetsLocked picks the members a tick pings for the lease: one

@@ -68,10 +68,12 @@ func TestGossipLongClockSkewHeals(t *testing.T) {
 }
 
 // A partition longer than the engine's GossipToTheDeadTime (after which
-// it stops telling the dead that they are dead), then a heal: the dead
-// members are contacted again (reconnectEvery), and the sides merge.
+// it stops telling the dead that they are dead), and one longer than
+// defaultForgetAfter (after which the sides forget each other), then a
+// heal: the dead members are contacted again (reconnectEvery), the
+// forgotten ones too (farawayEvery), and the sides merge.
 func TestGossipPartitionLongerThanGossipToTheDeadHeals(t *testing.T) {
-	for _, d := range []time.Duration{45 * time.Second, 3 * time.Minute} {
+	for _, d := range []time.Duration{45 * time.Second, 3 * time.Minute, 11 * time.Minute} {
 		t.Run(d.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				sc := newSimScenario(t, 9, simPlan{mode: "ap", start: 5, replicas: 2})
