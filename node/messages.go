@@ -20,10 +20,8 @@ import (
 //	              big endian), flags byte (pingLeaving, pingVouch,
 //	              pingJoined), the sender's wall clock (Unix milliseconds, 8
 //	              bytes), a fingerprint of its placement (8 bytes,
-//	              Node.layout), then two member lists, both empty since the
-//	              gossip engine spreads the members (a member list; then a
-//	              uvarint count, and each member with a uvarint of
-//	              milliseconds); reply: the same fields for the replier,
+//	              Node.layout) (the gossip engine spreads the members);
+//	              reply: the same fields for the replier,
 //	              with pingVouch set when the replier sees the sender alive
 //	              (handlePing, probe.go)
 //	msgOp:        epoch (8 bytes), hops byte, an Op (store.Op.AppendBinary);

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/node/wire"
@@ -52,22 +51,11 @@ type ping struct {
 	leaving bool   // the sender is leaving: a goodbye, not proof of life
 	// vouch, in a reply, says that the replier sees the prober alive and
 	// promises to hold its lease (lease.go).
-	vouch   bool
-	clock   int64    // the sender's wall clock, Unix milliseconds
-	layout  uint64   // how the sender places buckets (Node.layout)
-	members []Member // the members the sender sees alive; State unused
-	joined  bool     // the sender is part of a cluster
-	// dead are the members the sender holds dead (not forgotten yet), so
-	// that a node that knew only a member now gone still finds the others
-	// once they are back; deadFor says for how long each has been, so that
-	// all forget it at about the same time.
-	dead    []Member
-	deadFor []time.Duration
+	vouch  bool
+	clock  int64  // the sender's wall clock, Unix milliseconds
+	layout uint64 // how the sender places buckets (Node.layout)
+	joined bool   // the sender is part of a cluster
 }
-
-// maxDeadForMillis caps a gossiped death's age (a year), so that it
-// converts to a Duration whatever a peer sends.
-const maxDeadForMillis = 365 * 24 * 3600 * 1000
 
 // Bits of a ping's flags byte.
 const (
@@ -113,17 +101,7 @@ func (p ping) append(b []byte) []byte {
 	}
 	b = append(b, flags)
 	b = wire.AppendU64(b, uint64(p.clock))
-	b = wire.AppendU64(b, p.layout)
-	b = binary.AppendUvarint(b, uint64(len(p.members)))
-	for _, m := range p.members {
-		b = appendMember(b, m)
-	}
-	b = binary.AppendUvarint(b, uint64(len(p.dead)))
-	for i, m := range p.dead {
-		b = appendMember(b, m)
-		b = binary.AppendUvarint(b, uint64(p.deadFor[i].Milliseconds()))
-	}
-	return b
+	return wire.AppendU64(b, p.layout)
 }
 
 func decodePing(b []byte) (ping, error) {
@@ -136,19 +114,6 @@ func decodePing(b []byte) (ping, error) {
 	p.layout = d.U64()
 	if d.Err() == nil && flags&^(pingLeaving|pingVouch|pingJoined) != 0 {
 		return ping{}, fmt.Errorf("%w: ping flags %#x", wire.ErrCorrupt, flags)
-	}
-	if n := d.Count(); n > 0 {
-		p.members = make([]Member, 0, n)
-		for range n {
-			p.members = append(p.members, d.member())
-		}
-	}
-	if n := d.Count(); n > 0 {
-		p.dead, p.deadFor = make([]Member, 0, n), make([]time.Duration, 0, n)
-		for range n {
-			p.dead = append(p.dead, d.member())
-			p.deadFor = append(p.deadFor, time.Duration(min(d.Uvarint(), maxDeadForMillis))*time.Millisecond)
-		}
 	}
 	if err := d.Finish(); err != nil {
 		return ping{}, err

@@ -103,7 +103,7 @@ func (n *Node) admitSoonLocked() {
 func (n *Node) unreachableAfter() time.Duration { return 2 * n.cfg.DeadAfter }
 
 // reconnectEvery is how often the engine is asked to contact a dead
-// member.
+// member, and how often a dead or refused member is pinged.
 func (n *Node) reconnectEvery() time.Duration { return max(n.cfg.DeadAfter, 2*time.Second) }
 
 // tick forgets members long gone and starts the pings that are due.
@@ -297,30 +297,27 @@ func (n *Node) probe(id string) {
 	e := n.members[id]
 	if e != nil {
 		e.probing = false
-		// A dead member is probed less often, until it answers: then it
-		// is alive again (answered, below) and probed as often as any.
+		// A dead or refused member is probed less often, until it
+		// answers: then it is alive again (answered, below) and probed
+		// as often as any.
+		refused := errors.Is(err, errClockSkew) || errors.Is(err, ErrClusterMismatch)
 		wait := n.cfg.ProbeInterval
-		if err != nil && (e.State == StateDead || e.State == StateLeft) {
-			wait = max(n.cfg.DeadAfter, 2*time.Second)
+		if refused || err != nil && (e.State == StateDead || e.State == StateLeft) {
+			wait = n.reconnectEvery()
 		}
 		e.nextProbe = now.Add(wait)
-		refused := errors.Is(err, errClockSkew) || errors.Is(err, ErrClusterMismatch)
-		if refused {
-			e.nextProbe = now.Add(max(n.cfg.DeadAfter, 2*time.Second))
-		}
-		if err != nil && !refused && e.State == StateAlive && e.failingSince.IsZero() {
-			e.failingSince = now
-		}
-		if refused {
+		switch {
+		case refused:
 			e.admitted = false
-		}
-		if refused && e.State == StateAlive {
-			// Admitted before, refused now (its clock stepped): out
-			// of the view until an answer admits it again.
-			e.nextProbe = now.Add(max(n.cfg.DeadAfter, 2*time.Second))
-			n.setStateLocked(e, StateDead, now)
-			n.rebuildLocked()
-			n.updateLeaseLocked()
+			if e.State == StateAlive {
+				// Admitted before, refused now (its clock stepped): out
+				// of the view until an answer admits it again.
+				n.setStateLocked(e, StateDead, now)
+				n.rebuildLocked()
+				n.updateLeaseLocked()
+			}
+		case err != nil && e.State == StateAlive && e.failingSince.IsZero():
+			e.failingSince = now
 		}
 		if refused && now.Sub(e.refusedLogged) > time.Minute {
 			e.refusedLogged = now

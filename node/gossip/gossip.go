@@ -133,7 +133,7 @@ func (c *Config) memberlist() *memberlist.Config {
 	mc.GossipInterval = max(c.ProbeInterval/2, time.Millisecond)
 	mc.GossipToTheDeadTime = max(10*c.DeadAfter, 30*time.Second)
 	mc.PushPullInterval = max(60*c.ProbeInterval, time.Second)
-	mc.TCPTimeout = max(2*c.DeadAfter, time.Second)
+	mc.TCPTimeout = c.memberlistTCPTimeout()
 	mc.DisableTcpPings = true // a stream is a call like a packet: it would tell nothing more
 	mc.EnableCompression = false
 	mc.UDPBufferSize = 16 << 10
