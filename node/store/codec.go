@@ -14,6 +14,7 @@ import (
 //	bucket uvarint length, bytes
 //	key    uvarint length, bytes
 //	value  uvarint length, bytes
+//	flags  uvarint, then expires varint: only when either is not 0
 //
 // and of a Result:
 //
@@ -32,6 +33,10 @@ func (op Op) AppendBinary(b []byte) ([]byte, error) {
 	b = wire.AppendString(b, op.Bucket)
 	b = wire.AppendString(b, op.Key)
 	b = wire.AppendString(b, op.Value)
+	if op.Flags != 0 || op.Expires != 0 {
+		b = binary.AppendUvarint(b, uint64(op.Flags))
+		b = binary.AppendVarint(b, op.Expires)
+	}
 	return b, nil
 }
 
@@ -56,6 +61,19 @@ func DecodeOpAfter(b []byte, prev string) (Op, error) {
 	}
 	op.Key = d.String()
 	op.Value = d.String()
+	if d.Err() == nil && len(d.Rest()) > 0 {
+		f := d.Uvarint()
+		op.Expires = d.Varint()
+		switch {
+		case d.Err() != nil:
+		case f >= uint64(flagsEnd):
+			d.Failf("flags %#x", f)
+		case f == 0 && op.Expires == 0:
+			d.Failf("flags and expiry written though both are 0")
+		default:
+			op.Flags = Flags(f)
+		}
+	}
 	if err := d.Finish(); err != nil {
 		return Op{}, err
 	}

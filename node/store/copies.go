@@ -59,7 +59,7 @@ func (s *Store) ApplyEntry(bucket string, e Entry) error {
 	if r.retired {
 		return ErrRetired
 	}
-	r.applyEntry(e.Key, mkCell(e.Value, e.Version, e.Deleted))
+	r.applyEntry(e.Key, mkItem(e))
 	return nil
 }
 
@@ -78,9 +78,9 @@ func (s *Store) ApplyEntryLive(bucket string, e Entry) (wasLive, applied bool, e
 	if r.retired {
 		return false, false, ErrRetired
 	}
-	old, had := r.shards[ShardOf(e.Key)].entries[e.Key]
-	applied = r.applyEntry(e.Key, mkCell(e.Value, e.Version, e.Deleted))
-	return had && !old.deleted(), applied, nil
+	old, had := r.shards[ShardOf(e.Key)].get(e.Key)
+	applied = r.applyEntry(e.Key, mkItem(e))
+	return had && old.liveAt(s.clock.Millis()), applied, nil
 }
 
 // Merge applies a peer's copy: meta first (as ApplyCreate/ApplyDrop with
@@ -107,7 +107,7 @@ func (s *Store) Merge(bucket string, meta BucketMeta, entries []Entry) (changed 
 	changed = r.applyMeta(meta)
 	for i := range entries {
 		e := &entries[i]
-		if r.applyEntry(e.Key, mkCell(e.Value, e.Version, e.Deleted)) {
+		if r.applyEntry(e.Key, mkItem(*e)) {
 			changed++
 		}
 	}
@@ -128,7 +128,8 @@ func (s *Store) Meta(bucket string) (BucketMeta, bool) {
 	return m, true
 }
 
-// Exists reports whether the bucket exists in this copy.
+// Exists reports whether the bucket exists in this copy, expired or not
+// (BucketLive judges expiry).
 func (s *Store) Exists(bucket string) bool {
 	m, _ := s.Meta(bucket)
 	return m.Exists()
@@ -171,9 +172,10 @@ func (s *Store) Page(bucket string, shard int, after string, maxBytes int) (entr
 	}
 	sh := &r.shards[shard]
 	all := make([]Entry, 0, len(sh.entries))
-	for k, e := range sh.entries {
+	for k := range sh.entries {
 		if after == "" || k > after {
-			all = append(all, Entry{Key: k, Value: e.value, Version: e.version(), Deleted: e.deleted()})
+			it, _ := sh.get(k)
+			all = append(all, it.entry(k))
 		}
 	}
 	r.mu.RUnlock()
@@ -264,15 +266,11 @@ func (s *Store) Collect(before Version) (tombstones, records int) {
 				break
 			}
 			sh := &r.shards[i]
-			for key, e := range sh.entries {
-				if e.deleted() && e.version() < before {
-					r.forget(sh, key, e)
-					delete(sh.entries, key)
+			for key, c := range sh.entries {
+				if c.deleted() && c.version() < before {
+					r.remove(sh, key, item{cell: c})
 					tombstones++
 				}
-			}
-			if len(sh.entries) == 0 {
-				sh.entries = nil
 			}
 			r.mu.Unlock()
 		}

@@ -208,7 +208,7 @@ func TestRetireUnretireRemove(t *testing.T) {
 	if s.Retired("b") {
 		t.Fatal("still retired after Unretire")
 	}
-	storetest.MustNil(t, s.ApplyEntry("b", live("j", "v", 1<<61)))
+	storetest.MustNil(t, s.ApplyEntry("b", live("j", "v", 1<<60)))
 
 	s.Retire("b")
 	s.Remove("b")

@@ -41,8 +41,9 @@ type record struct {
 	meta       BucketMeta
 	retired    bool // being handed off: versioned writes fail with ErrRetired
 	removed    bool // set once when the record leaves the directory; nothing writes to it after
-	live       int  // entries that are not tombstones
+	live       int  // entries that are not tombstones (expired ones included, until reclaimed)
 	tombstones int
+	volatile   int   // entries with an expiry
 	bytes      int64 // bytes of keys and values
 	shards     [NumShards]shard
 }
@@ -50,25 +51,33 @@ type record struct {
 // shard holds the entries of the keys that ShardOf puts in it.
 type shard struct {
 	entries map[string]cell // nil until the first entry
-	digest  uint64          // XOR over entries of entryHash
+	// expires holds the expiry of each entry that has one (the cell's
+	// expiresBit says so), so that entries without one pay nothing for
+	// it; as Redis keeps its expires dictionary beside the keys. Nil
+	// while empty.
+	expires map[string]int64
+	digest  uint64 // XOR over entries of entryHash
 }
 
 // cell is a key's state in a shard; the key is the map key. The version
-// and the tombstone flag share a word (the flag is the top bit, which no
-// version reaches), so that a map slot takes 40 bytes rather than 48: a
-// store of small values is mostly map slots.
+// and the flags share a word (the top two bits, which no version reaches),
+// so that a map slot takes 40 bytes rather than 48: a store of small values
+// is mostly map slots.
 type cell struct {
 	value string
-	vd    uint64 // the version, | tombstoneBit for a tombstone
+	vd    uint64 // the version, | tombstoneBit for a tombstone, | expiresBit when it has an expiry
 }
 
-// tombstoneBit marks a cell as a tombstone. Versions stay well below it:
-// versions applied must be under maxVersion (the clock's milliseconds
-// reach it in the year 6429), so a clock that observed the largest one
-// still has room to count up.
+// tombstoneBit marks a cell as a tombstone, expiresBit one whose expiry is
+// in its shard's expires. Versions stay well below them: versions applied
+// must be under maxVersion (the clock's milliseconds reach it in the year
+// 3085), so a clock that observed the largest one still has room to count
+// up.
 const (
 	tombstoneBit = 1 << 63
-	maxVersion   = 1 << 62
+	expiresBit   = 1 << 62
+	maxVersion   = 1 << 61
+	flagBits     = tombstoneBit | expiresBit
 )
 
 func mkCell(value string, v Version, deleted bool) cell {
@@ -79,10 +88,52 @@ func mkCell(value string, v Version, deleted bool) cell {
 	return e
 }
 
-func (e cell) version() Version { return Version(e.vd &^ tombstoneBit) }
+func (e cell) version() Version { return Version(e.vd &^ flagBits) }
 func (e cell) deleted() bool    { return e.vd&tombstoneBit != 0 }
+func (e cell) volatile() bool   { return e.vd&expiresBit != 0 }
 
-func (e cell) hash(key string) uint64 { return entryHash(key, e.version(), e.deleted(), e.value) }
+// item is a key's full state: its cell and its expiry (0 for none).
+type item struct {
+	cell
+	expires int64
+}
+
+func mkItem(e Entry) item {
+	it := item{cell: mkCell(e.Value, e.Version, e.Deleted)}
+	if !e.Deleted && e.Expires != 0 {
+		it.expires = e.Expires
+		it.vd |= expiresBit
+	}
+	if e.Deleted {
+		it.value = ""
+	}
+	return it
+}
+
+// entry returns it as the Entry of key.
+func (it item) entry(key string) Entry {
+	return Entry{Key: key, Value: it.value, Version: it.version(), Deleted: it.deleted(), Expires: it.expires}
+}
+
+func (it item) hash(key string) uint64 {
+	return entryHash(key, it.version(), it.deleted(), it.expires, it.value)
+}
+
+// liveAt reports whether it holds a value at now: not a tombstone, and not
+// expired.
+func (it item) liveAt(now int64) bool {
+	return !it.deleted() && (it.expires == 0 || it.expires > now)
+}
+
+// get returns key's state in sh.
+func (sh *shard) get(key string) (item, bool) {
+	c, ok := sh.entries[key]
+	it := item{cell: c}
+	if c.volatile() {
+		it.expires = sh.expires[key]
+	}
+	return it, ok
+}
 
 // validVersion reports an error for a version the store cannot hold.
 func validVersion(v Version) error {
@@ -122,10 +173,17 @@ func (s *Store) Execute(_ context.Context, op Op) (Result, error) {
 		v, err := s.Get(op.Bucket, op.Key)
 		return Result{Value: v}, err
 	case KindPut:
+		if op.Expires != 0 || op.Flags != 0 {
+			return s.decide(op)
+		}
 		return Result{}, s.Put(op.Bucket, op.Key, op.Value)
 	case KindPutCreate:
-		added, err := s.putCreate(op.Bucket, op.Key, op.Value)
+		added, err := s.putCreate(op)
 		return Result{Count: b2i(added)}, err
+	case KindSet, KindExpire, KindPersist, KindGetEx, KindReclaim:
+		return s.decide(op)
+	case KindTTL:
+		return s.ttl(op)
 	case KindDelete:
 		removed, err := s.delete(op.Bucket, op.Key)
 		return Result{Count: b2i(removed)}, err
@@ -198,7 +256,20 @@ func (s *Store) rlock(name string) *record {
 	}
 }
 
-// lockExisting returns the record of the existing bucket called name,
+// lockLive is lockExisting for reading, judging expiry at now.
+func (s *Store) lockLive(name string, now int64) (*record, error) {
+	r := s.rlock(name)
+	if r == nil {
+		return nil, notFound(name)
+	}
+	if !r.meta.LiveAt(now) {
+		r.mu.RUnlock()
+		return nil, notFound(name)
+	}
+	return r, nil
+}
+
+// lockExisting returns the record of the existing (and not expired) bucket called name,
 // locked for writing, or for reading when read is set; or ErrBucketNotFound
 // and nothing held.
 func (s *Store) lockExisting(name string, read bool) (*record, error) {
@@ -211,7 +282,7 @@ func (s *Store) lockExisting(name string, read bool) (*record, error) {
 	if r == nil {
 		return nil, notFound(name)
 	}
-	if !r.meta.Exists() {
+	if !r.meta.LiveAt(s.clock.Millis()) {
 		if read {
 			r.mu.RUnlock()
 		} else {
@@ -232,54 +303,74 @@ func emptyName() error {
 
 // --- record internals; the caller holds r.mu for writing ---
 
-// set makes e (already checked to be newer) the state of key, keeping the
+// set makes it (already checked to be newer) the state of key, keeping the
 // shard's digest and the record's counts.
-func (r *record) set(sh *shard, key string, e cell, old cell, had bool) {
+func (r *record) set(sh *shard, key string, it item, old item, had bool) {
 	if had {
 		r.forget(sh, key, old)
 	} else if sh.entries == nil {
 		sh.entries = make(map[string]cell)
 	}
-	sh.entries[key] = e
-	sh.digest ^= e.hash(key)
-	if e.deleted() {
+	sh.entries[key] = it.cell
+	if it.volatile() {
+		if sh.expires == nil {
+			sh.expires = make(map[string]int64)
+		}
+		sh.expires[key] = it.expires
+		r.volatile++
+	}
+	sh.digest ^= it.hash(key)
+	if it.deleted() {
 		r.tombstones++
 	} else {
 		r.live++
 	}
-	r.bytes += int64(len(key) + len(e.value))
+	r.bytes += int64(len(key) + len(it.value))
 }
 
-// forget undoes the accounting of key's entry e (the caller replaces or
+// forget undoes the accounting of key's state it (the caller replaces or
 // deletes it from the map).
-func (r *record) forget(sh *shard, key string, e cell) {
-	sh.digest ^= e.hash(key)
-	if e.deleted() {
+func (r *record) forget(sh *shard, key string, it item) {
+	sh.digest ^= it.hash(key)
+	if it.volatile() {
+		delete(sh.expires, key)
+		if len(sh.expires) == 0 {
+			sh.expires = nil
+		}
+		r.volatile--
+	}
+	if it.deleted() {
 		r.tombstones--
 	} else {
 		r.live--
 	}
-	r.bytes -= int64(len(key) + len(e.value))
+	r.bytes -= int64(len(key) + len(it.value))
 }
 
-// applyEntry merges e and reports whether it changed the copy.
-func (r *record) applyEntry(key string, e cell) bool {
-	if e.deleted() {
-		e.value = ""
+// remove deletes key, whose state is it, from sh.
+func (r *record) remove(sh *shard, key string, it item) {
+	r.forget(sh, key, it)
+	delete(sh.entries, key)
+	if len(sh.entries) == 0 {
+		sh.entries = nil
 	}
-	if e.version() <= r.meta.Dropped {
+}
+
+// applyEntry merges it and reports whether it changed the copy.
+func (r *record) applyEntry(key string, it item) bool {
+	if it.version() <= r.meta.Dropped {
 		return false
 	}
 	// Every entry written since the last drop counts as a create: a copy
 	// that missed the create still has the bucket, and Created stays the
 	// greatest version since the drop whatever the order of writes.
-	r.meta.Created = max(r.meta.Created, e.version())
+	r.meta.Created = max(r.meta.Created, it.version())
 	sh := &r.shards[ShardOf(key)]
-	old, had := sh.entries[key]
-	if had && !newer(e.version(), e.deleted(), e.value, old.version(), old.deleted(), old.value) {
+	old, had := sh.get(key)
+	if had && !newer(it.version(), it.deleted(), it.value, it.expires, old.version(), old.deleted(), old.value, old.expires) {
 		return false
 	}
-	r.set(sh, key, e, old, had)
+	r.set(sh, key, it, old, had)
 	return true
 }
 
@@ -300,14 +391,11 @@ func (r *record) applyMeta(m BucketMeta) int {
 	}
 	for i := range r.shards {
 		sh := &r.shards[i]
-		for k, e := range sh.entries {
-			if e.version() <= r.meta.Dropped {
-				r.forget(sh, k, e)
-				delete(sh.entries, k)
+		for k, c := range sh.entries {
+			if c.version() <= r.meta.Dropped {
+				it, _ := sh.get(k)
+				r.remove(sh, k, it)
 			}
-		}
-		if len(sh.entries) == 0 {
-			sh.entries = nil
 		}
 	}
 	return n - (r.live + r.tombstones)
@@ -316,7 +404,7 @@ func (r *record) applyMeta(m BucketMeta) int {
 // clear removes every entry.
 func (r *record) clear() {
 	r.shards = [NumShards]shard{}
-	r.live, r.tombstones, r.bytes = 0, 0, 0
+	r.live, r.tombstones, r.volatile, r.bytes = 0, 0, 0, 0
 }
 
 // --- versioned writes ---
@@ -344,6 +432,10 @@ func (s *Store) Stats() StoreStats {
 }
 
 // --- unversioned API ---
+//
+// Reads judge expiry by the clock's Millis: an expired key or bucket is
+// missing. Writes to a bucket that expired find it missing; a create drops
+// what it held first.
 
 // Create makes an empty bucket called name. Creating a bucket that exists
 // is not an error and keeps its contents. It ignores retirement.
@@ -359,13 +451,22 @@ func (s *Store) create(name string) (bool, error) {
 	}
 	r := s.lock(name, true)
 	defer r.mu.Unlock()
+	return s.createLocked(r), nil
+}
+
+// createLocked makes r's bucket exist, dropping it first when it expired,
+// and reports whether it is new; the caller holds r for writing.
+func (s *Store) createLocked(r *record) bool {
+	if r.meta.LiveAt(s.clock.Millis()) {
+		return false
+	}
 	if r.meta.Exists() {
-		return false, nil
+		r.applyMeta(BucketMeta{Dropped: s.clock.Now()})
 	}
 	// The clock is past every version this store applied, Dropped
 	// included, so the bucket exists afterwards.
 	r.applyMeta(BucketMeta{Created: s.clock.Now()})
-	return true, nil
+	return true
 }
 
 // Drop removes the bucket called name and all its keys.
@@ -386,23 +487,25 @@ func (s *Store) Put(name, key, value string) error {
 		return err
 	}
 	defer r.mu.Unlock()
-	r.applyEntry(key, mkCell(value, s.clock.Now(), false))
+	r.applyEntry(key, item{cell: mkCell(value, s.clock.Now(), false)})
 	return nil
 }
 
-// Get returns the value of key in the bucket called name. A missing or
-// deleted key is ErrKeyNotFound; a missing bucket is ErrBucketNotFound.
+// Get returns the value of key in the bucket called name. A missing,
+// deleted or expired key is ErrKeyNotFound; a missing bucket is
+// ErrBucketNotFound.
 func (s *Store) Get(name, key string) (string, error) {
-	r, err := s.lockExisting(name, true)
+	now := s.clock.Millis()
+	r, err := s.lockLive(name, now)
 	if err != nil {
 		return "", err
 	}
-	e, ok := r.shards[ShardOf(key)].entries[key]
+	it, ok := r.shards[ShardOf(key)].get(key)
 	r.mu.RUnlock()
-	if !ok || e.deleted() {
+	if !ok || !it.liveAt(now) {
 		return "", ErrKeyNotFound
 	}
-	return e.value, nil
+	return it.value, nil
 }
 
 // Delete removes key from the bucket called name, leaving a tombstone.
@@ -419,49 +522,68 @@ func (s *Store) delete(name, key string) (bool, error) {
 		return false, err
 	}
 	defer r.mu.Unlock()
-	if e, ok := r.shards[ShardOf(key)].entries[key]; !ok || e.deleted() {
+	if it, ok := r.shards[ShardOf(key)].get(key); !ok || it.deleted() {
+		return false, nil
+	} else if !it.liveAt(s.clock.Millis()) {
+		r.applyEntry(key, item{cell: mkCell("", s.clock.Now(), true)})
 		return false, nil
 	}
-	r.applyEntry(key, mkCell("", s.clock.Now(), true))
+	r.applyEntry(key, item{cell: mkCell("", s.clock.Now(), true)})
 	return true, nil
 }
 
-// putCreate sets key to value, creating the bucket first if it does not
-// exist, and reports whether the key had no value before.
-func (s *Store) putCreate(name, key, value string) (bool, error) {
-	if name == "" {
+// putCreate sets key to value, with the expiry op gives, creating the
+// bucket first if it does not exist, and reports whether the key had no
+// value before.
+func (s *Store) putCreate(op Op) (bool, error) {
+	if op.Bucket == "" {
 		return false, emptyName()
 	}
-	r := s.lock(name, true)
+	r := s.lock(op.Bucket, true)
 	defer r.mu.Unlock()
-	if !r.meta.Exists() {
-		r.applyMeta(BucketMeta{Created: s.clock.Now()})
+	s.createLocked(r)
+	now := s.clock.Millis()
+	sh := &r.shards[ShardOf(op.Key)]
+	old, ok := sh.get(op.Key)
+	at := op.ExpiresAt(now)
+	if at != 0 && at <= now {
+		r.applyEntry(op.Key, item{cell: mkCell("", s.clock.Now(), true)})
+	} else {
+		r.applyEntry(op.Key, mkItem(Entry{Value: op.Value, Version: s.clock.Now(), Expires: at}))
 	}
-	e, ok := r.shards[ShardOf(key)].entries[key]
-	r.applyEntry(key, mkCell(value, s.clock.Now(), false))
-	return !ok || e.deleted(), nil
+	return !ok || !old.liveAt(now), nil
 }
 
-// Live reports whether key has a value in the existing bucket called name.
+// Live reports whether key has a value in the bucket called name, which
+// exists and has not expired.
 func (s *Store) Live(name, key string) bool {
-	r, err := s.lockExisting(name, true)
+	now := s.clock.Millis()
+	r, err := s.lockLive(name, now)
 	if err != nil {
 		return false
 	}
-	e, ok := r.shards[ShardOf(key)].entries[key]
+	it, ok := r.shards[ShardOf(key)].get(key)
 	r.mu.RUnlock()
-	return ok && !e.deleted()
+	return ok && it.liveAt(now)
+}
+
+// BucketLive reports whether the bucket called name exists and has not
+// expired.
+func (s *Store) BucketLive(name string) bool {
+	m, _ := s.Meta(name)
+	return m.LiveAt(s.clock.Millis())
 }
 
 // Buckets returns the names of all existing buckets, sorted. While buckets
 // are being created and dropped it is not a snapshot of one instant: a
 // bucket created or dropped during the call may or may not be listed.
 func (s *Store) Buckets() []string {
+	now := s.clock.Millis()
 	var names []string
 	s.records.Range(func(k, v any) bool {
 		r := v.(*record)
 		r.mu.RLock()
-		exists := !r.removed && r.meta.Exists()
+		exists := !r.removed && r.meta.LiveAt(now)
 		r.mu.RUnlock()
 		if exists {
 			names = append(names, k.(string))
@@ -474,21 +596,24 @@ func (s *Store) Buckets() []string {
 
 // Keys returns the live keys of the bucket called name, sorted.
 func (s *Store) Keys(name string) ([]string, error) {
-	r, err := s.lockExisting(name, true)
+	now := s.clock.Millis()
+	r, err := s.lockLive(name, now)
 	if err != nil {
 		return nil, err
 	}
-	keys := r.liveKeys()
+	keys := r.liveKeys(now)
 	r.mu.RUnlock()
 	return keys, nil
 }
 
-// liveKeys returns the record's live keys, sorted; the caller holds r.mu.
-func (r *record) liveKeys() []string {
+// liveKeys returns the record's live keys at now, sorted; the caller holds
+// r.mu.
+func (r *record) liveKeys(now int64) []string {
 	keys := make([]string, 0, r.live)
 	for i := range r.shards {
-		for k, e := range r.shards[i].entries {
-			if !e.deleted() {
+		sh := &r.shards[i]
+		for k, c := range sh.entries {
+			if !c.deleted() && (!c.volatile() || sh.expires[k] > now) {
 				keys = append(keys, k)
 			}
 		}
@@ -497,13 +622,30 @@ func (r *record) liveKeys() []string {
 	return keys
 }
 
+// liveCount returns how many keys of the record are live at now: its live
+// entries but those that expired. The caller holds r.mu.
+func (r *record) liveCount(now int64) int {
+	n := r.live
+	if r.volatile > 0 {
+		for i := range r.shards {
+			for _, at := range r.shards[i].expires {
+				if at <= now {
+					n--
+				}
+			}
+		}
+	}
+	return n
+}
+
 // Len returns the number of live keys in the bucket called name.
 func (s *Store) Len(name string) (int, error) {
-	r, err := s.lockExisting(name, true)
+	now := s.clock.Millis()
+	r, err := s.lockLive(name, now)
 	if err != nil {
 		return 0, err
 	}
-	n := r.live
+	n := r.liveCount(now)
 	r.mu.RUnlock()
 	return n, nil
 }
@@ -511,17 +653,37 @@ func (s *Store) Len(name string) (int, error) {
 // GetAll returns the live keys of the bucket called name with their
 // values, alternating (key, value, key, value, ...) in key order.
 func (s *Store) GetAll(name string) ([]string, error) {
-	r, err := s.lockExisting(name, true)
+	now := s.clock.Millis()
+	r, err := s.lockLive(name, now)
 	if err != nil {
 		return nil, err
 	}
-	keys := r.liveKeys()
+	keys := r.liveKeys(now)
 	kvs := make([]string, 0, 2*len(keys))
 	for _, k := range keys {
 		kvs = append(kvs, k, r.shards[ShardOf(k)].entries[k].value)
 	}
 	r.mu.RUnlock()
 	return kvs, nil
+}
+
+// TTL returns op's (KindTTL) outcome: how long its key, or its bucket, has
+// to live.
+func (s *Store) ttl(op Op) (Result, error) {
+	now := s.clock.Millis()
+	r, err := s.lockLive(op.Bucket, now)
+	if err != nil {
+		return Result{}, err
+	}
+	defer r.mu.RUnlock()
+	if op.Flags&FlagBucket != 0 {
+		return ttlResult(r.meta.Expires, now), nil
+	}
+	it, ok := r.shards[ShardOf(op.Key)].get(op.Key)
+	if !ok || !it.liveAt(now) {
+		return Result{}, ErrKeyNotFound
+	}
+	return ttlResult(it.expires, now), nil
 }
 
 func b2i(b bool) int {

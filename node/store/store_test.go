@@ -364,7 +364,13 @@ func TestKind(t *testing.T) {
 		{store.KindPutCreate, 10, "PUTCREATE", true},
 		{store.KindLen, 11, "LEN", false},
 		{store.KindGetAll, 12, "GETALL", false},
-		{13, 13, "Kind(13)", false},
+		{store.KindSet, 13, "SET", true},
+		{store.KindExpire, 14, "EXPIRE", true},
+		{store.KindPersist, 15, "PERSIST", true},
+		{store.KindTTL, 16, "TTL", false},
+		{store.KindGetEx, 17, "GETEX", true},
+		{store.KindReclaim, 18, "RECLAIM", true},
+		{19, 19, "Kind(19)", false},
 		{255, 255, "Kind(255)", false},
 	} {
 		if uint8(tc.k) != tc.num {
@@ -379,11 +385,12 @@ func TestKind(t *testing.T) {
 	}
 }
 
-// TestStoreRefusesVersionsOutOfRange: the top bit of a version is where
-// the store marks tombstones, so versions stay below 2^62.
+// TestStoreRefusesVersionsOutOfRange: the top two bits of a version are
+// where the store marks tombstones and expiries, so versions stay below
+// 2^61 (and a clock that saw the largest still counts up).
 func TestStoreRefusesVersionsOutOfRange(t *testing.T) {
 	s := store.NewStore()
-	huge := store.Version(1 << 62)
+	huge := store.Version(1 << 61)
 	for name, err := range map[string]error{
 		"ApplyEntry":  s.ApplyEntry("b", store.Entry{Key: "k", Value: "v", Version: huge}),
 		"ApplyCreate": s.ApplyCreate("b", huge),
@@ -400,7 +407,7 @@ func TestStoreRefusesVersionsOutOfRange(t *testing.T) {
 		t.Error("bucket exists after refused writes")
 	}
 	// The largest version allowed is kept, tombstone or not.
-	top := store.Version(1<<62 - 1)
+	top := store.Version(1<<61 - 1)
 	storetest.MustNil(t, s.ApplyEntry("c", store.Entry{Key: "k", Deleted: true, Version: top - 1}))
 	storetest.MustNil(t, s.ApplyEntry("c", store.Entry{Key: "k", Value: "v", Version: top}))
 	if v, err := s.Get("c", "k"); err != nil || v != "v" {

@@ -101,6 +101,19 @@ func (c *Clock) Observe(v Version) {
 	c.mu.Unlock()
 }
 
+// Millis returns the time, in milliseconds since the Unix epoch, by which
+// expiries are judged: the wall clock, or the time of the greatest version
+// issued or observed when that is later. So once a node has seen a write
+// of a node whose clock is ahead, it judges expiry no earlier than that one
+// did; and it never goes backwards.
+func (c *Clock) Millis() int64 {
+	wall := c.now().UnixMilli()
+	c.mu.Lock()
+	last := int64(c.last >> versionCounterBits)
+	c.mu.Unlock()
+	return max(wall, last)
+}
+
 // Last returns the greatest version issued or observed so far, without
 // issuing a new one.
 func (c *Clock) Last() Version {

@@ -67,6 +67,15 @@ func (d *Decoder) Uvarint() uint64 {
 	return v
 }
 
+// Varint reads a minimally written signed (zig-zag) varint.
+func (d *Decoder) Varint() int64 {
+	u := d.Uvarint()
+	return int64(u>>1) ^ -int64(u&1)
+}
+
+// AppendVarint appends v as a signed (zig-zag) varint, as Varint reads it.
+func AppendVarint(b []byte, v int64) []byte { return binary.AppendVarint(b, v) }
+
 // Count reads a count of items that each take at least one byte, and
 // checks it against the bytes left, which bounds what the caller allocates.
 func (d *Decoder) Count() uint64 {
