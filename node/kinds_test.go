@@ -173,8 +173,23 @@ func TestOpValidateNewKinds(t *testing.T) {
 		{Kind: store.KindGetAll, Bucket: "b", Key: "k"},
 		{Kind: store.KindGetAll, Bucket: "b", Value: "v"},
 		{Kind: store.KindGetAll, Bucket: "b", Key: "k", Value: "v"},
-		{Kind: store.KindGetAll + 1, Bucket: "b"},
+		{Kind: store.KindReclaim + 1, Bucket: "b"},
 		{Kind: 255, Bucket: "b"},
+		// Expiry options that do not go together, or not with the kind.
+		{Kind: store.KindGet, Bucket: "b", Key: "k", Expires: 5},
+		{Kind: store.KindGet, Bucket: "b", Key: "k", Flags: store.FlagNX},
+		{Kind: store.KindSet, Bucket: "b", Key: "k", Flags: store.FlagNX | store.FlagXX},
+		{Kind: store.KindSet, Bucket: "b", Key: "k", Flags: store.FlagKeepTTL | store.FlagRelative, Expires: 5},
+		{Kind: store.KindSet, Bucket: "b", Key: "k", Flags: store.FlagBucket},
+		{Kind: store.KindExpire, Bucket: "b", Key: "k"},
+		{Kind: store.KindExpire, Bucket: "b", Key: "k", Expires: 5, Flags: store.FlagGT | store.FlagLT},
+		{Kind: store.KindExpire, Bucket: "b", Key: "k", Expires: -5},
+		{Kind: store.KindExpire, Bucket: "b", Key: "k", Expires: 5, Flags: store.FlagBucket},
+		{Kind: store.KindExpire, Bucket: "b", Key: "k", Expires: 5, Value: "v"},
+		{Kind: store.KindTTL, Bucket: "b", Key: "k", Expires: 5},
+		{Kind: store.KindGetEx, Bucket: "b", Key: "k", Flags: store.FlagPersist | store.FlagRelative, Expires: 5},
+		{Kind: store.KindPersist, Bucket: "b", Key: "k", Flags: store.FlagNX},
+		{Kind: store.KindPut, Bucket: "b", Key: "k", Flags: store.FlagNX},
 	}
 	s := store.NewStore()
 	for _, op := range invalid {

@@ -37,17 +37,19 @@ import (
 //	              route.go)
 //	msgReplicate: bucket string, uvarint count, then writes; a write is a
 //	              kind byte, a version (8 bytes) and, for PUT and DELETE, the
-//	              key string and (PUT only) the value string; reply: a reply
+//	              key string, then (PUT only) the value string and the
+//	              expiry (uvarint ms since the Unix epoch, 0: none); for
+//	              EXPIRE (the bucket's expiry) the expiry; reply: a reply
 //	              (handleReplicate, replicate.go)
 //	msgDigest:    epoch (8 bytes; 0: any), bucket string; reply: a digest
 //	              status byte (digestNone, digestDiffer, digestLost and a node
-//	              name string, or digestCopy and a digest: created, dropped,
-//	              then store.NumShards shard digests of 8 bytes each)
+//	              name string, or digestCopy and a digest: a meta, then
+//	              store.NumShards shard digests of 8 bytes each)
 //	              (handleDigest, sync.go)
 //	msgPage:      bucket string, shard byte, after string, uvarint max bytes;
 //	              reply: more flag, uvarint count, entries (handlePage,
 //	              sync.go)
-//	msgMerge:     bucket string, created, dropped, uvarint count, entries;
+//	msgMerge:     bucket string, a meta, uvarint count, entries;
 //	              reply: a reply (handleMerge, sync.go)
 //	msgSums:      epoch (8 bytes), done flag, uvarint count, then a bucket
 //	              string and a sum (8 bytes) each; reply: agree flag, uvarint
@@ -65,7 +67,9 @@ import (
 // then bytes; fixed-size integers are big-endian; a flag is a byte, 0 or 1.
 // A member is id string, name string, address count uvarint, addresses; a
 // member list is a uvarint count, then members. An entry is key string,
-// value string, version (8 bytes), deleted flag. A reply is a status byte:
+// value string, version (8 bytes), deleted flag, expiry (uvarint ms since
+// the Unix epoch, 0: none). A meta is created and dropped (8 bytes each),
+// then the version and time of the bucket's expiry (uvarints). A reply is a status byte:
 // replyOK, then a store.Result; or replyError, an error code byte
 // (replyErrors) and a message string.
 const (

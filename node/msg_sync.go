@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/node/wire"
@@ -23,10 +24,11 @@ const (
 	maxSumsBytes = 1 << 20
 )
 
-// write is one replicated write: a bucket-level create or drop, or a key's
-// new entry (a value, or a tombstone for DELETE).
+// write is one replicated write: a bucket-level create, drop or expiry, or
+// a key's new entry (a value, with its expiry if any, or a tombstone for
+// DELETE).
 type write struct {
-	kind  store.Kind // KindCreate, KindDrop, KindPut or KindDelete
+	kind  store.Kind // KindCreate, KindDrop, KindExpire, KindPut or KindDelete
 	entry store.Entry
 	// countFor, when not 0, is 1 + the index in its group of the
 	// operation whose Result.Count this write decides (see commit); the
@@ -41,6 +43,8 @@ func (w write) apply(s *store.Store, bucket string) error {
 		return s.ApplyCreate(bucket, w.entry.Version)
 	case store.KindDrop:
 		return s.ApplyDrop(bucket, w.entry.Version)
+	case store.KindExpire:
+		return s.ApplyExpiry(bucket, w.entry.Version, w.entry.Expires)
 	}
 	return s.ApplyEntry(bucket, w.entry)
 }
@@ -56,6 +60,9 @@ func appendReplicate(b []byte, bucket string, ws []write) []byte {
 		case store.KindPut:
 			b = wire.AppendString(b, w.entry.Key)
 			b = wire.AppendString(b, w.entry.Value)
+			b = binary.AppendUvarint(b, uint64(w.entry.Expires))
+		case store.KindExpire:
+			b = binary.AppendUvarint(b, uint64(w.entry.Expires))
 		case store.KindDelete:
 			b = wire.AppendString(b, w.entry.Key)
 		}
@@ -80,6 +87,9 @@ func decodeReplicate(b []byte) (string, []write, error) {
 		case store.KindPut:
 			w.entry.Key = d.String()
 			w.entry.Value = d.String()
+			w.entry.Expires = d.expires()
+		case store.KindExpire:
+			w.entry.Expires = d.expires()
 		case store.KindDelete:
 			w.entry.Key = d.String()
 			w.entry.Deleted = true
@@ -109,11 +119,27 @@ func appendEntry(b []byte, e store.Entry) []byte {
 	b = wire.AppendString(b, e.Key)
 	b = wire.AppendString(b, e.Value)
 	b = wire.AppendU64(b, uint64(e.Version))
-	return wire.AppendBool(b, e.Deleted)
+	b = wire.AppendBool(b, e.Deleted)
+	return binary.AppendUvarint(b, uint64(e.Expires))
 }
 
 func (d *decoder) entry() store.Entry {
-	return store.Entry{Key: d.String(), Value: d.String(), Version: store.Version(d.U64()), Deleted: d.Bool()}
+	e := store.Entry{Key: d.String(), Value: d.String(), Version: store.Version(d.U64()), Deleted: d.Bool()}
+	e.Expires = d.expires()
+	if d.Err() == nil && e.Deleted && e.Expires != 0 {
+		d.Failf("a tombstone with an expiry")
+	}
+	return e
+}
+
+// expires reads an expiry: ms since the Unix epoch, 0 for none.
+func (d *decoder) expires() int64 {
+	v := d.Uvarint()
+	if v > math.MaxInt64 {
+		d.Failf("expiry %d", v)
+		return 0
+	}
+	return int64(v)
 }
 
 // entries reads a uvarint count and that many entries.
@@ -144,11 +170,16 @@ func appendEntries(b []byte, es []store.Entry) []byte {
 
 func appendMeta(b []byte, m store.BucketMeta) []byte {
 	b = wire.AppendU64(b, uint64(m.Created))
-	return wire.AppendU64(b, uint64(m.Dropped))
+	b = wire.AppendU64(b, uint64(m.Dropped))
+	b = binary.AppendUvarint(b, uint64(m.ExpiresV))
+	return binary.AppendUvarint(b, uint64(m.Expires))
 }
 
 func (d *decoder) meta() store.BucketMeta {
-	return store.BucketMeta{Created: store.Version(d.U64()), Dropped: store.Version(d.U64())}
+	m := store.BucketMeta{Created: store.Version(d.U64()), Dropped: store.Version(d.U64())}
+	m.ExpiresV = store.Version(d.Uvarint())
+	m.Expires = d.expires()
+	return m
 }
 
 func appendDigestRequest(b []byte, epoch uint64, bucket string) []byte {

@@ -350,9 +350,10 @@ func (n *Node) Start() {
 		if err := n.gossip.Start(); err != nil {
 			n.log.Error("cannot start the gossip engine; this node will not find members", zap.Error(err))
 		}
-		n.wg.Add(2)
+		n.wg.Add(3)
 		go n.run()
 		go n.syncLoop()
+		go n.expireLoop()
 		if n.cfg.PeerBook != nil {
 			n.wg.Add(1)
 			go n.bookLoop()

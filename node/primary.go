@@ -293,13 +293,16 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []store.Op, re
 	}
 	// CREATE and DROP change whether the bucket exists, and so does a
 	// PUTCREATE of a bucket that does not: those take the sequencer alone.
+	// So do the writes that decide what they write from the state they
+	// find (SET NX, EXPIRE GT, ...): nothing else changes the bucket while
+	// they are ordered and replicated.
 	exclusive := false
 	for _, op := range ops {
-		switch op.Kind {
-		case store.KindCreate, store.KindDrop:
+		switch {
+		case op.Kind == store.KindCreate, op.Kind == store.KindDrop, op.Kind.ReadsFirst():
 			exclusive = true
-		case store.KindPutCreate:
-			exclusive = exclusive || !n.cfg.Store.Exists(bucket)
+		case op.Kind == store.KindPutCreate:
+			exclusive = exclusive || !n.cfg.Store.BucketLive(bucket)
 		}
 	}
 	if !n.sequence(ctx, g, bucket, ops, res, errs, exclusive) {
@@ -337,7 +340,7 @@ func (n *Node) sequence(ctx context.Context, g grant, bucket string, ops []store
 		}
 		return true
 	}
-	exists := n.cfg.Store.Exists(bucket)
+	exists := n.cfg.Store.BucketLive(bucket)
 	if !exists && !exclusive && slices.ContainsFunc(ops, func(op store.Op) bool { return op.Kind == store.KindPutCreate }) {
 		return false
 	}
@@ -421,14 +424,33 @@ func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, r
 }
 
 // order decides the outcome of each of ops, writes to bucket, given
-// whether the bucket exists now, and appends the writes to replicate to
-// ws. The caller holds the bucket's sequencer (alone when ops may change
-// whether the bucket exists).
+// whether the bucket exists (and has not expired) now, and appends the
+// writes to replicate to ws. The caller holds the bucket's sequencer
+// (alone when ops may change whether the bucket exists, or decide what
+// they write from what they find).
 func (n *Node) order(ws []write, bucket string, exists bool, ops []store.Op, res []store.Result, errs []error) []write {
 	s := n.cfg.Store
 	clock := s.Clock()
+	now := clock.Millis()
+	// An expired bucket that its primary has not dropped yet is dropped
+	// before it is created again, so that none of its keys come back.
+	stale := !exists && s.Exists(bucket)
+	create := func() {
+		if stale {
+			ws = append(ws, write{kind: store.KindDrop, entry: store.Entry{Version: clock.Now()}})
+			stale = false
+		}
+		ws = append(ws, write{kind: store.KindCreate, entry: store.Entry{Version: clock.Now()}})
+		exists = true
+	}
 	for k, op := range ops {
 		res[k], errs[k] = store.Result{}, nil
+		if op.Kind.ReadsFirst() {
+			ws = n.decide(ws, op, now, &res[k], &errs[k])
+			m := n.currentBucket(ws, bucket, now)
+			exists, stale = m.LiveAt(now), !m.LiveAt(now) && m.Exists()
+			continue
+		}
 		if !exists && op.Kind != store.KindCreate && op.Kind != store.KindPutCreate {
 			errs[k] = fmt.Errorf("%w: %q", store.ErrBucketNotFound, bucket)
 			continue
@@ -437,21 +459,28 @@ func (n *Node) order(ws []write, bucket string, exists bool, ops []store.Op, res
 		case store.KindCreate:
 			// Written even when the bucket exists: a copy that missed
 			// its creation learns of it.
-			ws = append(ws, write{kind: store.KindCreate, entry: store.Entry{Version: clock.Now()}})
 			res[k].Count = b2i(!exists)
-			exists = true
+			if exists {
+				ws = append(ws, write{kind: store.KindCreate, entry: store.Entry{Version: clock.Now()}})
+			} else {
+				create()
+			}
 		case store.KindDrop:
 			ws = append(ws, write{kind: store.KindDrop, entry: store.Entry{Version: clock.Now()}})
 			res[k].Count = 1
 			exists = false
-		case store.KindPutCreate:
+		case store.KindPutCreate, store.KindPut:
 			if !exists {
-				ws = append(ws, write{kind: store.KindCreate, entry: store.Entry{Version: clock.Now()}})
-				exists = true
+				create()
 			}
-			ws = append(ws, write{kind: store.KindPut, entry: store.Entry{Key: op.Key, Value: op.Value, Version: clock.Now()}, countFor: k + 1})
-		case store.KindPut:
-			ws = append(ws, write{kind: store.KindPut, entry: store.Entry{Key: op.Key, Value: op.Value, Version: clock.Now()}})
+			w := write{kind: store.KindPut, entry: store.Entry{Key: op.Key, Value: op.Value, Version: clock.Now(), Expires: op.ExpiresAt(now)}}
+			if op.Kind == store.KindPutCreate {
+				w.countFor = k + 1
+			}
+			if w.entry.Expires != 0 && w.entry.Expires <= now {
+				w.kind, w.entry.Value, w.entry.Expires, w.entry.Deleted = store.KindDelete, "", 0, true
+			}
+			ws = append(ws, w)
 		case store.KindDelete:
 			ws = append(ws, write{kind: store.KindDelete, entry: store.Entry{Key: op.Key, Deleted: true, Version: clock.Now()}, countFor: k + 1})
 		}
@@ -459,12 +488,38 @@ func (n *Node) order(ws []write, bucket string, exists bool, ops []store.Op, res
 	return ws
 }
 
+// decide orders op, a write that decides what it writes from the state it
+// finds (store.Decide): the state of the store once ws, the writes ordered
+// before it, are applied.
+func (n *Node) decide(ws []write, op store.Op, now int64, res *store.Result, err *error) []write {
+	cur := n.cfg.Store.State(op, now)
+	for _, w := range ws {
+		cur.Apply(op, store.Change{Kind: w.kind, Entry: w.entry})
+	}
+	r, changes, e := store.Decide(op, cur, n.cfg.Store.Clock().Now)
+	*res, *err = r, e
+	for _, c := range changes {
+		ws = append(ws, write{kind: c.Kind, entry: c.Entry})
+	}
+	return ws
+}
+
+// currentBucket returns the bucket's meta once ws are applied.
+func (n *Node) currentBucket(ws []write, bucket string, now int64) store.BucketMeta {
+	op := store.Op{Bucket: bucket, Flags: store.FlagBucket}
+	cur := n.cfg.Store.State(op, now)
+	for _, w := range ws {
+		cur.Apply(op, store.Change{Kind: w.kind, Entry: w.entry})
+	}
+	return cur.Bucket
+}
+
 // live reports whether key has a value once ws, writes not applied yet,
 // are: the last of them that writes key decides, or else the store.
 func live(s *store.Store, bucket string, ws []write, key string) bool {
 	for i := len(ws) - 1; i >= 0; i-- {
 		switch w := &ws[i]; {
-		case w.kind == store.KindCreate:
+		case w.kind == store.KindCreate, w.kind == store.KindExpire:
 			continue
 		case w.kind == store.KindDrop:
 			return false

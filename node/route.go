@@ -77,7 +77,8 @@ func (sc *batchScratch) clear() {
 func routed(k store.Kind) bool {
 	switch k {
 	case store.KindCreate, store.KindPut, store.KindGet, store.KindDelete, store.KindDrop, store.KindKeys,
-		store.KindPutCreate, store.KindLen, store.KindGetAll:
+		store.KindPutCreate, store.KindLen, store.KindGetAll, store.KindSet, store.KindExpire,
+		store.KindPersist, store.KindTTL, store.KindGetEx, store.KindReclaim:
 		return true
 	}
 	return false

@@ -93,6 +93,8 @@ type stats struct {
 	forwardMsgs   atomic.Uint64 // messages (single operations or batches) that carried them
 	forwardErrors atomic.Uint64 // messages not delivered (no hops left, owner unreachable)
 
+	expired atomic.Uint64 // keys and buckets deleted by active expiry, as their primary
+
 	replications      atomic.Uint64 // replicate calls that sent writes to replicas
 	replicatedWrites  atomic.Uint64 // writes in those calls
 	replicationErrors atomic.Uint64 // replicate calls that failed
@@ -166,6 +168,11 @@ type Stats struct {
 	ForwardMessages uint64 // messages that carried them (a batch is one)
 	ForwardErrors   uint64 // messages that failed: owner unreachable, or no hops left
 
+	// Expiry: keys and buckets deleted by this node's active expiry, as
+	// their primary, and the entries with an expiry it holds.
+	ExpiredKeys  uint64
+	VolatileKeys int
+
 	// Replication, as the primary of buckets.
 	Replications         uint64    // write groups sent to the other owners
 	ReplicatedWrites     uint64    // writes in them
@@ -218,10 +225,14 @@ type Stats struct {
 // for a moment each; call it for monitoring, not per request.
 func (n *Node) Stats() Stats {
 	s := &n.stats
+	volatile, _ := n.cfg.Store.Volatile()
 	st := Stats{
 		ForwardedOps:    s.forwardedOps.Load(),
 		ForwardMessages: s.forwardMsgs.Load(),
 		ForwardErrors:   s.forwardErrors.Load(),
+
+		ExpiredKeys:  s.expired.Load(),
+		VolatileKeys: volatile,
 
 		Replications:         s.replications.Load(),
 		ReplicatedWrites:     s.replicatedWrites.Load(),

@@ -15,5 +15,6 @@ const (
 	// of the placement, and goodbyes the sender's incarnation. 3.0.0:
 	// membership is gossiped (msgGossip, msgGossipStream carry
 	// memberlist's packets and streams) and pings no longer list members.
-	ProtocolRPC protocol.ID = "/dboutique/rpc/3.0.0"
+	// 4.0.0: entries, metas and operations carry expiries.
+	ProtocolRPC protocol.ID = "/dboutique/rpc/4.0.0"
 )

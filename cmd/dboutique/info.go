@@ -96,6 +96,7 @@ func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
 				field("buckets", st.Store.Buckets),
 				field("keys", st.Store.Keys),
 				field("tombstones", st.Store.Tombstones),
+				field("expires", st.VolatileKeys),
 				field("bytes", st.Store.Bytes),
 			}},
 			{Name: "Stats", Fields: []textproto.InfoField{
@@ -106,6 +107,7 @@ func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
 				field("rebalance_keys_sent", st.KeysSent),
 				field("rebalance_bytes_sent", st.BytesSent),
 				field("rebalance_copies_removed", st.CopiesRemoved),
+				field("expired_keys", st.ExpiredKeys),
 			}},
 		}
 	}

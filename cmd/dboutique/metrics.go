@@ -196,6 +196,7 @@ type nodeCollector struct {
 	latency                                                     *prometheus.Desc
 	syncPasses, syncIncomplete, lastPass, inProgress, settled   *prometheus.Desc
 	copiesSent, keysSent, bytesSent, copiesRemoved              *prometheus.Desc
+	expiredKeys, volatileKeys                                   *prometheus.Desc
 	members, epoch, term, leased, joined, replicas              *prometheus.Desc
 	suspects, viewChanges, probes, suspicions, refutations      *prometheus.Desc
 	gossipMsgs, leasePings                                      *prometheus.Desc
@@ -229,6 +230,8 @@ func newNodeCollector(nd *node.Node) *nodeCollector {
 	c.keysSent = d("rebalance_keys_sent_total", "Keys (tombstones included) pushed to other owners by sync passes.")
 	c.bytesSent = d("rebalance_bytes_sent_total", "Bytes of keys and values pushed to other owners by sync passes.")
 	c.copiesRemoved = d("rebalance_copies_removed_total", "Bucket copies this node handed off to their owners and removed.")
+	c.expiredKeys = d("expired_keys_total", "Keys and buckets this node deleted because their expiry passed, as their primary.")
+	c.volatileKeys = d("volatile_keys", "Entries with an expiry this node holds (every copy).")
 
 	c.members = d("members", "Members of the cluster as this node sees them, itself included, by state.", "state")
 	c.suspects = d("members_suspect", "Alive members the gossip engine suspects now: they missed a probe and are declared dead unless they refute in time.")
@@ -298,6 +301,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.keysSent, st.KeysSent)
 	counter(c.bytesSent, st.BytesSent)
 	counter(c.copiesRemoved, st.CopiesRemoved)
+	counter(c.expiredKeys, st.ExpiredKeys)
+	gauge(c.volatileKeys, float64(st.VolatileKeys))
 
 	gauge(c.members, float64(st.MembersAlive), node.StateAlive.String())
 	gauge(c.members, float64(st.MembersJoining), node.StateJoining.String())

@@ -1,0 +1,88 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/dboutique/dboutique/node/store"
+)
+
+// Active expiry. Every copy treats a key or bucket whose expiry has passed
+// as missing (package store judges it on every read and write), but only a
+// bucket's primary deletes it, with a versioned write replicated like any
+// other (store.KindReclaim), so that the copies stay equal and the memory
+// comes back everywhere. Every expireInterval the primary looks at a sample
+// of the entries with an expiry in each bucket it is the primary of and
+// deletes those that expired; while most of what it looked at had expired,
+// it goes on at once, for up to expireBudget: Redis's active expiry cycle.
+// A key found expired by a read is deleted by the next round.
+
+const (
+	expireInterval = 100 * time.Millisecond
+	expireBudget   = 25 * time.Millisecond
+	// expireBatch is the most deletions one step of a round writes.
+	expireBatch = maxBatch
+	// expireSample is how many entries with an expiry a step looks at in
+	// each shard of a bucket.
+	expireSample = 20
+)
+
+// expireLoop runs the rounds of active expiry until the node closes.
+func (n *Node) expireLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(expireInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.expireRound()
+	}
+}
+
+// expireRound deletes expired keys and buckets this node is the primary of.
+func (n *Node) expireRound() {
+	s := n.cfg.Store
+	if keys, buckets := s.Volatile(); keys+buckets == 0 {
+		return
+	}
+	deadline := time.Now().Add(expireBudget)
+	var found []store.Expired
+	for {
+		v := n.ms.view()
+		var looked int
+		found, looked = s.FindExpired(found[:0], s.Clock().Millis(), expireBatch, expireSample, func(bucket string) bool {
+			m, err := v.primary(bucket)
+			return err == nil && m.Self
+		})
+		if len(found) == 0 {
+			return
+		}
+		ops := make([]store.Op, len(found))
+		for i, e := range found {
+			ops[i] = store.Op{Kind: store.KindReclaim, Bucket: e.Bucket, Key: e.Key}
+			if e.Whole {
+				ops[i].Flags = store.FlagBucket
+			}
+		}
+		res := make([]store.Result, len(ops))
+		errs := make([]error, len(ops))
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.WriteTimeout)
+		n.ExecuteBatch(ctx, ops, res, errs)
+		cancel()
+		reclaimed := 0
+		for i := range res {
+			if errs[i] == nil {
+				reclaimed += res[i].Count
+			}
+		}
+		n.stats.expired.Add(uint64(reclaimed))
+		// Go on while most of what was looked at had expired, as Redis
+		// does, within the round's budget.
+		if len(found) < expireBatch && 4*len(found) < 3*max(looked, 1) || time.Now().After(deadline) || n.ctx.Err() != nil {
+			return
+		}
+	}
+}
