@@ -2,6 +2,7 @@ package textproto
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +42,9 @@ type conn struct {
 	rr    respReader
 	rw    respWriter
 	rcmds []respCmd // commands whose operations are pending
+	// replyWith, when set by a command's queue, replaces the reply its
+	// table entry gives (SET answers differently with GET).
+	replyWith respReply
 
 	// Store operations read from the buffer and not run yet; they run
 	// together (see runPending) before anything else is answered.
@@ -236,12 +241,19 @@ func (c *conn) handle(line []byte) bool {
 	c.srv.commands.Add(1)
 	cmd := &c.srv.verbs[v]
 	isStore := cmd.words > 0
-	if isStore && c.authed && r.arity() == cmd.words && (r.n < 2 || !reserved(r.words[1])) {
-		// Run later, together with the store requests around it.
-		c.pending = append(c.pending, c.op(cmd))
-		if len(c.pending) == maxPending {
-			c.runPending()
+	arityOK := r.arity() == cmd.words || v == verbPut && r.arity() == 6 && bytes.EqualFold(r.words[4], []byte("EX"))
+	if isStore && c.authed && arityOK && (r.n < 2 || !reserved(r.words[1])) {
+		op, usage := c.op(cmd)
+		if usage == "" {
+			// Run later, together with the store requests around it.
+			c.pending = append(c.pending, op)
+			if len(c.pending) == maxPending {
+				c.runPending()
+			}
+			return true
 		}
+		c.runPending()
+		c.usage(usage)
 		return true
 	}
 	// Anything else is answered after the operations before it.
@@ -298,7 +310,7 @@ func (c *conn) handle(line []byte) bool {
 	// Left: unknown verbs, store verbs with the wrong number of words, and
 	// names the node keeps for itself.
 	switch {
-	case isStore && r.arity() == cmd.words:
+	case isStore && arityOK:
 		c.writeLine(replyForError(ErrReservedName))
 	case !isStore || cmd.usage == "":
 		// The original answers its own verbs with the wrong number of
@@ -310,12 +322,25 @@ func (c *conn) handle(line []byte) bool {
 	return true
 }
 
-// op builds the operation of the request just parsed.
-func (c *conn) op(cmd *textCommand) store.Op {
+// op builds the operation of the request just parsed, or returns the
+// usage line to answer when its arguments are wrong.
+func (c *conn) op(cmd *textCommand) (store.Op, string) {
 	r := &c.req
 	op := store.Op{Kind: cmd.kind}
 	if r.n > 1 {
 		op.Bucket = c.bucketName(r.words[1])
+	}
+	switch cmd.kind {
+	case store.KindExpire: // EXPIRE <bucket> <seconds>
+		n, ok := parseInt(r.words[2])
+		if !ok || !(expiryUnit{}).fill(&op, n) {
+			return op, cmd.usage
+		}
+		op.Flags |= store.FlagBucket
+		return op, ""
+	case store.KindTTL: // TTL <bucket>
+		op.Flags = store.FlagBucket
+		return op, ""
 	}
 	if r.n > 2 {
 		op.Key = string(r.words[2])
@@ -323,7 +348,13 @@ func (c *conn) op(cmd *textCommand) store.Op {
 	if r.n > 3 {
 		op.Value = string(r.words[3])
 	}
-	return op
+	if r.n == 6 { // PUT <bucket> <key> <value> EX <seconds>
+		n, ok := parseInt(r.words[5])
+		if !ok || n <= 0 || !(expiryUnit{}).fill(&op, n) {
+			return op, "PUT <bucket> <key> <value> [EX <seconds>]"
+		}
+	}
+	return op, ""
 }
 
 // maxPending caps the operations run together.
@@ -421,6 +452,8 @@ func (c *conn) reply(op store.Op, res store.Result, err error) {
 	switch op.Kind {
 	case store.KindGet:
 		c.writeLine(res.Value)
+	case store.KindTTL:
+		c.writeLine(strconv.FormatInt(ttlOf(res, nil, false), 10))
 	case store.KindBuckets:
 		for _, n := range res.Names {
 			if !strings.HasPrefix(n, ring.ReservedPrefix) { // the buckets of RESP's plain keys
@@ -473,6 +506,7 @@ func helpLines() []string {
 	return []string{
 		"CREATE <bucket>             create a bucket (keeps an existing one)",
 		"PUT <bucket> <key> <value>  set a key",
+		"PUT <b> <k> <v> EX <secs>   set a key that expires in so many seconds",
 		"GET <bucket> <key>          read a key (empty line if missing)",
 		"DELETE <bucket> <key>       remove a key",
 		"DROP <bucket>               remove a bucket and its keys",
@@ -480,6 +514,8 @@ func helpLines() []string {
 		"KEYS <bucket>               list a bucket's keys, one a line, then OK",
 		"NODES                       list the cluster's nodes: name, peer ID, addresses, state",
 		"OWNER <bucket>              list the nodes that hold a bucket: name, peer ID",
+		"EXPIRE <bucket> <seconds>   make a bucket expire in so many seconds (0 or less: drop it)",
+		"TTL <bucket>                seconds a bucket has to live (-1: no expiry), then OK",
 		"AUTH <password>             authenticate, when the server has a password",
 		"PING                        answer PONG",
 		"INFO [section]              a readable summary of the node, then OK",

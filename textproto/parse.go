@@ -8,10 +8,10 @@ import (
 	"github.com/dboutique/dboutique/node/store"
 )
 
-// maxWords is one more than the most words any request takes (PUT has
-// four), so that a request with too many words is recognised without
-// splitting the rest of the line.
-const maxWords = 5
+// maxWords is one more than the most words any request takes (PUT with
+// an expiry has six), so that a request with too many words is recognised
+// without splitting the rest of the line.
+const maxWords = 7
 
 // request is one parsed request line. Its words alias the line they were
 // split from and are valid until the next line is read.
@@ -75,6 +75,8 @@ const (
 	verbNodes
 	verbOwner
 	verbInfo
+	verbExpire
+	verbTTL
 	numVerbs
 )
 
@@ -119,6 +121,10 @@ func parseVerb(w []byte) verb {
 		return verbOwner
 	case "INFO":
 		return verbInfo
+	case "EXPIRE":
+		return verbExpire
+	case "TTL":
+		return verbTTL
 	}
 	return verbUnknown
 }
@@ -153,6 +159,8 @@ func textCommands() [numVerbs]textCommand {
 		verbNodes:   {"NODES", store.KindNodes, 1, "NODES"},
 		verbOwner:   {"OWNER", store.KindOwner, 2, "OWNER <bucket>"},
 		verbInfo:    {name: "INFO"},
+		verbExpire:  {"EXPIRE", store.KindExpire, 3, "EXPIRE <bucket> <seconds>"},
+		verbTTL:     {"TTL", store.KindTTL, 2, "TTL <bucket>"},
 	}
 }
 

@@ -33,8 +33,9 @@ func TestParseLine(t *testing.T) {
 		{"  GET \t a\t\tb  ", []string{"GET", "a", "b"}, 3},
 		{"PUT b k v", []string{"PUT", "b", "k", "v"}, 4},
 		{"a b c d e", []string{"a", "b", "c", "d", "e"}, 5},
-		{"a b c d e f", []string{"a", "b", "c", "d", "e"}, maxWords + 1},
-		{"a b c d e f g h i j", []string{"a", "b", "c", "d", "e"}, maxWords + 1},
+		{"a b c d e f", []string{"a", "b", "c", "d", "e", "f"}, 6},
+		{"a b c d e f g h", []string{"a", "b", "c", "d", "e", "f", "g"}, maxWords + 1},
+		{"a b c d e f g h i j", []string{"a", "b", "c", "d", "e", "f", "g"}, maxWords + 1},
 		{"x\ry \x00z", []string{"x\ry", "\x00z"}, 2},
 		{"\xff\xfe", []string{"\xff\xfe"}, 1},
 	}

@@ -184,6 +184,12 @@ func (w *respWriter) header(prefix byte, n int) {
 
 func (w *respWriter) int(n int) { w.header(':', n) }
 
+func (w *respWriter) int64(n int64) {
+	_ = w.w.WriteByte(':')
+	_, _ = w.w.Write(strconv.AppendInt(w.num[:0], n, 10))
+	_, _ = w.w.WriteString("\r\n")
+}
+
 func (w *respWriter) array(n int) { w.header('*', n) }
 
 func (w *respWriter) bulk(s string) {

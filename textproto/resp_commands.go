@@ -28,9 +28,10 @@ type respCommand struct {
 // respRun is how a command runs: a command on the store queues its
 // operations with queue and, once they have run, writes its reply with
 // reply; any other command has only answer, which writes its reply at
-// once, after the replies of the commands before it.
+// once, after the replies of the commands before it. A queue that finds
+// its arguments wrong queues nothing and returns the error reply.
 type respRun struct {
-	queue  func(c *conn, args [][]byte)
+	queue  func(c *conn, args [][]byte) string
 	reply  respReply
 	answer func(c *conn, args [][]byte)
 }
@@ -71,10 +72,32 @@ func respCommands() []respCommand {
 		{"HKEYS", 2, flagBucket, "hash", "Returns the keys of a bucket.", bucketOp(store.KindKeys, replyNames)},
 		{"HVALS", 2, flagBucket, "hash", "Returns the values of a bucket.", bucketOp(store.KindGetAll, replyPairValues)},
 		{"HGETALL", 2, flagBucket, "hash", "Returns the keys and values of a bucket.", bucketOp(store.KindGetAll, replyNames)},
-		{"SET", 3, 0, "string", "Sets a plain key.", plainOp(store.KindPutCreate, replyStatusOK)},
+		{"SET", -3, 0, "string", "Sets a plain key: SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms|KEEPTTL].", respRun{queue: queueSet, reply: replyStatusOK}},
 		{"GET", 2, 0, "string", "Returns a plain key's value, or nil.", plainOp(store.KindGet, replyValue)},
+		{"SETEX", 4, 0, "string", "Sets a plain key that expires in so many seconds.", respRun{queue: queueSetEx(false), reply: replyStatusOK}},
+		{"PSETEX", 4, 0, "string", "Sets a plain key that expires in so many milliseconds.", respRun{queue: queueSetEx(true), reply: replyStatusOK}},
+		{"SETNX", 3, 0, "string", "Sets a plain key that does not exist; returns 1 if it did.", respRun{queue: queueSetNX, reply: replySetNX}},
+		{"GETEX", -2, 0, "string", "Returns a plain key's value and sets or removes its expiry: GETEX key [EX s|PX ms|EXAT ts|PXAT ms|PERSIST].", respRun{queue: queueGetEx, reply: replyValue}},
+		{"MGET", -2, 0, "string", "Returns the values of plain keys, in order, wherever they live.", respRun{queue: plainKeys(store.KindGet), reply: replyValues}},
+		{"MSET", -3, 0, "string", "Sets plain keys; each on its own node, so not atomic across nodes.", respRun{queue: queueMSet, reply: replyStatusOK}},
 		{"DEL", -2, 0, "generic", "Deletes plain keys and buckets of these names; returns how many existed.", nameOps(store.KindDelete, store.KindDrop, replyCount)},
+		{"UNLINK", -2, 0, "generic", "As DEL.", nameOps(store.KindDelete, store.KindDrop, replyCount)},
 		{"EXISTS", -2, 0, "generic", "Counts the plain keys and buckets of these names.", nameOps(store.KindGet, store.KindLen, replyFound)},
+		{"TOUCH", -2, 0, "generic", "As EXISTS.", nameOps(store.KindGet, store.KindLen, replyFound)},
+		{"EXPIRE", -3, 0, "generic", "Sets a time to live in seconds on the plain key and bucket of a name: EXPIRE key seconds [NX|XX|GT|LT].", respRun{queue: queueExpire("expire", expiryUnit{}), reply: replyAnyCount}},
+		{"PEXPIRE", -3, 0, "generic", "As EXPIRE, in milliseconds.", respRun{queue: queueExpire("pexpire", expiryUnit{millis: true}), reply: replyAnyCount}},
+		{"EXPIREAT", -3, 0, "generic", "As EXPIRE, at a Unix time in seconds.", respRun{queue: queueExpire("expireat", expiryUnit{absolute: true}), reply: replyAnyCount}},
+		{"PEXPIREAT", -3, 0, "generic", "As EXPIRE, at a Unix time in milliseconds.", respRun{queue: queueExpire("pexpireat", expiryUnit{millis: true, absolute: true}), reply: replyAnyCount}},
+		{"TTL", 2, 0, "generic", "Returns the seconds a name has to live: -1 without expiry, -2 missing.", respRun{queue: namedOp(store.KindTTL), reply: replyTTL(false)}},
+		{"PTTL", 2, 0, "generic", "As TTL, in milliseconds.", respRun{queue: namedOp(store.KindTTL), reply: replyTTL(true)}},
+		{"PERSIST", 2, 0, "generic", "Removes a name's expiry; returns 1 if it had one.", respRun{queue: namedOp(store.KindPersist), reply: replyAnyCount}},
+		{"HEXPIRE", -6, flagBucket, "hash", "Sets a time to live in seconds on keys of a bucket: HEXPIRE bucket seconds [NX|XX|GT|LT] FIELDS n key ....", respRun{queue: queueHExpire("hexpire", expiryUnit{}), reply: replyHExpire}},
+		{"HPEXPIRE", -6, flagBucket, "hash", "As HEXPIRE, in milliseconds.", respRun{queue: queueHExpire("hpexpire", expiryUnit{millis: true}), reply: replyHExpire}},
+		{"HEXPIREAT", -6, flagBucket, "hash", "As HEXPIRE, at a Unix time in seconds.", respRun{queue: queueHExpire("hexpireat", expiryUnit{absolute: true}), reply: replyHExpire}},
+		{"HPEXPIREAT", -6, flagBucket, "hash", "As HEXPIRE, at a Unix time in milliseconds.", respRun{queue: queueHExpire("hpexpireat", expiryUnit{millis: true, absolute: true}), reply: replyHExpire}},
+		{"HTTL", -5, flagBucket, "hash", "Returns the seconds keys of a bucket have to live: HTTL bucket FIELDS n key ....", respRun{queue: fieldOps(store.KindTTL), reply: replyHTTL(false)}},
+		{"HPTTL", -5, flagBucket, "hash", "As HTTL, in milliseconds.", respRun{queue: fieldOps(store.KindTTL), reply: replyHTTL(true)}},
+		{"HPERSIST", -5, flagBucket, "hash", "Removes the expiry of keys of a bucket: HPERSIST bucket FIELDS n key ....", respRun{queue: fieldOps(store.KindPersist), reply: replyHPersist}},
 		{"PING", -1, 0, "connection", "Returns PONG, or its argument.", answer((*conn).ping)},
 		{"ECHO", 2, 0, "connection", "Returns its argument.", answer((*conn).echo)},
 		{"QUIT", -1, flagNoAuth | flagClose, "connection", "Closes the connection.", answer((*conn).quit)},
@@ -106,11 +129,12 @@ func (rc *respCommand) arityOK(n int) bool {
 // pairOps: an operation of kind k on the bucket args[1] for each key and
 // value after it (HSET).
 func pairOps(k store.Kind, reply respReply) respRun {
-	queue := func(c *conn, args [][]byte) {
+	queue := func(c *conn, args [][]byte) string {
 		b := c.bucketName(args[1])
 		for i := 2; i < len(args); i += 2 {
 			c.queueOp(store.Op{Kind: k, Bucket: b, Key: string(args[i]), Value: string(args[i+1])})
 		}
+		return ""
 	}
 	return respRun{queue: queue, reply: reply}
 }
@@ -118,19 +142,21 @@ func pairOps(k store.Kind, reply respReply) respRun {
 // keyOps: an operation of kind k on the bucket args[1] for each key after
 // it (HGET, HDEL).
 func keyOps(k store.Kind, reply respReply) respRun {
-	queue := func(c *conn, args [][]byte) {
+	queue := func(c *conn, args [][]byte) string {
 		b := c.bucketName(args[1])
 		for _, key := range args[2:] {
 			c.queueOp(store.Op{Kind: k, Bucket: b, Key: string(key)})
 		}
+		return ""
 	}
 	return respRun{queue: queue, reply: reply}
 }
 
 // bucketOp: one operation of kind k on the bucket args[1] (HLEN).
 func bucketOp(k store.Kind, reply respReply) respRun {
-	queue := func(c *conn, args [][]byte) {
+	queue := func(c *conn, args [][]byte) string {
 		c.queueOp(store.Op{Kind: k, Bucket: c.bucketName(args[1])})
+		return ""
 	}
 	return respRun{queue: queue, reply: reply}
 }
@@ -138,13 +164,14 @@ func bucketOp(k store.Kind, reply respReply) respRun {
 // plainOp: one operation of kind k on the plain key args[1], with the
 // value args[2] if there is one (SET, GET).
 func plainOp(k store.Kind, reply respReply) respRun {
-	queue := func(c *conn, args [][]byte) {
+	queue := func(c *conn, args [][]byte) string {
 		key := string(args[1])
 		op := store.Op{Kind: k, Bucket: c.srv.plainBucket(key), Key: key}
 		if len(args) > 2 {
 			op.Value = string(args[2])
 		}
 		c.queueOp(op)
+		return ""
 	}
 	return respRun{queue: queue, reply: reply}
 }
@@ -153,7 +180,7 @@ func plainOp(k store.Kind, reply respReply) respRun {
 // plain key of that name and one of kind onBucket on the bucket of that
 // name, when a bucket can have it (DEL, EXISTS).
 func nameOps(onKey, onBucket store.Kind, reply respReply) respRun {
-	queue := func(c *conn, args [][]byte) {
+	queue := func(c *conn, args [][]byte) string {
 		for _, a := range args[1:] {
 			k := string(a)
 			c.queueOp(store.Op{Kind: onKey, Bucket: c.srv.plainBucket(k), Key: k})
@@ -161,6 +188,7 @@ func nameOps(onKey, onBucket store.Kind, reply respReply) respRun {
 				c.queueOp(store.Op{Kind: onBucket, Bucket: k})
 			}
 		}
+		return ""
 	}
 	return respRun{queue: queue, reply: reply}
 }

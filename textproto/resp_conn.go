@@ -130,8 +130,17 @@ func (c *conn) handleRESP(args [][]byte) bool {
 		return true
 	}
 	first := len(c.pending)
-	rc.run.queue(c, args)
-	c.rcmds = append(c.rcmds, respCmd{reply: rc.run.reply, first: first, n: len(c.pending) - first, metric: idx})
+	if msg := rc.run.queue(c, args); msg != "" {
+		c.pending = c.pending[:first]
+		c.replyWith = nil
+		c.failRESP(idx, msg)
+		return true
+	}
+	reply := rc.run.reply
+	if c.replyWith != nil { // the options chose another reply (SET ... GET)
+		reply, c.replyWith = c.replyWith, nil
+	}
+	c.rcmds = append(c.rcmds, respCmd{reply: reply, first: first, n: len(c.pending) - first, metric: idx})
 	if len(c.pending) >= maxPending {
 		c.runRESP()
 	}
@@ -208,7 +217,12 @@ func (c *conn) emptyBucket(idx int, rc *respCommand, args [][]byte) {
 		c.rw.err("ERR bucket names must not be empty")
 		return
 	}
-	rc.run.queue(c, args)
+	if msg := rc.run.queue(c, args); msg != "" {
+		c.donePending()
+		c.countRESP(idx, true)
+		c.rw.err(msg)
+		return
+	}
 	n := len(c.pending)
 	c.res = slices.Grow(c.res[:0], n)[:n]
 	c.errs = slices.Grow(c.errs[:0], n)[:n]

@@ -545,7 +545,7 @@ func TestRESPCommands(t *testing.T) {
 		{respReq("get", "k"), rBulk("w")},
 		{respReq("GET", "nope"), rNil},
 		{respReq("SET", "k"), wrongArgs("set")},
-		{respReq("SET", "k", "v", "EX"), wrongArgs("set")},
+		{respReq("SET", "k", "v", "EX"), "-ERR syntax error\r\n"},
 		{respReq("GET"), wrongArgs("get")},
 		{respReq("SET", "", "empty key"), rOK},
 		{respReq("GET", ""), rBulk("empty key")},

@@ -1,0 +1,444 @@
+package textproto
+
+import (
+	"bytes"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/dboutique/dboutique/node/store"
+)
+
+// The RESP commands of expiry (SET's options, SETEX, GETEX, EXPIRE and its
+// kin, TTL, PERSIST, and Redis 7.4's per-field HEXPIRE, HTTL, HPERSIST)
+// and the multi-key ones (MGET, MSET, TOUCH). Their replies and errors
+// are Redis 7's. Relative expiries travel as such (store.FlagRelative), so
+// that the bucket's primary, which judges expiry, counts them from its own
+// clock.
+//
+// A name can be a plain key and a bucket at once (resp_conn.go): EXPIRE,
+// PERSIST and TTL act on both, as DEL does.
+
+// Replies of Redis to bad expiry arguments.
+const (
+	errNotInteger = "ERR value is not an integer or out of range"
+	errSyntax     = "ERR syntax error"
+)
+
+func errInvalidExpire(cmd string) string { return "ERR invalid expire time in '" + cmd + "' command" }
+
+// parseInt parses a whole argument as a decimal int64.
+func parseInt(b []byte) (int64, bool) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return n, err == nil
+}
+
+// expiryUnit says what an expiry argument counts: seconds or milliseconds,
+// from now or since the Unix epoch.
+type expiryUnit struct {
+	millis, absolute bool
+}
+
+// expiryOp fills op's Expires and flags from n, an expiry in unit. It
+// reports false when the time overflows, as Redis's "invalid expire time".
+func (u expiryUnit) fill(op *store.Op, n int64) bool {
+	if !u.millis {
+		if n > math.MaxInt64/1000 || n < math.MinInt64/1000 {
+			return false
+		}
+		n *= 1000
+	}
+	if u.absolute {
+		op.Expires = max(n, 1) // a time before 1970 is long past
+	} else {
+		op.Expires = n
+		op.Flags |= store.FlagRelative
+	}
+	return true
+}
+
+// --- SET and its kin ---
+
+// queueSet: SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms|KEEPTTL].
+func queueSet(c *conn, args [][]byte) string {
+	key := string(args[1])
+	op := store.Op{Kind: store.KindPutCreate, Bucket: c.srv.plainBucket(key), Key: key, Value: string(args[2])}
+	expiry := false
+	for i := 3; i < len(args); i++ {
+		var buf [8]byte
+		switch a := string(upper(buf[:0], args[i])); {
+		case a == "NX" && op.Flags&(store.FlagXX|store.FlagNX) == 0:
+			op.Flags |= store.FlagNX
+		case a == "XX" && op.Flags&(store.FlagXX|store.FlagNX) == 0:
+			op.Flags |= store.FlagXX
+		case a == "GET" && op.Flags&store.FlagGet == 0:
+			op.Flags |= store.FlagGet
+		case a == "KEEPTTL" && !expiry:
+			op.Flags |= store.FlagKeepTTL
+			expiry = true
+		case (a == "EX" || a == "PX" || a == "EXAT" || a == "PXAT") && !expiry && i+1 < len(args):
+			i++
+			n, ok := parseInt(args[i])
+			if !ok {
+				return errNotInteger
+			}
+			u := expiryUnit{millis: a[0] == 'P', absolute: len(a) == 4}
+			if n <= 0 || !u.fill(&op, n) {
+				return errInvalidExpire("set")
+			}
+			expiry = true
+		default:
+			return errSyntax
+		}
+	}
+	// A plain SET, and SET with EX or PX only, write without reading
+	// first; the others are decided from what the key holds.
+	if op.Flags&^store.FlagRelative != 0 || op.Expires != 0 && op.Flags&store.FlagRelative == 0 {
+		op.Kind = store.KindSet
+		c.replyWith = setWritten
+		if op.Flags&store.FlagGet != 0 {
+			c.replyWith = setWithGet
+		}
+	}
+	c.queueOp(op)
+	return ""
+}
+
+// setWithGet answers SET ... GET: the old value, or nil.
+func setWithGet(w *respWriter, res []store.Result, errs []error) {
+	if errs[0] != nil || res[0].Count&2 == 0 {
+		w.nil()
+	} else {
+		w.bulk(res[0].Value)
+	}
+}
+
+// setWritten answers SET with NX, XX or KEEPTTL: OK when it wrote, nil
+// when a condition kept the value.
+func setWritten(w *respWriter, res []store.Result, errs []error) {
+	if errs[0] == nil && res[0].Count&1 != 0 {
+		w.simple("OK")
+	} else {
+		w.nil()
+	}
+}
+
+// queueSetEx: SETEX key seconds value, PSETEX key milliseconds value.
+func queueSetEx(millis bool) func(c *conn, args [][]byte) string {
+	name := "setex"
+	if millis {
+		name = "psetex"
+	}
+	return func(c *conn, args [][]byte) string {
+		n, ok := parseInt(args[2])
+		if !ok {
+			return errNotInteger
+		}
+		key := string(args[1])
+		op := store.Op{Kind: store.KindPutCreate, Bucket: c.srv.plainBucket(key), Key: key, Value: string(args[3])}
+		if n <= 0 || !(expiryUnit{millis: millis}).fill(&op, n) {
+			return errInvalidExpire(name)
+		}
+		c.queueOp(op)
+		return ""
+	}
+}
+
+// queueSetNX: SETNX key value.
+func queueSetNX(c *conn, args [][]byte) string {
+	key := string(args[1])
+	c.queueOp(store.Op{Kind: store.KindSet, Bucket: c.srv.plainBucket(key), Key: key, Value: string(args[2]), Flags: store.FlagNX})
+	return ""
+}
+
+// replySetNX answers 1 when SETNX set the key.
+func replySetNX(w *respWriter, res []store.Result, errs []error) {
+	w.int(b2i(errs[0] == nil && res[0].Count&1 != 0))
+}
+
+// queueGetEx: GETEX key [EX s|PX ms|EXAT ts|PXAT ms|PERSIST].
+func queueGetEx(c *conn, args [][]byte) string {
+	key := string(args[1])
+	op := store.Op{Kind: store.KindGet, Bucket: c.srv.plainBucket(key), Key: key}
+	for i := 2; i < len(args); i++ {
+		var buf [8]byte
+		switch a := string(upper(buf[:0], args[i])); {
+		case op.Kind != store.KindGet:
+			return errSyntax
+		case a == "PERSIST":
+			op.Kind, op.Flags = store.KindGetEx, store.FlagPersist
+		case (a == "EX" || a == "PX" || a == "EXAT" || a == "PXAT") && i+1 < len(args):
+			i++
+			n, ok := parseInt(args[i])
+			if !ok {
+				return errNotInteger
+			}
+			u := expiryUnit{millis: a[0] == 'P', absolute: len(a) == 4}
+			if n <= 0 || !u.fill(&op, n) {
+				return errInvalidExpire("getex")
+			}
+			op.Kind = store.KindGetEx
+		default:
+			return errSyntax
+		}
+	}
+	c.queueOp(op)
+	return ""
+}
+
+// --- EXPIRE and its kin, on plain keys and buckets ---
+
+// expireFlags parses EXPIRE's NX, XX, GT and LT.
+func expireFlags(args [][]byte) (store.Flags, string) {
+	var f store.Flags
+	for _, a := range args {
+		var buf [8]byte
+		switch string(upper(buf[:0], a)) {
+		case "NX":
+			f |= store.FlagNX
+		case "XX":
+			f |= store.FlagXX
+		case "GT":
+			f |= store.FlagGT
+		case "LT":
+			f |= store.FlagLT
+		default:
+			return 0, "ERR Unsupported option " + string(clip(a))
+		}
+	}
+	switch {
+	case f&store.FlagNX != 0 && f&(store.FlagXX|store.FlagGT|store.FlagLT) != 0:
+		return 0, "ERR NX and XX, GT or LT options at the same time are not compatible"
+	case f&store.FlagGT != 0 && f&store.FlagLT != 0:
+		return 0, "ERR GT and LT options at the same time are not compatible"
+	}
+	return f, ""
+}
+
+// queueExpire: EXPIRE key seconds [NX|XX|GT|LT], and PEXPIRE, EXPIREAT,
+// PEXPIREAT, on the plain key and the bucket of that name.
+func queueExpire(name string, u expiryUnit) func(c *conn, args [][]byte) string {
+	return func(c *conn, args [][]byte) string {
+		n, ok := parseInt(args[2])
+		if !ok {
+			return errNotInteger
+		}
+		f, msg := expireFlags(args[3:])
+		if msg != "" {
+			return msg
+		}
+		op := store.Op{Kind: store.KindExpire, Flags: f}
+		if !u.fill(&op, n) {
+			return errInvalidExpire(name)
+		}
+		c.queueNamed(op, args[1])
+		return ""
+	}
+}
+
+// queueNamed queues op on the plain key named name and, when a bucket can
+// have that name, on the bucket.
+func (c *conn) queueNamed(op store.Op, name []byte) {
+	k := string(name)
+	key := op
+	key.Bucket, key.Key = c.srv.plainBucket(k), k
+	c.queueOp(key)
+	if !reserved(name) && len(name) > 0 {
+		op.Bucket, op.Flags = k, op.Flags|store.FlagBucket
+		c.queueOp(op)
+	}
+}
+
+// namedOp: one operation of kind k on the plain key and the bucket named
+// args[1] (TTL, PERSIST).
+func namedOp(k store.Kind) func(c *conn, args [][]byte) string {
+	return func(c *conn, args [][]byte) string {
+		c.queueNamed(store.Op{Kind: k}, args[1])
+		return ""
+	}
+}
+
+// replyAnyCount answers 1 when any operation counted something.
+func replyAnyCount(w *respWriter, res []store.Result, errs []error) {
+	for i := range res {
+		if errs[i] == nil && res[i].Count > 0 {
+			w.int(1)
+			return
+		}
+	}
+	w.int(0)
+}
+
+// ttlOf returns Redis's answer for a TTL operation's outcome: -2 missing,
+// -1 no expiry, else the time left, in ms or in seconds (rounded, as Redis
+// rounds).
+func ttlOf(r store.Result, err error, millis bool) int64 {
+	if err != nil {
+		return -2
+	}
+	if r.Value == "" {
+		return -1
+	}
+	ms, _ := strconv.ParseInt(r.Value, 10, 64)
+	if millis {
+		return ms
+	}
+	return (ms + 500) / 1000
+}
+
+// replyTTL answers TTL or PTTL of a name: the plain key's if there is one,
+// else the bucket's.
+func replyTTL(millis bool) respReply {
+	return func(w *respWriter, res []store.Result, errs []error) {
+		t := int64(-2)
+		for i := range res {
+			if t = ttlOf(res[i], errs[i], millis); t != -2 {
+				break
+			}
+		}
+		w.int64(t)
+	}
+}
+
+// --- per-field expiry of a bucket's keys (Redis 7.4's HEXPIRE) ---
+
+// fields parses "FIELDS numfields field ..." at args[i:], as Redis 7.4
+// does.
+func fields(args [][]byte, i int) ([][]byte, string) {
+	if i >= len(args) || !bytes.EqualFold(args[i], []byte("FIELDS")) {
+		return nil, "ERR Mandatory argument FIELDS is missing or not at the right position"
+	}
+	if i+1 >= len(args) {
+		return nil, errSyntax
+	}
+	n, ok := parseInt(args[i+1])
+	if !ok || n <= 0 {
+		return nil, "ERR Parameter `numFields` should be greater than 0"
+	}
+	if n != int64(len(args)-i-2) {
+		return nil, "ERR The `numfields` parameter must match the number of arguments"
+	}
+	return args[i+2:], ""
+}
+
+// queueHExpire: HEXPIRE key seconds [NX|XX|GT|LT] FIELDS numfields field
+// ..., and HPEXPIRE, HEXPIREAT, HPEXPIREAT.
+func queueHExpire(name string, u expiryUnit) func(c *conn, args [][]byte) string {
+	return func(c *conn, args [][]byte) string {
+		n, ok := parseInt(args[2])
+		if !ok {
+			return errNotInteger
+		}
+		at := 3
+		var f store.Flags
+		if at < len(args) && !bytes.EqualFold(args[at], []byte("FIELDS")) {
+			var msg string
+			if f, msg = expireFlags(args[at : at+1]); msg != "" {
+				return msg
+			}
+			at++
+		}
+		keys, msg := fields(args, at)
+		if msg != "" {
+			return msg
+		}
+		op := store.Op{Kind: store.KindExpire, Bucket: c.bucketName(args[1]), Flags: f}
+		if n < 0 || !u.fill(&op, n) {
+			return errInvalidExpire(name)
+		}
+		for _, k := range keys {
+			op.Key = string(k)
+			c.queueOp(op)
+		}
+		return ""
+	}
+}
+
+// fieldOps: an operation of kind k on each field of "key FIELDS numfields
+// field ..." (HTTL, HPTTL, HPERSIST).
+func fieldOps(k store.Kind) func(c *conn, args [][]byte) string {
+	return func(c *conn, args [][]byte) string {
+		keys, msg := fields(args, 2)
+		if msg != "" {
+			return msg
+		}
+		b := c.bucketName(args[1])
+		for _, key := range keys {
+			c.queueOp(store.Op{Kind: k, Bucket: b, Key: string(key)})
+		}
+		return ""
+	}
+}
+
+// replyHExpire answers, per field: -2 no such field (or bucket), 0 a
+// condition kept the expiry, 1 set, 2 deleted (the time had passed).
+func replyHExpire(w *respWriter, res []store.Result, errs []error) {
+	w.array(len(res))
+	for i := range res {
+		if errs[i] != nil {
+			w.int(-2)
+		} else {
+			w.int(res[i].Count)
+		}
+	}
+}
+
+// replyHTTL answers, per field, its TTL as TTL would.
+func replyHTTL(millis bool) respReply {
+	return func(w *respWriter, res []store.Result, errs []error) {
+		w.array(len(res))
+		for i := range res {
+			w.int64(ttlOf(res[i], errs[i], millis))
+		}
+	}
+}
+
+// replyHPersist answers, per field: -2 no such field, -1 no expiry, 1
+// removed.
+func replyHPersist(w *respWriter, res []store.Result, errs []error) {
+	w.array(len(res))
+	for i := range res {
+		switch {
+		case errs[i] != nil:
+			w.int(-2)
+		case res[i].Count == 0:
+			w.int(-1)
+		default:
+			w.int(1)
+		}
+	}
+}
+
+// --- multi-key commands ---
+
+// queueMSet: MSET key value [key value ...]. Each key is set on its own
+// bucket's primary: across nodes MSET is not atomic.
+func queueMSet(c *conn, args [][]byte) string {
+	if len(args)%2 == 0 {
+		return "ERR wrong number of arguments for '" + strings.ToLower(string(args[0])) + "' command"
+	}
+	for i := 1; i < len(args); i += 2 {
+		key := string(args[i])
+		c.queueOp(store.Op{Kind: store.KindPutCreate, Bucket: c.srv.plainBucket(key), Key: key, Value: string(args[i+1])})
+	}
+	return ""
+}
+
+// plainKeys: an operation of kind k on each plain key after args[0]
+// (MGET).
+func plainKeys(k store.Kind) func(c *conn, args [][]byte) string {
+	return func(c *conn, args [][]byte) string {
+		for _, a := range args[1:] {
+			key := string(a)
+			c.queueOp(store.Op{Kind: k, Bucket: c.srv.plainBucket(key), Key: key})
+		}
+		return ""
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
