@@ -141,6 +141,15 @@ func (n *Node) read(ctx context.Context, op store.Op, hops int) (store.Result, e
 		if gerr := n.stillServing(g); gerr != nil {
 			res, err = store.Result{}, gerr
 		}
+		if errors.Is(err, store.ErrKeyExpired) || errors.Is(err, store.ErrBucketExpired) {
+			// Found expired but still held: delete it before answering,
+			// so that no copy serves it again once a client saw it gone
+			// (a new primary's clock may run behind this one's).
+			if rerr := n.reclaimRead(ctx, op, err, hops); rerr != nil {
+				return store.Result{}, rerr
+			}
+			return store.Result{}, err
+		}
 		if errors.Is(err, store.ErrBucketNotFound) {
 			if lost := n.lost(op.Bucket); lost != nil {
 				err = lost
@@ -157,6 +166,22 @@ func (n *Node) read(ctx context.Context, op store.Op, hops int) (store.Result, e
 		return res[0], errs[0]
 	}
 	return store.Result{}, err
+}
+
+// reclaimRead deletes what a read of op found expired (found is the
+// read's error) with a replicated write, as active expiry would.
+func (n *Node) reclaimRead(ctx context.Context, op store.Op, found error, hops int) error {
+	rop := store.Op{Kind: store.KindReclaim, Bucket: op.Bucket}
+	if errors.Is(found, store.ErrBucketExpired) {
+		rop.Flags = store.FlagBucket
+	} else {
+		rop.Key = op.Key
+	}
+	res, err := n.executeOne(ctx, rop, hops)
+	if err == nil {
+		n.stats.expired.Add(uint64(res.Count))
+	}
+	return err
 }
 
 // grant is what serve grants: the term in which this node is ready to

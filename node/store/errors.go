@@ -1,6 +1,9 @@
 package store
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors returned by the store. Callers compare with errors.Is; the
 // client-facing servers map each one to a wire reply.
@@ -16,4 +19,17 @@ var (
 	// ApplyEntry, Merge) to a copy of a bucket that is being handed off to
 	// another node.
 	ErrRetired = errors.New("store: bucket copy is being handed off")
+	// ErrOutOfMemory: the node is at its memory limit and refuses writes
+	// that would add to it (maxmemory-policy noeviction, or eviction
+	// cannot keep up).
+	ErrOutOfMemory = errors.New("store: out of memory")
+)
+
+// Errors of reads that found their key or bucket expired but still held:
+// they are ErrKeyNotFound and ErrBucketNotFound to everyone, and tell a
+// bucket's primary to delete what expired before it answers (node's
+// reads), so that what a client saw expire stays expired.
+var (
+	ErrKeyExpired    = fmt.Errorf("%w (expired)", ErrKeyNotFound)
+	ErrBucketExpired = fmt.Errorf("%w (expired)", ErrBucketNotFound)
 )

@@ -102,6 +102,20 @@ func Decide(op Op, cur Current, next func() Version) (Result, []Change, error) {
 			ch = append(ch, Change{Kind: KindPut, Entry: Entry{Key: op.Key, Value: cur.Entry.Value, Version: next(), Expires: at}})
 		}
 	}
+	// What it finds expired but still held, it deletes first (in the same
+	// group of changes): once a client was told that something expired,
+	// no copy may serve it again, whichever becomes the primary.
+	if op.Kind != KindReclaim {
+		if e := &cur.Entry; cur.Bucket.Exists() && cur.Bucket.ExpiredAt(cur.Now) {
+			v := next()
+			ch = append(ch, Change{Kind: KindDrop, Entry: Entry{Version: v}})
+			cur.Bucket.merge(BucketMeta{Dropped: v})
+			cur.Entry = Entry{}
+		} else if op.Flags&FlagBucket == 0 && e.Version != 0 && !e.Deleted && e.Expires != 0 && e.Expires <= cur.Now {
+			cur.Entry = Entry{Key: op.Key, Deleted: true, Version: next()}
+			ch = append(ch, Change{Kind: KindDelete, Entry: cur.Entry})
+		}
+	}
 	live := cur.keyLive()
 	if op.Flags&FlagBucket != 0 {
 		live = cur.bucketLive()
@@ -109,7 +123,7 @@ func Decide(op Op, cur Current, next func() Version) (Result, []Change, error) {
 	switch op.Kind {
 	case KindPut:
 		if !cur.bucketLive() {
-			return Result{}, nil, notFound()
+			return Result{}, ch, notFound()
 		}
 		put(op.Value, op.ExpiresAt(cur.Now))
 		return Result{}, ch, nil
@@ -125,7 +139,7 @@ func Decide(op Op, cur Current, next func() Version) (Result, []Change, error) {
 			}
 		}
 		if op.Flags&FlagNX != 0 && live || op.Flags&FlagXX != 0 && !live {
-			return res, nil, nil
+			return res, ch, nil
 		}
 		at := op.ExpiresAt(cur.Now)
 		if op.Flags&FlagKeepTTL != 0 && live {
@@ -136,13 +150,13 @@ func Decide(op Op, cur Current, next func() Version) (Result, []Change, error) {
 		return res, ch, nil
 	case KindExpire:
 		if !live {
-			return Result{}, nil, notFound()
+			return Result{}, ch, notFound()
 		}
 		at, old := op.ExpiresAt(cur.Now), cur.expiresOf(op)
 		f := op.Flags
 		if f&FlagNX != 0 && old != 0 || f&FlagXX != 0 && old == 0 ||
 			f&FlagGT != 0 && (old == 0 || at <= old) || f&FlagLT != 0 && old != 0 && at >= old {
-			return Result{}, nil, nil
+			return Result{}, ch, nil
 		}
 		if at <= cur.Now {
 			remove()
@@ -152,10 +166,10 @@ func Decide(op Op, cur Current, next func() Version) (Result, []Change, error) {
 		return Result{Count: 1}, ch, nil
 	case KindPersist:
 		if !live {
-			return Result{}, nil, notFound()
+			return Result{}, ch, notFound()
 		}
 		if cur.expiresOf(op) == 0 {
-			return Result{}, nil, nil
+			return Result{}, ch, nil
 		}
 		if op.Flags&FlagBucket != 0 {
 			ch = append(ch, Change{Kind: KindExpire, Entry: Entry{Version: next()}})
@@ -165,7 +179,7 @@ func Decide(op Op, cur Current, next func() Version) (Result, []Change, error) {
 		return Result{Count: 1}, ch, nil
 	case KindGetEx:
 		if !live {
-			return Result{}, nil, notFound()
+			return Result{}, ch, notFound()
 		}
 		res := Result{Value: cur.Entry.Value}
 		switch at := op.ExpiresAt(cur.Now); {

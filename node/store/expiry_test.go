@@ -128,7 +128,7 @@ func TestDecide(t *testing.T) {
 	}{
 		{"SET NX on a live key", op(store.KindSet, store.FlagNX, 0), cur(live), 2, "", "", nil},
 		{"SET NX on a missing key", op(store.KindSet, store.FlagNX, 0), cur(store.Entry{}), 1, "", "PUT:0", nil},
-		{"SET NX on an expired key", op(store.KindSet, store.FlagNX, 0), cur(expired), 1, "", "PUT:0", nil},
+		{"SET NX on an expired key deletes it first", op(store.KindSet, store.FlagNX, 0), cur(expired), 1, "", "DELETE:0 PUT:0", nil},
 		{"SET XX on a missing key", op(store.KindSet, store.FlagXX, 0), cur(store.Entry{}), 0, "", "", nil},
 		{"SET XX GET", op(store.KindSet, store.FlagXX|store.FlagGet, 0), cur(live), 3, "old", "PUT:0", nil},
 		{"SET KEEPTTL", op(store.KindSet, store.FlagKeepTTL, 0), cur(withTTL), 3, "", fmt.Sprintf("PUT:%d", now+5000), nil},
@@ -152,7 +152,8 @@ func TestDecide(t *testing.T) {
 		{"PERSIST without a TTL", op(store.KindPersist, 0, 0), cur(live), 0, "", "", nil},
 		{"GETEX PERSIST", op(store.KindGetEx, store.FlagPersist, 0), cur(withTTL), 0, "old", "PUT:0", nil},
 		{"GETEX EX", op(store.KindGetEx, r, ms), cur(live), 0, "old", fmt.Sprintf("PUT:%d", now+3000), nil},
-		{"GETEX of an expired key", op(store.KindGetEx, r, ms), cur(expired), 0, "", "", store.ErrKeyNotFound},
+		{"GETEX of an expired key deletes it", op(store.KindGetEx, r, ms), cur(expired), 0, "", "DELETE:0", store.ErrKeyNotFound},
+		{"EXPIRE in an expired bucket drops it", op(store.KindExpire, r, ms), store.Current{Now: now, Bucket: store.BucketMeta{Created: 5, ExpiresV: 5, Expires: now}, Entry: live}, 0, "", "DROP:0", store.ErrBucketNotFound},
 		{"RECLAIM an expired key", op(store.KindReclaim, 0, 0), cur(expired), 1, "", "DELETE:0", nil},
 		{"RECLAIM a live key", op(store.KindReclaim, 0, 0), cur(withTTL), 0, "", "", nil},
 		{"RECLAIM an expired bucket", store.Op{Kind: store.KindReclaim, Bucket: "b", Flags: store.FlagBucket}, store.Current{Now: now, Bucket: store.BucketMeta{Created: 5, ExpiresV: 5, Expires: now - 1}}, 1, "", "DROP:0", nil},

@@ -263,7 +263,11 @@ func (s *Store) lockLive(name string, now int64) (*record, error) {
 		return nil, notFound(name)
 	}
 	if !r.meta.LiveAt(now) {
+		exists := r.meta.Exists()
 		r.mu.RUnlock()
+		if exists {
+			return nil, fmt.Errorf("%w: %q", ErrBucketExpired, name)
+		}
 		return nil, notFound(name)
 	}
 	return r, nil
@@ -503,7 +507,7 @@ func (s *Store) Get(name, key string) (string, error) {
 	it, ok := r.shards[ShardOf(key)].get(key)
 	r.mu.RUnlock()
 	if !ok || !it.liveAt(now) {
-		return "", ErrKeyNotFound
+		return "", keyMissing(it, ok)
 	}
 	return it.value, nil
 }
@@ -681,9 +685,18 @@ func (s *Store) ttl(op Op) (Result, error) {
 	}
 	it, ok := r.shards[ShardOf(op.Key)].get(op.Key)
 	if !ok || !it.liveAt(now) {
-		return Result{}, ErrKeyNotFound
+		return Result{}, keyMissing(it, ok)
 	}
 	return ttlResult(it.expires, now), nil
+}
+
+// keyMissing is the error of a read that found key's state it (ok: there
+// was one) not live: ErrKeyExpired when it holds a value that expired.
+func keyMissing(it item, ok bool) error {
+	if ok && !it.deleted() {
+		return ErrKeyExpired
+	}
+	return ErrKeyNotFound
 }
 
 func b2i(b bool) int {
