@@ -200,7 +200,7 @@ func flagSpecs(cfg *config) []flagSpec {
 			durationValue(&cfg.rejoinTimeout, 0, time.Hour)},
 		{"maxmemory", "SIZE", fmt.Sprintf("Most memory the node may use, resident, as Redis's maxmemory: bytes, or\n"+
 			"with a unit: k, m, g are powers of 1000, kb, mb, gb (and KiB, MiB, GiB)\n"+
-			"powers of 1024. 0 is no limit. The program's own code takes about 21 MB\n"+
+			"powers of 1024. 0 is no limit. The program's own code takes about 23 MiB\n"+
 			"of it; the Go runtime's memory limit is set to the rest, and eviction (or,\n"+
 			"with noeviction, refusing writes) starts at %.0f%% of the rest, so that the\n"+
 			"garbage collector keeps the process under the limit. At least %s.",
@@ -217,7 +217,7 @@ func flagSpecs(cfg *config) []flagSpec {
 }
 
 // minMaxMemory is the smallest --maxmemory but 0: the program's code
-// alone takes about 21 MB resident (start checks what is left more
+// alone takes about 23 MiB of it (start checks what is left more
 // precisely).
 const minMaxMemory = 32 << 20
 
