@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/memlimit"
 	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/ring"
 )
@@ -364,6 +365,10 @@ func TestConfigValidation(t *testing.T) {
 		{"dead-after too short", node.Config{Name: "a", Transport: tr, ProbeInterval: time.Second, DeadAfter: time.Second}},
 		{"negative probe", node.Config{Name: "a", Transport: tr, ProbeInterval: -1}},
 		{"too many hops", node.Config{Name: "a", Transport: tr, MaxHops: 17}},
+		{"negative max memory", node.Config{Name: "a", Transport: tr, MaxMemory: -1}},
+		{"unknown max memory policy", node.Config{Name: "a", Transport: tr, MaxMemoryPolicy: memlimit.Policy(100)}},
+		{"reserve over max memory", node.Config{Name: "a", Transport: tr, MaxMemory: 1 << 20, MaxMemoryReserve: 2 << 20}},
+		{"reserve without max memory", node.Config{Name: "a", Transport: tr, MaxMemoryReserve: 1}},
 	} {
 		if _, err := node.New(tc.cfg); !errors.Is(err, node.ErrInvalidConfig) {
 			t.Errorf("%s: %v, want ErrInvalidConfig", tc.name, err)

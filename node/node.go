@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dboutique/dboutique/node/gossip"
+	"github.com/dboutique/dboutique/node/memlimit"
 	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/ring"
 )
@@ -129,6 +130,22 @@ type Config struct {
 	// RejoinTimeout bounds how long a node without Join addresses waits for
 	// a member of its PeerBook before it serves on its own.
 	RejoinTimeout time.Duration
+	// MaxMemory is the node's memory limit in bytes (--maxmemory); 0 means
+	// none. How memory is counted and when eviction starts: package
+	// node/memlimit.
+	MaxMemory int64
+	// MaxMemoryPolicy is what the node does at MaxMemory
+	// (--maxmemory-policy); the zero value is memlimit.NoEviction.
+	MaxMemoryPolicy memlimit.Policy
+	// MaxMemoryReserve is the part of MaxMemory that the node's meter does
+	// not see and eviction cannot free (memlimit.Config.Reserve): the
+	// binary passes the resident pages of its own executable; 0 in tests.
+	MaxMemoryReserve int64
+	// MemoryMeter makes the meter of the node's memory from the store's
+	// footprint; nil is memlimit.StoreMeter, which counts the store only
+	// and suits nodes that share their process. The binary, alone in its
+	// process, passes memlimit.ProcessMeter.
+	MemoryMeter func(footprint func() memlimit.Footprint) memlimit.Meter
 	// Logger receives membership changes and errors; nil logs nothing.
 	Logger *zap.Logger
 }
@@ -193,6 +210,12 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: max clock skew %v must be positive and at most a quarter of the tombstone grace %v", ErrInvalidConfig, c.MaxClockSkew, c.TombstoneGrace)
 	case c.RejoinTimeout < 0:
 		return fmt.Errorf("%w: rejoin timeout %v", ErrInvalidConfig, c.RejoinTimeout)
+	case c.MaxMemory < 0:
+		return fmt.Errorf("%w: max memory %d", ErrInvalidConfig, c.MaxMemory)
+	case c.MaxMemoryReserve < 0 || c.MaxMemoryReserve > 0 && c.MaxMemoryReserve >= c.MaxMemory:
+		return fmt.Errorf("%w: max memory reserve %d must be less than max memory %d", ErrInvalidConfig, c.MaxMemoryReserve, c.MaxMemory)
+	case !c.MaxMemoryPolicy.Valid():
+		return fmt.Errorf("%w: max memory policy %v", ErrInvalidConfig, c.MaxMemoryPolicy)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/memlimit"
 	"github.com/dboutique/dboutique/p2p"
 	"github.com/dboutique/dboutique/ring"
 	"github.com/dboutique/dboutique/textproto"
@@ -55,6 +56,10 @@ type config struct {
 	tombstoneGrace time.Duration // how long deletes are remembered
 	maxClockSkew   time.Duration // how far members' clocks may differ
 	rejoinTimeout  time.Duration // how long a restarted node looks for its cluster
+
+	// Memory flags.
+	maxMemory       int64           // bytes; 0: no limit
+	maxMemoryPolicy memlimit.Policy // what to do at the limit
 }
 
 func defaultConfig() config {
@@ -75,6 +80,8 @@ func defaultConfig() config {
 		tombstoneGrace: node.DefaultTombstoneGrace,
 		maxClockSkew:   node.DefaultMaxClockSkew,
 		rejoinTimeout:  node.DefaultRejoinTimeout,
+
+		maxMemoryPolicy: memlimit.NoEviction,
 	}
 }
 
@@ -191,7 +198,39 @@ func flagSpecs(cfg *config) []flagSpec {
 			"until it reaches one of the nodes it knew, or for this long when it has no\n" +
 			"--join address (they may all be gone); then it serves on its own (0 to 1h).",
 			durationValue(&cfg.rejoinTimeout, 0, time.Hour)},
+		{"maxmemory", "SIZE", fmt.Sprintf("Most memory the node may use, resident, as Redis's maxmemory: bytes, or\n"+
+			"with a unit: k, m, g are powers of 1000, kb, mb, gb (and KiB, MiB, GiB)\n"+
+			"powers of 1024. 0 is no limit. The program's own code takes about 23 MiB\n"+
+			"of it; the Go runtime's memory limit is set to the rest, and eviction (or,\n"+
+			"with noeviction, refusing writes) starts at %.0f%% of the rest, so that the\n"+
+			"garbage collector keeps the process under the limit. At least %s.",
+			100*memlimit.DefaultThreshold, memlimit.FormatSize(minMaxMemory)),
+			newValue(&cfg.maxMemory, parseMaxMemory, memlimit.FormatSize)},
+		{"maxmemory-policy", "NAME", "What the node does at --maxmemory, as Redis's maxmemory-policy:\n" +
+			"noeviction refuses writes that add memory (\"-OOM ...\", \"ERROR out of memory\");\n" +
+			"allkeys-lru, allkeys-lfu and allkeys-random evict the least recently used,\n" +
+			"the least frequently used, or random entries; volatile-lru, volatile-lfu,\n" +
+			"volatile-random and volatile-ttl evict only entries with an expiry time\n" +
+			"(volatile-ttl those expiring soonest), and refuse writes when none is left.",
+			newValue(&cfg.maxMemoryPolicy, memlimit.ParsePolicy, memlimit.Policy.String)},
 	}
+}
+
+// minMaxMemory is the smallest --maxmemory but 0: the program's code
+// alone takes about 23 MiB of it (start checks what is left more
+// precisely).
+const minMaxMemory = 32 << 20
+
+// parseMaxMemory reads --maxmemory: 0, or a size of at least minMaxMemory.
+func parseMaxMemory(s string) (int64, error) {
+	n, err := memlimit.ParseSize(s)
+	if err != nil {
+		return 0, err
+	}
+	if n != 0 && n < minMaxMemory {
+		return 0, fmt.Errorf("%s is too small: want 0 (no limit) or at least %s", memlimit.FormatSize(n), memlimit.FormatSize(minMaxMemory))
+	}
+	return n, nil
 }
 
 // parseConfig builds the configuration from the command-line arguments

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/dboutique/dboutique/node/memlimit"
 	"github.com/dboutique/dboutique/node/store"
 	"github.com/dboutique/dboutique/textproto"
 	"github.com/dboutique/dboutique/textproto/prototest"
@@ -408,7 +409,7 @@ func TestHelp(t *testing.T) {
 				}
 			}
 		}
-		for _, def := range []string{"127.0.0.1:4040", "64KiB", "10000", "5m0s", "info"} {
+		for _, def := range []string{"127.0.0.1:4040", "64KiB", "10000", "5m0s", "info", "noeviction"} {
 			if !strings.Contains(help, "default "+def) {
 				t.Errorf("%s does not give the default %s:\n%s", arg, def, help)
 			}
@@ -548,6 +549,13 @@ func TestUsageErrors(t *testing.T) {
 		{env: map[string]string{"DBOUTIQUE_REPLICAS": "many"}, want: "DBOUTIQUE_REPLICAS"},
 		{env: map[string]string{"DBOUTIQUE_MDNS": "perhaps"}, want: "DBOUTIQUE_MDNS"},
 		{env: map[string]string{"DBOUTIQUE_JOIN": "nonsense"}, want: "DBOUTIQUE_JOIN"},
+		{args: []string{"--maxmemory=64 mb"}, want: "maxmemory"},
+		{args: []string{"--maxmemory=64x"}, want: "unknown unit"},
+		{args: []string{"--maxmemory=1000"}, want: "too small"},
+		{args: []string{"--maxmemory=16mb"}, want: "at least 32mb"},
+		{args: []string{"--maxmemory-policy=lru"}, want: "allkeys-lru"},
+		{env: map[string]string{"DBOUTIQUE_MAXMEMORY": "-1"}, want: "DBOUTIQUE_MAXMEMORY"},
+		{env: map[string]string{"DBOUTIQUE_MAXMEMORY_POLICY": "evict"}, want: "DBOUTIQUE_MAXMEMORY_POLICY"},
 	} {
 		code, _, stderr := runInProcess(t, tc.args, tc.env)
 		if code != 2 {
@@ -674,6 +682,92 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+// TestMemoryFlags checks what --maxmemory and --maxmemory-policy accept,
+// in Redis's units and names, and a list of values they must refuse.
+func TestMemoryFlags(t *testing.T) {
+	t.Parallel()
+	parse := func(args ...string) (config, error) {
+		return parseConfig(args, func(string) string { return "" })
+	}
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{"0", 0}, {"32mb", 32 << 20}, {"33554432", 32 << 20}, {"34m", 34_000_000}, {"64mb", 64 << 20},
+		{"64MB", 64 << 20}, {"64MiB", 64 << 20}, {"100m", 100_000_000}, {"2gb", 2 << 30},
+		{"2G", 2_000_000_000}, {"1000000kb", 1_024_000_000}, {" 1gb ", 1 << 30},
+	} {
+		cfg, err := parse("--maxmemory", tc.in)
+		if err != nil || cfg.maxMemory != tc.want {
+			t.Errorf("--maxmemory %q: %d, %v; want %d", tc.in, cfg.maxMemory, err, tc.want)
+		}
+	}
+	for _, in := range []string{
+		"", " ", "-1", "-64mb", "+64mb", "1.5gb", "64 mb", "64x", "64t", "64tb", "1e9", "0x100000",
+		"mb", "64mbs", "1", "1k", "1mb", "32m", "33554431", "32767kb", // under 32mb
+		"9223372036854775808", "9999999999gb",
+	} {
+		if cfg, err := parse("--maxmemory", in); err == nil {
+			t.Errorf("--maxmemory %q accepted as %d", in, cfg.maxMemory)
+		}
+	}
+	for _, p := range memlimit.Policies() {
+		cfg, err := parse("--maxmemory-policy", p.String())
+		if err != nil || cfg.maxMemoryPolicy != p {
+			t.Errorf("--maxmemory-policy %s: %v, %v", p, cfg.maxMemoryPolicy, err)
+		}
+	}
+	for _, in := range []string{"", "lru", "allkeys", "allkeys_lru", "no-eviction", "volatile", "allkeys-lru,allkeys-lfu", "1"} {
+		if cfg, err := parse("--maxmemory-policy", in); err == nil {
+			t.Errorf("--maxmemory-policy %q accepted as %v", in, cfg.maxMemoryPolicy)
+		}
+	}
+	if def := defaultConfig(); def.maxMemory != 0 || def.maxMemoryPolicy != memlimit.NoEviction {
+		t.Errorf("defaults: maxmemory %d, policy %v; want 0 and noeviction", def.maxMemory, def.maxMemoryPolicy)
+	}
+}
+
+// TestMemoryLimit starts the binary with --maxmemory: it logs the Go
+// memory limit it set, what remains once its own code is counted; and a
+// --maxmemory that leaves too little to the runtime stops it.
+func TestMemoryLimit(t *testing.T) {
+	t.Parallel()
+	p := startNode(t, nil, "--listen", "127.0.0.1:0", "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+	line := p.waitLine("memory limit")
+	for _, want := range []string{`"maxmemory": "64mb"`, "executable_reserve", "go_memory_limit", "eviction_from"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the memory limit line does not say %s: %s", want, line)
+		}
+	}
+	if s := p.waitLine("starting node"); !strings.Contains(s, `"maxmemory_policy": "allkeys-lru"`) {
+		t.Errorf("the start line does not name the policy: %s", s)
+	}
+	p.addr()
+	p.stop()
+
+	// 33mb passes the flag's own bound, but leaves the runtime less than
+	// it needs once the code is counted.
+	code, _, stderr := runInProcess(t, []string{"--listen", "127.0.0.1:0", "--maxmemory", "33mb"}, nil)
+	if code != 1 || !strings.Contains(stderr, "--maxmemory 33mb is too small") {
+		t.Errorf("--maxmemory 33mb: exit code %d, stderr:\n%s", code, stderr)
+	}
+}
+
+func TestResidentFileBytes(t *testing.T) {
+	t.Parallel()
+	n, ok := residentFileBytes()
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		if ok {
+			t.Errorf("residentFileBytes = %d, true without /proc", n)
+		}
+		t.Skip("no /proc/self/status")
+	}
+	// The test binary's code, at least a few pages of it, is resident.
+	if !ok || n < 1<<20 || n > 1<<30 {
+		t.Errorf("residentFileBytes = %d, %v", n, ok)
+	}
+}
+
 func TestFormatSize(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -697,29 +791,31 @@ func TestFormatSize(t *testing.T) {
 func TestEnvName(t *testing.T) {
 	t.Parallel()
 	want := map[string]string{
-		"listen":          "DBOUTIQUE_LISTEN",
-		"password-file":   "DBOUTIQUE_PASSWORD_FILE",
-		"max-line":        "DBOUTIQUE_MAX_LINE",
-		"max-conns":       "DBOUTIQUE_MAX_CONNS",
-		"idle-timeout":    "DBOUTIQUE_IDLE_TIMEOUT",
-		"log-level":       "DBOUTIQUE_LOG_LEVEL",
-		"metrics-addr":    "DBOUTIQUE_METRICS_ADDR",
-		"max-bulk":        "DBOUTIQUE_MAX_BULK",
-		"name":            "DBOUTIQUE_NAME",
-		"cluster":         "DBOUTIQUE_CLUSTER",
-		"p2p-listen":      "DBOUTIQUE_P2P_LISTEN",
-		"join":            "DBOUTIQUE_JOIN",
-		"mdns":            "DBOUTIQUE_MDNS",
-		"ranges":          "DBOUTIQUE_RANGES",
-		"identity":        "DBOUTIQUE_IDENTITY",
-		"psk-file":        "DBOUTIQUE_PSK_FILE",
-		"dead-after":      "DBOUTIQUE_DEAD_AFTER",
-		"replicas":        "DBOUTIQUE_REPLICAS",
-		"min-members":     "DBOUTIQUE_MIN_MEMBERS",
-		"leave-timeout":   "DBOUTIQUE_LEAVE_TIMEOUT",
-		"tombstone-grace": "DBOUTIQUE_TOMBSTONE_GRACE",
-		"max-clock-skew":  "DBOUTIQUE_MAX_CLOCK_SKEW",
-		"rejoin-timeout":  "DBOUTIQUE_REJOIN_TIMEOUT",
+		"listen":           "DBOUTIQUE_LISTEN",
+		"password-file":    "DBOUTIQUE_PASSWORD_FILE",
+		"max-line":         "DBOUTIQUE_MAX_LINE",
+		"max-conns":        "DBOUTIQUE_MAX_CONNS",
+		"idle-timeout":     "DBOUTIQUE_IDLE_TIMEOUT",
+		"log-level":        "DBOUTIQUE_LOG_LEVEL",
+		"metrics-addr":     "DBOUTIQUE_METRICS_ADDR",
+		"max-bulk":         "DBOUTIQUE_MAX_BULK",
+		"name":             "DBOUTIQUE_NAME",
+		"cluster":          "DBOUTIQUE_CLUSTER",
+		"p2p-listen":       "DBOUTIQUE_P2P_LISTEN",
+		"join":             "DBOUTIQUE_JOIN",
+		"mdns":             "DBOUTIQUE_MDNS",
+		"ranges":           "DBOUTIQUE_RANGES",
+		"identity":         "DBOUTIQUE_IDENTITY",
+		"psk-file":         "DBOUTIQUE_PSK_FILE",
+		"dead-after":       "DBOUTIQUE_DEAD_AFTER",
+		"replicas":         "DBOUTIQUE_REPLICAS",
+		"min-members":      "DBOUTIQUE_MIN_MEMBERS",
+		"leave-timeout":    "DBOUTIQUE_LEAVE_TIMEOUT",
+		"tombstone-grace":  "DBOUTIQUE_TOMBSTONE_GRACE",
+		"max-clock-skew":   "DBOUTIQUE_MAX_CLOCK_SKEW",
+		"rejoin-timeout":   "DBOUTIQUE_REJOIN_TIMEOUT",
+		"maxmemory":        "DBOUTIQUE_MAXMEMORY",
+		"maxmemory-policy": "DBOUTIQUE_MAXMEMORY_POLICY",
 	}
 	cfg := defaultConfig()
 	specs := flagSpecs(&cfg)
@@ -802,6 +898,12 @@ func TestConfigPrecedence(t *testing.T) {
 			with(func(c *config) { c.maxConns = 4 })},
 		{"empty password file flag beats the variable", []string{"--password-file="},
 			map[string]string{"DBOUTIQUE_PASSWORD_FILE": "/etc/pw"}, def},
+		{"memory flags", []string{"--maxmemory", "64mb", "--maxmemory-policy=allkeys-lru"}, nil,
+			with(func(c *config) { c.maxMemory, c.maxMemoryPolicy = 64<<20, memlimit.AllKeysLRU })},
+		{"memory variables", nil, map[string]string{"DBOUTIQUE_MAXMEMORY": "2g", "DBOUTIQUE_MAXMEMORY_POLICY": "VOLATILE-TTL"},
+			with(func(c *config) { c.maxMemory, c.maxMemoryPolicy = 2_000_000_000, memlimit.VolatileTTL })},
+		{"no memory limit", []string{"--maxmemory=0", "--maxmemory-policy", "noeviction"},
+			map[string]string{"DBOUTIQUE_MAXMEMORY": "1gb", "DBOUTIQUE_MAXMEMORY_POLICY": "allkeys-lfu"}, def},
 	} {
 		got, err := parseConfig(tc.args, func(k string) string { return tc.env[k] })
 		if err != nil {
