@@ -78,7 +78,7 @@ func (s *Store) ApplyEntryLive(bucket string, e Entry) (wasLive, applied bool, e
 	if r.retired {
 		return false, false, ErrRetired
 	}
-	old, had := r.shards[ShardOf(e.Key)].get(e.Key)
+	old, had := r.lookup(e.Key)
 	applied = r.applyEntry(e.Key, mkItem(e))
 	return had && old.liveAt(s.clock.Millis()), applied, nil
 }
@@ -174,7 +174,7 @@ func (s *Store) Page(bucket string, shard int, after string, maxBytes int) (entr
 	all := make([]Entry, 0, len(sh.entries))
 	for k := range sh.entries {
 		if after == "" || k > after {
-			it, _ := sh.get(k)
+			it, _ := r.get(sh, k)
 			all = append(all, it.entry(k))
 		}
 	}
@@ -248,7 +248,9 @@ func (s *Store) Remove(bucket string) {
 func (s *Store) removeLocked(bucket string, r *record) {
 	r.removed = true
 	r.clear()
-	s.records.CompareAndDelete(bucket, r)
+	if s.records.CompareAndDelete(bucket, r) {
+		s.fp.records.Add(-1)
+	}
 }
 
 // Collect removes tombstones whose Version < before, and records that are

@@ -25,7 +25,9 @@ import (
 
 // Change is one versioned write an operation makes: a bucket's create
 // (KindCreate), drop (KindDrop) or expiry (KindExpire, Entry.Expires and
-// Entry.Version only), or a key's new entry (KindPut, KindDelete).
+// Entry.Version only), a key's new entry (KindPut, KindDelete), or the
+// removal of a key's entry of Entry.Version or older, without a tombstone
+// (KindEvict).
 type Change struct {
 	Kind  Kind
 	Entry Entry
@@ -105,7 +107,7 @@ func Decide(op Op, cur Current, next func() Version) (Result, []Change, error) {
 	// What it finds expired but still held, it deletes first (in the same
 	// group of changes): once a client was told that something expired,
 	// no copy may serve it again, whichever becomes the primary.
-	if op.Kind != KindReclaim {
+	if op.Kind != KindReclaim && op.Kind != KindEvict {
 		if e := &cur.Entry; cur.Bucket.Exists() && cur.Bucket.ExpiredAt(cur.Now) {
 			v := next()
 			ch = append(ch, Change{Kind: KindDrop, Entry: Entry{Version: v}})
@@ -200,6 +202,11 @@ func Decide(op Op, cur Current, next func() Version) (Result, []Change, error) {
 			remove()
 		}
 		return Result{Count: len(ch)}, ch, nil
+	case KindEvict:
+		if e := &cur.Entry; cur.Bucket.Exists() && e.Version != 0 && !e.Deleted {
+			ch = append(ch, Change{Kind: KindEvict, Entry: Entry{Key: op.Key, Version: e.Version}})
+		}
+		return Result{Count: len(ch)}, ch, nil
 	}
 	return Result{}, nil, fmt.Errorf("%w: %v is not decided from the state it finds", ErrInvalidOp, op.Kind)
 }
@@ -219,7 +226,7 @@ func ttlResult(at, now int64) Result {
 func (r *record) state(op Op, now int64) Current {
 	cur := Current{Now: now, Bucket: r.meta}
 	if op.Flags&FlagBucket == 0 {
-		if it, ok := r.shards[ShardOf(op.Key)].get(op.Key); ok {
+		if it, ok := r.lookup(op.Key); ok {
 			cur.Entry = it.entry(op.Key)
 		}
 	}
@@ -235,9 +242,45 @@ func (r *record) applyChange(c Change) {
 		r.applyMeta(BucketMeta{Dropped: c.Entry.Version})
 	case KindExpire:
 		r.applyMeta(BucketMeta{ExpiresV: c.Entry.Version, Expires: c.Entry.Expires})
+	case KindEvict:
+		r.evict(c.Entry.Key, c.Entry.Version)
 	default:
 		r.applyEntry(c.Entry.Key, mkItem(c.Entry))
 	}
+}
+
+// evict removes key's entry if it holds a value of version v or older,
+// leaving no tombstone; the caller holds r for writing.
+func (r *record) evict(key string, v Version) bool {
+	sh := &r.shards[ShardOf(key)]
+	it, ok := r.get(sh, key)
+	if !ok || it.deleted() || it.version() > v {
+		return false
+	}
+	r.remove(sh, key, it)
+	return true
+}
+
+// ApplyEvict removes key's entry from the bucket's copy if it holds a
+// value of version v or older, leaving no tombstone: an eviction its
+// primary decided (KindEvict). Evicting what is not there is not an error.
+func (s *Store) ApplyEvict(bucket, key string, v Version) error {
+	if bucket == "" {
+		return emptyName()
+	}
+	if err := validVersion(v); err != nil {
+		return err
+	}
+	r := s.lock(bucket, false)
+	if r == nil {
+		return nil
+	}
+	defer r.mu.Unlock()
+	if r.retired {
+		return ErrRetired
+	}
+	r.evict(key, v)
+	return nil
 }
 
 // decide runs op, decided from the state it finds, on the store's own
@@ -279,7 +322,7 @@ type Expired struct {
 // expired at now (ms since the Unix epoch), among the buckets for which
 // want returns true, and returns it with the number of entries with an
 // expiry it looked at. It looks at up to sample entries with an expiry in
-// each shard, starting at a random place (Go's map order), so that
+// each bucket, starting at a random place (Go's map order), so that
 // repeated calls spread over a large store as Redis's sampling does; the
 // caller looks again at once when most of what it looked at had expired.
 // It holds one bucket's lock at a time, for reading.
@@ -299,22 +342,23 @@ func (s *Store) FindExpired(dst []Expired, now int64, limit, sample int, want fu
 			dst = append(dst, Expired{Bucket: name, Whole: true})
 			return true
 		}
-		for i := range r.shards {
-			n := 0
-			for key, at := range r.shards[i].expires {
-				if n == sample {
+		// Go's map order starts at a random place.
+		n := 0
+		for key, at := range r.expires {
+			if n == sample {
+				break
+			}
+			n++
+			if at <= now {
+				dst = append(dst, Expired{Bucket: name, Key: key})
+				if len(dst) >= limit {
 					break
 				}
-				n++
-				if at <= now {
-					dst = append(dst, Expired{Bucket: name, Key: key})
-					if len(dst) >= limit {
-						looked += n
-						return false
-					}
-				}
 			}
-			looked += n
+		}
+		looked += n
+		if len(dst) >= limit {
+			return false
 		}
 		return true
 	})
@@ -354,6 +398,10 @@ func (cur *Current) Apply(op Op, ch Change) {
 		}
 	case KindExpire:
 		cur.Bucket.merge(BucketMeta{ExpiresV: ch.Entry.Version, Expires: ch.Entry.Expires})
+	case KindEvict:
+		if op.Flags&FlagBucket == 0 && ch.Entry.Key == op.Key && !cur.Entry.Deleted && cur.Entry.Version <= ch.Entry.Version {
+			cur.Entry = Entry{}
+		}
 	case KindPut, KindDelete:
 		if op.Flags&FlagBucket == 0 && ch.Entry.Key == op.Key && ch.Entry.Newer(cur.Entry) {
 			cur.Entry = ch.Entry

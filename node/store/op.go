@@ -54,6 +54,10 @@ const (
 	// KindReclaim deletes a key, or drops the bucket with FlagBucket, if
 	// it has expired: how the primary gives expired entries' memory back.
 	KindReclaim
+	// KindEvict removes a key to bring a node under its memory limit, as
+	// its primary decided: from every copy, without a tombstone (which
+	// would hold memory).
+	KindEvict
 	kindEnd // one past the last valid kind
 )
 
@@ -95,6 +99,8 @@ func (k Kind) String() string {
 		return "GETEX"
 	case KindReclaim:
 		return "RECLAIM"
+	case KindEvict:
+		return "EVICT"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
@@ -103,7 +109,7 @@ func (k Kind) String() string {
 func (k Kind) IsWrite() bool {
 	switch k {
 	case KindCreate, KindPut, KindDelete, KindDrop, KindPutCreate,
-		KindSet, KindExpire, KindPersist, KindGetEx, KindReclaim:
+		KindSet, KindExpire, KindPersist, KindGetEx, KindReclaim, KindEvict:
 		return true
 	}
 	return false
@@ -114,7 +120,7 @@ func (k Kind) IsWrite() bool {
 // ordered alone, so that nothing changes that state meanwhile.
 func (k Kind) ReadsFirst() bool {
 	switch k {
-	case KindSet, KindExpire, KindPersist, KindGetEx, KindReclaim:
+	case KindSet, KindExpire, KindPersist, KindGetEx, KindReclaim, KindEvict:
 		return true
 	}
 	return false
@@ -182,6 +188,7 @@ const maxExpires = 1<<63 - 1
 //	KindExpire:                                 Bucket, Key, Expires, Flags
 //	KindPersist, KindTTL, KindReclaim:          Bucket, Key, Flags (FlagBucket)
 //	KindGetEx:                                  Bucket, Key, Expires, Flags
+//	KindEvict:                                  Bucket, Key
 //
 // KindPut and KindPutCreate take Expires and FlagRelative too: the value
 // expires then (0: it has no expiry, and loses one it had).
@@ -209,7 +216,7 @@ func (op Op) Validate() error {
 		return nil
 	case KindCreate, KindDrop, KindKeys, KindOwner, KindGet, KindDelete, KindPut,
 		KindPutCreate, KindLen, KindGetAll, KindSet, KindExpire, KindPersist, KindTTL,
-		KindGetEx, KindReclaim:
+		KindGetEx, KindReclaim, KindEvict:
 	default:
 		return fmt.Errorf("%w: unknown kind %v", ErrInvalidOp, op.Kind)
 	}
@@ -224,7 +231,7 @@ func (op Op) Validate() error {
 		if op.Key != "" || op.Value != "" {
 			return fmt.Errorf("%w: %v takes only a bucket name", ErrInvalidOp, op.Kind)
 		}
-	case KindGet, KindDelete, KindExpire, KindPersist, KindTTL, KindGetEx, KindReclaim:
+	case KindGet, KindDelete, KindExpire, KindPersist, KindTTL, KindGetEx, KindReclaim, KindEvict:
 		if op.Value != "" {
 			return fmt.Errorf("%w: %v takes no value", ErrInvalidOp, op.Kind)
 		}

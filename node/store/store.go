@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // StoreStats counts a store's contents, for logs and tests.
@@ -33,30 +34,48 @@ type StoreStats struct {
 type Store struct {
 	clock   *Clock
 	records sync.Map // bucket name (string) -> *record
+	fp      footprint
+}
+
+// footprint counts what the store holds, for a memory limit to read at
+// every write without walking the buckets.
+type footprint struct {
+	bytes   atomic.Int64 // bytes of keys and values
+	entries atomic.Int64 // entries, tombstones included
+	records atomic.Int64 // records in the directory
+	maps    atomic.Int64 // shards whose map exists
+}
+
+// Footprint returns what the store holds: bytes of keys and values,
+// entries (tombstones included), records and shard maps.
+func (s *Store) Footprint() (bytes, entries, records, maps int64) {
+	return s.fp.bytes.Load(), s.fp.entries.Load(), s.fp.records.Load(), s.fp.maps.Load()
 }
 
 // record is one copy of a bucket.
 type record struct {
+	fp         *footprint   // the store's; set once
 	mu         sync.RWMutex // guards every field below
 	meta       BucketMeta
 	retired    bool // being handed off: versioned writes fail with ErrRetired
 	removed    bool // set once when the record leaves the directory; nothing writes to it after
 	live       int  // entries that are not tombstones (expired ones included, until reclaimed)
 	tombstones int
-	volatile   int   // entries with an expiry
-	bytes      int64 // bytes of keys and values
-	shards     [NumShards]shard
+	volatile   int // entries with an expiry
+	// expires holds the expiry of each entry that has one (the cell's
+	// expiresBit says so), so that entries without one pay nothing for
+	// it, as Redis keeps its expires dictionary beside its keys; one map
+	// per bucket, not per shard, so that a bucket pays 8 bytes for it.
+	// Nil while empty.
+	expires map[string]int64
+	bytes   int64 // bytes of keys and values
+	shards  [NumShards]shard
 }
 
 // shard holds the entries of the keys that ShardOf puts in it.
 type shard struct {
 	entries map[string]cell // nil until the first entry
-	// expires holds the expiry of each entry that has one (the cell's
-	// expiresBit says so), so that entries without one pay nothing for
-	// it; as Redis keeps its expires dictionary beside the keys. Nil
-	// while empty.
-	expires map[string]int64
-	digest  uint64 // XOR over entries of entryHash
+	digest  uint64          // XOR over entries of entryHash
 }
 
 // cell is a key's state in a shard; the key is the map key. The version
@@ -125,15 +144,18 @@ func (it item) liveAt(now int64) bool {
 	return !it.deleted() && (it.expires == 0 || it.expires > now)
 }
 
-// get returns key's state in sh.
-func (sh *shard) get(key string) (item, bool) {
+// get returns key's state in sh, a shard of r.
+func (r *record) get(sh *shard, key string) (item, bool) {
 	c, ok := sh.entries[key]
 	it := item{cell: c}
 	if c.volatile() {
-		it.expires = sh.expires[key]
+		it.expires = r.expires[key]
 	}
 	return it, ok
 }
+
+// lookup returns key's state in r.
+func (r *record) lookup(key string) (item, bool) { return r.get(&r.shards[ShardOf(key)], key) }
 
 // validVersion reports an error for a version the store cannot hold.
 func validVersion(v Version) error {
@@ -180,7 +202,7 @@ func (s *Store) Execute(_ context.Context, op Op) (Result, error) {
 	case KindPutCreate:
 		added, err := s.putCreate(op)
 		return Result{Count: b2i(added)}, err
-	case KindSet, KindExpire, KindPersist, KindGetEx, KindReclaim:
+	case KindSet, KindExpire, KindPersist, KindGetEx, KindReclaim, KindEvict:
 		return s.decide(op)
 	case KindTTL:
 		return s.ttl(op)
@@ -230,8 +252,11 @@ func (s *Store) lock(name string, create bool) *record {
 			if !create {
 				return nil
 			}
-			v, _ := s.records.LoadOrStore(name, new(record))
+			v, loaded := s.records.LoadOrStore(name, &record{fp: &s.fp})
 			r = v.(*record)
+			if !loaded {
+				s.fp.records.Add(1)
+			}
 		}
 		r.mu.Lock()
 		if !r.removed {
@@ -314,13 +339,14 @@ func (r *record) set(sh *shard, key string, it item, old item, had bool) {
 		r.forget(sh, key, old)
 	} else if sh.entries == nil {
 		sh.entries = make(map[string]cell)
+		r.fp.maps.Add(1)
 	}
 	sh.entries[key] = it.cell
 	if it.volatile() {
-		if sh.expires == nil {
-			sh.expires = make(map[string]int64)
+		if r.expires == nil {
+			r.expires = make(map[string]int64)
 		}
-		sh.expires[key] = it.expires
+		r.expires[key] = it.expires
 		r.volatile++
 	}
 	sh.digest ^= it.hash(key)
@@ -329,7 +355,10 @@ func (r *record) set(sh *shard, key string, it item, old item, had bool) {
 	} else {
 		r.live++
 	}
-	r.bytes += int64(len(key) + len(it.value))
+	n := int64(len(key) + len(it.value))
+	r.bytes += n
+	r.fp.bytes.Add(n)
+	r.fp.entries.Add(1)
 }
 
 // forget undoes the accounting of key's state it (the caller replaces or
@@ -337,9 +366,9 @@ func (r *record) set(sh *shard, key string, it item, old item, had bool) {
 func (r *record) forget(sh *shard, key string, it item) {
 	sh.digest ^= it.hash(key)
 	if it.volatile() {
-		delete(sh.expires, key)
-		if len(sh.expires) == 0 {
-			sh.expires = nil
+		delete(r.expires, key)
+		if len(r.expires) == 0 {
+			r.expires = nil
 		}
 		r.volatile--
 	}
@@ -348,7 +377,10 @@ func (r *record) forget(sh *shard, key string, it item) {
 	} else {
 		r.live--
 	}
-	r.bytes -= int64(len(key) + len(it.value))
+	n := int64(len(key) + len(it.value))
+	r.bytes -= n
+	r.fp.bytes.Add(-n)
+	r.fp.entries.Add(-1)
 }
 
 // remove deletes key, whose state is it, from sh.
@@ -357,6 +389,7 @@ func (r *record) remove(sh *shard, key string, it item) {
 	delete(sh.entries, key)
 	if len(sh.entries) == 0 {
 		sh.entries = nil
+		r.fp.maps.Add(-1)
 	}
 }
 
@@ -370,7 +403,7 @@ func (r *record) applyEntry(key string, it item) bool {
 	// greatest version since the drop whatever the order of writes.
 	r.meta.Created = max(r.meta.Created, it.version())
 	sh := &r.shards[ShardOf(key)]
-	old, had := sh.get(key)
+	old, had := r.get(sh, key)
 	if had && !newer(it.version(), it.deleted(), it.value, it.expires, old.version(), old.deleted(), old.value, old.expires) {
 		return false
 	}
@@ -397,7 +430,7 @@ func (r *record) applyMeta(m BucketMeta) int {
 		sh := &r.shards[i]
 		for k, c := range sh.entries {
 			if c.version() <= r.meta.Dropped {
-				it, _ := sh.get(k)
+				it, _ := r.get(sh, k)
 				r.remove(sh, k, it)
 			}
 		}
@@ -407,7 +440,17 @@ func (r *record) applyMeta(m BucketMeta) int {
 
 // clear removes every entry.
 func (r *record) clear() {
+	var maps int64
+	for i := range r.shards {
+		if r.shards[i].entries != nil {
+			maps++
+		}
+	}
+	r.fp.maps.Add(-maps)
+	r.fp.bytes.Add(-r.bytes)
+	r.fp.entries.Add(-int64(r.live + r.tombstones))
 	r.shards = [NumShards]shard{}
+	r.expires = nil
 	r.live, r.tombstones, r.volatile, r.bytes = 0, 0, 0, 0
 }
 
@@ -504,7 +547,7 @@ func (s *Store) Get(name, key string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	it, ok := r.shards[ShardOf(key)].get(key)
+	it, ok := r.lookup(key)
 	r.mu.RUnlock()
 	if !ok || !it.liveAt(now) {
 		return "", keyMissing(it, ok)
@@ -526,7 +569,7 @@ func (s *Store) delete(name, key string) (bool, error) {
 		return false, err
 	}
 	defer r.mu.Unlock()
-	if it, ok := r.shards[ShardOf(key)].get(key); !ok || it.deleted() {
+	if it, ok := r.lookup(key); !ok || it.deleted() {
 		return false, nil
 	} else if !it.liveAt(s.clock.Millis()) {
 		r.applyEntry(key, item{cell: mkCell("", s.clock.Now(), true)})
@@ -548,7 +591,7 @@ func (s *Store) putCreate(op Op) (bool, error) {
 	s.createLocked(r)
 	now := s.clock.Millis()
 	sh := &r.shards[ShardOf(op.Key)]
-	old, ok := sh.get(op.Key)
+	old, ok := r.get(sh, op.Key)
 	at := op.ExpiresAt(now)
 	if at != 0 && at <= now {
 		r.applyEntry(op.Key, item{cell: mkCell("", s.clock.Now(), true)})
@@ -566,7 +609,7 @@ func (s *Store) Live(name, key string) bool {
 	if err != nil {
 		return false
 	}
-	it, ok := r.shards[ShardOf(key)].get(key)
+	it, ok := r.lookup(key)
 	r.mu.RUnlock()
 	return ok && it.liveAt(now)
 }
@@ -617,7 +660,7 @@ func (r *record) liveKeys(now int64) []string {
 	for i := range r.shards {
 		sh := &r.shards[i]
 		for k, c := range sh.entries {
-			if !c.deleted() && (!c.volatile() || sh.expires[k] > now) {
+			if !c.deleted() && (!c.volatile() || r.expires[k] > now) {
 				keys = append(keys, k)
 			}
 		}
@@ -630,13 +673,9 @@ func (r *record) liveKeys(now int64) []string {
 // entries but those that expired. The caller holds r.mu.
 func (r *record) liveCount(now int64) int {
 	n := r.live
-	if r.volatile > 0 {
-		for i := range r.shards {
-			for _, at := range r.shards[i].expires {
-				if at <= now {
-					n--
-				}
-			}
+	for _, at := range r.expires {
+		if at <= now {
+			n--
 		}
 	}
 	return n
@@ -683,7 +722,7 @@ func (s *Store) ttl(op Op) (Result, error) {
 	if op.Flags&FlagBucket != 0 {
 		return ttlResult(r.meta.Expires, now), nil
 	}
-	it, ok := r.shards[ShardOf(op.Key)].get(op.Key)
+	it, ok := r.lookup(op.Key)
 	if !ok || !it.liveAt(now) {
 		return Result{}, keyMissing(it, ok)
 	}

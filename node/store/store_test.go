@@ -370,7 +370,8 @@ func TestKind(t *testing.T) {
 		{store.KindTTL, 16, "TTL", false},
 		{store.KindGetEx, 17, "GETEX", true},
 		{store.KindReclaim, 18, "RECLAIM", true},
-		{19, 19, "Kind(19)", false},
+		{store.KindEvict, 19, "EVICT", true},
+		{20, 20, "Kind(20)", false},
 		{255, 255, "Kind(255)", false},
 	} {
 		if uint8(tc.k) != tc.num {
