@@ -22,9 +22,11 @@ const (
 	expireBudget   = 25 * time.Millisecond
 	// expireBatch is the most deletions one step of a round writes.
 	expireBatch = maxBatch
+	// expireSteps bounds the steps of a round, whatever the clock says.
+	expireSteps = 16
 	// expireSample is how many entries with an expiry a step looks at in
-	// each shard of a bucket.
-	expireSample = 20
+	// each bucket.
+	expireSample = 64
 )
 
 // expireLoop runs the rounds of active expiry until the node closes.
@@ -50,7 +52,7 @@ func (n *Node) expireRound() {
 	}
 	deadline := time.Now().Add(expireBudget)
 	var found []store.Expired
-	for {
+	for step := 0; step < expireSteps; step++ {
 		v := n.ms.view()
 		var looked int
 		found, looked = s.FindExpired(found[:0], s.Clock().Millis(), expireBatch, expireSample, func(bucket string) bool {
@@ -80,8 +82,10 @@ func (n *Node) expireRound() {
 		}
 		n.stats.expired.Add(uint64(reclaimed))
 		// Go on while most of what was looked at had expired, as Redis
-		// does, within the round's budget.
-		if len(found) < expireBatch && 4*len(found) < 3*max(looked, 1) || time.Now().After(deadline) || n.ctx.Err() != nil {
+		// does, within the round's budget; not when nothing could be
+		// deleted (this node is not serving: the next round tries again).
+		if reclaimed == 0 || len(found) < expireBatch && 4*len(found) < 3*max(looked, 1) ||
+			time.Now().After(deadline) || n.ctx.Err() != nil {
 			return
 		}
 	}

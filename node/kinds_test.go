@@ -173,7 +173,7 @@ func TestOpValidateNewKinds(t *testing.T) {
 		{Kind: store.KindGetAll, Bucket: "b", Key: "k"},
 		{Kind: store.KindGetAll, Bucket: "b", Value: "v"},
 		{Kind: store.KindGetAll, Bucket: "b", Key: "k", Value: "v"},
-		{Kind: store.KindReclaim + 1, Bucket: "b"},
+		{Kind: store.KindEvict + 1, Bucket: "b"},
 		{Kind: 255, Bucket: "b"},
 		// Expiry options that do not go together, or not with the kind.
 		{Kind: store.KindGet, Bucket: "b", Key: "k", Expires: 5},

@@ -36,8 +36,8 @@ import (
 //	              each reply as a uvarint length and the reply (handleBatch,
 //	              route.go)
 //	msgReplicate: bucket string, uvarint count, then writes; a write is a
-//	              kind byte, a version (8 bytes) and, for PUT and DELETE, the
-//	              key string, then (PUT only) the value string and the
+//	              kind byte, a version (8 bytes) and, for PUT, DELETE and
+//	              EVICT, the key string, then (PUT only) the value string and the
 //	              expiry (uvarint ms since the Unix epoch, 0: none); for
 //	              EXPIRE (the bucket's expiry) the expiry; reply: a reply
 //	              (handleReplicate, replicate.go)
@@ -149,16 +149,17 @@ const (
 	codeNoRoute     byte = 6
 	codeUnavailable byte = 7
 	codeRetired     byte = 8
+	codeMemory      byte = 9
 )
 
 // replyErrors is the one table between the sentinel errors that cross the
 // network and their codes: appendReply reads it one way, decodeReply the
 // other. An error matching none is sent as codeOther with its message.
-func replyErrors() [7]struct {
+func replyErrors() [8]struct {
 	code byte
 	err  error
 } {
-	return [7]struct {
+	return [8]struct {
 		code byte
 		err  error
 	}{
@@ -169,6 +170,7 @@ func replyErrors() [7]struct {
 		{codeNoRoute, ErrNoRoute},
 		{codeUnavailable, ErrUnavailable},
 		{codeRetired, store.ErrRetired},
+		{codeMemory, store.ErrOutOfMemory},
 	}
 }
 

@@ -28,7 +28,7 @@ const (
 // a key's new entry (a value, with its expiry if any, or a tombstone for
 // DELETE).
 type write struct {
-	kind  store.Kind // KindCreate, KindDrop, KindExpire, KindPut or KindDelete
+	kind  store.Kind // KindCreate, KindDrop, KindExpire, KindPut, KindDelete or KindEvict
 	entry store.Entry
 	// countFor, when not 0, is 1 + the index in its group of the
 	// operation whose Result.Count this write decides (see commit); the
@@ -45,6 +45,8 @@ func (w write) apply(s *store.Store, bucket string) error {
 		return s.ApplyDrop(bucket, w.entry.Version)
 	case store.KindExpire:
 		return s.ApplyExpiry(bucket, w.entry.Version, w.entry.Expires)
+	case store.KindEvict:
+		return s.ApplyEvict(bucket, w.entry.Key, w.entry.Version)
 	}
 	return s.ApplyEntry(bucket, w.entry)
 }
@@ -63,7 +65,7 @@ func appendReplicate(b []byte, bucket string, ws []write) []byte {
 			b = binary.AppendUvarint(b, uint64(w.entry.Expires))
 		case store.KindExpire:
 			b = binary.AppendUvarint(b, uint64(w.entry.Expires))
-		case store.KindDelete:
+		case store.KindDelete, store.KindEvict:
 			b = wire.AppendString(b, w.entry.Key)
 		}
 	}
@@ -90,6 +92,8 @@ func decodeReplicate(b []byte) (string, []write, error) {
 			w.entry.Expires = d.expires()
 		case store.KindExpire:
 			w.entry.Expires = d.expires()
+		case store.KindEvict:
+			w.entry.Key = d.String()
 		case store.KindDelete:
 			w.entry.Key = d.String()
 			w.entry.Deleted = true

@@ -236,6 +236,10 @@ type Node struct {
 	layout uint64
 	log    *zap.Logger
 
+	mem      *memlimit.Governor // the memory limit, or nil (evict.go)
+	touches  bool               // the policy ranks by access: reads and writes Touch
+	evictNow chan struct{}      // wakes the evictor
+
 	ms     membership     // the member list and the view built from it
 	gossip *gossip.Engine // finds members and tells who is alive (gossip.go)
 	view   atomic.Pointer[view]
@@ -333,6 +337,13 @@ func New(cfg Config) (*Node, error) {
 		passMu:    make(chan struct{}, 1),
 	}
 	n.scratch.New = func() any { return new(batchScratch) }
+	mem, err := newGovernor(&n.cfg, cfg.Store)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	n.mem, n.evictNow = mem, make(chan struct{}, 1)
+	n.touches = mem != nil && mem.Policy().NeedsAccess()
 	n.ms = probes{n}
 	n.self = Member{ID: cfg.Transport.ID(), Name: cfg.Name, State: StateAlive, Self: true, Incarnation: newIncarnation()}
 	n.joined.Store(len(cfg.Join) == 0)
@@ -377,6 +388,10 @@ func (n *Node) Start() {
 		go n.run()
 		go n.syncLoop()
 		go n.expireLoop()
+		if n.mem != nil && n.mem.Policy().Evicts() {
+			n.wg.Add(1)
+			go n.evictLoop()
+		}
 		if n.cfg.PeerBook != nil {
 			n.wg.Add(1)
 			go n.bookLoop()

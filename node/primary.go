@@ -135,6 +135,9 @@ func (n *Node) read(ctx context.Context, op store.Op, hops int) (store.Result, e
 	if err == nil {
 		var res store.Result
 		res, err = n.cfg.Store.Execute(ctx, op)
+		if n.touches && op.Kind == store.KindGet && err == nil {
+			n.touch(op.Bucket, op.Key)
+		}
 		// What was read holds only if this node was the primary, with
 		// its lease, all along: the view may have changed meanwhile, and
 		// the copy been handed off.
@@ -312,9 +315,17 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []store.Op, re
 		n.reroute(ctx, ops, res, errs, hops)
 		return
 	}
+	if err == nil {
+		err = n.admitWrite(ctx, ops)
+	}
 	if err != nil {
 		fail(err)
 		return
+	}
+	if n.touches {
+		for _, op := range ops {
+			n.touch(bucket, op.Key)
+		}
 	}
 	// CREATE and DROP change whether the bucket exists, and so does a
 	// PUTCREATE of a bucket that does not: those take the sequencer alone.
@@ -549,7 +560,7 @@ func live(s *store.Store, bucket string, ws []write, key string) bool {
 		case w.kind == store.KindDrop:
 			return false
 		case w.entry.Key == key:
-			return !w.entry.Deleted
+			return !w.entry.Deleted && w.kind != store.KindEvict
 		}
 	}
 	return s.Live(bucket, key)

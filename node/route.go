@@ -78,7 +78,7 @@ func routed(k store.Kind) bool {
 	switch k {
 	case store.KindCreate, store.KindPut, store.KindGet, store.KindDelete, store.KindDrop, store.KindKeys,
 		store.KindPutCreate, store.KindLen, store.KindGetAll, store.KindSet, store.KindExpire,
-		store.KindPersist, store.KindTTL, store.KindGetEx, store.KindReclaim:
+		store.KindPersist, store.KindTTL, store.KindGetEx, store.KindReclaim, store.KindEvict:
 		return true
 	}
 	return false

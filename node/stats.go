@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dboutique/dboutique/node/memlimit"
 	"github.com/dboutique/dboutique/node/store"
 )
 
@@ -173,6 +174,9 @@ type Stats struct {
 	ExpiredKeys  uint64
 	VolatileKeys int
 
+	// The memory limit (evict.go): zero values without one.
+	Memory memlimit.Stats
+
 	// Replication, as the primary of buckets.
 	Replications         uint64    // write groups sent to the other owners
 	ReplicatedWrites     uint64    // writes in them
@@ -233,6 +237,7 @@ func (n *Node) Stats() Stats {
 
 		ExpiredKeys:  s.expired.Load(),
 		VolatileKeys: volatile,
+		Memory:       memStats(n.mem),
 
 		Replications:         s.replications.Load(),
 		ReplicatedWrites:     s.replicatedWrites.Load(),
@@ -291,4 +296,12 @@ func (n *Node) Stats() Stats {
 	}
 	n.mu.Unlock()
 	return st
+}
+
+// memStats returns the memory limit's numbers, or zeros without one.
+func memStats(g *memlimit.Governor) memlimit.Stats {
+	if g == nil {
+		return memlimit.Stats{}
+	}
+	return g.Stats()
 }

@@ -5,11 +5,6 @@ import "errors"
 // Sentinel errors of the package; errors that add context wrap them with
 // %w, so callers test them with errors.Is.
 var (
-	// ErrOutOfMemory: a write that would add memory is refused because the
-	// node is over its limit and its policy does not evict (noeviction),
-	// or eviction could not free enough. Redis answers it with "-OOM
-	// command not allowed when used memory > 'maxmemory'.".
-	ErrOutOfMemory = errors.New("memlimit: out of memory")
 	// ErrInvalidSize: a size such as "64mb" could not be read.
 	ErrInvalidSize = errors.New("memlimit: invalid size")
 	// ErrUnknownPolicy: a policy name that is not one of Redis's.

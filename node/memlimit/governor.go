@@ -225,7 +225,7 @@ func (g *Governor) Over() int64 {
 }
 
 // Full reports whether writes that add memory must be refused with
-// ErrOutOfMemory: the node is over its threshold (Over is positive). A
+// store.ErrOutOfMemory: the node is over its threshold (Over is positive). A
 // noeviction node checks it before every such write; a node that evicts
 // checks it after evicting what it could.
 func (g *Governor) Full() bool { return g.Over() > 0 }

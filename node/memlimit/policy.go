@@ -14,7 +14,7 @@ type Policy uint8
 // ones only among entries that have an expiry time.
 const (
 	// NoEviction evicts nothing: writes that would add memory are refused
-	// with ErrOutOfMemory while the node is over its limit.
+	// with store.ErrOutOfMemory while the node is over its limit.
 	NoEviction Policy = iota
 	// AllKeysLRU evicts the entries used least recently.
 	AllKeysLRU
