@@ -7,6 +7,8 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -65,6 +67,14 @@ func (sc *simCluster) client(ctx context.Context, c int, rng *rand.Rand) {
 			in.kind = store.KindGet
 		case k < 85:
 			in.kind, in.value = store.KindPut, fmt.Sprintf("v%d-%d", c, seq)
+		case k < 90:
+			sc.expiring.put(sc, sn, n, bucket, fmt.Sprintf("e%d-%d", c, seq))
+			continue
+		case k < 95:
+			if key, ok := sc.expiring.pick(rng); ok {
+				sc.expiring.get(sc, sn, n, key)
+			}
+			continue
 		default:
 			in.kind = store.KindDelete
 		}
@@ -143,6 +153,9 @@ func (sc *simCluster) check() {
 			sc.t.Errorf("seed %d: NOT FOUND for bucket %s, which exists: %v (%v)", sc.seed, op.Input.(simInput).bucket, describeSimOp(op.Input, op.Output), op.Metadata)
 		}
 	}
+	if !sc.lost {
+		sc.checkExpiring()
+	}
 	switch {
 	case sc.lost:
 		// Acknowledged writes were lost: only what the guarantees say of
@@ -203,5 +216,106 @@ func (sc *simCluster) closeAll() {
 	}
 	for _, sn := range sc.up() {
 		sc.crash(sn)
+	}
+}
+
+// Expiring keys: clients also write keys of their own with a short time
+// to live (each once), and read them back through random nodes. They stay
+// out of the linearizability history (its model knows nothing of time)
+// and are checked on their own: once a read that started after the write
+// was acknowledged found the key missing, no read that starts later may
+// find it (checkExpiring). Clocks step and drift in these schedules, and
+// primaries crash, so this attacks "a key never comes back after it
+// expired".
+
+// simTTL is the time to live of the expiring keys.
+const simTTL = 300 * time.Millisecond
+
+// simExpiring records the expiring keys and the operations on them.
+type simExpiring struct {
+	mu   sync.Mutex
+	keys []string // bucket/key of every acknowledged expiring write
+	ops  []expiringOp
+}
+
+// expiringOp is one operation on an expiring key.
+type expiringOp struct {
+	key        string // bucket/key
+	write      bool
+	call, ret  int64 // positions on the history's clock
+	found, err bool
+	meta       string
+}
+
+func (e *simExpiring) pick(rng *rand.Rand) (string, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.keys) == 0 {
+		return "", false
+	}
+	return e.keys[rng.IntN(len(e.keys))], true
+}
+
+func (e *simExpiring) record(op expiringOp) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ops = append(e.ops, op)
+	if op.write && !op.err {
+		e.keys = append(e.keys, op.key)
+	}
+}
+
+// put writes key in bucket with a time to live, through n.
+func (e *simExpiring) put(sc *simCluster, sn *simNode, n *node.Node, bucket, key string) {
+	op := store.Op{Kind: store.KindPut, Bucket: bucket, Key: key, Value: "x", Expires: simTTL.Milliseconds(), Flags: store.FlagRelative}
+	e.run(sc, sn, n, bucket+"/"+key, op)
+}
+
+// get reads an expiring key (bucket/key) through n.
+func (e *simExpiring) get(sc *simCluster, sn *simNode, n *node.Node, bk string) {
+	bucket, key, _ := strings.Cut(bk, "/")
+	e.run(sc, sn, n, bk, store.Op{Kind: store.KindGet, Bucket: bucket, Key: key})
+}
+
+func (e *simExpiring) run(sc *simCluster, sn *simNode, n *node.Node, bk string, op store.Op) {
+	ctx, cancel := context.WithTimeout(context.Background(), simOpTimeout)
+	defer cancel()
+	call, at := sc.clock.Add(1), time.Since(sc.start)
+	_, err := n.Execute(ctx, op)
+	if sc.nodeOf(sn) != n {
+		err = errSimLost
+	}
+	rec := expiringOp{key: bk, write: op.Kind == store.KindPut, call: call, ret: sc.clock.Add(1), found: err == nil,
+		meta: fmt.Sprintf("%v via %s at %.3fs", op.Kind, sn.name, at.Seconds())}
+	if err != nil && !errors.Is(err, store.ErrKeyNotFound) {
+		rec.err = true
+	}
+	e.record(rec)
+}
+
+// checkExpiring: an expiring key that a read found missing after its
+// write was acknowledged is found by no read that started later.
+func (sc *simCluster) checkExpiring() {
+	e := &sc.expiring
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	acked := make(map[string]int64) // key -> return of its acknowledged write
+	for _, op := range e.ops {
+		if op.write && !op.err {
+			acked[op.key] = op.ret
+		}
+	}
+	gone := make(map[string]expiringOp) // key -> the first read that found it missing after its write
+	for _, op := range e.ops {
+		if w, ok := acked[op.key]; ok && !op.write && !op.err && !op.found && op.call > w {
+			if g, seen := gone[op.key]; !seen || op.ret < g.ret {
+				gone[op.key] = op
+			}
+		}
+	}
+	for _, op := range e.ops {
+		if g, ok := gone[op.key]; ok && !op.write && op.found && op.call > g.ret {
+			sc.t.Errorf("seed %d: expiring key %s came back: missing by %s, found later by %s", sc.seed, op.key, g.meta, op.meta)
+		}
 	}
 }

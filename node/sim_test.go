@@ -241,6 +241,8 @@ type simCluster struct {
 	ops   atomic.Int64
 	acked atomic.Int64
 	hist  simHistory
+
+	expiring simExpiring // keys with a time to live, checked apart from hist
 }
 
 // simNode is one node of a simCluster, across its restarts.
