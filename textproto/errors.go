@@ -59,6 +59,7 @@ func errorReplies() []struct {
 		reply string
 	}{
 		{store.ErrBucketNotFound, replyNotFound},
+		{store.ErrOutOfMemory, errorPrefix + "out of memory"},
 		{ErrNotImplemented, replyNotImplemented},
 		{ErrLineTooLong, errorPrefix + "line too long"},
 		{ErrTooManyConns, errorPrefix + "too many connections"},

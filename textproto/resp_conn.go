@@ -283,5 +283,8 @@ func respErrorReply(err error) string {
 	if errors.Is(err, node.ErrNoRoute) {
 		return "TRYAGAIN " + msg
 	}
+	if errors.Is(err, store.ErrOutOfMemory) {
+		return "OOM command not allowed when used memory > 'maxmemory'."
+	}
 	return "ERR " + msg
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/memlimit"
 	"github.com/dboutique/dboutique/textproto"
 )
 
@@ -58,7 +59,7 @@ func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
 				field("tcp_port", env.tcpPort.Load()),
 				field("placement", env.placement),
 			}},
-			{Name: "Memory", Fields: memoryInfo()},
+			{Name: "Memory", Fields: append(memoryInfo(), limitInfo(st.Memory)...)},
 			{Name: "Cluster", Fields: []textproto.InfoField{
 				field("cluster_name", env.cluster),
 				field("members_alive", st.MembersAlive),
@@ -108,6 +109,7 @@ func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
 				field("rebalance_bytes_sent", st.BytesSent),
 				field("rebalance_copies_removed", st.CopiesRemoved),
 				field("expired_keys", st.ExpiredKeys),
+				field("evicted_keys", st.Memory.EvictedKeys),
 			}},
 		}
 	}
@@ -130,6 +132,21 @@ func memoryInfo() []textproto.InfoField {
 		field("heap_alloc", ms.HeapAlloc),
 		field("heap_sys", ms.HeapSys),
 		field("gc_cycles", ms.NumGC),
+	}
+}
+
+// limitInfo is the memory limit's part of the Memory section, named as
+// Redis names it: maxmemory_used is what the limit compares (how it is
+// counted: README, "Memory limit").
+func limitInfo(m memlimit.Stats) []textproto.InfoField {
+	policy := m.MaxMemoryPolicy.String()
+	return []textproto.InfoField{
+		field("maxmemory", m.MaxMemory),
+		field("maxmemory_human", humanBytes(uint64(m.MaxMemory))),
+		field("maxmemory_policy", policy),
+		field("maxmemory_used", m.UsedMemory),
+		field("maxmemory_eviction_at", m.EvictionAt),
+		field("maxmemory_sketch_bytes", m.SketchBytes),
 	}
 }
 

@@ -197,6 +197,7 @@ type nodeCollector struct {
 	syncPasses, syncIncomplete, lastPass, inProgress, settled   *prometheus.Desc
 	copiesSent, keysSent, bytesSent, copiesRemoved              *prometheus.Desc
 	expiredKeys, volatileKeys                                   *prometheus.Desc
+	evictedKeys, memoryUsed, memoryLimit                        *prometheus.Desc
 	members, epoch, term, leased, joined, replicas              *prometheus.Desc
 	suspects, viewChanges, probes, suspicions, refutations      *prometheus.Desc
 	gossipMsgs, leasePings                                      *prometheus.Desc
@@ -232,6 +233,9 @@ func newNodeCollector(nd *node.Node) *nodeCollector {
 	c.copiesRemoved = d("rebalance_copies_removed_total", "Bucket copies this node handed off to their owners and removed.")
 	c.expiredKeys = d("expired_keys_total", "Keys and buckets this node deleted because their expiry passed, as their primary.")
 	c.volatileKeys = d("volatile_keys", "Entries with an expiry this node holds (every copy).")
+	c.evictedKeys = d("evicted_keys_total", "Entries this node evicted, as their primary, to stay under --maxmemory.")
+	c.memoryUsed = d("maxmemory_used_bytes", "Memory as --maxmemory counts it (0 without a limit).")
+	c.memoryLimit = d("maxmemory_bytes", "--maxmemory (0: no limit).")
 
 	c.members = d("members", "Members of the cluster as this node sees them, itself included, by state.", "state")
 	c.suspects = d("members_suspect", "Alive members the gossip engine suspects now: they missed a probe and are declared dead unless they refute in time.")
@@ -303,6 +307,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.copiesRemoved, st.CopiesRemoved)
 	counter(c.expiredKeys, st.ExpiredKeys)
 	gauge(c.volatileKeys, float64(st.VolatileKeys))
+	counter(c.evictedKeys, st.Memory.EvictedKeys)
+	gauge(c.memoryUsed, float64(st.Memory.UsedMemory))
+	gauge(c.memoryLimit, float64(st.Memory.MaxMemory))
 
 	gauge(c.members, float64(st.MembersAlive), node.StateAlive.String())
 	gauge(c.members, float64(st.MembersJoining), node.StateJoining.String())
