@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/memlimit"
 	"github.com/dboutique/dboutique/p2p"
 	"github.com/dboutique/dboutique/ring"
 	"github.com/dboutique/dboutique/textproto"
@@ -41,6 +42,8 @@ type options struct {
 	logLevel      zapcore.Level
 	replicas      int
 	minMembers    int
+	maxMemory     int64
+	policy        memlimit.Policy
 	syncInterval  time.Duration
 }
 
@@ -80,6 +83,12 @@ func WithReplicas(n int) Option { return func(o *options) { o.replicas = n } }
 // WithMinMembers makes nodes refuse writes while they see fewer than k
 // members (node.Config.MinMembers).
 func WithMinMembers(k int) Option { return func(o *options) { o.minMembers = k } }
+
+// WithMaxMemory gives every node a memory limit of limit bytes, as the
+// store counts them (memlimit.StoreMeter), with policy at the limit.
+func WithMaxMemory(limit int64, policy memlimit.Policy) Option {
+	return func(o *options) { o.maxMemory, o.policy = limit, policy }
+}
 
 // WithSyncInterval sets how often nodes compare their copies when nothing
 // changes (node.Config.SyncInterval).
@@ -305,16 +314,18 @@ func (c *Cluster) start(in *instance, join []string) {
 		c.t.Fatalf("testcluster: host for %s: %v", in.name, err)
 	}
 	nd, err := node.New(node.Config{
-		Name:          in.name,
-		Transport:     countingTransport{tr, &in.calls},
-		Placement:     c.opts.placement,
-		Join:          join,
-		ProbeInterval: c.opts.probeInterval,
-		DeadAfter:     c.opts.deadAfter,
-		Replicas:      c.opts.replicas,
-		MinMembers:    c.opts.minMembers,
-		SyncInterval:  c.opts.syncInterval,
-		Logger:        log,
+		Name:            in.name,
+		Transport:       countingTransport{tr, &in.calls},
+		Placement:       c.opts.placement,
+		Join:            join,
+		ProbeInterval:   c.opts.probeInterval,
+		DeadAfter:       c.opts.deadAfter,
+		Replicas:        c.opts.replicas,
+		MinMembers:      c.opts.minMembers,
+		MaxMemory:       c.opts.maxMemory,
+		MaxMemoryPolicy: c.opts.policy,
+		SyncInterval:    c.opts.syncInterval,
+		Logger:          log,
 	})
 	if err != nil {
 		_ = tr.Close()
