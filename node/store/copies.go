@@ -247,6 +247,7 @@ func (s *Store) removeLocked(bucket string, r *record) {
 	r.removed = true
 	r.clear()
 	s.records.CompareAndDelete(bucket, r)
+	s.removals.Add(1)
 }
 
 // Collect removes tombstones whose Version < before, and records that are

@@ -302,10 +302,9 @@ func (r *record) existsForList() bool { return !r.removed && r.meta.Exists() }
 // listing: the one place that decides it.
 func (e cell) listable() bool { return !e.deleted() }
 
-// Include says which copies of a store a listing reads: bucket is the
-// copy's name, retired whether it is being handed off (Retire). It is
+// Include says which copies of a store a listing reads, by name. It is
 // called with the copy's lock held, and must not call the store.
-type Include func(bucket string, retired bool) bool
+type Include func(bucket string) bool
 
 // isPlain reports whether the bucket called name holds plain keys, and
 // whether it holds names at all.
@@ -335,7 +334,7 @@ func (s *Store) ScanCopies(r ScanRequest, include Include, maxBytes int) Page {
 		}
 		if !plain {
 			rec.mu.RLock()
-			ok := rec.existsForList() && (include == nil || include(name, rec.retired))
+			ok := rec.existsForList() && (include == nil || include(name))
 			rec.mu.RUnlock()
 			if ok {
 				b.offer(NameHash(name), ScanItem{Name: name, Type: TypeHash})
@@ -351,16 +350,25 @@ func (s *Store) ScanCopies(r ScanRequest, include Include, maxBytes int) Page {
 }
 
 // eachListable calls f with every listable key of the record (and its
-// value when values is set), one shard at a time under the read lock, as
-// long as the record's bucket exists for listing and include (nil: any)
-// accepts it. It reports false when the bucket did not exist for listing
-// when it began.
+// value when values is set), as long as the record's bucket exists for
+// listing and include (nil: any) accepts it, under the read lock: at once
+// for a small record, one shard at a time for a larger one, so that
+// writes to it wait for one shard at most. It reports false when the
+// bucket did not exist for listing (or include refused it) at the start.
 func (r *record) eachListable(name string, include Include, values bool, f func(key, value string)) bool {
+	r.mu.RLock()
+	if !r.existsForList() || include != nil && !include(name) {
+		r.mu.RUnlock()
+		return false
+	}
+	small := r.live+r.tombstones <= smallRecord
 	for i := range r.shards {
-		r.mu.RLock()
-		if !r.existsForList() || include != nil && !include(name, r.retired) {
-			r.mu.RUnlock()
-			return i > 0
+		if i > 0 && !small {
+			r.mu.RLock()
+			if !r.existsForList() {
+				r.mu.RUnlock()
+				return true
+			}
 		}
 		for k, e := range r.shards[i].entries {
 			if e.listable() {
@@ -371,10 +379,19 @@ func (r *record) eachListable(name string, include Include, values bool, f func(
 				f(k, v)
 			}
 		}
+		if !small {
+			r.mu.RUnlock()
+		}
+	}
+	if small {
 		r.mu.RUnlock()
 	}
 	return true
 }
+
+// smallRecord is the most entries a record may have for eachListable to
+// read it all under one lock.
+const smallRecord = 4096
 
 // ScanKeys lists the page of the keys of the bucket called name for r (its
 // Type is ignored): items named by the keys, with their values unless
@@ -409,7 +426,7 @@ func (s *Store) CountNames(include Include) int {
 			rec.eachListable(name, include, false, func(string, string) { n++ })
 		default:
 			rec.mu.RLock()
-			if rec.existsForList() && (include == nil || include(name, rec.retired)) {
+			if rec.existsForList() && (include == nil || include(name)) {
 				n++
 			}
 			rec.mu.RUnlock()
@@ -460,6 +477,14 @@ func MergePages(r ScanRequest, pages []Page) ScanPage {
 	}
 	return out
 }
+
+// Removals counts the copies taken out of the store so far (Remove, and
+// Collect of dropped buckets). A listing that reads it before and after it
+// lists learns whether a copy, and the names in it, went meanwhile: when
+// copies move between stores, a name can otherwise be in neither store's
+// page (listed by its new holder before it arrived, by its old one after
+// it left).
+func (s *Store) Removals() uint64 { return s.removals.Load() }
 
 // Scan lists a page of the store's names for r (every copy is listed):
 // the textproto server's SCAN, KEYS and RANDOMKEY on a single node.

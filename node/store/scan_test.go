@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dboutique/dboutique/node/store"
 )
@@ -240,16 +241,14 @@ func TestScanBytes(t *testing.T) {
 	}
 }
 
-// TestScanInclude: only the copies Include accepts are listed, and it
-// learns which are retired.
+// TestScanInclude: only the copies Include accepts are listed.
 func TestScanInclude(t *testing.T) {
 	s := store.NewStore()
 	for _, b := range []string{"mine", "theirs", "leaving"} {
 		mustCreate(t, s, b)
 	}
 	setPlain(t, s, "k")
-	s.Retire("leaving")
-	include := func(b string, retired bool) bool { return b == "mine" || retired }
+	include := func(b string) bool { return b == "mine" || b == "leaving" }
 	p := s.ScanCopies(store.ScanRequest{Count: 10}, include, 1<<20)
 	if got, want := typedOf(p.Items), sortedTyped([]typed{{"mine", store.TypeHash}, {"leaving", store.TypeHash}}); !slices.Equal(got, want) {
 		t.Fatalf("listed %v, want %v", got, want)
@@ -257,7 +256,7 @@ func TestScanInclude(t *testing.T) {
 	if n := s.CountNames(include); n != 2 {
 		t.Fatalf("CountNames = %d, want 2", n)
 	}
-	if n := s.CountNames(func(b string, _ bool) bool { return b == plain("k") }); n != 1 {
+	if n := s.CountNames(func(b string) bool { return b == plain("k") }); n != 1 {
 		t.Fatalf("CountNames of the plain bucket = %d, want 1", n)
 	}
 }
@@ -467,5 +466,36 @@ func TestScanWhileWriting(t *testing.T) {
 				t.Fatalf("%v, present all along, was not listed", n)
 			}
 		}
+	}
+}
+
+// TestRemovals: Removals counts the copies taken out of the store, by
+// Remove and by Collect, and nothing else.
+func TestRemovals(t *testing.T) {
+	s := store.NewStore()
+	mustCreate(t, s, "a")
+	mustCreate(t, s, "b")
+	if err := s.Put("a", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete("a", "k"); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Removals(); n != 0 {
+		t.Fatalf("Removals after writes = %d, want 0", n)
+	}
+	s.Remove("a")
+	s.Remove("a") // gone already
+	if n := s.Removals(); n != 1 {
+		t.Fatalf("Removals after one Remove = %d, want 1", n)
+	}
+	if err := s.Drop("b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, recs := s.Collect(store.VersionAt(time.Now().Add(time.Hour))); recs != 1 {
+		t.Fatalf("Collect removed %d records, want 1", recs)
+	}
+	if n := s.Removals(); n != 2 {
+		t.Fatalf("Removals after Collect = %d, want 2", n)
 	}
 }

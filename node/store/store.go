@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // StoreStats counts a store's contents, for logs and tests.
@@ -33,6 +34,10 @@ type StoreStats struct {
 type Store struct {
 	clock   *Clock
 	records sync.Map // bucket name (string) -> *record
+	// removals counts the records taken out of the directory (Remove,
+	// Collect), so that a listing can tell that a copy went meanwhile
+	// (Removals, scan.go).
+	removals atomic.Uint64
 }
 
 // record is one copy of a bucket.
