@@ -294,6 +294,9 @@ func (c *conn) handle(line []byte) bool {
 		}
 		c.auth(r.words[1])
 		return true
+	case verbScan:
+		c.scanText(line) // the words again: SCAN takes more than maxWords
+		return true
 	}
 	// Left: unknown verbs, store verbs with the wrong number of words, and
 	// names the node keeps for itself.
@@ -480,6 +483,7 @@ func helpLines() []string {
 		"KEYS <bucket>               list a bucket's keys, one a line, then OK",
 		"NODES                       list the cluster's nodes: name, peer ID, addresses, state",
 		"OWNER <bucket>              list the nodes that hold a bucket: name, peer ID",
+		"SCAN <cursor> [MATCH <pattern>] [COUNT <n>]  list buckets a page at a time: next cursor, names, then OK",
 		"AUTH <password>             authenticate, when the server has a password",
 		"PING                        answer PONG",
 		"INFO [section]              a readable summary of the node, then OK",

@@ -75,6 +75,7 @@ const (
 	verbNodes
 	verbOwner
 	verbInfo
+	verbScan
 	numVerbs
 )
 
@@ -119,6 +120,8 @@ func parseVerb(w []byte) verb {
 		return verbOwner
 	case "INFO":
 		return verbInfo
+	case "SCAN":
+		return verbScan
 	}
 	return verbUnknown
 }
@@ -153,6 +156,7 @@ func textCommands() [numVerbs]textCommand {
 		verbNodes:   {"NODES", store.KindNodes, 1, "NODES"},
 		verbOwner:   {"OWNER", store.KindOwner, 2, "OWNER <bucket>"},
 		verbInfo:    {name: "INFO"},
+		verbScan:    {name: "SCAN"},
 	}
 }
 
