@@ -237,3 +237,41 @@ func TestTextScanNameOK(t *testing.T) {
 		t.Fatalf("Scan = %q, %v; want six names", names, err)
 	}
 }
+
+// TestRedisCLIScan: redis-cli's --scan mode pages through SCAN to the end,
+// and its KEYS, DBSIZE and HSCAN print as they do against Redis.
+func TestRedisCLIScan(t *testing.T) {
+	cli := redisCLI(t)
+	st := store.NewStore()
+	s := startServer(t, Config{Executor: st})
+	var want []string
+	for i := range 30 {
+		k := fmt.Sprint("key:", i)
+		runCLI(t, cli, s.addr, "", "SET", k, "v")
+		want = append(want, k)
+	}
+	runCLI(t, cli, s.addr, "", "HSET", "bucket", "f", "v")
+	got := strings.Fields(runCLI(t, cli, s.addr, "", "--scan", "--pattern", "key:*"))
+	for i, g := range got {
+		got[i] = strings.Trim(g, `"`)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("redis-cli --scan printed %q\nwant %q", got, want)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"DBSIZE"}, "(integer) 31\n"},
+		{[]string{"KEYS", "b*"}, "1) \"bucket\"\n"},
+		{[]string{"HSCAN", "bucket", "0"}, "1) \"0\"\n2) 1) \"f\"\n   2) \"v\"\n"},
+		{[]string{"SCAN", "0", "MATCH", "b*", "COUNT", "100"}, "1) \"0\"\n2) 1) \"bucket\"\n"},
+		{[]string{"SCAN", "x"}, "(error) ERR invalid cursor\n"},
+	} {
+		if got := runCLI(t, cli, s.addr, "", tt.args...); got != tt.want {
+			t.Errorf("redis-cli %q:\n%q\nwant\n%q", tt.args, got, tt.want)
+		}
+	}
+}
