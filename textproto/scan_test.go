@@ -275,3 +275,19 @@ func TestRedisCLIScan(t *testing.T) {
 		}
 	}
 }
+
+// TestTextScanDocExample: the example of SCAN in docs/protocol.md, byte
+// for byte.
+func TestTextScanDocExample(t *testing.T) {
+	st := store.NewStore()
+	for _, b := range []string{"fruit", "shopping", "veg"} {
+		if err := st.Create(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dialRESP(t, startServer(t, Config{Executor: st}).addr)
+	runTextSteps(t, c, []respStep{
+		{"SCAN 0 COUNT 2\r\n", "3336720271398322292\r\nfruit\r\nshopping\r\nOK\r\n"},
+		{"SCAN 3336720271398322292 COUNT 2\r\n", "0\r\nveg\r\nOK\r\n"},
+	})
+}
