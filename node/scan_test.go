@@ -23,6 +23,35 @@ func plainOp(k string) store.Op {
 	return store.Op{Kind: store.KindPutCreate, Bucket: fmt.Sprintf("%s%d", store.PlainBucketPrefix, store.NameHash(k)%256), Key: k, Value: "v"}
 }
 
+// scanTweak sets Replicas to r and a forward timeout that a loaded
+// machine meets (the fan-outs of a listing wait for every member), then
+// applies more.
+func scanTweak(r int, more ...func(*node.Config)) func(*node.Config) {
+	return replicas(r, append([]func(*node.Config){func(c *node.Config) { c.ForwardTimeout = time.Second }}, more...)...)
+}
+
+// mustWrite runs op through n, again while it fails (as a client would:
+// writes here are idempotent), until a deadline.
+func mustWrite(t *testing.T, n *node.Node, op store.Op) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%v %q %q through %s", op.Kind, op.Bucket, op.Key, n.Name()), func() error {
+		_, err := n.Execute(context.Background(), op)
+		return err
+	})
+}
+
+// mustDBSize checks, again while it fails, that DBSize through n is want.
+func mustDBSize(t *testing.T, n *node.Node, want int) {
+	t.Helper()
+	eventually(t, "DBSize through "+n.Name(), func() error {
+		size, err := n.DBSize(context.Background())
+		if err == nil && size != want {
+			err = fmt.Errorf("%d names, want %d", size, want)
+		}
+		return err
+	})
+}
+
 // name is a name of the keyspace with its type.
 type name struct {
 	name string
@@ -37,13 +66,13 @@ func fillNames(t *testing.T, nodes []*node.Node, nb, np int) map[name]bool {
 	for i := range nb {
 		b := fmt.Sprintf("bucket-%d", i)
 		for k := range 2 {
-			mustExec(t, nodes[i%len(nodes)], store.Op{Kind: store.KindPutCreate, Bucket: b, Key: keyName(k), Value: "v"})
+			mustWrite(t, nodes[i%len(nodes)], store.Op{Kind: store.KindPutCreate, Bucket: b, Key: keyName(k), Value: "v"})
 		}
 		want[name{b, store.TypeHash}] = true
 	}
 	for i := range np {
 		k := fmt.Sprintf("key-%d", i)
-		mustExec(t, nodes[i%len(nodes)], plainOp(k))
+		mustWrite(t, nodes[i%len(nodes)], plainOp(k))
 		want[name{k, store.TypeString}] = true
 	}
 	return want
@@ -110,9 +139,9 @@ func missing(want map[name]bool, got map[name]int) []name {
 // DBSize counts; MATCH and TYPE filter on the members; HSCAN lists a
 // bucket's keys from its primary through any node.
 func TestScanCluster(t *testing.T) {
-	nodes := startReplicated(t, newMemNet(), replicas(2), "a", "b", "c")
+	nodes := startReplicated(t, newMemNet(), scanTweak(2), "a", "b", "c")
 	want := fillNames(t, nodes, 40, 200)
-	mustExec(t, nodes[0], plainOp("bucket-1")) // a name of both types
+	mustWrite(t, nodes[0], plainOp("bucket-1")) // a name of both types
 	want[name{"bucket-1", store.TypeString}] = true
 	eventually(t, "the copies to settle", func() error { return settled(nodes) })
 	ctx := context.Background()
@@ -128,10 +157,7 @@ func TestScanCluster(t *testing.T) {
 				t.Fatalf("through %s, count %d: %d names missing: %v", n.Name(), count, len(m), m)
 			}
 		}
-		size, err := n.DBSize(ctx)
-		if err != nil || size != len(want) {
-			t.Fatalf("DBSize through %s = %d, %v; want %d", n.Name(), size, err, len(want))
-		}
+		mustDBSize(t, n, len(want))
 		got := mustScan(t, func() *node.Node { return n }, store.ScanRequest{Count: 10, Match: "key-1?", Type: store.TypeString}, nil)
 		if len(got) != 10 {
 			t.Fatalf("MATCH key-1? TYPE string through %s: %v", n.Name(), got)
@@ -182,7 +208,7 @@ func TestScanCluster(t *testing.T) {
 // and DBSize, with an error that names it, rather than leave its names out.
 func TestScanMemberUnreachable(t *testing.T) {
 	net := newMemNet()
-	nodes := startReplicated(t, net, replicas(2), "a", "b", "c")
+	nodes := startReplicated(t, net, scanTweak(2), "a", "b", "c")
 	fillNames(t, nodes, 5, 5)
 	net.setHung(nodes[2].ID(), ofType(node.MsgScan))
 	ctx := context.Background()
@@ -195,9 +221,10 @@ func TestScanMemberUnreachable(t *testing.T) {
 		t.Fatalf("DBSize with c hung: %v, want c unreachable", err)
 	}
 	net.setHung(nodes[2].ID(), nil)
-	if _, err := nodes[0].Scan(ctx, store.ScanRequest{Count: 10}); err != nil {
-		t.Fatalf("Scan once c answers again: %v", err)
-	}
+	eventually(t, "a scan once c answers again", func() error {
+		_, err := nodes[0].Scan(ctx, store.ScanRequest{Count: 10})
+		return err
+	})
 }
 
 // TestScanWhileNodesJoinAndLeave: full scans run one after the other
@@ -206,7 +233,7 @@ func TestScanMemberUnreachable(t *testing.T) {
 // throughout) at least once, with two copies of every bucket.
 func TestScanWhileNodesJoinAndLeave(t *testing.T) {
 	net := newMemNet()
-	nodes := startReplicated(t, net, replicas(2), "a", "b", "c")
+	nodes := startReplicated(t, net, scanTweak(2), "a", "b", "c")
 	want := fillNames(t, nodes, 30, 300)
 	eventually(t, "the copies to settle", func() error { return settled(nodes) })
 
@@ -256,7 +283,7 @@ func TestScanWhileNodesJoinAndLeave(t *testing.T) {
 	}
 	d := nodes[2]
 	step("d to join", func() []*node.Node {
-		d = startMemNodeWith(t, net, "d", nil, replicas(2), "/mem/id-a")
+		d = startMemNodeWith(t, net, "d", nil, scanTweak(2), "/mem/id-a")
 		return append(slices.Clone(nodes), d)
 	})
 	step("c to leave", func() []*node.Node {
@@ -270,7 +297,7 @@ func TestScanWhileNodesJoinAndLeave(t *testing.T) {
 	})
 	var final []*node.Node
 	step("e to join", func() []*node.Node {
-		e := startMemNodeWith(t, net, "e", nil, replicas(2), "/mem/id-b")
+		e := startMemNodeWith(t, net, "e", nil, scanTweak(2), "/mem/id-b")
 		final = []*node.Node{nodes[0], nodes[1], d, e}
 		return final
 	})
@@ -278,9 +305,7 @@ func TestScanWhileNodesJoinAndLeave(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d full scans across the changes", scansSoFar())
 	for _, n := range final {
-		if size, err := n.DBSize(context.Background()); err != nil || size != len(want) {
-			t.Fatalf("DBSize through %s = %d, %v; want %d", n.Name(), size, err, len(want))
-		}
+		mustDBSize(t, n, len(want))
 	}
 }
 
@@ -355,7 +380,7 @@ func TestScanCopiesMoveMidPage(t *testing.T) {
 	a := startMemNodeWith(t, net, "a", nil, coordinator)
 	nodes := []*node.Node{a}
 	for _, nm := range []string{"b", "c"} {
-		nodes = append(nodes, startMemNodeWith(t, net, nm, nil, replicas(1), "/mem/id-a"))
+		nodes = append(nodes, startMemNodeWith(t, net, nm, nil, scanTweak(1), "/mem/id-a"))
 	}
 	waitFor(t, "a, b and c to see each other", func() bool { return converged(nodes) })
 	want := fillNames(t, nodes, 30, 300)
@@ -365,7 +390,7 @@ func TestScanCopiesMoveMidPage(t *testing.T) {
 	refuse := true
 	answered := make(chan struct{}, 1)
 	d := startMemNodeWith(t, net, "d", nil, func(c *node.Config) {
-		c.Replicas = 1
+		scanTweak(1)(c)
 		c.Transport = &refusingTransport{Transport: c.Transport, answer: isScanNames, answered: answered, refuse: func(req []byte) bool {
 			refusing.Lock()
 			defer refusing.Unlock()
@@ -433,18 +458,19 @@ func TestScanListsCopiesInFlight(t *testing.T) {
 	var mu sync.Mutex
 	refuse := true
 	refusing := func(c *node.Config) {
-		c.Replicas = 1
+		scanTweak(1)(c)
 		c.Transport = &refusingTransport{Transport: c.Transport, answer: func([]byte) bool { return false }, refuse: func(req []byte) bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return refuse && len(req) > 0 && req[0] == node.MsgMerge
 		}}
 	}
-	allow := func() {
+	set := func(v bool) {
 		mu.Lock()
-		refuse = false
+		refuse = v
 		mu.Unlock()
 	}
+	allow := func() { set(false) }
 	mustList := func(t *testing.T, via *node.Node, want map[name]bool) {
 		t.Helper()
 		got := mustScan(t, func() *node.Node { return via }, store.ScanRequest{Count: 50}, nil)
@@ -455,9 +481,9 @@ func TestScanListsCopiesInFlight(t *testing.T) {
 
 	t.Run("join", func(t *testing.T) {
 		net := newMemNet()
-		nodes := startReplicated(t, net, replicas(1), "a", "b", "c")
+		nodes := startReplicated(t, net, scanTweak(1), "a", "b", "c")
 		want := fillNames(t, nodes, 30, 300)
-		refuse = true
+		set(true)
 		d := startMemNodeWith(t, net, "d", nil, refusing, "/mem/id-a")
 		all := append(slices.Clone(nodes), d)
 		waitFor(t, "d to join", func() bool { return converged(all) })
@@ -474,10 +500,10 @@ func TestScanListsCopiesInFlight(t *testing.T) {
 
 	t.Run("leave", func(t *testing.T) {
 		net := newMemNet()
-		refuse = true
+		set(true)
 		a := startMemNodeWith(t, net, "a", nil, refusing)
 		b := startMemNodeWith(t, net, "b", nil, refusing, "/mem/id-a")
-		c := startMemNodeWith(t, net, "c", nil, replicas(1), "/mem/id-a")
+		c := startMemNodeWith(t, net, "c", nil, scanTweak(1), "/mem/id-a")
 		nodes := []*node.Node{a, b, c}
 		waitFor(t, "a, b and c to see each other", func() bool { return converged(nodes) })
 		allow()
@@ -486,9 +512,7 @@ func TestScanListsCopiesInFlight(t *testing.T) {
 		if c.Store().Stats().Records == 0 {
 			t.Fatal("c holds no copy")
 		}
-		mu.Lock()
-		refuse = true
-		mu.Unlock()
+		set(true)
 		left := make(chan error, 1)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -506,8 +530,6 @@ func TestScanListsCopiesInFlight(t *testing.T) {
 		}
 		c.Close()
 		mustList(t, b, want)
-		if size, err := a.DBSize(context.Background()); err != nil || size != len(want) {
-			t.Fatalf("DBSize = %d, %v; want %d", size, err, len(want))
-		}
+		mustDBSize(t, a, len(want))
 	})
 }
