@@ -60,6 +60,13 @@
 // differ; a copy it no longer owns is retired and removed once every owner
 // has it. [Node.Leave] hands every copy off before the node stops.
 //
+// Listing (scan.go): [Node.Scan] lists the cluster's names (buckets and
+// plain keys) a page at a time with one cursor any node understands, a
+// position in an order of the names' hashes that no view decides; every
+// member holding copies gives its page, and a page listed while copies
+// moved is listed again. [Node.DBSize] counts the names, [Node.ScanBucket]
+// lists one bucket's keys on its primary.
+//
 // Errors are the sentinel values declared in errors.go, and the store's in
 // package store (such as store.ErrBucketNotFound), wrapped with %w where
 // context is added; callers test them with errors.Is. They cross the

@@ -11,6 +11,8 @@ const (
 	MsgReplicate = msgReplicate
 	MsgMerge     = msgMerge
 	MsgSums      = msgSums
+	MsgScan      = msgScan
+	ScanNames    = scanNames // msgScan's mode byte for a page of names
 )
 
 // MessageName names a message by its type byte.

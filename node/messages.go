@@ -13,8 +13,8 @@ import (
 // and handler. The transport carries opaque request and reply payloads; a
 // request's first byte is its type. To add a message: a constant below,
 // its encoding in the list, an entry in messages(), and its handler
-// (beside the code it serves), with the encoder and decoder in msg.go or
-// msg_sync.go. A change to an encoding gets a new p2p.ProtocolRPC.
+// (beside the code it serves), with the encoder and decoder in msg.go,
+// msg_sync.go or msg_scan.go. A change to an encoding gets a new p2p.ProtocolRPC.
 //
 //	msgPing:      cluster string, sender member, its incarnation (8 bytes,
 //	              big endian), flags byte (pingLeaving, pingVouch,
@@ -62,6 +62,17 @@ import (
 //	              wrote; reply: everything the other side wrote before it
 //	              closed the stream (each at most gossip.MaxStream bytes)
 //	              (handleGossipStream, gossip.go)
+//	msgScan:      a mode byte, then for scanNames (this node's names) and
+//	              scanKeys (a bucket's keys, on its primary; first epoch (8
+//	              bytes), hops byte and bucket string): cursor (8 bytes),
+//	              uvarint count, type byte, no-values flag, match string;
+//	              for scanCount (how many names this node is the primary
+//	              of) nothing more; reply: replyOK and a page (full flag,
+//	              last hash (8 bytes), uvarint count, then for scanNames a
+//	              type byte and a name string each, for scanKeys a key
+//	              string and a value string each) or, for scanCount, a
+//	              uvarint; or an error reply (handleScan, scan.go; the
+//	              encodings in msg_scan.go)
 //
 // The parts, with package wire's primitives: a string is a uvarint length,
 // then bytes; fixed-size integers are big-endian; a flag is a byte, 0 or 1.
@@ -85,8 +96,9 @@ const (
 	msgSums         byte = 10
 	msgGossip       byte = 11
 	msgGossipStream byte = 12
+	msgScan         byte = 13
 
-	msgTypes = 13 // one more than the largest type
+	msgTypes = 14 // one more than the largest type
 )
 
 // message is an entry of the table of messages.
@@ -115,6 +127,7 @@ func messages() [msgTypes]message {
 		msgSums:         {"sums", (*Node).handleSums},
 		msgGossip:       {"gossip", (*Node).handleGossip},
 		msgGossipStream: {"gossip-stream", (*Node).handleGossipStream},
+		msgScan:         {"scan", (*Node).handleScan},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -152,6 +153,33 @@ func (c *Client) Buckets(ctx context.Context) ([]string, error) {
 // Keys lists the keys of bucket.
 func (c *Client) Keys(ctx context.Context, bucket string) ([]string, error) {
 	return c.list(ctx, "KEYS", bucket)
+}
+
+// Scan lists a page of the bucket names from cursor (0 starts), at most
+// about count of them (0: the server's default, 10) that match the glob
+// pattern match ("": all), and returns the cursor that continues the
+// listing, 0 at its end. Every bucket that exists for the whole listing
+// is returned at least once; see SCAN in docs/protocol.md.
+func (c *Client) Scan(ctx context.Context, cursor uint64, match string, count int) (next uint64, names []string, err error) {
+	words := []string{"SCAN", strconv.FormatUint(cursor, 10)}
+	if match != "" {
+		words = append(words, "MATCH", match)
+	}
+	if count > 0 {
+		words = append(words, "COUNT", strconv.Itoa(count))
+	}
+	lines, err := c.list(ctx, words...)
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(lines) == 0 {
+		return 0, nil, c.fail(fmt.Errorf("%w: SCAN answered no cursor", ErrProtocol))
+	}
+	next, err = strconv.ParseUint(lines[0], 10, 64)
+	if err != nil {
+		return 0, nil, c.fail(fmt.Errorf("%w: SCAN answered the cursor %q", ErrProtocol, lines[0]))
+	}
+	return next, lines[1:], nil
 }
 
 // Nodes lists the cluster's members as the node sees them, one line each:

@@ -306,6 +306,9 @@ func (c *conn) handle(line []byte) bool {
 		}
 		c.auth(r.words[1])
 		return true
+	case verbScan:
+		c.scanText(line) // the words again: SCAN takes more than maxWords
+		return true
 	}
 	// Left: unknown verbs, store verbs with the wrong number of words, and
 	// names the node keeps for itself.
@@ -516,6 +519,7 @@ func helpLines() []string {
 		"OWNER <bucket>              list the nodes that hold a bucket: name, peer ID",
 		"EXPIRE <bucket> <seconds>   make a bucket expire in so many seconds (0 or less: drop it)",
 		"TTL <bucket>                seconds a bucket has to live (-1: no expiry), then OK",
+		"SCAN <cursor> [MATCH <pattern>] [COUNT <n>]  list buckets a page at a time: next cursor, names, then OK",
 		"AUTH <password>             authenticate, when the server has a password",
 		"PING                        answer PONG",
 		"INFO [section]              a readable summary of the node, then OK",

@@ -7,8 +7,8 @@
 //   - The text protocol of docs/protocol.md: one request a line, words
 //     separated by spaces or tabs, replies ending in "\r\n". The replies of
 //     the original commands (CREATE, PUT, GET, DELETE) are a compatibility
-//     contract and never change; DROP, BUCKETS, KEYS, NODES, OWNER, PING,
-//     AUTH, INFO, HELP and QUIT are extensions.
+//     contract and never change; DROP, BUCKETS, KEYS, SCAN, NODES, OWNER,
+//     PING, AUTH, INFO, HELP and QUIT are extensions.
 //   - RESP2, the protocol of Redis, when the first byte is '*' (resp.go,
 //     resp_conn.go, and resp_commands.go, the one table of its commands):
 //     buckets are Redis hashes (HSET, HGET, ...), plain keys (SET, GET)
@@ -21,7 +21,9 @@
 // each operation through an Executor: a store.Store, or a node.Node that
 // routes it through the cluster. Store requests that arrive together run as
 // one batch when the Executor is a BatchExecutor, so that a node can forward
-// a client's pipelined requests in one message. Server errors map to wire
+// a client's pipelined requests in one message. The listing commands (RESP's
+// SCAN, KEYS, DBSIZE, RANDOMKEY and HSCAN, the text protocol's SCAN; scan.go)
+// need an Executor that is also a Lister. Server errors map to wire
 // replies, and wire replies back to the same sentinel errors, through one
 // table (errors.go).
 package textproto

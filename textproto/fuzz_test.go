@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -202,6 +203,22 @@ func model(input []byte, maxLine int) []byte {
 		case verb == "HELP":
 			reply(helpLines()...)
 			reply("OK")
+		case verb == "SCAN":
+			cursor, count, match, ok := modelScanText(w)
+			if !ok {
+				usage("SCAN <cursor> [MATCH <pattern>] [COUNT <n>]")
+				break
+			}
+			var names []modelName
+			for n := range buckets {
+				names = append(names, modelName{n, store.TypeHash})
+			}
+			page, next := modelPage(names, cursor, count, match)
+			reply(strconv.FormatUint(next, 10))
+			for _, n := range page {
+				reply(n.name)
+			}
+			reply("OK")
 		case verb == "QUIT":
 			reply("OK")
 			return out.Bytes()
@@ -280,6 +297,8 @@ func FuzzServer(f *testing.F) {
 		"create a\r\nPUT a k1 v1\r\nPUT a k2 v2\r\nDELETE a k1\r\nKEYS a\r\nQUIT\r\nPING\r\n",
 		"PING\r\nHELP\r\n\r\n \t \r\nAUTH x\r\nAUTH\r\nDROP\r\nKEYS\r\nBUCKETS x\r\nPING x\r\n",
 		"NODES\r\nnodes x\r\nOWNER b\r\nowner\r\nOWNER a b\r\n",
+		"CREATE a\r\nCREATE b\r\nCREATE c\r\nSCAN 0\r\nscan 0 count 1\r\nSCAN 0 MATCH [ab] COUNT 5\r\nSCAN 123 match *\r\n" +
+			"SCAN\r\nSCAN x\r\nSCAN -1\r\nSCAN 0 COUNT 0\r\nSCAN 0 COUNT\r\nSCAN 0 FOO 1\r\nSCAN 0 MATCH a COUNT 1 MATCH b\r\n",
 		"PUT b k " + strings.Repeat("v", 100) + "\r\nPING\r\n",
 		"CREATE b\r\nPUT b k " + strings.Repeat("v", 50) + "\r\nGET b k",
 		"\x00\xff\r\r\n\rGET\ta\tb\r\n\xc3\x28 \xe2\x82\r\n",

@@ -77,6 +77,7 @@ const (
 	verbInfo
 	verbExpire
 	verbTTL
+	verbScan
 	numVerbs
 )
 
@@ -125,6 +126,8 @@ func parseVerb(w []byte) verb {
 		return verbExpire
 	case "TTL":
 		return verbTTL
+	case "SCAN":
+		return verbScan
 	}
 	return verbUnknown
 }
@@ -161,6 +164,7 @@ func textCommands() [numVerbs]textCommand {
 		verbInfo:    {name: "INFO"},
 		verbExpire:  {"EXPIRE", store.KindExpire, 3, "EXPIRE <bucket> <seconds>"},
 		verbTTL:     {"TTL", store.KindTTL, 2, "TTL <bucket>"},
+		verbScan:    {name: "SCAN"},
 	}
 }
 

@@ -98,6 +98,12 @@ func respCommands() []respCommand {
 		{"HTTL", -5, flagBucket, "hash", "Returns the seconds keys of a bucket have to live: HTTL bucket FIELDS n key ....", respRun{queue: fieldOps(store.KindTTL), reply: replyHTTL(false)}},
 		{"HPTTL", -5, flagBucket, "hash", "As HTTL, in milliseconds.", respRun{queue: fieldOps(store.KindTTL), reply: replyHTTL(true)}},
 		{"HPERSIST", -5, flagBucket, "hash", "Removes the expiry of keys of a bucket: HPERSIST bucket FIELDS n key ....", respRun{queue: fieldOps(store.KindPersist), reply: replyHPersist}},
+		// Listing the keyspace (scan.go).
+		{"SCAN", -2, 0, "generic", "Iterates the names of the buckets and plain keys of the cluster: SCAN cursor [MATCH pattern] [COUNT count] [TYPE type].", answer((*conn).scan)},
+		{"KEYS", 2, 0, "generic", "Returns every name matching a pattern; reads every name of the cluster (slow).", answer((*conn).keysRESP)},
+		{"DBSIZE", 1, 0, "server", "Returns the number of names: buckets and plain keys.", answer((*conn).dbsize)},
+		{"RANDOMKEY", 1, 0, "generic", "Returns a random name, or nil.", answer((*conn).randomKey)},
+		{"HSCAN", -3, 0, "hash", "Iterates the keys and values of a bucket: HSCAN bucket cursor [MATCH pattern] [COUNT count] [NOVALUES].", answer((*conn).hscan)},
 		{"PING", -1, 0, "connection", "Returns PONG, or its argument.", answer((*conn).ping)},
 		{"ECHO", 2, 0, "connection", "Returns its argument.", answer((*conn).echo)},
 		{"QUIT", -1, flagNoAuth | flagClose, "connection", "Closes the connection.", answer((*conn).quit)},

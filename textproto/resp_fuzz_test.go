@@ -115,12 +115,14 @@ func refParseRESP(input []byte) (reqs [][]string, end respEnd) {
 const (
 	replyExact = iota // exactly this reply
 	replyAnyError
-	replyAny // any one well-formed reply
+	replyAny   // any one well-formed reply
+	replyOneOf // one of alts
 )
 
 type expectedReply struct {
 	kind  int
 	reply string
+	alts  []string // replyOneOf
 }
 
 // respModel is the store as RESP commands see it.
@@ -141,6 +143,7 @@ func modelArity() map[string]int {
 		"HSET": -4, "HMSET": -4, "HGET": 3, "HMGET": -3, "HDEL": -3, "HEXISTS": 3, "HSTRLEN": 3,
 		"HLEN": 2, "HKEYS": 2, "HVALS": 2, "HGETALL": 2,
 		"SET": 3, "GET": 2, "DEL": -2, "EXISTS": -2,
+		"SCAN": -2, "KEYS": 2, "DBSIZE": 1, "RANDOMKEY": 1, "HSCAN": -3,
 	}
 }
 
@@ -157,7 +160,7 @@ func sortedKeys(b map[string]string) []string {
 // reply runs one request and returns its expected reply, and whether the
 // connection ends after it.
 func (m *respModel) reply(args []string) (expectedReply, bool) {
-	exact := func(s string) expectedReply { return expectedReply{replyExact, s} }
+	exact := func(s string) expectedReply { return expectedReply{replyExact, s, nil} }
 	name := ""
 	if len(args[0]) <= 16 {
 		name = asciiUpper(args[0])
@@ -165,7 +168,7 @@ func (m *respModel) reply(args []string) (expectedReply, bool) {
 	arity, known := modelArity()[name]
 	switch {
 	case !known:
-		return expectedReply{replyAnyError, ""}, false
+		return expectedReply{replyAnyError, "", nil}, false
 	case arity > 0 && len(args) != arity, arity < 0 && len(args) < -arity,
 		(name == "HSET" || name == "HMSET") && len(args)%2 != 0:
 		return exact(wrongArgs(strings.ToLower(name))), false
@@ -204,7 +207,10 @@ func (m *respModel) reply(args []string) (expectedReply, bool) {
 		}
 		return exact(rErr("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")), false
 	case "HELLO", "INFO", "CLIENT", "CONFIG", "COMMAND":
-		return expectedReply{replyAny, ""}, false
+		return expectedReply{replyAny, "", nil}, false
+	case "SCAN", "KEYS", "DBSIZE", "RANDOMKEY", "HSCAN":
+		r, _ := m.listing(name, args)
+		return r, false
 	case "HSET", "HMSET":
 		if b == nil {
 			b = map[string]string{}
@@ -332,6 +338,14 @@ func fuzzSeeds() []string {
 		respReq("HELLO", "3") + respReq("HELLO", "2") + respReq("CLIENT", "SETINFO", "LIB-NAME", "x") + respReq("CONFIG", "GET", "save") +
 			respReq("COMMAND", "DOCS") + respReq("COMMAND") + respReq("INFO"),
 		respReq("PING") + respReq("QUIT") + respReq("PING"),
+		respReq("SET", "a", "1") + respReq("SET", "", "2") + respReq("HSET", "a", "f", "v", "g", "w") + respReq("HSET", "h", "x", "y") +
+			respReq("SCAN", "0") + respReq("SCAN", "0", "COUNT", "1") + respReq("SCAN", "0", "MATCH", "a", "TYPE", "hash") +
+			respReq("scan", "0", "match", "") + respReq("SCAN", "0", "TYPE", "list") + respReq("KEYS", "*") + respReq("KEYS", "[a-h]") +
+			respReq("KEYS", "") + respReq("DBSIZE") + respReq("RANDOMKEY") + respReq("HSCAN", "a", "0") +
+			respReq("HSCAN", "a", "0", "COUNT", "1", "NOVALUES") + respReq("HSCAN", "nope", "0") + respReq("HSCAN", "", "0"),
+		respReq("SCAN", "x") + respReq("SCAN", "-1") + respReq("SCAN", "0", "COUNT") + respReq("SCAN", "0", "COUNT", "0") +
+			respReq("SCAN", "0", "COUNT", "x") + respReq("SCAN", "0", "NOVALUES") + respReq("SCAN", "0", "FOO", "1") +
+			respReq("HSCAN", "a", "0", "TYPE", "hash") + respReq("HSCAN", "\x00kv:1", "0") + respReq("RANDOMKEY") + respReq("DBSIZE", "x"),
 		"*0\r\n*-1\r\n" + respReq("PING") + "*00\r\n*-0\r\n",
 		respReq("SET", "k", big) + respReq("GET", "k"),
 		respReq("SET", "k", big+"x"),
@@ -378,7 +392,8 @@ func FuzzRESP(f *testing.F) {
 			g := b.String()
 			switch {
 			case w.kind == replyExact && g != w.reply,
-				w.kind == replyAnyError && g[0] != '-':
+				w.kind == replyAnyError && g[0] != '-',
+				w.kind == replyOneOf && !slices.Contains(w.alts, g):
 				t.Fatalf("input %q\nreply %d: %q, want %q (kind %d)\nall replies %q", input, i+1, g, w.reply, w.kind, got)
 			}
 		}

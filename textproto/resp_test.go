@@ -635,7 +635,7 @@ func TestRESPCommands(t *testing.T) {
 		{respReq("FOO"), rErr("ERR unknown command 'FOO', with args beginning with: ")},
 		{respReq("foo", "a", "b"), rErr("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")},
 		{respReq("foo", "a\r\nb"), rErr("ERR unknown command 'foo', with args beginning with: 'a  b' ")},
-		{respReq("KEYS", "*"), rErr("ERR unknown command 'KEYS', with args beginning with: '*' ")},
+		{respReq("LPUSH", "*"), rErr("ERR unknown command 'LPUSH', with args beginning with: '*' ")},
 		{respReq(strings.Repeat("X", 17)), rErr("ERR unknown command '" + strings.Repeat("X", 17) + "', with args beginning with: ")},
 		{respReq(strings.Repeat("Y", 200)), rErr("ERR unknown command '" + strings.Repeat("Y", 128) + "', with args beginning with: ")},
 

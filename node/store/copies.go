@@ -251,6 +251,7 @@ func (s *Store) removeLocked(bucket string, r *record) {
 	if s.records.CompareAndDelete(bucket, r) {
 		s.fp.records.Add(-1)
 	}
+	s.removals.Add(1)
 }
 
 // Collect removes tombstones whose Version < before, and records that are

@@ -25,6 +25,13 @@
 //   - A retired copy ([Store.Retire], being handed off to another node)
 //     refuses the versioned writes with [ErrRetired].
 //
+// Listing (scan.go): the keyspace as Redis sees it (buckets are hashes, the
+// keys of the buckets named [PlainBucketPrefix]... are strings) is listed a
+// page at a time in an order that does not depend on where names are held,
+// by [NameHash]; a cursor is a position in that order, so the pages of
+// several stores merge ([MergePages]) into one listing of a cluster
+// ([Store.ScanCopies], [Store.ScanKeys], [Store.CountNames], [GlobMatch]).
+//
 // Errors are the sentinel values in errors.go, wrapped with %w where
 // context is added; callers test them with errors.Is.
 package store

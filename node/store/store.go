@@ -35,6 +35,10 @@ type Store struct {
 	clock   *Clock
 	records sync.Map // bucket name (string) -> *record
 	fp      footprint
+	// removals counts the records taken out of the directory (Remove,
+	// Collect), so that a listing can tell that a copy went meanwhile
+	// (Removals, scan.go).
+	removals atomic.Uint64
 }
 
 // footprint counts what the store holds, for a memory limit to read at
