@@ -27,8 +27,22 @@ const (
 
 func errInvalidExpire(cmd string) string { return "ERR invalid expire time in '" + cmd + "' command" }
 
-// parseInt parses a whole argument as a decimal int64.
+// parseInt parses a whole argument as a decimal int64 as Redis does
+// (string2ll): a minus sign or none, then 0 alone or digits that do not
+// start with 0; no plus sign, no space, no "-0".
 func parseInt(b []byte) (int64, bool) {
+	digits := b
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || digits[0] == '0' && len(b) > 1 {
+		return 0, false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
 	n, err := strconv.ParseInt(string(b), 10, 64)
 	return n, err == nil
 }
