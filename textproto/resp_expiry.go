@@ -73,36 +73,64 @@ func (u expiryUnit) fill(op *store.Op, n int64) bool {
 
 // --- SET and its kin ---
 
+// expiryOption reports whether a, an option in upper case, is EX, PX,
+// EXAT or PXAT, and what its number counts.
+func expiryOption(a string) (expiryUnit, bool) {
+	switch a {
+	case "EX", "PX", "EXAT", "PXAT":
+		return expiryUnit{millis: a[0] == 'P', absolute: len(a) == 4}, true
+	}
+	return expiryUnit{}, false
+}
+
+// setExpiry fills op's expiry from arg, the number of an EX, PX, EXAT or
+// PXAT of SET, SETEX or GETEX (cmd), and returns Redis's error if it is
+// wrong: not an integer, not positive, or a time that overflows.
+func setExpiry(op *store.Op, arg []byte, u expiryUnit, cmd string) string {
+	n, ok := parseInt(arg)
+	if !ok {
+		return errNotInteger
+	}
+	if n <= 0 || !u.fill(op, n) {
+		return errInvalidExpire(cmd)
+	}
+	return ""
+}
+
 // queueSet: SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms|KEEPTTL].
+// As in Redis, an option may be repeated (the last expiry counts), and the
+// expiry's number is read once all the options are known to be right.
 func queueSet(c *conn, args [][]byte) string {
 	key := string(args[1])
 	op := store.Op{Kind: store.KindPutCreate, Bucket: c.srv.plainBucket(key), Key: key, Value: string(args[2])}
-	expiry := false
+	var (
+		expiry []byte // the number of EX, PX, EXAT or PXAT
+		unit   expiryUnit
+		given  bool // whether one of them was
+	)
 	for i := 3; i < len(args); i++ {
 		var buf [8]byte
-		switch a := string(upper(buf[:0], args[i])); {
-		case a == "NX" && op.Flags&(store.FlagXX|store.FlagNX) == 0:
+		a := string(upper(buf[:0], args[i]))
+		u, isExpiry := expiryOption(a)
+		switch {
+		case a == "NX" && op.Flags&store.FlagXX == 0:
 			op.Flags |= store.FlagNX
-		case a == "XX" && op.Flags&(store.FlagXX|store.FlagNX) == 0:
+		case a == "XX" && op.Flags&store.FlagNX == 0:
 			op.Flags |= store.FlagXX
-		case a == "GET" && op.Flags&store.FlagGet == 0:
+		case a == "GET":
 			op.Flags |= store.FlagGet
-		case a == "KEEPTTL" && !expiry:
+		case a == "KEEPTTL" && !given:
 			op.Flags |= store.FlagKeepTTL
-			expiry = true
-		case (a == "EX" || a == "PX" || a == "EXAT" || a == "PXAT") && !expiry && i+1 < len(args):
+		case isExpiry && op.Flags&store.FlagKeepTTL == 0 && (!given || u == unit) && i+1 < len(args):
 			i++
-			n, ok := parseInt(args[i])
-			if !ok {
-				return errNotInteger
-			}
-			u := expiryUnit{millis: a[0] == 'P', absolute: len(a) == 4}
-			if n <= 0 || !u.fill(&op, n) {
-				return errInvalidExpire("set")
-			}
-			expiry = true
+			expiry, unit, given = args[i], u, true
 		default:
 			return errSyntax
+		}
+	}
+	if given {
+		if msg := setExpiry(&op, expiry, unit, "set"); msg != "" {
+			return msg
 		}
 	}
 	// A plain SET, and SET with EX or PX only, write without reading
@@ -144,14 +172,10 @@ func queueSetEx(millis bool) func(c *conn, args [][]byte) string {
 		name = "psetex"
 	}
 	return func(c *conn, args [][]byte) string {
-		n, ok := parseInt(args[2])
-		if !ok {
-			return errNotInteger
-		}
 		key := string(args[1])
 		op := store.Op{Kind: store.KindPutCreate, Bucket: c.srv.plainBucket(key), Key: key, Value: string(args[3])}
-		if n <= 0 || !(expiryUnit{millis: millis}).fill(&op, n) {
-			return errInvalidExpire(name)
+		if msg := setExpiry(&op, args[2], expiryUnit{millis: millis}, name); msg != "" {
+			return msg
 		}
 		c.queueOp(op)
 		return ""
@@ -170,30 +194,44 @@ func replySetNX(w *respWriter, res []store.Result, errs []error) {
 	w.int(b2i(errs[0] == nil && res[0].Count&1 != 0))
 }
 
-// queueGetEx: GETEX key [EX s|PX ms|EXAT ts|PXAT ms|PERSIST].
+// queueGetEx: GETEX key [EX s|PX ms|EXAT ts|PXAT ms|PERSIST]. As in
+// Redis, an option may be repeated (the last expiry counts), and the
+// expiry's number is read only once the key is found: a missing key is
+// nil whatever the number.
 func queueGetEx(c *conn, args [][]byte) string {
 	key := string(args[1])
 	op := store.Op{Kind: store.KindGet, Bucket: c.srv.plainBucket(key), Key: key}
+	var (
+		expiry []byte // the number of EX, PX, EXAT or PXAT
+		unit   expiryUnit
+		given  bool // whether one of them was
+	)
 	for i := 2; i < len(args); i++ {
 		var buf [8]byte
-		switch a := string(upper(buf[:0], args[i])); {
-		case op.Kind != store.KindGet:
-			return errSyntax
-		case a == "PERSIST":
+		a := string(upper(buf[:0], args[i]))
+		u, isExpiry := expiryOption(a)
+		switch {
+		case a == "PERSIST" && !given:
 			op.Kind, op.Flags = store.KindGetEx, store.FlagPersist
-		case (a == "EX" || a == "PX" || a == "EXAT" || a == "PXAT") && i+1 < len(args):
+		case isExpiry && op.Flags&store.FlagPersist == 0 && (!given || u == unit) && i+1 < len(args):
 			i++
-			n, ok := parseInt(args[i])
-			if !ok {
-				return errNotInteger
-			}
-			u := expiryUnit{millis: a[0] == 'P', absolute: len(a) == 4}
-			if n <= 0 || !u.fill(&op, n) {
-				return errInvalidExpire("getex")
-			}
-			op.Kind = store.KindGetEx
+			expiry, unit, given = args[i], u, true
 		default:
 			return errSyntax
+		}
+	}
+	if given {
+		op.Kind = store.KindGetEx
+		if msg := setExpiry(&op, expiry, unit, "getex"); msg != "" {
+			c.queueOp(store.Op{Kind: store.KindGet, Bucket: op.Bucket, Key: key})
+			c.replyWith = func(w *respWriter, _ []store.Result, errs []error) {
+				if errs[0] != nil {
+					w.nil()
+				} else {
+					w.err(msg)
+				}
+			}
+			return ""
 		}
 	}
 	c.queueOp(op)

@@ -113,6 +113,21 @@ func respExpiryTests() []respFamily {
 			{respReq("GET", "g"), rNil},
 			{respReq("SET", "none", "v", "XX", "GET"), rNil},
 			{respReq("EXISTS", "none"), rInt(0)},
+			// As in Redis, an option may be repeated: the last expiry
+			// counts, and its number is read once all the options are
+			// known to be right.
+			{respReq("SET", "r", "v", "NX", "NX"), rOK},
+			{respReq("SET", "r", "w", "NX", "GET", "nx", "GET"), rBulk("v")},
+			{respReq("SET", "r", "w", "XX", "XX", "KEEPTTL", "KEEPTTL"), rOK},
+			{respReq("SET", "r", "x", "EX", "abc", "EX", "20"), rOK},
+			{respReq("TTL", "r"), rInt(20)},
+			{respReq("SET", "r", "y", "PX", "1", "px", "2500"), rOK},
+			{respReq("PTTL", "r"), rInt(2500)},
+			{respReq("SET", "r", "z", "EX", "abc", "FOO"), errSyntaxReply},
+			{respReq("SET", "r", "z", "EX", "0", "NX", "XX"), errSyntaxReply},
+			{respReq("SET", "r", "z", "EX", "10", "EX", "abc"), errNotInt},
+			{respReq("SET", "r", "z", "EX", "10", "EX", "0"), invalidExpire("set")},
+			{respReq("GET", "r"), rBulk("y")},
 			// Must fail, writing nothing.
 			{respReq("SET", "k", "v", "EX"), errSyntaxReply},
 			{respReq("SET", "k", "v", "EX", "0"), invalidExpire("set")},
@@ -183,6 +198,20 @@ func respExpiryTests() []respFamily {
 			{respReq("TTL", "k"), rInt(-1)},
 			{respReq("GETEX", "k", "PERSIST"), rBulk("v")},
 			{respReq("TTL", "k"), rInt(-1)},
+			// As in Redis, an option may be repeated, the last expiry
+			// counts, and its number is read only if the key is there.
+			{respReq("GETEX", "k", "EX", "10", "ex", "20"), rBulk("v")},
+			{respReq("TTL", "k"), rInt(20)},
+			{respReq("GETEX", "k", "PERSIST", "PERSIST"), rBulk("v")},
+			{respReq("TTL", "k"), rInt(-1)},
+			{respReq("GETEX", "k", "EX", "abc", "FOO"), errSyntaxReply},
+			{respReq("GETEX", "k", "EX", "abc", "EX", "30"), rBulk("v")},
+			{respReq("TTL", "k"), rInt(30)},
+			{respReq("GETEX", "k", "PERSIST"), rBulk("v")},
+			{respReq("GETEX", "nope", "EX", "abc"), rNil},
+			{respReq("GETEX", "nope", "EX", "0"), rNil},
+			{respReq("GETEX", "nope", "PXAT", "-1"), rNil},
+			{respReq("GETEX", "nope", "EX", "10", "FOO"), errSyntaxReply},
 			// A time at or before now deletes the key, after reading it.
 			{respReq("GETEX", "k", "PXAT", atMs(0)), rBulk("v")},
 			{respReq("GET", "k"), rNil},
