@@ -255,7 +255,8 @@ func expireFlags(args [][]byte) (store.Flags, string) {
 		case "LT":
 			f |= store.FlagLT
 		default:
-			return 0, "ERR Unsupported option " + string(clip(a))
+			// Redis trims the line breaks that end the message.
+			return 0, "ERR Unsupported option " + strings.TrimRight(string(clip(a)), "\r\n")
 		}
 	}
 	switch {
@@ -268,16 +269,17 @@ func expireFlags(args [][]byte) (store.Flags, string) {
 }
 
 // queueExpire: EXPIRE key seconds [NX|XX|GT|LT], and PEXPIRE, EXPIREAT,
-// PEXPIREAT, on the plain key and the bucket of that name.
+// PEXPIREAT, on the plain key and the bucket of that name. As in Redis,
+// the options are read before the number.
 func queueExpire(name string, u expiryUnit) func(c *conn, args [][]byte) string {
 	return func(c *conn, args [][]byte) string {
-		n, ok := parseInt(args[2])
-		if !ok {
-			return errNotInteger
-		}
 		f, msg := expireFlags(args[3:])
 		if msg != "" {
 			return msg
+		}
+		n, ok := parseInt(args[2])
+		if !ok {
+			return errNotInteger
 		}
 		op := store.Op{Kind: store.KindExpire, Flags: f}
 		if !u.fill(&op, n) {

@@ -310,6 +310,14 @@ func respExpiryTests() []respFamily {
 			{respReq("EXPIRE", "k", "10", "GT", "NX"), rErr("ERR NX and XX, GT or LT options at the same time are not compatible")},
 			{respReq("PEXPIRE", "k", "10", "LT", "NX"), rErr("ERR NX and XX, GT or LT options at the same time are not compatible")},
 			{respReq("EXPIRE", "k", "10", "GT", "LT"), rErr("ERR GT and LT options at the same time are not compatible")},
+			// As in Redis, the options are read before the number, and the
+			// line breaks that end an error are trimmed.
+			{respReq("EXPIRE", "k", "abc", "FOO"), rErr("ERR Unsupported option FOO")},
+			{respReq("EXPIRE", "k", "abc", "NX", "XX"), rErr("ERR NX and XX, GT or LT options at the same time are not compatible")},
+			{respReq("PEXPIREAT", "k", "abc", "lt", "gt"), rErr("ERR GT and LT options at the same time are not compatible")},
+			{respReq("EXPIRE", "k", "10", "x\r\n"), rErr("ERR Unsupported option x")},
+			{respReq("EXPIRE", "k", "10", "\r\nx\n"), rErr("ERR Unsupported option   x")},
+			{respReq("EXPIRE", "k", "10", "\n"), rErr("ERR Unsupported option ")},
 			{respReq("EXPIRE", "k"), wrongArgs("expire")},
 			{respReq("PEXPIREAT", "k"), wrongArgs("pexpireat")},
 			{respReq("TTL"), wrongArgs("ttl")},
