@@ -53,14 +53,19 @@ type expiryUnit struct {
 	millis, absolute bool
 }
 
-// expiryOp fills op's Expires and flags from n, an expiry in unit. It
-// reports false when the time overflows, as Redis's "invalid expire time".
-func (u expiryUnit) fill(op *store.Op, n int64) bool {
+// fill fills op's Expires and flags from n, an expiry in unit, at the
+// time now (ms since the Unix epoch). It reports false when the time
+// overflows int64 milliseconds, counted from now for a relative expiry, as
+// Redis's "invalid expire time".
+func (u expiryUnit) fill(op *store.Op, n, now int64) bool {
 	if !u.millis {
 		if n > math.MaxInt64/1000 || n < math.MinInt64/1000 {
 			return false
 		}
 		n *= 1000
+	}
+	if !u.absolute && n > math.MaxInt64-now {
+		return false
 	}
 	if u.absolute {
 		op.Expires = max(n, 1) // a time before 1970 is long past
@@ -86,12 +91,12 @@ func expiryOption(a string) (expiryUnit, bool) {
 // setExpiry fills op's expiry from arg, the number of an EX, PX, EXAT or
 // PXAT of SET, SETEX or GETEX (cmd), and returns Redis's error if it is
 // wrong: not an integer, not positive, or a time that overflows.
-func setExpiry(op *store.Op, arg []byte, u expiryUnit, cmd string) string {
+func (c *conn) setExpiry(op *store.Op, arg []byte, u expiryUnit, cmd string) string {
 	n, ok := parseInt(arg)
 	if !ok {
 		return errNotInteger
 	}
-	if n <= 0 || !u.fill(op, n) {
+	if n <= 0 || !u.fill(op, n, c.srv.nowMillis()) {
 		return errInvalidExpire(cmd)
 	}
 	return ""
@@ -129,7 +134,7 @@ func queueSet(c *conn, args [][]byte) string {
 		}
 	}
 	if given {
-		if msg := setExpiry(&op, expiry, unit, "set"); msg != "" {
+		if msg := c.setExpiry(&op, expiry, unit, "set"); msg != "" {
 			return msg
 		}
 	}
@@ -174,7 +179,7 @@ func queueSetEx(millis bool) func(c *conn, args [][]byte) string {
 	return func(c *conn, args [][]byte) string {
 		key := string(args[1])
 		op := store.Op{Kind: store.KindPutCreate, Bucket: c.srv.plainBucket(key), Key: key, Value: string(args[3])}
-		if msg := setExpiry(&op, args[2], expiryUnit{millis: millis}, name); msg != "" {
+		if msg := c.setExpiry(&op, args[2], expiryUnit{millis: millis}, name); msg != "" {
 			return msg
 		}
 		c.queueOp(op)
@@ -222,7 +227,7 @@ func queueGetEx(c *conn, args [][]byte) string {
 	}
 	if given {
 		op.Kind = store.KindGetEx
-		if msg := setExpiry(&op, expiry, unit, "getex"); msg != "" {
+		if msg := c.setExpiry(&op, expiry, unit, "getex"); msg != "" {
 			c.queueOp(store.Op{Kind: store.KindGet, Bucket: op.Bucket, Key: key})
 			c.replyWith = func(w *respWriter, _ []store.Result, errs []error) {
 				if errs[0] != nil {
@@ -282,7 +287,7 @@ func queueExpire(name string, u expiryUnit) func(c *conn, args [][]byte) string 
 			return errNotInteger
 		}
 		op := store.Op{Kind: store.KindExpire, Flags: f}
-		if !u.fill(&op, n) {
+		if !u.fill(&op, n, c.srv.nowMillis()) {
 			return errInvalidExpire(name)
 		}
 		c.queueNamed(op, args[1])
@@ -397,7 +402,7 @@ func queueHExpire(name string, u expiryUnit) func(c *conn, args [][]byte) string
 			return msg
 		}
 		op := store.Op{Kind: store.KindExpire, Bucket: c.bucketName(args[1]), Flags: f}
-		if n < 0 || !u.fill(&op, n) {
+		if n < 0 || !u.fill(&op, n, c.srv.nowMillis()) {
 			return errInvalidExpire(name)
 		}
 		for _, k := range keys {

@@ -1,6 +1,7 @@
 package textproto
 
 import (
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -29,9 +30,14 @@ func frozenStore() *store.Store {
 var (
 	nowSec = frozenNow.Unix()
 	nowMs  = frozenNow.UnixMilli()
+	// fromNowMax is the longest relative expiry, in ms, that does not
+	// overflow int64 milliseconds from frozenNow: Redis refuses a longer
+	// one.
+	fromNowMax = math.MaxInt64 - nowMs
 )
 
 func atSec(d int64) string { return strconv.FormatInt(nowSec+d, 10) }
+func itoa(n int64) string  { return strconv.FormatInt(n, 10) }
 func atMs(d int64) string  { return strconv.FormatInt(nowMs+d, 10) }
 
 // rInts encodes an array of integers.
@@ -150,7 +156,14 @@ func respExpiryTests() []respFamily {
 			{respReq("SET", "k", "v", "FOO"), errSyntaxReply},
 			{respReq("SET", "k", "v", "NXX"), errSyntaxReply},
 			{respReq("SET", "k"), wrongArgs("set")},
+			// A relative time that overflows from now.
+			{respReq("SET", "k", "v", "PX", itoa(fromNowMax+1)), invalidExpire("set")},
+			{respReq("SET", "k", "v", "EX", itoa(fromNowMax/1000+1)), invalidExpire("set")},
 			{respReq("EXISTS", "k"), rInt(0)},
+			{respReq("SET", "k", "v", "PX", itoa(fromNowMax)), rOK},
+			{respReq("PTTL", "k"), rInt(int(fromNowMax))},
+			{respReq("SET", "k", "v", "PXAT", "9223372036854775807"), rOK},
+			{respReq("PTTL", "k"), rInt(int(fromNowMax))},
 		}},
 		{"SETEX PSETEX SETNX", []respStep{
 			{respReq("SETEX", "k", "10", "v"), rOK},
@@ -163,6 +176,8 @@ func respExpiryTests() []respFamily {
 			{respReq("SETEX", "k", "-1", "v"), invalidExpire("setex")},
 			{respReq("SETEX", "k", "9223372036854776", "v"), invalidExpire("setex")},
 			{respReq("PSETEX", "k", "0", "v"), invalidExpire("psetex")},
+			{respReq("PSETEX", "k", itoa(fromNowMax+1), "v"), invalidExpire("psetex")},
+			{respReq("SETEX", "k", itoa(fromNowMax/1000+1), "v"), invalidExpire("setex")},
 			{respReq("SETEX", "k", "abc", "v"), errNotInt},
 			{respReq("PSETEX", "k", "1e3", "v"), errNotInt},
 			{respReq("SETEX", "k", "10"), wrongArgs("setex")},
@@ -222,6 +237,8 @@ func respExpiryTests() []respFamily {
 			{respReq("SET", "k", "v", "EX", "60"), rOK},
 			{respReq("GETEX", "k", "EX", "0"), invalidExpire("getex")},
 			{respReq("GETEX", "k", "PXAT", "-1"), invalidExpire("getex")},
+			{respReq("GETEX", "k", "PX", "9223372036854775807"), invalidExpire("getex")},
+			{respReq("GETEX", "k", "EX", itoa(fromNowMax/1000+1)), invalidExpire("getex")},
 			{respReq("GETEX", "k", "EX", "abc"), errNotInt},
 			{respReq("GETEX", "k", "EX"), errSyntaxReply},
 			{respReq("GETEX", "k", "PERSIST", "EX", "10"), errSyntaxReply},
@@ -305,6 +322,8 @@ func respExpiryTests() []respFamily {
 			{respReq("EXPIRE", "k", "9223372036854776"), invalidExpire("expire")},
 			{respReq("EXPIRE", "k", "-9223372036854776"), invalidExpire("expire")},
 			{respReq("EXPIREAT", "k", "9223372036854776"), invalidExpire("expireat")},
+			{respReq("PEXPIRE", "k", itoa(fromNowMax+1)), invalidExpire("pexpire")},
+			{respReq("EXPIRE", "k", itoa(fromNowMax/1000+1)), invalidExpire("expire")},
 			{respReq("EXPIRE", "k", "10", "FOO"), rErr("ERR Unsupported option FOO")},
 			{respReq("EXPIRE", "k", "10", "NX", "XX"), rErr("ERR NX and XX, GT or LT options at the same time are not compatible")},
 			{respReq("EXPIRE", "k", "10", "GT", "NX"), rErr("ERR NX and XX, GT or LT options at the same time are not compatible")},
@@ -326,6 +345,12 @@ func respExpiryTests() []respFamily {
 			{respReq("PERSIST"), wrongArgs("persist")},
 			{respReq("PERSIST", "k", "k"), wrongArgs("persist")},
 			{respReq("TTL", "k"), rInt(-1)},
+			{respReq("PEXPIRE", "k", itoa(fromNowMax)), rInt(1)},
+			{respReq("PTTL", "k"), rInt(int(fromNowMax))},
+			{respReq("EXPIRE", "k", itoa(fromNowMax/1000)), rInt(1)},
+			{respReq("TTL", "k"), rInt(int(fromNowMax / 1000))},
+			{respReq("PEXPIREAT", "k", "9223372036854775807"), rInt(1)},
+			{respReq("PTTL", "k"), rInt(int(fromNowMax))},
 		}},
 		{"EXPIRE TTL PERSIST on buckets", []respStep{
 			{respReq("HSET", "h", "f", "v"), rInt(1)},
