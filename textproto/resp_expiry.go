@@ -380,31 +380,57 @@ func fields(args [][]byte, i int) ([][]byte, string) {
 	return args[i+2:], ""
 }
 
+// hfeMaxMillis is the latest expiry a key of a bucket can have, as a hash
+// field's in Redis 7.4 (HFE_MAX_ABS_TIME_MSEC, 2^46-1 ms since the Unix
+// epoch: the year 4199).
+const hfeMaxMillis = 1<<46 - 1
+
 // queueHExpire: HEXPIRE key seconds [NX|XX|GT|LT] FIELDS numfields field
-// ..., and HPEXPIRE, HEXPIREAT, HPEXPIREAT.
+// ..., and HPEXPIRE, HEXPIREAT, HPEXPIREAT. As Redis 7.4, it reads the
+// time first, then the condition, which can only be the fourth argument.
 func queueHExpire(name string, u expiryUnit) func(c *conn, args [][]byte) string {
 	return func(c *conn, args [][]byte) string {
 		n, ok := parseInt(args[2])
 		if !ok {
 			return errNotInteger
 		}
-		at := 3
-		var f store.Flags
-		if at < len(args) && !bytes.EqualFold(args[at], []byte("FIELDS")) {
-			var msg string
-			if f, msg = expireFlags(args[at : at+1]); msg != "" {
-				return msg
+		if n < 0 {
+			return "ERR invalid expire time, must be >= 0"
+		}
+		if !u.millis {
+			if n > hfeMaxMillis/1000 {
+				return errInvalidExpire(name)
 			}
-			at++
+			n *= 1000
+		}
+		var now int64
+		if !u.absolute {
+			now = c.srv.nowMillis()
+		}
+		if n > hfeMaxMillis-now {
+			return errInvalidExpire(name)
+		}
+		var f store.Flags
+		at := 4
+		var buf [8]byte
+		switch string(upper(buf[:0], args[3])) {
+		case "NX":
+			f = store.FlagNX
+		case "XX":
+			f = store.FlagXX
+		case "GT":
+			f = store.FlagGT
+		case "LT":
+			f = store.FlagLT
+		default:
+			at = 3
 		}
 		keys, msg := fields(args, at)
 		if msg != "" {
 			return msg
 		}
 		op := store.Op{Kind: store.KindExpire, Bucket: c.bucketName(args[1]), Flags: f}
-		if n < 0 || !u.fill(&op, n, c.srv.nowMillis()) {
-			return errInvalidExpire(name)
-		}
+		(expiryUnit{millis: true, absolute: u.absolute}).fill(&op, n, now)
 		for _, k := range keys {
 			op.Key = string(k)
 			c.queueOp(op)

@@ -444,6 +444,21 @@ func respExpiryTests() []respFamily {
 			// Must fail, changing nothing.
 			{respReq("HEXPIRE", "h", "abc", "FIELDS", "1", "a"), errNotInt},
 			{respReq("HEXPIRE", "h", "10", "NX", "XX", "FIELDS", "1", "a"), rErr("ERR Mandatory argument FIELDS is missing or not at the right position")},
+			// As Redis 7.4: the time is read first; the condition can only
+			// be the fourth argument; a key of a bucket expires at the
+			// latest at 2^46-1 ms.
+			{respReq("HEXPIRE", "h", "10", "FIELD", "1", "a"), rErr("ERR Mandatory argument FIELDS is missing or not at the right position")},
+			{respReq("HEXPIRE", "h", "10", "FOO", "FIELDS", "1", "a"), rErr("ERR Mandatory argument FIELDS is missing or not at the right position")},
+			{respReq("HEXPIRE", "h", "10", "FIELDS", "1", "NX", "a"), rErr("ERR The `numfields` parameter must match the number of arguments")},
+			{respReq("HEXPIRE", "h", "-1", "FIELDS", "1", "a"), rErr("ERR invalid expire time, must be >= 0")},
+			{respReq("HPEXPIREAT", "h", "-5", "FIELDS", "1", "a"), rErr("ERR invalid expire time, must be >= 0")},
+			{respReq("HEXPIRE", "h", "-1", "FOO", "1", "a"), rErr("ERR invalid expire time, must be >= 0")},
+			{respReq("HEXPIRE", "h", "abc", "FOO", "1", "a"), errNotInt},
+			{respReq("HEXPIREAT", "h", "70368744178", "FIELDS", "1", "a"), invalidExpire("hexpireat")},
+			{respReq("HPEXPIREAT", "h", "70368744177664", "FIELDS", "1", "a"), invalidExpire("hpexpireat")},
+			{respReq("HEXPIRE", "h", "9223372036854775807", "FIELDS", "1", "a"), invalidExpire("hexpire")},
+			{respReq("HEXPIRE", "h", itoa((1<<46-1-nowMs)/1000+1), "FIELDS", "1", "a"), invalidExpire("hexpire")},
+			{respReq("HPEXPIRE", "h", itoa(1<<46-1-nowMs+1), "FIELDS", "1", "a"), invalidExpire("hpexpire")},
 			{respReq("HEXPIRE", "h", "10", "FIELDS", "0", "a"), rErr("ERR Parameter `numFields` should be greater than 0")},
 			{respReq("HEXPIRE", "h", "10", "FIELDS", "-1", "a"), rErr("ERR Parameter `numFields` should be greater than 0")},
 			{respReq("HEXPIRE", "h", "10", "FIELDS", "x", "a"), rErr("ERR Parameter `numFields` should be greater than 0")},
@@ -465,6 +480,10 @@ func respExpiryTests() []respFamily {
 			{respReq("HPERSIST", "", "FIELDS", "1", "a"), rInts(-2)},
 			{respReq("HGETALL", "h"), rBulks("a", "again", "b", "2")},
 			{respReq("HTTL", "h", "FIELDS", "2", "a", "b"), rInts(-1, -1)},
+			{respReq("HPEXPIREAT", "h", "70368744177663", "FIELDS", "1", "a"), rInts(1)},
+			{respReq("HPTTL", "h", "FIELDS", "1", "a"), rInts(int(1<<46 - 1 - nowMs))},
+			{respReq("HPEXPIRE", "h", itoa(1<<46-1-nowMs), "FIELDS", "1", "b"), rInts(1)},
+			{respReq("HPTTL", "h", "FIELDS", "1", "b"), rInts(int(1<<46 - 1 - nowMs))},
 		}},
 		{"MGET MSET UNLINK TOUCH", []respStep{
 			{respReq("MSET", "a", "1", "b", "2", "c", "3"), rOK},
