@@ -362,8 +362,10 @@ func replyTTL(millis bool) respReply {
 // --- per-field expiry of a bucket's keys (Redis 7.4's HEXPIRE) ---
 
 // fields parses "FIELDS numfields field ..." at args[i:], as Redis 7.4
-// does.
-func fields(args [][]byte, i int) ([][]byte, string) {
+// does; badCount is the error for a numfields that is not a positive
+// integer, which Redis words differently for HEXPIRE and for HTTL and
+// HPERSIST.
+func fields(args [][]byte, i int, badCount string) ([][]byte, string) {
 	if i >= len(args) || !bytes.EqualFold(args[i], []byte("FIELDS")) {
 		return nil, "ERR Mandatory argument FIELDS is missing or not at the right position"
 	}
@@ -372,7 +374,7 @@ func fields(args [][]byte, i int) ([][]byte, string) {
 	}
 	n, ok := parseInt(args[i+1])
 	if !ok || n <= 0 {
-		return nil, "ERR Parameter `numFields` should be greater than 0"
+		return nil, badCount
 	}
 	if n != int64(len(args)-i-2) {
 		return nil, "ERR The `numfields` parameter must match the number of arguments"
@@ -425,7 +427,7 @@ func queueHExpire(name string, u expiryUnit) func(c *conn, args [][]byte) string
 		default:
 			at = 3
 		}
-		keys, msg := fields(args, at)
+		keys, msg := fields(args, at, "ERR Parameter `numFields` should be greater than 0")
 		if msg != "" {
 			return msg
 		}
@@ -443,7 +445,7 @@ func queueHExpire(name string, u expiryUnit) func(c *conn, args [][]byte) string
 // field ..." (HTTL, HPTTL, HPERSIST).
 func fieldOps(k store.Kind) func(c *conn, args [][]byte) string {
 	return func(c *conn, args [][]byte) string {
-		keys, msg := fields(args, 2)
+		keys, msg := fields(args, 2, "ERR Number of fields must be a positive integer")
 		if msg != "" {
 			return msg
 		}

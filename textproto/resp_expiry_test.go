@@ -468,6 +468,12 @@ func respExpiryTests() []respFamily {
 			{respReq("HEXPIRE", "h", "10", "NX", "FIELDS", "1", "a", "b"), rErr("ERR The `numfields` parameter must match the number of arguments")},
 			{respReq("HTTL", "h", "FIELD", "1", "a"), rErr("ERR Mandatory argument FIELDS is missing or not at the right position")},
 			{respReq("HPERSIST", "h", "FIELDS", "2", "a"), rErr("ERR The `numfields` parameter must match the number of arguments")},
+			// Redis 7.4 words a bad count differently for HTTL and
+			// HPERSIST than for HEXPIRE.
+			{respReq("HTTL", "h", "FIELDS", "0", "a"), rErr("ERR Number of fields must be a positive integer")},
+			{respReq("HPTTL", "h", "FIELDS", "x", "a"), rErr("ERR Number of fields must be a positive integer")},
+			{respReq("HPERSIST", "h", "FIELDS", "-1", "a"), rErr("ERR Number of fields must be a positive integer")},
+			{respReq("HTTL", "nowhere", "FIELDS", "0", "a"), rErr("ERR Number of fields must be a positive integer")},
 			{respReq("HEXPIRE", "h", "10", "FIELDS", "1"), wrongArgs("hexpire")},
 			{respReq("HPEXPIREAT", "h", "10"), wrongArgs("hpexpireat")},
 			{respReq("HTTL", "h", "FIELDS", "1"), wrongArgs("httl")},
