@@ -470,12 +470,17 @@ func replyHExpire(w *respWriter, res []store.Result, errs []error) {
 	}
 }
 
-// replyHTTL answers, per field, its TTL as TTL would.
+// replyHTTL answers, per field, its TTL as TTL would, but for seconds
+// rounded up, as Redis 7.4 rounds HTTL's.
 func replyHTTL(millis bool) respReply {
 	return func(w *respWriter, res []store.Result, errs []error) {
 		w.array(len(res))
 		for i := range res {
-			w.int64(ttlOf(res[i], errs[i], millis))
+			t := ttlOf(res[i], errs[i], true)
+			if !millis && t > 0 {
+				t = (t-1)/1000 + 1 // up, without overflow
+			}
+			w.int64(t)
 		}
 	}
 }
