@@ -336,7 +336,7 @@ func (c *conn) op(cmd *textCommand) (store.Op, string) {
 	switch cmd.kind {
 	case store.KindExpire: // EXPIRE <bucket> <seconds>
 		n, ok := parseInt(r.words[2])
-		if !ok || !(expiryUnit{}).fill(&op, n) {
+		if !ok || !(expiryUnit{}).fill(&op, n, c.srv.nowMillis()) {
 			return op, cmd.usage
 		}
 		op.Flags |= store.FlagBucket
@@ -353,7 +353,7 @@ func (c *conn) op(cmd *textCommand) (store.Op, string) {
 	}
 	if r.n == 6 { // PUT <bucket> <key> <value> EX <seconds>
 		n, ok := parseInt(r.words[5])
-		if !ok || n <= 0 || !(expiryUnit{}).fill(&op, n) {
+		if !ok || n <= 0 || !(expiryUnit{}).fill(&op, n, c.srv.nowMillis()) {
 			return op, "PUT <bucket> <key> <value> [EX <seconds>]"
 		}
 	}

@@ -115,11 +115,18 @@ type ServerError struct{ Msg string }
 
 func (e *ServerError) Error() string { return "textproto: server error: " + e.Msg }
 
+// oneLine replaces the line breaks in s with spaces, byte by byte: any
+// other byte, valid UTF-8 or not, is kept as it is (as Redis quotes a
+// client's argument in an error).
 func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c == '\r' || c == '\n' {
+			b[i] = ' '
 		}
-		return r
-	}, s)
+	}
+	return string(b)
 }

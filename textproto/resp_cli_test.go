@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -165,5 +166,69 @@ func TestRedisCLIInteractive(t *testing.T) {
 	docs := metricValue(t, reg, "dboutique_client_requests_total", map[string]string{"proto": "resp", "command": "command", "result": "ok"})
 	if docs < 1 {
 		t.Errorf("redis-cli sent no COMMAND (DOCS) at start: counted %v", docs)
+	}
+}
+
+// pollCLI runs redis-cli with args every 50 ms until it prints want, and
+// returns how long after start it did; it fails the test after
+// testTimeout.
+func pollCLI(t *testing.T, cli, addr string, start time.Time, want string, args ...string) time.Duration {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		got := runCLI(t, cli, addr, "", args...)
+		if got == want {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-cli %q still prints %q after %v, want %q", args, got, testTimeout, want)
+		}
+		<-tick.C
+	}
+}
+
+// TestRedisCLIExpiry runs the sequence by which issue 14 is done, with
+// redis-cli against one node on the wall clock: SET s v EX 2, then TTL s
+// is 2 or 1, and GET s is nil 2 s after; HSET h a 1 b 2, HEXPIRE h 1
+// FIELDS 1 a answers 1, and HGETALL h has only b 1 s after.
+func TestRedisCLIExpiry(t *testing.T) {
+	cli := redisCLI(t)
+	s := startServer(t, Config{})
+	run := func(args ...string) string { return runCLI(t, cli, s.addr, "", args...) }
+
+	start := time.Now()
+	if got := run("SET", "s", "v", "EX", "2"); got != "OK\n" {
+		t.Fatalf("SET s v EX 2: %q", got)
+	}
+	if got := run("TTL", "s"); got != "(integer) 2\n" && got != "(integer) 1\n" {
+		t.Errorf("TTL s: %q, want 2 or 1", got)
+	}
+	if got := run("GET", "s"); got != "\"v\"\n" {
+		t.Errorf("GET s before it expired: %q", got)
+	}
+	if took := pollCLI(t, cli, s.addr, start, "(nil)\n", "GET", "s"); took < 1900*time.Millisecond {
+		t.Errorf("GET s was nil %v after SET s v EX 2, too soon", took)
+	}
+	if got := run("TTL", "s"); got != "(integer) -2\n" {
+		t.Errorf("TTL s once expired: %q, want -2", got)
+	}
+
+	if got := run("HSET", "h", "a", "1", "b", "2"); got != "(integer) 2\n" {
+		t.Fatalf("HSET h a 1 b 2: %q", got)
+	}
+	start = time.Now()
+	if got := run("HEXPIRE", "h", "1", "FIELDS", "1", "a"); got != "1) (integer) 1\n" {
+		t.Fatalf("HEXPIRE h 1 FIELDS 1 a: %q", got)
+	}
+	if got := run("HTTL", "h", "FIELDS", "2", "a", "b"); got != "1) (integer) 1\n2) (integer) -1\n" && got != "1) (integer) -2\n2) (integer) -1\n" {
+		t.Errorf("HTTL h FIELDS 2 a b: %q", got)
+	}
+	if took := pollCLI(t, cli, s.addr, start, "1) \"b\"\n2) \"2\"\n", "HGETALL", "h"); took < 900*time.Millisecond {
+		t.Errorf("HGETALL h had only b %v after HEXPIRE h 1, too soon", took)
+	}
+	if got := run("HTTL", "h", "FIELDS", "2", "a", "b"); got != "1) (integer) -2\n2) (integer) -1\n" {
+		t.Errorf("HTTL h FIELDS 2 a b once a expired: %q", got)
 	}
 }

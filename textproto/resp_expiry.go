@@ -27,8 +27,22 @@ const (
 
 func errInvalidExpire(cmd string) string { return "ERR invalid expire time in '" + cmd + "' command" }
 
-// parseInt parses a whole argument as a decimal int64.
+// parseInt parses a whole argument as a decimal int64 as Redis does
+// (string2ll): a minus sign or none, then 0 alone or digits that do not
+// start with 0; no plus sign, no space, no "-0".
 func parseInt(b []byte) (int64, bool) {
+	digits := b
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || digits[0] == '0' && len(b) > 1 {
+		return 0, false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
 	n, err := strconv.ParseInt(string(b), 10, 64)
 	return n, err == nil
 }
@@ -39,14 +53,19 @@ type expiryUnit struct {
 	millis, absolute bool
 }
 
-// expiryOp fills op's Expires and flags from n, an expiry in unit. It
-// reports false when the time overflows, as Redis's "invalid expire time".
-func (u expiryUnit) fill(op *store.Op, n int64) bool {
+// fill fills op's Expires and flags from n, an expiry in unit, at the
+// time now (ms since the Unix epoch). It reports false when the time
+// overflows int64 milliseconds, counted from now for a relative expiry, as
+// Redis's "invalid expire time".
+func (u expiryUnit) fill(op *store.Op, n, now int64) bool {
 	if !u.millis {
 		if n > math.MaxInt64/1000 || n < math.MinInt64/1000 {
 			return false
 		}
 		n *= 1000
+	}
+	if !u.absolute && n > math.MaxInt64-now {
+		return false
 	}
 	if u.absolute {
 		op.Expires = max(n, 1) // a time before 1970 is long past
@@ -59,36 +78,64 @@ func (u expiryUnit) fill(op *store.Op, n int64) bool {
 
 // --- SET and its kin ---
 
+// expiryOption reports whether a, an option in upper case, is EX, PX,
+// EXAT or PXAT, and what its number counts.
+func expiryOption(a string) (expiryUnit, bool) {
+	switch a {
+	case "EX", "PX", "EXAT", "PXAT":
+		return expiryUnit{millis: a[0] == 'P', absolute: len(a) == 4}, true
+	}
+	return expiryUnit{}, false
+}
+
+// setExpiry fills op's expiry from arg, the number of an EX, PX, EXAT or
+// PXAT of SET, SETEX or GETEX (cmd), and returns Redis's error if it is
+// wrong: not an integer, not positive, or a time that overflows.
+func (c *conn) setExpiry(op *store.Op, arg []byte, u expiryUnit, cmd string) string {
+	n, ok := parseInt(arg)
+	if !ok {
+		return errNotInteger
+	}
+	if n <= 0 || !u.fill(op, n, c.srv.nowMillis()) {
+		return errInvalidExpire(cmd)
+	}
+	return ""
+}
+
 // queueSet: SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms|KEEPTTL].
+// As in Redis, an option may be repeated (the last expiry counts), and the
+// expiry's number is read once all the options are known to be right.
 func queueSet(c *conn, args [][]byte) string {
 	key := string(args[1])
 	op := store.Op{Kind: store.KindPutCreate, Bucket: c.srv.plainBucket(key), Key: key, Value: string(args[2])}
-	expiry := false
+	var (
+		expiry []byte // the number of EX, PX, EXAT or PXAT
+		unit   expiryUnit
+		given  bool // whether one of them was
+	)
 	for i := 3; i < len(args); i++ {
 		var buf [8]byte
-		switch a := string(upper(buf[:0], args[i])); {
-		case a == "NX" && op.Flags&(store.FlagXX|store.FlagNX) == 0:
+		a := string(upper(buf[:0], args[i]))
+		u, isExpiry := expiryOption(a)
+		switch {
+		case a == "NX" && op.Flags&store.FlagXX == 0:
 			op.Flags |= store.FlagNX
-		case a == "XX" && op.Flags&(store.FlagXX|store.FlagNX) == 0:
+		case a == "XX" && op.Flags&store.FlagNX == 0:
 			op.Flags |= store.FlagXX
-		case a == "GET" && op.Flags&store.FlagGet == 0:
+		case a == "GET":
 			op.Flags |= store.FlagGet
-		case a == "KEEPTTL" && !expiry:
+		case a == "KEEPTTL" && !given:
 			op.Flags |= store.FlagKeepTTL
-			expiry = true
-		case (a == "EX" || a == "PX" || a == "EXAT" || a == "PXAT") && !expiry && i+1 < len(args):
+		case isExpiry && op.Flags&store.FlagKeepTTL == 0 && (!given || u == unit) && i+1 < len(args):
 			i++
-			n, ok := parseInt(args[i])
-			if !ok {
-				return errNotInteger
-			}
-			u := expiryUnit{millis: a[0] == 'P', absolute: len(a) == 4}
-			if n <= 0 || !u.fill(&op, n) {
-				return errInvalidExpire("set")
-			}
-			expiry = true
+			expiry, unit, given = args[i], u, true
 		default:
 			return errSyntax
+		}
+	}
+	if given {
+		if msg := c.setExpiry(&op, expiry, unit, "set"); msg != "" {
+			return msg
 		}
 	}
 	// A plain SET, and SET with EX or PX only, write without reading
@@ -130,14 +177,10 @@ func queueSetEx(millis bool) func(c *conn, args [][]byte) string {
 		name = "psetex"
 	}
 	return func(c *conn, args [][]byte) string {
-		n, ok := parseInt(args[2])
-		if !ok {
-			return errNotInteger
-		}
 		key := string(args[1])
 		op := store.Op{Kind: store.KindPutCreate, Bucket: c.srv.plainBucket(key), Key: key, Value: string(args[3])}
-		if n <= 0 || !(expiryUnit{millis: millis}).fill(&op, n) {
-			return errInvalidExpire(name)
+		if msg := c.setExpiry(&op, args[2], expiryUnit{millis: millis}, name); msg != "" {
+			return msg
 		}
 		c.queueOp(op)
 		return ""
@@ -156,30 +199,44 @@ func replySetNX(w *respWriter, res []store.Result, errs []error) {
 	w.int(b2i(errs[0] == nil && res[0].Count&1 != 0))
 }
 
-// queueGetEx: GETEX key [EX s|PX ms|EXAT ts|PXAT ms|PERSIST].
+// queueGetEx: GETEX key [EX s|PX ms|EXAT ts|PXAT ms|PERSIST]. As in
+// Redis, an option may be repeated (the last expiry counts), and the
+// expiry's number is read only once the key is found: a missing key is
+// nil whatever the number.
 func queueGetEx(c *conn, args [][]byte) string {
 	key := string(args[1])
 	op := store.Op{Kind: store.KindGet, Bucket: c.srv.plainBucket(key), Key: key}
+	var (
+		expiry []byte // the number of EX, PX, EXAT or PXAT
+		unit   expiryUnit
+		given  bool // whether one of them was
+	)
 	for i := 2; i < len(args); i++ {
 		var buf [8]byte
-		switch a := string(upper(buf[:0], args[i])); {
-		case op.Kind != store.KindGet:
-			return errSyntax
-		case a == "PERSIST":
+		a := string(upper(buf[:0], args[i]))
+		u, isExpiry := expiryOption(a)
+		switch {
+		case a == "PERSIST" && !given:
 			op.Kind, op.Flags = store.KindGetEx, store.FlagPersist
-		case (a == "EX" || a == "PX" || a == "EXAT" || a == "PXAT") && i+1 < len(args):
+		case isExpiry && op.Flags&store.FlagPersist == 0 && (!given || u == unit) && i+1 < len(args):
 			i++
-			n, ok := parseInt(args[i])
-			if !ok {
-				return errNotInteger
-			}
-			u := expiryUnit{millis: a[0] == 'P', absolute: len(a) == 4}
-			if n <= 0 || !u.fill(&op, n) {
-				return errInvalidExpire("getex")
-			}
-			op.Kind = store.KindGetEx
+			expiry, unit, given = args[i], u, true
 		default:
 			return errSyntax
+		}
+	}
+	if given {
+		op.Kind = store.KindGetEx
+		if msg := c.setExpiry(&op, expiry, unit, "getex"); msg != "" {
+			c.queueOp(store.Op{Kind: store.KindGet, Bucket: op.Bucket, Key: key})
+			c.replyWith = func(w *respWriter, _ []store.Result, errs []error) {
+				if errs[0] != nil {
+					w.nil()
+				} else {
+					w.err(msg)
+				}
+			}
+			return ""
 		}
 	}
 	c.queueOp(op)
@@ -203,7 +260,8 @@ func expireFlags(args [][]byte) (store.Flags, string) {
 		case "LT":
 			f |= store.FlagLT
 		default:
-			return 0, "ERR Unsupported option " + string(clip(a))
+			// Redis trims the line breaks that end the message.
+			return 0, "ERR Unsupported option " + strings.TrimRight(string(clip(a)), "\r\n")
 		}
 	}
 	switch {
@@ -216,19 +274,20 @@ func expireFlags(args [][]byte) (store.Flags, string) {
 }
 
 // queueExpire: EXPIRE key seconds [NX|XX|GT|LT], and PEXPIRE, EXPIREAT,
-// PEXPIREAT, on the plain key and the bucket of that name.
+// PEXPIREAT, on the plain key and the bucket of that name. As in Redis,
+// the options are read before the number.
 func queueExpire(name string, u expiryUnit) func(c *conn, args [][]byte) string {
 	return func(c *conn, args [][]byte) string {
-		n, ok := parseInt(args[2])
-		if !ok {
-			return errNotInteger
-		}
 		f, msg := expireFlags(args[3:])
 		if msg != "" {
 			return msg
 		}
+		n, ok := parseInt(args[2])
+		if !ok {
+			return errNotInteger
+		}
 		op := store.Op{Kind: store.KindExpire, Flags: f}
-		if !u.fill(&op, n) {
+		if !u.fill(&op, n, c.srv.nowMillis()) {
 			return errInvalidExpire(name)
 		}
 		c.queueNamed(op, args[1])
@@ -303,8 +362,10 @@ func replyTTL(millis bool) respReply {
 // --- per-field expiry of a bucket's keys (Redis 7.4's HEXPIRE) ---
 
 // fields parses "FIELDS numfields field ..." at args[i:], as Redis 7.4
-// does.
-func fields(args [][]byte, i int) ([][]byte, string) {
+// does; badCount is the error for a numfields that is not a positive
+// integer, which Redis words differently for HEXPIRE and for HTTL and
+// HPERSIST.
+func fields(args [][]byte, i int, badCount string) ([][]byte, string) {
 	if i >= len(args) || !bytes.EqualFold(args[i], []byte("FIELDS")) {
 		return nil, "ERR Mandatory argument FIELDS is missing or not at the right position"
 	}
@@ -313,7 +374,7 @@ func fields(args [][]byte, i int) ([][]byte, string) {
 	}
 	n, ok := parseInt(args[i+1])
 	if !ok || n <= 0 {
-		return nil, "ERR Parameter `numFields` should be greater than 0"
+		return nil, badCount
 	}
 	if n != int64(len(args)-i-2) {
 		return nil, "ERR The `numfields` parameter must match the number of arguments"
@@ -321,31 +382,57 @@ func fields(args [][]byte, i int) ([][]byte, string) {
 	return args[i+2:], ""
 }
 
+// hfeMaxMillis is the latest expiry a key of a bucket can have, as a hash
+// field's in Redis 7.4 (HFE_MAX_ABS_TIME_MSEC, 2^46-1 ms since the Unix
+// epoch: the year 4199).
+const hfeMaxMillis = 1<<46 - 1
+
 // queueHExpire: HEXPIRE key seconds [NX|XX|GT|LT] FIELDS numfields field
-// ..., and HPEXPIRE, HEXPIREAT, HPEXPIREAT.
+// ..., and HPEXPIRE, HEXPIREAT, HPEXPIREAT. As Redis 7.4, it reads the
+// time first, then the condition, which can only be the fourth argument.
 func queueHExpire(name string, u expiryUnit) func(c *conn, args [][]byte) string {
 	return func(c *conn, args [][]byte) string {
 		n, ok := parseInt(args[2])
 		if !ok {
 			return errNotInteger
 		}
-		at := 3
-		var f store.Flags
-		if at < len(args) && !bytes.EqualFold(args[at], []byte("FIELDS")) {
-			var msg string
-			if f, msg = expireFlags(args[at : at+1]); msg != "" {
-				return msg
-			}
-			at++
+		if n < 0 {
+			return "ERR invalid expire time, must be >= 0"
 		}
-		keys, msg := fields(args, at)
+		if !u.millis {
+			if n > hfeMaxMillis/1000 {
+				return errInvalidExpire(name)
+			}
+			n *= 1000
+		}
+		var now int64
+		if !u.absolute {
+			now = c.srv.nowMillis()
+		}
+		if n > hfeMaxMillis-now {
+			return errInvalidExpire(name)
+		}
+		var f store.Flags
+		at := 4
+		var buf [8]byte
+		switch string(upper(buf[:0], args[3])) {
+		case "NX":
+			f = store.FlagNX
+		case "XX":
+			f = store.FlagXX
+		case "GT":
+			f = store.FlagGT
+		case "LT":
+			f = store.FlagLT
+		default:
+			at = 3
+		}
+		keys, msg := fields(args, at, "ERR Parameter `numFields` should be greater than 0")
 		if msg != "" {
 			return msg
 		}
 		op := store.Op{Kind: store.KindExpire, Bucket: c.bucketName(args[1]), Flags: f}
-		if n < 0 || !u.fill(&op, n) {
-			return errInvalidExpire(name)
-		}
+		(expiryUnit{millis: true, absolute: u.absolute}).fill(&op, n, now)
 		for _, k := range keys {
 			op.Key = string(k)
 			c.queueOp(op)
@@ -358,7 +445,7 @@ func queueHExpire(name string, u expiryUnit) func(c *conn, args [][]byte) string
 // field ..." (HTTL, HPTTL, HPERSIST).
 func fieldOps(k store.Kind) func(c *conn, args [][]byte) string {
 	return func(c *conn, args [][]byte) string {
-		keys, msg := fields(args, 2)
+		keys, msg := fields(args, 2, "ERR Number of fields must be a positive integer")
 		if msg != "" {
 			return msg
 		}
@@ -383,12 +470,17 @@ func replyHExpire(w *respWriter, res []store.Result, errs []error) {
 	}
 }
 
-// replyHTTL answers, per field, its TTL as TTL would.
+// replyHTTL answers, per field, its TTL as TTL would, but for seconds
+// rounded up, as Redis 7.4 rounds HTTL's.
 func replyHTTL(millis bool) respReply {
 	return func(w *respWriter, res []store.Result, errs []error) {
 		w.array(len(res))
 		for i := range res {
-			w.int64(ttlOf(res[i], errs[i], millis))
+			t := ttlOf(res[i], errs[i], true)
+			if !millis && t > 0 {
+				t = (t-1)/1000 + 1 // up, without overflow
+			}
+			w.int64(t)
 		}
 	}
 }

@@ -693,6 +693,12 @@ func TestRESPRedisCompatibility(t *testing.T) {
 		{"unknown command with four arguments", []respStep{
 			{respReq("foo", "a", "b", "c", "d"), rErr("ERR unknown command 'foo', with args beginning with: 'a' 'b' 'c' 'd' ")},
 		}},
+		// Redis quotes the bytes of an argument as they are, UTF-8 or
+		// not, but for line breaks.
+		{"unknown command with bytes that are not UTF-8", []respStep{
+			{respReq("foo", "a\xff\xfe\r\nb"), rErr("ERR unknown command 'foo', with args beginning with: 'a\xff\xfe  b' ")},
+			{respReq("EXPIRE", "k", "10", "\xc3("), rErr("ERR Unsupported option \xc3(")},
+		}},
 		// Redis clips each quoted argument to what is left of 128 bytes.
 		{"unknown command with long arguments", []respStep{
 			{respReq("foo", strings.Repeat("a", 100), strings.Repeat("b", 100)),

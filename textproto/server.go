@@ -146,6 +146,7 @@ type Server struct {
 	plain     []string              // names of the buckets that hold RESP's plain keys
 	respCmds  []respCommand         // the RESP commands (respCommands)
 	respIndex map[string]int        // upper-case name -> index in respCmds
+	clock     *store.Clock          // the Executor's, if it has one (see nowMillis)
 
 	mu        sync.Mutex // guards listeners, conns and wg.Add
 	listeners map[net.Listener]struct{}
@@ -175,7 +176,25 @@ func NewServer(cfg Config) (*Server, error) {
 	for i, rc := range srv.respCmds {
 		srv.respIndex[rc.name] = i
 	}
+	if ck, ok := cfg.Executor.(clocked); ok {
+		srv.clock = ck.Clock()
+	}
 	return srv, nil
+}
+
+// clocked is an Executor with the clock by which it judges expiry (a
+// store.Store).
+type clocked interface{ Clock() *store.Clock }
+
+// nowMillis returns the time, in ms since the Unix epoch, from which a
+// relative expiry is checked for overflow, as Redis checks it: by the
+// Executor's clock if it has one, else by the wall clock. (The bucket's
+// primary counts the expiry from its own clock.)
+func (s *Server) nowMillis() int64 {
+	if s.clock != nil {
+		return s.clock.Millis()
+	}
+	return time.Now().UnixMilli()
 }
 
 // verbOf gives the text verb that runs operations of kind k.
