@@ -53,6 +53,10 @@ const (
 	flagPairs
 	// flagClose: the connection closes after the reply.
 	flagClose
+	// flagNamed: the command runs on the plain key of a name and then on
+	// the bucket of that name (queueNamed), and a plain key found settles
+	// the reply: an error of the bucket's operation then does not fail it.
+	flagNamed
 )
 
 // respCommands lists the commands the server knows. Their order is also
@@ -84,13 +88,13 @@ func respCommands() []respCommand {
 		{"UNLINK", -2, 0, "generic", "As DEL.", nameOps(store.KindDelete, store.KindDrop, replyCount)},
 		{"EXISTS", -2, 0, "generic", "Counts the plain keys and buckets of these names.", nameOps(store.KindGet, store.KindLen, replyFound)},
 		{"TOUCH", -2, 0, "generic", "As EXISTS.", nameOps(store.KindGet, store.KindLen, replyFound)},
-		{"EXPIRE", -3, 0, "generic", "Sets a time to live in seconds on the plain key and bucket of a name: EXPIRE key seconds [NX|XX|GT|LT].", respRun{queue: queueExpire("expire", expiryUnit{}), reply: replyAnyCount}},
-		{"PEXPIRE", -3, 0, "generic", "As EXPIRE, in milliseconds.", respRun{queue: queueExpire("pexpire", expiryUnit{millis: true}), reply: replyAnyCount}},
-		{"EXPIREAT", -3, 0, "generic", "As EXPIRE, at a Unix time in seconds.", respRun{queue: queueExpire("expireat", expiryUnit{absolute: true}), reply: replyAnyCount}},
-		{"PEXPIREAT", -3, 0, "generic", "As EXPIRE, at a Unix time in milliseconds.", respRun{queue: queueExpire("pexpireat", expiryUnit{millis: true, absolute: true}), reply: replyAnyCount}},
-		{"TTL", 2, 0, "generic", "Returns the seconds a name has to live: -1 without expiry, -2 missing.", respRun{queue: namedOp(store.KindTTL), reply: replyTTL(false)}},
-		{"PTTL", 2, 0, "generic", "As TTL, in milliseconds.", respRun{queue: namedOp(store.KindTTL), reply: replyTTL(true)}},
-		{"PERSIST", 2, 0, "generic", "Removes a name's expiry; returns 1 if it had one.", respRun{queue: namedOp(store.KindPersist), reply: replyAnyCount}},
+		{"EXPIRE", -3, flagNamed, "generic", "Sets a time to live in seconds on the plain key and bucket of a name: EXPIRE key seconds [NX|XX|GT|LT].", respRun{queue: queueExpire("expire", expiryUnit{}), reply: replyAnyCount}},
+		{"PEXPIRE", -3, flagNamed, "generic", "As EXPIRE, in milliseconds.", respRun{queue: queueExpire("pexpire", expiryUnit{millis: true}), reply: replyAnyCount}},
+		{"EXPIREAT", -3, flagNamed, "generic", "As EXPIRE, at a Unix time in seconds.", respRun{queue: queueExpire("expireat", expiryUnit{absolute: true}), reply: replyAnyCount}},
+		{"PEXPIREAT", -3, flagNamed, "generic", "As EXPIRE, at a Unix time in milliseconds.", respRun{queue: queueExpire("pexpireat", expiryUnit{millis: true, absolute: true}), reply: replyAnyCount}},
+		{"TTL", 2, flagNamed, "generic", "Returns the seconds a name has to live: -1 without expiry, -2 missing.", respRun{queue: namedOp(store.KindTTL), reply: replyTTL(false)}},
+		{"PTTL", 2, flagNamed, "generic", "As TTL, in milliseconds.", respRun{queue: namedOp(store.KindTTL), reply: replyTTL(true)}},
+		{"PERSIST", 2, flagNamed, "generic", "Removes a name's expiry; returns 1 if it had one.", respRun{queue: namedOp(store.KindPersist), reply: replyAnyCount}},
 		{"HEXPIRE", -6, flagBucket, "hash", "Sets a time to live in seconds on keys of a bucket: HEXPIRE bucket seconds [NX|XX|GT|LT] FIELDS n key ....", respRun{queue: queueHExpire("hexpire", expiryUnit{}), reply: replyHExpire}},
 		{"HPEXPIRE", -6, flagBucket, "hash", "As HEXPIRE, in milliseconds.", respRun{queue: queueHExpire("hpexpire", expiryUnit{millis: true}), reply: replyHExpire}},
 		{"HEXPIREAT", -6, flagBucket, "hash", "As HEXPIRE, at a Unix time in seconds.", respRun{queue: queueHExpire("hexpireat", expiryUnit{absolute: true}), reply: replyHExpire}},

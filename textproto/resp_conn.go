@@ -49,7 +49,8 @@ type respReply func(w *respWriter, res []store.Result, errs []error)
 type respCmd struct {
 	reply    respReply
 	first, n int
-	metric   int // the command's index in the metrics
+	metric   int  // the command's index in the metrics
+	named    bool // flagNamed
 }
 
 // serveRESP serves a connection that speaks RESP until it ends.
@@ -140,7 +141,7 @@ func (c *conn) handleRESP(args [][]byte) bool {
 	if c.replyWith != nil { // the options chose another reply (SET ... GET)
 		reply, c.replyWith = c.replyWith, nil
 	}
-	c.rcmds = append(c.rcmds, respCmd{reply: reply, first: first, n: len(c.pending) - first, metric: idx})
+	c.rcmds = append(c.rcmds, respCmd{reply: reply, first: first, n: len(c.pending) - first, metric: idx, named: rc.flags&flagNamed != 0})
 	if len(c.pending) >= maxPending {
 		c.runRESP()
 	}
@@ -263,7 +264,17 @@ func (c *conn) replyRESP(cmd respCmd, res []store.Result, errs []error) {
 		}()
 	}
 	// A missing bucket or key is an answer, not an error, in Redis; any
-	// other error is the command's reply.
+	// other error is the command's reply. For a command on a name whose
+	// plain key answered, the bucket of that name does not matter: its
+	// error (a bucket that cannot be told missing for lost copies, say)
+	// is taken as "no such bucket".
+	if cmd.named && len(errs) > 1 && errs[0] == nil {
+		for i := 1; i < len(errs); i++ {
+			if errs[i] != nil && !errors.Is(errs[i], store.ErrBucketNotFound) && !errors.Is(errs[i], store.ErrKeyNotFound) {
+				errs[i] = store.ErrBucketNotFound
+			}
+		}
+	}
 	for _, err := range errs {
 		if err != nil && !errors.Is(err, store.ErrBucketNotFound) && !errors.Is(err, store.ErrKeyNotFound) {
 			w.err(respErrorReply(err))
