@@ -138,3 +138,31 @@ func TestExpirySurvivesPrimaryKill(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiryCarriedByHandOff: a node that leaves hands its copies off
+// with their expiries, and a node that joins pulls them: afterwards every
+// key still has its time to live, through every node, and still expires.
+func TestExpiryCarriedByHandOff(t *testing.T) {
+	c := testcluster.New(t, 3, testcluster.WithReplicas(2))
+	ctx := ctxT(t)
+	rcs := redisClients(t, c)
+	setExpiring(t, ctx, rcs[0], 4*time.Second)
+	c.WaitReplicated()
+	c.Leave(2)
+	rcs[2].Close()
+	added := c.Add()
+	c.WaitConverged()
+	c.WaitReplicated()
+	for _, i := range []int{0, 1, added} {
+		rc := redisClients(t, c)[i]
+		for k := range expiring {
+			if ttl, err := rc.TTL(ctx, ttlKey(k)).Result(); err != nil || ttl <= 0 || ttl > 4*time.Second {
+				t.Fatalf("TTL %s through %s after the hand-off = %v, %v; want its expiry kept", ttlKey(k), c.Name(i), ttl, err)
+			}
+		}
+	}
+	for _, i := range []int{0, 1, added} {
+		rc := redisClients(t, c)[i]
+		c.WaitFor("expired keys gone through "+c.Name(i), func() error { return expiredEverywhere(ctx, rc) })
+	}
+}
