@@ -55,7 +55,8 @@ func (n *Node) expireRound() {
 	for step := 0; step < expireSteps; step++ {
 		v := n.ms.view()
 		var looked int
-		found, looked = s.FindExpired(found[:0], s.Clock().Millis(), expireBatch, expireSample, func(bucket string) bool {
+		now := s.Clock().Millis()
+		found, looked = s.FindExpired(found[:0], now, expireBatch, expireSample, func(bucket string) bool {
 			m, err := v.primary(bucket)
 			return err == nil && m.Self
 		})
@@ -64,7 +65,7 @@ func (n *Node) expireRound() {
 		}
 		ops := make([]store.Op, len(found))
 		for i, e := range found {
-			ops[i] = store.Op{Kind: store.KindReclaim, Bucket: e.Bucket, Key: e.Key}
+			ops[i] = store.Op{Kind: store.KindReclaim, Bucket: e.Bucket, Key: e.Key, Expires: now}
 			if e.Whole {
 				ops[i].Flags = store.FlagBucket
 			}

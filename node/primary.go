@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 
@@ -138,6 +139,13 @@ func (n *Node) read(ctx context.Context, op store.Op, hops int) (store.Result, e
 		if n.touches && op.Kind == store.KindGet && err == nil {
 			n.touch(op.Bucket, op.Key)
 		}
+		if err == nil && (op.Kind == store.KindKeys || op.Kind == store.KindLen || op.Kind == store.KindGetAll) {
+			// A listing left out what expired: delete it before
+			// answering, as a read of one key does.
+			if rerr := n.reclaimListed(ctx, op.Bucket, hops); rerr != nil {
+				res, err = store.Result{}, rerr
+			}
+		}
 		// What was read holds only if this node was the primary, with
 		// its lease, all along: the view may have changed meanwhile, and
 		// the copy been handed off.
@@ -172,9 +180,12 @@ func (n *Node) read(ctx context.Context, op store.Op, hops int) (store.Result, e
 }
 
 // reclaimRead deletes what a read of op found expired (found is the
-// read's error) with a replicated write, as active expiry would.
+// read's error) with a replicated write, as active expiry would. The
+// write carries the time by which the read judged, so that a primary
+// whose clock runs behind, should the bucket move meanwhile, deletes it
+// all the same.
 func (n *Node) reclaimRead(ctx context.Context, op store.Op, found error, hops int) error {
-	rop := store.Op{Kind: store.KindReclaim, Bucket: op.Bucket}
+	rop := store.Op{Kind: store.KindReclaim, Bucket: op.Bucket, Expires: n.cfg.Store.Clock().Millis()}
 	if errors.Is(found, store.ErrBucketExpired) {
 		rop.Flags = store.FlagBucket
 	} else {
@@ -185,6 +196,32 @@ func (n *Node) reclaimRead(ctx context.Context, op store.Op, found error, hops i
 		n.stats.expired.Add(uint64(res.Count))
 	}
 	return err
+}
+
+// reclaimListed deletes the keys of bucket that expired, with replicated
+// writes judged by this node's time now: those a listing just left out,
+// and any that expired since.
+func (n *Node) reclaimListed(ctx context.Context, bucket string, hops int) error {
+	s := n.cfg.Store
+	now := s.Clock().Millis()
+	found, _ := s.FindExpired(nil, now, maxBatch, math.MaxInt, func(b string) bool { return b == bucket })
+	for len(found) > 0 {
+		ops := make([]store.Op, len(found))
+		for i, e := range found {
+			ops[i] = store.Op{Kind: store.KindReclaim, Bucket: e.Bucket, Key: e.Key, Expires: now}
+		}
+		res := make([]store.Result, len(ops))
+		errs := make([]error, len(ops))
+		n.executeBatch(ctx, ops, res, errs, hops)
+		for i := range errs {
+			if errs[i] != nil {
+				return errs[i]
+			}
+			n.stats.expired.Add(uint64(res[i].Count))
+		}
+		found, _ = s.FindExpired(found[:0], now, maxBatch, math.MaxInt, func(b string) bool { return b == bucket })
+	}
+	return nil
 }
 
 // grant is what serve grants: the term in which this node is ready to
@@ -488,6 +525,12 @@ func (n *Node) order(ws []write, bucket string, exists bool, ops []store.Op, res
 			continue
 		}
 		if !exists && op.Kind != store.KindCreate && op.Kind != store.KindPutCreate {
+			if stale {
+				// Found expired: dropped before the client hears that it
+				// is missing, so that no copy serves it again.
+				ws = append(ws, write{kind: store.KindDrop, entry: store.Entry{Version: clock.Now()}})
+				stale = false
+			}
 			errs[k] = fmt.Errorf("%w: %q", store.ErrBucketNotFound, bucket)
 			continue
 		}

@@ -43,7 +43,7 @@ var errFutureVersion = errors.New("node: a version from the future")
 // back), so one from a wrong clock is refused rather than let it push
 // every later write's version out of reach.
 func (n *Node) checkVersions(from string, m store.BucketMeta, es []store.Entry) error {
-	top := max(m.Created, m.Dropped)
+	top := max(m.Created, m.Dropped, m.ExpiresV)
 	for i := range es {
 		top = max(top, es[i].Version)
 	}

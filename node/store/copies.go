@@ -28,10 +28,11 @@ func (s *Store) applyMeta(bucket string, m BucketMeta) error {
 	if bucket == "" {
 		return emptyName()
 	}
-	if err := validVersion(max(m.Created, m.Dropped)); err != nil {
+	top := max(m.Created, m.Dropped, m.ExpiresV)
+	if err := validVersion(top); err != nil {
 		return err
 	}
-	s.clock.Observe(max(m.Created, m.Dropped))
+	s.clock.Observe(top)
 	r := s.lock(bucket, true)
 	defer r.mu.Unlock()
 	if r.retired {
@@ -91,7 +92,7 @@ func (s *Store) Merge(bucket string, meta BucketMeta, entries []Entry) (changed 
 	if bucket == "" {
 		return 0, emptyName()
 	}
-	top := max(meta.Created, meta.Dropped)
+	top := max(meta.Created, meta.Dropped, meta.ExpiresV)
 	for i := range entries {
 		top = max(top, entries[i].Version)
 	}

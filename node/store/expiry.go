@@ -194,6 +194,9 @@ func Decide(op Op, cur Current, next func() Version) (Result, []Change, error) {
 		}
 		return res, ch, nil
 	case KindReclaim:
+		// Found expired at op.Expires by a node whose clock may run ahead
+		// of this one's: judged at that time at the latest.
+		cur.Now = max(cur.Now, op.Expires)
 		if op.Flags&FlagBucket != 0 {
 			if cur.Bucket.Exists() && cur.Bucket.ExpiredAt(cur.Now) {
 				remove()

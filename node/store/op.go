@@ -53,6 +53,9 @@ const (
 	KindGetEx
 	// KindReclaim deletes a key, or drops the bucket with FlagBucket, if
 	// it has expired: how the primary gives expired entries' memory back.
+	// Expires, when set, is when it was found expired (ms since the Unix
+	// epoch): it is judged expired at that time at the latest, whatever
+	// the clock of the primary that runs it says.
 	KindReclaim
 	// KindEvict removes a key to bring a node under its memory limit, as
 	// its primary decided: from every copy, without a tombstone (which
@@ -186,7 +189,8 @@ const maxExpires = 1<<63 - 1
 //	KindBuckets, KindNodes:                     none
 //	KindSet:                                    Bucket, Key, Value, Expires, Flags
 //	KindExpire:                                 Bucket, Key, Expires, Flags
-//	KindPersist, KindTTL, KindReclaim:          Bucket, Key, Flags (FlagBucket)
+//	KindPersist, KindTTL:                       Bucket, Key, Flags (FlagBucket)
+//	KindReclaim:                                Bucket, Key, Flags (FlagBucket), Expires
 //	KindGetEx:                                  Bucket, Key, Expires, Flags
 //	KindEvict:                                  Bucket, Key
 //
@@ -258,7 +262,7 @@ func (op Op) validateExpiry() error {
 		return fmt.Errorf("%w: %v does not take flags %#x", ErrInvalidOp, op.Kind, uint16(op.Flags&^allowed))
 	}
 	if op.Expires != 0 && op.Kind != KindPut && op.Kind != KindPutCreate && op.Kind != KindSet &&
-		op.Kind != KindExpire && op.Kind != KindGetEx {
+		op.Kind != KindExpire && op.Kind != KindGetEx && op.Kind != KindReclaim {
 		return fmt.Errorf("%w: %v takes no expiry", ErrInvalidOp, op.Kind)
 	}
 	f := op.Flags

@@ -13,9 +13,9 @@ type Sampled struct {
 
 // Sample appends to dst about n live entries picked at random from the
 // buckets for which want returns true (with volatile set, only entries
-// with an expiry), and returns it. It picks a random shard of each bucket
-// it visits, starting at a random bucket, and takes the first entries of
-// that shard's map (whose order Go randomises), as Redis's eviction
+// with an expiry), and returns it. In each bucket it visits, starting at a
+// random bucket, it takes the first entries of the shards from a random
+// one on (Go randomises each map's order), as Redis's eviction
 // samples a few keys rather than keeping an order of all of them. It holds
 // one bucket's lock at a time, for reading.
 func (s *Store) Sample(dst []Sampled, n int, volatile bool, want func(bucket string) bool) []Sampled {
@@ -43,22 +43,27 @@ func (s *Store) Sample(dst []Sampled, n int, volatile bool, want func(bucket str
 			continue
 		}
 		if r.meta.LiveAt(now) && r.live > 0 && (!volatile || r.volatile > 0) {
-			sh := &r.shards[rand.IntN(NumShards)]
-			taken := 0
-			for key, c := range sh.entries {
-				if taken == share || len(dst) >= want0 {
-					break
+			// Shards from a random one on, until the bucket's share is
+			// taken: a bucket of a few entries is found as surely as a
+			// large one.
+			first, taken := rand.IntN(NumShards), 0
+			for j := 0; j < NumShards && taken < share && len(dst) < want0; j++ {
+				sh := &r.shards[(first+j)%NumShards]
+				for key, c := range sh.entries {
+					if taken == share || len(dst) >= want0 {
+						break
+					}
+					if c.deleted() || volatile && !c.volatile() {
+						continue
+					}
+					it, _ := r.get(sh, key)
+					if !it.liveAt(now) {
+						continue
+					}
+					dst = append(dst, Sampled{Bucket: name, Key: key, Version: it.version(), Expires: it.expires,
+						Size: int64(len(key) + len(it.value))})
+					taken++
 				}
-				if c.deleted() || volatile && !c.volatile() {
-					continue
-				}
-				it, _ := r.get(sh, key)
-				if !it.liveAt(now) {
-					continue
-				}
-				dst = append(dst, Sampled{Bucket: name, Key: key, Version: it.version(), Expires: it.expires,
-					Size: int64(len(key) + len(it.value))})
-				taken++
 			}
 		}
 		r.mu.RUnlock()

@@ -64,8 +64,9 @@ func VersionAt(t time.Time) Version {
 type Clock struct {
 	now func() time.Time // the wall clock; set once by NewClock
 
-	mu   sync.Mutex // guards last
-	last Version    // the greatest version issued by Now or passed to Observe
+	mu     sync.Mutex // guards last and millis
+	last   Version    // the greatest version issued by Now or passed to Observe
+	millis int64      // the greatest Millis returned
 }
 
 // NewClock returns a clock that reads the wall clock with now (nil means
@@ -109,9 +110,9 @@ func (c *Clock) Observe(v Version) {
 func (c *Clock) Millis() int64 {
 	wall := c.now().UnixMilli()
 	c.mu.Lock()
-	last := int64(c.last >> versionCounterBits)
-	c.mu.Unlock()
-	return max(wall, last)
+	defer c.mu.Unlock()
+	c.millis = max(c.millis, wall, int64(c.last>>versionCounterBits))
+	return c.millis
 }
 
 // Last returns the greatest version issued or observed so far, without
