@@ -53,6 +53,7 @@ func newGovernor(cfg *Config, s *store.Store) (*memlimit.Governor, error) {
 	if cfg.MaxMemory == 0 {
 		return nil, nil
 	}
+	s.TrackFootprint()
 	footprint := func() memlimit.Footprint {
 		b, e, r, m := s.Footprint()
 		return memlimit.Footprint{Bytes: b, Entries: e, Buckets: r, Maps: m}

@@ -369,14 +369,17 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []store.Op, re
 	// So do the writes that decide what they write from the state they
 	// find (SET NX, EXPIRE GT, ...): nothing else changes the bucket while
 	// they are ordered and replicated.
-	exclusive := false
+	exclusive, creates := false, false
 	for _, op := range ops {
 		switch {
 		case op.Kind == store.KindCreate, op.Kind == store.KindDrop, op.Kind.ReadsFirst():
 			exclusive = true
 		case op.Kind == store.KindPutCreate:
-			exclusive = exclusive || !n.cfg.Store.BucketLive(bucket)
+			creates = true
 		}
+	}
+	if creates && !exclusive {
+		exclusive = !n.cfg.Store.BucketLive(bucket)
 	}
 	if !n.sequence(ctx, g, bucket, ops, res, errs, exclusive) {
 		// Dropped between the look and the lock: order the group alone.

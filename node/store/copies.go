@@ -81,7 +81,7 @@ func (s *Store) ApplyEntryLive(bucket string, e Entry) (wasLive, applied bool, e
 	}
 	old, had := r.lookup(e.Key)
 	applied = r.applyEntry(e.Key, mkItem(e))
-	return had && old.liveAt(s.clock.Millis()), applied, nil
+	return had && old.liveBy(s.clock), applied, nil
 }
 
 // Merge applies a peer's copy: meta first (as ApplyCreate/ApplyDrop with
@@ -249,7 +249,7 @@ func (s *Store) Remove(bucket string) {
 func (s *Store) removeLocked(bucket string, r *record) {
 	r.removed = true
 	r.clear()
-	if s.records.CompareAndDelete(bucket, r) {
+	if s.records.CompareAndDelete(bucket, r) && s.fp != nil {
 		s.fp.records.Add(-1)
 	}
 	s.removals.Add(1)

@@ -97,6 +97,7 @@ func TestReviewSampleFindsTheEntriesOfASmallBucket(t *testing.T) {
 func TestReviewFootprintMatchesContents(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	s := NewStore()
+	s.TrackFootprint()
 	v := Version(1 << 16)
 	next := func() Version { v += Version(1 + rng.IntN(3)); return v }
 	buckets := []string{"a", "b", "c"}

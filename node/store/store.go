@@ -34,7 +34,10 @@ type StoreStats struct {
 type Store struct {
 	clock   *Clock
 	records sync.Map // bucket name (string) -> *record
-	fp      footprint
+	// fp counts what the store holds once TrackFootprint was called
+	// (records then point at it); nil before, so that a store without a
+	// memory limit pays nothing for it.
+	fp *footprint
 	// removals counts the records taken out of the directory (Remove,
 	// Collect), so that a listing can tell that a copy went meanwhile
 	// (Removals, scan.go).
@@ -50,15 +53,28 @@ type footprint struct {
 	maps    atomic.Int64 // shards whose map exists
 }
 
+// TrackFootprint makes the store count what it holds, for Footprint. Call
+// it before the store holds anything (a node does, when it has a memory
+// limit); counting costs a few atomic additions per write.
+func (s *Store) TrackFootprint() {
+	if s.fp == nil {
+		s.fp = new(footprint)
+	}
+}
+
 // Footprint returns what the store holds: bytes of keys and values,
-// entries (tombstones included), records and shard maps.
+// entries (tombstones included), records and shard maps; zeros unless
+// TrackFootprint was called.
 func (s *Store) Footprint() (bytes, entries, records, maps int64) {
+	if s.fp == nil {
+		return 0, 0, 0, 0
+	}
 	return s.fp.bytes.Load(), s.fp.entries.Load(), s.fp.records.Load(), s.fp.maps.Load()
 }
 
 // record is one copy of a bucket.
 type record struct {
-	fp         *footprint   // the store's; set once
+	fp         *footprint   // the store's, or nil; set once
 	mu         sync.RWMutex // guards every field below
 	meta       BucketMeta
 	retired    bool // being handed off: versioned writes fail with ErrRetired
@@ -146,6 +162,18 @@ func (it item) hash(key string) uint64 {
 // expired.
 func (it item) liveAt(now int64) bool {
 	return !it.deleted() && (it.expires == 0 || it.expires > now)
+}
+
+// liveBy is liveAt with the time read from c only when it has an expiry:
+// most entries have none, and reading the clock costs more than the rest.
+func (it item) liveBy(c *Clock) bool {
+	return !it.deleted() && (it.expires == 0 || it.expires > c.Millis())
+}
+
+// liveBy is LiveAt with the time read from c only when the bucket has an
+// expiry.
+func (m BucketMeta) liveBy(c *Clock) bool {
+	return m.Exists() && (m.Expires == 0 || m.Expires > c.Millis())
 }
 
 // get returns key's state in sh, a shard of r.
@@ -256,9 +284,9 @@ func (s *Store) lock(name string, create bool) *record {
 			if !create {
 				return nil
 			}
-			v, loaded := s.records.LoadOrStore(name, &record{fp: &s.fp})
+			v, loaded := s.records.LoadOrStore(name, &record{fp: s.fp})
 			r = v.(*record)
-			if !loaded {
+			if !loaded && s.fp != nil {
 				s.fp.records.Add(1)
 			}
 		}
@@ -285,13 +313,13 @@ func (s *Store) rlock(name string) *record {
 	}
 }
 
-// lockLive is lockExisting for reading, judging expiry at now.
-func (s *Store) lockLive(name string, now int64) (*record, error) {
+// lockLive is lockExisting for reading, judging expiry by the clock.
+func (s *Store) lockLive(name string) (*record, error) {
 	r := s.rlock(name)
 	if r == nil {
 		return nil, notFound(name)
 	}
-	if !r.meta.LiveAt(now) {
+	if !r.meta.liveBy(s.clock) {
 		exists := r.meta.Exists()
 		r.mu.RUnlock()
 		if exists {
@@ -315,7 +343,7 @@ func (s *Store) lockExisting(name string, read bool) (*record, error) {
 	if r == nil {
 		return nil, notFound(name)
 	}
-	if !r.meta.LiveAt(s.clock.Millis()) {
+	if !r.meta.liveBy(s.clock) {
 		if read {
 			r.mu.RUnlock()
 		} else {
@@ -343,7 +371,9 @@ func (r *record) set(sh *shard, key string, it item, old item, had bool) {
 		r.forget(sh, key, old)
 	} else if sh.entries == nil {
 		sh.entries = make(map[string]cell)
-		r.fp.maps.Add(1)
+		if r.fp != nil {
+			r.fp.maps.Add(1)
+		}
 	}
 	sh.entries[key] = it.cell
 	if it.volatile() {
@@ -361,8 +391,10 @@ func (r *record) set(sh *shard, key string, it item, old item, had bool) {
 	}
 	n := int64(len(key) + len(it.value))
 	r.bytes += n
-	r.fp.bytes.Add(n)
-	r.fp.entries.Add(1)
+	if r.fp != nil {
+		r.fp.bytes.Add(n)
+		r.fp.entries.Add(1)
+	}
 }
 
 // forget undoes the accounting of key's state it (the caller replaces or
@@ -383,8 +415,10 @@ func (r *record) forget(sh *shard, key string, it item) {
 	}
 	n := int64(len(key) + len(it.value))
 	r.bytes -= n
-	r.fp.bytes.Add(-n)
-	r.fp.entries.Add(-1)
+	if r.fp != nil {
+		r.fp.bytes.Add(-n)
+		r.fp.entries.Add(-1)
+	}
 }
 
 // remove deletes key, whose state is it, from sh.
@@ -393,7 +427,9 @@ func (r *record) remove(sh *shard, key string, it item) {
 	delete(sh.entries, key)
 	if len(sh.entries) == 0 {
 		sh.entries = nil
-		r.fp.maps.Add(-1)
+		if r.fp != nil {
+			r.fp.maps.Add(-1)
+		}
 	}
 }
 
@@ -444,15 +480,17 @@ func (r *record) applyMeta(m BucketMeta) int {
 
 // clear removes every entry.
 func (r *record) clear() {
-	var maps int64
-	for i := range r.shards {
-		if r.shards[i].entries != nil {
-			maps++
+	if r.fp != nil {
+		var maps int64
+		for i := range r.shards {
+			if r.shards[i].entries != nil {
+				maps++
+			}
 		}
+		r.fp.maps.Add(-maps)
+		r.fp.bytes.Add(-r.bytes)
+		r.fp.entries.Add(-int64(r.live + r.tombstones))
 	}
-	r.fp.maps.Add(-maps)
-	r.fp.bytes.Add(-r.bytes)
-	r.fp.entries.Add(-int64(r.live + r.tombstones))
 	r.shards = [NumShards]shard{}
 	r.expires = nil
 	r.live, r.tombstones, r.volatile, r.bytes = 0, 0, 0, 0
@@ -546,14 +584,13 @@ func (s *Store) Put(name, key, value string) error {
 // deleted or expired key is ErrKeyNotFound; a missing bucket is
 // ErrBucketNotFound.
 func (s *Store) Get(name, key string) (string, error) {
-	now := s.clock.Millis()
-	r, err := s.lockLive(name, now)
+	r, err := s.lockLive(name)
 	if err != nil {
 		return "", err
 	}
 	it, ok := r.lookup(key)
 	r.mu.RUnlock()
-	if !ok || !it.liveAt(now) {
+	if !ok || !it.liveBy(s.clock) {
 		return "", keyMissing(it, ok)
 	}
 	return it.value, nil
@@ -608,21 +645,20 @@ func (s *Store) putCreate(op Op) (bool, error) {
 // Live reports whether key has a value in the bucket called name, which
 // exists and has not expired.
 func (s *Store) Live(name, key string) bool {
-	now := s.clock.Millis()
-	r, err := s.lockLive(name, now)
+	r, err := s.lockLive(name)
 	if err != nil {
 		return false
 	}
 	it, ok := r.lookup(key)
 	r.mu.RUnlock()
-	return ok && it.liveAt(now)
+	return ok && it.liveBy(s.clock)
 }
 
 // BucketLive reports whether the bucket called name exists and has not
 // expired.
 func (s *Store) BucketLive(name string) bool {
 	m, _ := s.Meta(name)
-	return m.LiveAt(s.clock.Millis())
+	return m.liveBy(s.clock)
 }
 
 // Buckets returns the names of all existing buckets, sorted. While buckets
@@ -647,8 +683,8 @@ func (s *Store) Buckets() []string {
 
 // Keys returns the live keys of the bucket called name, sorted.
 func (s *Store) Keys(name string) ([]string, error) {
+	r, err := s.lockLive(name)
 	now := s.clock.Millis()
-	r, err := s.lockLive(name, now)
 	if err != nil {
 		return nil, err
 	}
@@ -687,8 +723,8 @@ func (r *record) liveCount(now int64) int {
 
 // Len returns the number of live keys in the bucket called name.
 func (s *Store) Len(name string) (int, error) {
+	r, err := s.lockLive(name)
 	now := s.clock.Millis()
-	r, err := s.lockLive(name, now)
 	if err != nil {
 		return 0, err
 	}
@@ -700,8 +736,8 @@ func (s *Store) Len(name string) (int, error) {
 // GetAll returns the live keys of the bucket called name with their
 // values, alternating (key, value, key, value, ...) in key order.
 func (s *Store) GetAll(name string) ([]string, error) {
+	r, err := s.lockLive(name)
 	now := s.clock.Millis()
-	r, err := s.lockLive(name, now)
 	if err != nil {
 		return nil, err
 	}
@@ -717,8 +753,8 @@ func (s *Store) GetAll(name string) ([]string, error) {
 // TTL returns op's (KindTTL) outcome: how long its key, or its bucket, has
 // to live.
 func (s *Store) ttl(op Op) (Result, error) {
+	r, err := s.lockLive(op.Bucket)
 	now := s.clock.Millis()
-	r, err := s.lockLive(op.Bucket, now)
 	if err != nil {
 		return Result{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -64,9 +65,11 @@ func VersionAt(t time.Time) Version {
 type Clock struct {
 	now func() time.Time // the wall clock; set once by NewClock
 
-	mu     sync.Mutex // guards last and millis
-	last   Version    // the greatest version issued by Now or passed to Observe
-	millis int64      // the greatest Millis returned
+	mu   sync.Mutex // guards last
+	last Version    // the greatest version issued by Now or passed to Observe
+	// lastMillis is last's milliseconds, for Millis to read without the
+	// lock; millis is the greatest Millis returned.
+	lastMillis, millis atomic.Int64
 }
 
 // NewClock returns a clock that reads the wall clock with now (nil means
@@ -90,6 +93,7 @@ func (c *Clock) Now() Version {
 	}
 	v = max(v, wall)
 	c.last = v
+	c.lastMillis.Store(int64(v >> versionCounterBits))
 	c.mu.Unlock()
 	return v
 }
@@ -99,6 +103,7 @@ func (c *Clock) Now() Version {
 func (c *Clock) Observe(v Version) {
 	c.mu.Lock()
 	c.last = max(c.last, v)
+	c.lastMillis.Store(int64(c.last >> versionCounterBits))
 	c.mu.Unlock()
 }
 
@@ -108,11 +113,16 @@ func (c *Clock) Observe(v Version) {
 // of a node whose clock is ahead, it judges expiry no earlier than that one
 // did; and it never goes backwards.
 func (c *Clock) Millis() int64 {
-	wall := c.now().UnixMilli()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.millis = max(c.millis, wall, int64(c.last>>versionCounterBits))
-	return c.millis
+	m := max(c.now().UnixMilli(), c.lastMillis.Load())
+	for {
+		prev := c.millis.Load()
+		if m <= prev {
+			return prev
+		}
+		if c.millis.CompareAndSwap(prev, m) {
+			return m
+		}
+	}
 }
 
 // Last returns the greatest version issued or observed so far, without
