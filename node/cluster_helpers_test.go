@@ -240,3 +240,35 @@ func readAll(t *testing.T, nodes []*node.Node, nb, nk int) {
 		}
 	}
 }
+
+// startSkewed starts nodes p, r, c, ... on net (ids id-p, id-r, id-c, ...,
+// each joining the first), the i-th with its wall clock offsets[i] from
+// the bubble's, failure detection fast enough for synctest schedules, and
+// every Config tweak applies; they close with the test.
+func startSkewed(t *testing.T, net *simNet, offsets []time.Duration, tweak func(*node.Config)) []*node.Node {
+	t.Helper()
+	names := []string{"p", "r", "c", "d", "e"}
+	var nodes []*node.Node
+	for i, ahead := range offsets {
+		cfg := node.Config{
+			Name: names[i], Transport: net.transport("id-" + names[i]), Replicas: 3,
+			ProbeInterval: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond, ForwardTimeout: 200 * time.Millisecond,
+			SyncInterval: time.Second, MaxClockSkew: 10 * time.Second,
+			Now: func() time.Time { return time.Now().Add(ahead) },
+		}
+		if i > 0 {
+			cfg.Join = []string{"/sim/id-p"}
+		}
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		n, err := node.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Start()
+		t.Cleanup(func() { n.Close() })
+		nodes = append(nodes, n)
+	}
+	return nodes
+}

@@ -139,22 +139,6 @@ func (n *Node) touch(bucket, key string) {
 	}
 }
 
-// evictLoop evicts while the node is over its threshold, until it closes.
-func (n *Node) evictLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(evictInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-		case <-n.evictNow:
-		}
-		n.evictRound()
-	}
-}
-
 // evictRound evicts, as the primary of the buckets it samples from, until
 // the node is under its threshold or finds nothing more to evict.
 func (n *Node) evictRound() {

@@ -29,18 +29,20 @@ const (
 	expireSample = 64
 )
 
-// expireLoop runs the rounds of active expiry until the node closes.
-func (n *Node) expireLoop() {
+// rounds runs round every interval, and whenever wake (nil: never)
+// receives, until the node closes; the caller added it to n.wg.
+func (n *Node) rounds(interval time.Duration, wake <-chan struct{}, round func()) {
 	defer n.wg.Done()
-	t := time.NewTicker(expireInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
+		case <-wake:
 		}
-		n.expireRound()
+		round()
 	}
 }
 

@@ -21,33 +21,9 @@ func TestExpiredStaysExpiredAfterFailover(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const skew = 9 * time.Second
 		net := newSimNet(7)
-		var nodes []*node.Node
-		for i, ahead := range []time.Duration{0, -skew, 0} {
-			id := []string{"id-p", "id-r", "id-c"}[i]
-			var join []string
-			if i > 0 {
-				join = []string{"/sim/id-p"}
-			}
-			n, err := node.New(node.Config{
-				Name: id[3:], Transport: net.transport(id), Join: join, Replicas: 3,
-				ProbeInterval: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond, ForwardTimeout: 200 * time.Millisecond,
-				SyncInterval: time.Second, MaxClockSkew: 10 * time.Second,
-				Now: func() time.Time { return time.Now().Add(ahead) },
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			n.Start()
-			t.Cleanup(func() { n.Close() })
-			nodes = append(nodes, n)
-		}
+		nodes := startSkewed(t, net, []time.Duration{0, -skew, 0}, nil)
 		p, r, c := nodes[0], nodes[1], nodes[2]
-		settle := func(ns ...*node.Node) {
-			for !converged(ns) || !allSettled(ns) {
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-		settle(nodes...)
+		settleNodes(nodes...)
 		bucket := ""
 		for i := 0; bucket == ""; i++ {
 			if o, err := p.Owners(bucketName(i)); err == nil && o[0].ID == p.ID() && o[1].ID == r.ID() {
@@ -85,7 +61,7 @@ func TestExpiredStaysExpiredAfterFailover(t *testing.T) {
 			net.setCut(p.ID(), other, true)
 			net.setCut(other, p.ID(), true)
 		}
-		settle(r, c)
+		settleNodes(r, c)
 		if o, _ := r.Owners(bucket); o[0].ID != r.ID() {
 			t.Fatalf("r is not the primary after p's death: %v", o)
 		}

@@ -387,10 +387,10 @@ func (n *Node) Start() {
 		n.wg.Add(3)
 		go n.run()
 		go n.syncLoop()
-		go n.expireLoop()
+		go n.rounds(expireInterval, nil, n.expireRound) // expire.go
 		if n.mem != nil && n.mem.Policy().Evicts() {
 			n.wg.Add(1)
-			go n.evictLoop()
+			go n.rounds(evictInterval, n.evictNow, n.evictRound) // evict.go
 		}
 		if n.cfg.PeerBook != nil {
 			n.wg.Add(1)

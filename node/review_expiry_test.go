@@ -24,26 +24,7 @@ const reviewSkew = 9 * time.Second
 // the network.
 func reviewTrio(t *testing.T) (*simNet, []*node.Node) {
 	net := newSimNet(11)
-	var nodes []*node.Node
-	for i, ahead := range []time.Duration{0, -reviewSkew, 0} {
-		id := []string{"id-p", "id-r", "id-c"}[i]
-		var join []string
-		if i > 0 {
-			join = []string{"/sim/id-p"}
-		}
-		n, err := node.New(node.Config{
-			Name: id[3:], Transport: net.transport(id), Join: join, Replicas: 3,
-			ProbeInterval: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond, ForwardTimeout: 200 * time.Millisecond,
-			SyncInterval: time.Second, MaxClockSkew: 10 * time.Second,
-			Now: func() time.Time { return time.Now().Add(ahead) },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.Start()
-		t.Cleanup(func() { n.Close() })
-		nodes = append(nodes, n)
-	}
+	nodes := startSkewed(t, net, []time.Duration{0, -reviewSkew, 0}, nil)
 	settleNodes(nodes...)
 	return net, nodes
 }

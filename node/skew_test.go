@@ -63,26 +63,9 @@ func TestDefect6_DeleteOutlivesSkew(t *testing.T) {
 			limit = 10 * time.Second // MaxClockSkew
 		)
 		net := newSimNet(6)
-		var nodes []*node.Node
-		for i, ahead := range []time.Duration{0, 0, skew} {
-			id := []string{"id-p", "id-r", "id-c"}[i]
-			var join []string
-			if i > 0 {
-				join = []string{"/sim/id-p"}
-			}
-			n, err := node.New(node.Config{
-				Name: id[3:], Transport: net.transport(id), Join: join, Replicas: 3,
-				ProbeInterval: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond, ForwardTimeout: 200 * time.Millisecond,
-				SyncInterval: time.Second, TombstoneGrace: grace, MaxClockSkew: limit,
-				Now: func() time.Time { return time.Now().Add(ahead) },
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			n.Start()
-			t.Cleanup(func() { n.Close() })
-			nodes = append(nodes, n)
-		}
+		nodes := startSkewed(t, net, []time.Duration{0, 0, skew}, func(c *node.Config) {
+			c.TombstoneGrace, c.MaxClockSkew = grace, limit
+		})
 		p, r, c := nodes[0], nodes[1], nodes[2]
 		settle := func(ns ...*node.Node) {
 			for !converged(ns) || !allSettled(ns) {
