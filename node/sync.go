@@ -336,9 +336,16 @@ func (n *Node) pushTo(ctx context.Context, epoch uint64, m Member, sums []bucket
 	}
 	if len(bad) == 0 {
 		// m lacks nothing of this node's now: say so (lost.go); the pass
-		// is not done until m has heard it.
-		if _, err := n.call(ctx, m, appendSums(nil, epoch, true, nil), n.cfg.ForwardTimeout); err != nil {
-			n.log.Debug("cannot confirm copies", zap.String("peer", m.Name), zap.Error(err))
+		// is not done until m has heard it in the same view (m ignores a
+		// confirmation for a view it does not have yet: the pass is then
+		// run again soon, and confirms again).
+		reply, err := n.call(ctx, m, appendSums(nil, epoch, true, nil), n.cfg.ForwardTimeout)
+		agree := false
+		if err == nil {
+			agree, _, err = decodeSumsReply(reply)
+		}
+		if err != nil || !agree {
+			n.log.Debug("cannot confirm copies", zap.String("peer", m.Name), zap.Bool("same_view", agree), zap.Error(err))
 			st.pending++
 		}
 	}
