@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sync"
 
@@ -204,7 +203,7 @@ func (n *Node) reclaimRead(ctx context.Context, op store.Op, found error, hops i
 func (n *Node) reclaimListed(ctx context.Context, bucket string, hops int) error {
 	s := n.cfg.Store
 	now := s.Clock().Millis()
-	found, _ := s.FindExpired(nil, now, maxBatch, math.MaxInt, func(b string) bool { return b == bucket })
+	found := s.ExpiredIn(nil, bucket, now, maxBatch)
 	for len(found) > 0 {
 		ops := make([]store.Op, len(found))
 		for i, e := range found {
@@ -219,7 +218,7 @@ func (n *Node) reclaimListed(ctx context.Context, bucket string, hops int) error
 			}
 			n.stats.expired.Add(uint64(res[i].Count))
 		}
-		found, _ = s.FindExpired(found[:0], now, maxBatch, math.MaxInt, func(b string) bool { return b == bucket })
+		found = s.ExpiredIn(found[:0], bucket, now, maxBatch)
 	}
 	return nil
 }

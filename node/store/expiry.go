@@ -368,6 +368,26 @@ func (s *Store) FindExpired(dst []Expired, now int64, limit, sample int, want fu
 	return dst, looked
 }
 
+// ExpiredIn appends to dst up to limit keys of the bucket called name that
+// have expired at now, and returns it: every one, unlike FindExpired's
+// sample. It costs nothing for a bucket without expiring keys.
+func (s *Store) ExpiredIn(dst []Expired, name string, now int64, limit int) []Expired {
+	r := s.rlock(name)
+	if r == nil {
+		return dst
+	}
+	defer r.mu.RUnlock()
+	for key, at := range r.expires {
+		if len(dst) >= limit {
+			break
+		}
+		if at <= now {
+			dst = append(dst, Expired{Bucket: name, Key: key})
+		}
+	}
+	return dst
+}
+
 // Volatile returns how many entries of the store have an expiry (expired
 // or not), and how many buckets.
 func (s *Store) Volatile() (keys, buckets int) {
