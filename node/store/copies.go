@@ -79,8 +79,9 @@ func (s *Store) ApplyEntryLive(bucket string, e Entry) (wasLive, applied bool, e
 	if r.retired {
 		return false, false, ErrRetired
 	}
-	old, had := r.lookup(e.Key)
-	applied = r.applyEntry(e.Key, mkItem(e))
+	sh := &r.shards[ShardOf(e.Key)]
+	old, had := r.get(sh, e.Key)
+	applied = r.applyFound(sh, e.Key, mkItem(e), old, had)
 	return had && old.liveBy(s.clock), applied, nil
 }
 

@@ -435,6 +435,14 @@ func (r *record) remove(sh *shard, key string, it item) {
 
 // applyEntry merges it and reports whether it changed the copy.
 func (r *record) applyEntry(key string, it item) bool {
+	sh := &r.shards[ShardOf(key)]
+	old, had := r.get(sh, key)
+	return r.applyFound(sh, key, it, old, had)
+}
+
+// applyFound is applyEntry for key of shard sh, whose state (old, had)
+// the caller has just looked up: one map lookup less.
+func (r *record) applyFound(sh *shard, key string, it item, old item, had bool) bool {
 	if it.version() <= r.meta.Dropped {
 		return false
 	}
@@ -442,8 +450,6 @@ func (r *record) applyEntry(key string, it item) bool {
 	// that missed the create still has the bucket, and Created stays the
 	// greatest version since the drop whatever the order of writes.
 	r.meta.Created = max(r.meta.Created, it.version())
-	sh := &r.shards[ShardOf(key)]
-	old, had := r.get(sh, key)
 	if had && !newer(it.version(), it.deleted(), it.value, it.expires, old.version(), old.deleted(), old.value, old.expires) {
 		return false
 	}
