@@ -181,17 +181,7 @@ func (n *Node) evictRound() {
 		for i, k := range victims {
 			ops[i] = store.Op{Kind: store.KindEvict, Bucket: sampled[k].Bucket, Key: sampled[k].Key}
 		}
-		res := make([]store.Result, len(ops))
-		errs := make([]error, len(ops))
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.WriteTimeout)
-		n.ExecuteBatch(ctx, ops, res, errs)
-		cancel()
-		evicted := 0
-		for i := range res {
-			if errs[i] == nil {
-				evicted += res[i].Count
-			}
-		}
+		evicted := n.runOwn(ops)
 		g.Evicted(evicted)
 		if evicted == 0 {
 			return

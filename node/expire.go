@@ -49,9 +49,6 @@ func (n *Node) rounds(interval time.Duration, wake <-chan struct{}, round func()
 // expireRound deletes expired keys and buckets this node is the primary of.
 func (n *Node) expireRound() {
 	s := n.cfg.Store
-	if keys, buckets := s.Volatile(); keys+buckets == 0 {
-		return
-	}
 	deadline := time.Now().Add(expireBudget)
 	var found []store.Expired
 	for step := 0; step < expireSteps; step++ {
@@ -65,24 +62,7 @@ func (n *Node) expireRound() {
 		if len(found) == 0 {
 			return
 		}
-		ops := make([]store.Op, len(found))
-		for i, e := range found {
-			ops[i] = store.Op{Kind: store.KindReclaim, Bucket: e.Bucket, Key: e.Key, Expires: now}
-			if e.Whole {
-				ops[i].Flags = store.FlagBucket
-			}
-		}
-		res := make([]store.Result, len(ops))
-		errs := make([]error, len(ops))
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.WriteTimeout)
-		n.ExecuteBatch(ctx, ops, res, errs)
-		cancel()
-		reclaimed := 0
-		for i := range res {
-			if errs[i] == nil {
-				reclaimed += res[i].Count
-			}
-		}
+		reclaimed := n.runOwn(reclaimOps(found, now))
 		n.stats.expired.Add(uint64(reclaimed))
 		// Go on while most of what was looked at had expired, as Redis
 		// does, within the round's budget; not when nothing could be
@@ -92,4 +72,35 @@ func (n *Node) expireRound() {
 			return
 		}
 	}
+}
+
+// reclaimOps returns the deletes (store.KindReclaim) of what was found
+// expired at now.
+func reclaimOps(found []store.Expired, now int64) []store.Op {
+	ops := make([]store.Op, len(found))
+	for i, e := range found {
+		ops[i] = store.Op{Kind: store.KindReclaim, Bucket: e.Bucket, Key: e.Key, Expires: now}
+		if e.Whole {
+			ops[i].Flags = store.FlagBucket
+		}
+	}
+	return ops
+}
+
+// runOwn runs ops, writes this node decided on its own (deletes of what
+// expired, evictions), within the write timeout, and returns the sum of
+// the counts of those that succeeded.
+func (n *Node) runOwn(ops []store.Op) int {
+	res := make([]store.Result, len(ops))
+	errs := make([]error, len(ops))
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.WriteTimeout)
+	n.ExecuteBatch(ctx, ops, res, errs)
+	cancel()
+	sum := 0
+	for i := range res {
+		if errs[i] == nil {
+			sum += res[i].Count
+		}
+	}
+	return sum
 }

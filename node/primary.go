@@ -205,10 +205,7 @@ func (n *Node) reclaimListed(ctx context.Context, bucket string, hops int) error
 	now := s.Clock().Millis()
 	found := s.ExpiredIn(nil, bucket, now, maxBatch)
 	for len(found) > 0 {
-		ops := make([]store.Op, len(found))
-		for i, e := range found {
-			ops[i] = store.Op{Kind: store.KindReclaim, Bucket: e.Bucket, Key: e.Key, Expires: now}
-		}
+		ops := reclaimOps(found, now)
 		res := make([]store.Result, len(ops))
 		errs := make([]error, len(ops))
 		n.executeBatch(ctx, ops, res, errs, hops)
