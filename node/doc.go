@@ -41,7 +41,10 @@
 // Replication (primary.go): a bucket lives on its first Config.Replicas
 // ring owners. The first, the primary, orders the bucket's writes: it
 // versions them, sends them to the other owners and applies and
-// acknowledges them once every owner of its view holds them.
+// acknowledges them once every owner of its view holds them. The writes
+// waiting to go to one owner travel together, whatever their bucket
+// (replicate_batch.go): about one message per round trip, not one per
+// bucket of a pipeline.
 //
 // Who may serve a bucket when: the invariants, and why they keep an
 // acknowledged write and make every read see it, are written down in

@@ -73,6 +73,11 @@ import (
 //	              string and a value string each) or, for scanCount, a
 //	              uvarint; or an error reply (handleScan, scan.go; the
 //	              encodings in msg_scan.go)
+//	msgReplicateBatch: uvarint count, then each message as a uvarint
+//	              length and a msgReplicate body (after its type byte);
+//	              reply: uvarint count, then each msgReplicate's reply as a
+//	              uvarint length and the reply (handleReplicateBatch,
+//	              replicate_batch.go)
 //
 // The parts, with package wire's primitives: a string is a uvarint length,
 // then bytes; fixed-size integers are big-endian; a flag is a byte, 0 or 1.
@@ -84,21 +89,22 @@ import (
 // replyOK, then a store.Result; or replyError, an error code byte
 // (replyErrors) and a message string.
 const (
-	msgPing         byte = 1
-	msgOp           byte = 2
-	msgBuckets      byte = 3
-	msgLeave        byte = 4
-	msgBatch        byte = 5
-	msgReplicate    byte = 6
-	msgDigest       byte = 7
-	msgPage         byte = 8
-	msgMerge        byte = 9
-	msgSums         byte = 10
-	msgGossip       byte = 11
-	msgGossipStream byte = 12
-	msgScan         byte = 13
+	msgPing           byte = 1
+	msgOp             byte = 2
+	msgBuckets        byte = 3
+	msgLeave          byte = 4
+	msgBatch          byte = 5
+	msgReplicate      byte = 6
+	msgDigest         byte = 7
+	msgPage           byte = 8
+	msgMerge          byte = 9
+	msgSums           byte = 10
+	msgGossip         byte = 11
+	msgGossipStream   byte = 12
+	msgScan           byte = 13
+	msgReplicateBatch byte = 14
 
-	msgTypes = 14 // one more than the largest type
+	msgTypes = 15 // one more than the largest type
 )
 
 // message is an entry of the table of messages.
@@ -115,19 +121,20 @@ type message struct {
 // it into the Node.
 func messages() [msgTypes]message {
 	return [msgTypes]message{
-		msgPing:         {"ping", (*Node).handlePing},
-		msgOp:           {"op", (*Node).handleOp},
-		msgBuckets:      {"buckets", (*Node).handleBuckets},
-		msgLeave:        {"leave", (*Node).handleLeave},
-		msgBatch:        {"batch", (*Node).handleBatch},
-		msgReplicate:    {"replicate", (*Node).handleReplicate},
-		msgDigest:       {"digest", (*Node).handleDigest},
-		msgPage:         {"page", (*Node).handlePage},
-		msgMerge:        {"merge", (*Node).handleMerge},
-		msgSums:         {"sums", (*Node).handleSums},
-		msgGossip:       {"gossip", (*Node).handleGossip},
-		msgGossipStream: {"gossip-stream", (*Node).handleGossipStream},
-		msgScan:         {"scan", (*Node).handleScan},
+		msgPing:           {"ping", (*Node).handlePing},
+		msgOp:             {"op", (*Node).handleOp},
+		msgBuckets:        {"buckets", (*Node).handleBuckets},
+		msgLeave:          {"leave", (*Node).handleLeave},
+		msgBatch:          {"batch", (*Node).handleBatch},
+		msgReplicate:      {"replicate", (*Node).handleReplicate},
+		msgDigest:         {"digest", (*Node).handleDigest},
+		msgPage:           {"page", (*Node).handlePage},
+		msgMerge:          {"merge", (*Node).handleMerge},
+		msgSums:           {"sums", (*Node).handleSums},
+		msgGossip:         {"gossip", (*Node).handleGossip},
+		msgGossipStream:   {"gossip-stream", (*Node).handleGossipStream},
+		msgScan:           {"scan", (*Node).handleScan},
+		msgReplicateBatch: {"replicate-batch", (*Node).handleReplicateBatch},
 	}
 }
 

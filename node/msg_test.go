@@ -176,6 +176,13 @@ func TestMessagesMustFail(t *testing.T) {
 			bytes.Join([][]byte{str("b"), uv(1), {byte(store.KindCreate)}, u64(0)}, nil),        // no version
 			bytes.Join([][]byte{str("b"), uv(1), {byte(store.KindPut)}, u64(1), str("k")}, nil), // no value
 		}},
+		{"replicate batch", func(b []byte) error { _, err := decodeReplicateBatch(b); return err }, [][]byte{
+			nil, uv(1), append(uv(1), 5, 'a'), append(uv(0), 0), // short, a byte too many
+			append(uv(maxReplicaParts+1), make([]byte, maxReplicaParts+1)...), // too many messages
+		}},
+		{"replicate batch reply", func(b []byte) error { _, err := decodeReplicateBatchReply(b, 2); return err }, [][]byte{
+			nil, uv(1), append(uv(3), 0, 0, 0), append(uv(2), 0), append(uv(2), 0, 0, 0), // wrong count, short, a byte too many
+		}},
 		{"digest request", func(b []byte) error { _, _, err := decodeDigestRequest(b); return err }, [][]byte{
 			nil, make([]byte, 7), u64(1), append(u64(1), 5, 'b'), bytes.Join([][]byte{u64(1), str("b"), {0}}, nil),
 		}},
@@ -254,6 +261,19 @@ func TestSyncMessagesRoundTrip(t *testing.T) {
 		{"replicate", msgReplicate, appendReplicate(nil, "b", syncWrites), func(b []byte) error {
 			bucket, ws, err := decodeReplicate(b)
 			return want(err == nil && bucket == "b" && slices.Equal(ws, syncWrites), bucket, ws, err)
+		}},
+		{"replicate batch", msgReplicateBatch, appendReplicateBatch(nil, [][]byte{appendReplicate(nil, "a", syncWrites), appendReplicate(nil, "b", nil)}), func(b []byte) error {
+			parts, err := decodeReplicateBatch(b)
+			if err != nil || len(parts) != 2 {
+				return want(false, parts, err)
+			}
+			a, wa, err1 := decodeReplicate(parts[0])
+			bb, wb, err2 := decodeReplicate(parts[1])
+			return want(err1 == nil && err2 == nil && a == "a" && slices.Equal(wa, syncWrites) && bb == "b" && len(wb) == 0, a, wa, bb, wb)
+		}},
+		{"replicate batch reply", 0, appendReplicateBatchReply(nil, [][]byte{{1, 2}, nil, {3}}), func(b []byte) error {
+			replies, err := decodeReplicateBatchReply(b, 3)
+			return want(err == nil && len(replies) == 3 && bytes.Equal(replies[0], []byte{1, 2}) && len(replies[1]) == 0 && bytes.Equal(replies[2], []byte{3}), replies, err)
 		}},
 		{"replicate nothing", msgReplicate, appendReplicate(nil, "b", nil), func(b []byte) error {
 			bucket, ws, err := decodeReplicate(b)
@@ -365,6 +385,8 @@ func FuzzMessages(f *testing.F) {
 	f.Add(b[1:])
 	f.Add(appendBatchReply(nil, []store.Result{{Value: "v"}, {}}, []error{nil, store.ErrKeyNotFound}))
 	f.Add(appendReplicate(nil, "b", syncWrites)[1:])
+	f.Add(appendReplicateBatch(nil, [][]byte{appendReplicate(nil, "a", syncWrites), appendReplicate(nil, "b", nil)})[1:])
+	f.Add(appendReplicateBatchReply(nil, [][]byte{{0}, {1, 2}}))
 	f.Add(appendDigestRequest(nil, 7, "b")[1:])
 	f.Add(appendDigestReply(nil, store.Digest{Meta: store.BucketMeta{Created: 2, Dropped: 1}, Shards: [store.NumShards]uint64{3: 4}}, true))
 	f.Add(pageRequest{bucket: "b", shard: 3, after: "k", maxBytes: 1 << 20}.append(nil)[1:])
@@ -411,6 +433,16 @@ func FuzzMessages(f *testing.F) {
 		}
 		if bucket, ws, err := decodeReplicate(b); err == nil {
 			same("replicate", appendReplicate(nil, bucket, ws)[1:])
+		}
+		if parts, err := decodeReplicateBatch(b); err == nil {
+			msgs := make([][]byte, len(parts))
+			for i, p := range parts {
+				msgs[i] = append([]byte{msgReplicate}, p...)
+			}
+			same("replicate batch", appendReplicateBatch(nil, msgs)[1:])
+		}
+		if replies, err := decodeReplicateBatchReply(b, 2); err == nil {
+			same("replicate batch reply", appendReplicateBatchReply(nil, replies))
 		}
 		if epoch, bucket, err := decodeDigestRequest(b); err == nil {
 			same("digest request", appendDigestRequest(nil, epoch, bucket)[1:])

@@ -296,11 +296,12 @@ type Node struct {
 	skewLogged  atomic.Int64
 	admitLogged atomic.Int64
 
-	seq       *[seqStripes]sequencer // primary's per-bucket write sequencers (seqlock.go)
-	ready     readiness              // buckets pulled in the current term
-	handoffMu sync.Mutex             // orders retiring, un-retiring and removing copies; never held across a wait
-	passMu    chan struct{}          // one sync pass at a time: holds a token while a pass runs
-	settled   atomic.Uint64          // term of the last pass that left nothing undone
+	seq           *[seqStripes]sequencer // primary's per-bucket write sequencers (seqlock.go)
+	replicaQueues replicaQueues          // writes waiting to go to each replica (replicate_batch.go)
+	ready         readiness              // buckets pulled in the current term
+	handoffMu     sync.Mutex             // orders retiring, un-retiring and removing copies; never held across a wait
+	passMu        chan struct{}          // one sync pass at a time: holds a token while a pass runs
+	settled       atomic.Uint64          // term of the last pass that left nothing undone
 
 	stats stats // counters behind Stats (stats.go)
 

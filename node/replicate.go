@@ -34,6 +34,13 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 		done     []incarnation // owners that hold the writes
 		delay    = backoff{next: 5 * time.Millisecond, most: 200 * time.Millisecond}
 		measured replication
+		// From the first send on, the write waits for others within the
+		// write timeout. A group does not derive a context for it (a
+		// pipeline over many buckets replicates a group per bucket, and
+		// contexts cost more than the rest): the deadline travels to the
+		// batch that carries the group, and a context is made only to
+		// wait before a retry.
+		deadline time.Time
 		cancel   context.CancelFunc
 	)
 	for {
@@ -53,20 +60,17 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 			return nil
 		}
 		if msg == nil {
-			// The first round (msg is set once, so these defers run
-			// once): from here on the write waits for others, within the
-			// write timeout.
+			// The first round (msg is set once, so this defer runs once).
 			measured = n.stats.replicateBegin()
 			defer n.stats.replicateEnd(&measured)
-			ctx, cancel = context.WithTimeout(ctx, n.cfg.WriteTimeout)
-			defer cancel()
+			deadline = time.Now().Add(n.cfg.WriteTimeout)
 			if beforeSend != nil {
 				beforeSend()
 			}
 			msg = appendReplicate(nil, bucket, ws)
 			measured.writes = len(ws)
 		}
-		errs := n.replicateRound(ctx, v, targets, msg)
+		errs := n.replicateRound(ctx, v, deadline, targets, msg)
 		var failed error
 		for i, err := range errs {
 			if err == nil {
@@ -78,6 +82,10 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 		if failed == nil {
 			continue // check that the view has not changed meanwhile
 		}
+		if cancel == nil {
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
 		if !delay.wait(ctx) {
 			n.stats.replicationErrors.Add(1)
 			if n.ctx.Err() != nil {
@@ -88,23 +96,19 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 	}
 }
 
-// replicateRound sends msg to every target at once. The calls end when
-// the view changes: an owner may be dead, and a call to it hang (a dial
-// over a silent network) until the view drops it, when the caller no
-// longer needs it.
-func (n *Node) replicateRound(ctx context.Context, v *view, targets []Member, msg []byte) []error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(v.replaced, cancel)
-	defer stop()
+// replicateRound sends msg to every target at once, by deadline. The
+// calls end when the view changes: an owner may be dead, and a call to it
+// hang (a dial over a silent network) until the view drops it, when the
+// caller no longer needs it.
+func (n *Node) replicateRound(ctx context.Context, v *view, deadline time.Time, targets []Member, msg []byte) []error {
 	errs := make([]error, len(targets))
 	if len(targets) == 1 {
-		errs[0] = n.replicateTo(ctx, targets[0], msg)
+		errs[0] = n.replicateTo(ctx, v, deadline, targets[0], msg)
 		return errs
 	}
 	var wg sync.WaitGroup
 	for i, m := range targets {
-		wg.Go(func() { errs[i] = n.replicateTo(ctx, m, msg) })
+		wg.Go(func() { errs[i] = n.replicateTo(ctx, v, deadline, m, msg) })
 	}
 	wg.Wait()
 	return errs
@@ -121,9 +125,10 @@ type incarnation struct {
 
 func incarnationOf(m Member) incarnation { return incarnation{m.ID, m.Incarnation} }
 
-// replicateTo sends an encoded msgReplicate to m.
-func (n *Node) replicateTo(ctx context.Context, m Member, msg []byte) error {
-	reply, err := n.call(ctx, m, msg, n.cfg.ForwardTimeout)
+// replicateTo sends an encoded msgReplicate to m, by deadline, unless v
+// is replaced first.
+func (n *Node) replicateTo(ctx context.Context, v *view, deadline time.Time, m Member, msg []byte) error {
+	reply, err := n.sendReplicate(ctx, v, deadline, m, msg)
 	if err != nil {
 		return err
 	}

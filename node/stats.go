@@ -99,6 +99,7 @@ type stats struct {
 	replications      atomic.Uint64 // replicate calls that sent writes to replicas
 	replicatedWrites  atomic.Uint64 // writes in those calls
 	replicationErrors atomic.Uint64 // replicate calls that failed
+	replicaMessages   atomic.Uint64 // messages that carried write groups to replicas (batched)
 	replicating       atomic.Int64  // replicate calls in flight
 	replLatency       histogram     // duration of the replicate calls that sent writes
 
@@ -181,6 +182,7 @@ type Stats struct {
 	Replications         uint64    // write groups sent to the other owners
 	ReplicatedWrites     uint64    // writes in them
 	ReplicationErrors    uint64    // write groups that could not be replicated
+	ReplicaMessages      uint64    // messages that carried them, one per replica each: groups to one replica travel together
 	ReplicationsInFlight int64     // write groups being replicated now
 	ReplicationLatency   Histogram // time to replicate a write group to every owner
 
@@ -242,6 +244,7 @@ func (n *Node) Stats() Stats {
 		Replications:         s.replications.Load(),
 		ReplicatedWrites:     s.replicatedWrites.Load(),
 		ReplicationErrors:    s.replicationErrors.Load(),
+		ReplicaMessages:      s.replicaMessages.Load(),
 		ReplicationsInFlight: s.replicating.Load(),
 		ReplicationLatency:   s.replLatency.snapshot(),
 

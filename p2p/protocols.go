@@ -15,6 +15,7 @@ const (
 	// of the placement, and goodbyes the sender's incarnation. 3.0.0:
 	// membership is gossiped (msgGossip, msgGossipStream carry
 	// memberlist's packets and streams) and pings no longer list members.
-	// 4.0.0: entries, metas and operations carry expiries.
-	ProtocolRPC protocol.ID = "/dboutique/rpc/4.0.0"
+	// 4.0.0: entries, metas and operations carry expiries. 5.0.0:
+	// msgReplicateBatch carries the writes of several buckets at once.
+	ProtocolRPC protocol.ID = "/dboutique/rpc/5.0.0"
 )

@@ -89,6 +89,7 @@ func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
 			{Name: "Replication", Fields: []textproto.InfoField{
 				field("replications", st.Replications),
 				field("replicated_writes", st.ReplicatedWrites),
+				field("replica_messages", st.ReplicaMessages),
 				field("replications_in_flight", st.ReplicationsInFlight),
 				field("replication_errors", st.ReplicationErrors),
 				field("replication_avg_latency_ms", st.ReplicationLatency.Mean()),

@@ -191,18 +191,18 @@ func (m *metricsServer) Close() error {
 type nodeCollector struct {
 	nd *node.Node
 
-	forwardedOps, forwardMessages, forwardErrors                *prometheus.Desc
-	replications, replicatedWrites, replicationErrors, inFlight *prometheus.Desc
-	latency                                                     *prometheus.Desc
-	syncPasses, syncIncomplete, lastPass, inProgress, settled   *prometheus.Desc
-	copiesSent, keysSent, bytesSent, copiesRemoved              *prometheus.Desc
-	expiredKeys, volatileKeys                                   *prometheus.Desc
-	evictedKeys, memoryUsed, memoryLimit                        *prometheus.Desc
-	members, epoch, term, leased, joined, replicas              *prometheus.Desc
-	suspects, viewChanges, probes, suspicions, refutations      *prometheus.Desc
-	gossipMsgs, leasePings                                      *prometheus.Desc
-	buckets, records, keys, tombstones, dataBytes               *prometheus.Desc
-	all                                                         []*prometheus.Desc
+	forwardedOps, forwardMessages, forwardErrors                                 *prometheus.Desc
+	replications, replicatedWrites, replicaMessages, replicationErrors, inFlight *prometheus.Desc
+	latency                                                                      *prometheus.Desc
+	syncPasses, syncIncomplete, lastPass, inProgress, settled                    *prometheus.Desc
+	copiesSent, keysSent, bytesSent, copiesRemoved                               *prometheus.Desc
+	expiredKeys, volatileKeys                                                    *prometheus.Desc
+	evictedKeys, memoryUsed, memoryLimit                                         *prometheus.Desc
+	members, epoch, term, leased, joined, replicas                               *prometheus.Desc
+	suspects, viewChanges, probes, suspicions, refutations                       *prometheus.Desc
+	gossipMsgs, leasePings                                                       *prometheus.Desc
+	buckets, records, keys, tombstones, dataBytes                                *prometheus.Desc
+	all                                                                          []*prometheus.Desc
 }
 
 func newNodeCollector(nd *node.Node) *nodeCollector {
@@ -218,6 +218,7 @@ func newNodeCollector(nd *node.Node) *nodeCollector {
 
 	c.replications = d("replications_total", "Write groups this node, as a bucket's primary, sent to the bucket's other owners, failed ones included.")
 	c.replicatedWrites = d("replicated_writes_total", "Writes in the write groups sent to the other owners.")
+	c.replicaMessages = d("replica_messages_total", "Messages that carried the write groups to the other owners: the groups waiting for one owner travel together.")
 	c.replicationErrors = d("replication_errors_total", "Write groups that could not be replicated to every owner in time; their writes failed.")
 	c.inFlight = d("replications_in_flight", "Write groups being replicated now.")
 	c.latency = d("replication_seconds", "Time to replicate a write group to every other owner of its bucket, until all acknowledged it or it failed.")
@@ -287,6 +288,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 
 	counter(c.replications, st.Replications)
 	counter(c.replicatedWrites, st.ReplicatedWrites)
+	counter(c.replicaMessages, st.ReplicaMessages)
 	counter(c.replicationErrors, st.ReplicationErrors)
 	gauge(c.inFlight, float64(st.ReplicationsInFlight))
 	h := st.ReplicationLatency
