@@ -416,7 +416,7 @@ func (n *Node) sequence(ctx context.Context, g grant, bucket string, ops []store
 	if !exists && !exclusive && slices.ContainsFunc(ops, func(op store.Op) bool { return op.Kind == store.KindPutCreate }) {
 		return false
 	}
-	var buf [8]write
+	var buf [16]write // a pipeline of 16 without allocating; small, for the goroutines of executeOwned
 	ws := n.order(buf[:0], bucket, exists, ops, res, errs)
 	n.commit(ctx, g, bucket, ws, res, errs)
 	return true
@@ -502,23 +502,23 @@ func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, r
 // they write from what they find).
 func (n *Node) order(ws []write, bucket string, exists bool, ops []store.Op, res []store.Result, errs []error) []write {
 	s := n.cfg.Store
-	clock := s.Clock()
-	now := clock.Millis()
+	clock := &versions{clock: s.Clock(), want: len(ops)}
+	now := s.Clock().Millis()
 	// An expired bucket that its primary has not dropped yet is dropped
 	// before it is created again, so that none of its keys come back.
 	stale := !exists && s.Exists(bucket)
 	create := func() {
 		if stale {
-			ws = append(ws, write{kind: store.KindDrop, entry: store.Entry{Version: clock.Now()}})
+			ws = append(ws, write{kind: store.KindDrop, entry: store.Entry{Version: clock.take()}})
 			stale = false
 		}
-		ws = append(ws, write{kind: store.KindCreate, entry: store.Entry{Version: clock.Now()}})
+		ws = append(ws, write{kind: store.KindCreate, entry: store.Entry{Version: clock.take()}})
 		exists = true
 	}
 	for k, op := range ops {
 		res[k], errs[k] = store.Result{}, nil
 		if op.Kind.ReadsFirst() {
-			ws = n.decide(ws, op, now, &res[k], &errs[k])
+			ws = n.decide(ws, op, now, clock.take, &res[k], &errs[k])
 			m := n.currentBucket(ws, bucket, now)
 			exists, stale = m.LiveAt(now), !m.LiveAt(now) && m.Exists()
 			continue
@@ -527,7 +527,7 @@ func (n *Node) order(ws []write, bucket string, exists bool, ops []store.Op, res
 			if stale {
 				// Found expired: dropped before the client hears that it
 				// is missing, so that no copy serves it again.
-				ws = append(ws, write{kind: store.KindDrop, entry: store.Entry{Version: clock.Now()}})
+				ws = append(ws, write{kind: store.KindDrop, entry: store.Entry{Version: clock.take()}})
 				stale = false
 			}
 			errs[k] = fmt.Errorf("%w: %q", store.ErrBucketNotFound, bucket)
@@ -539,19 +539,19 @@ func (n *Node) order(ws []write, bucket string, exists bool, ops []store.Op, res
 			// its creation learns of it.
 			res[k].Count = b2i(!exists)
 			if exists {
-				ws = append(ws, write{kind: store.KindCreate, entry: store.Entry{Version: clock.Now()}})
+				ws = append(ws, write{kind: store.KindCreate, entry: store.Entry{Version: clock.take()}})
 			} else {
 				create()
 			}
 		case store.KindDrop:
-			ws = append(ws, write{kind: store.KindDrop, entry: store.Entry{Version: clock.Now()}})
+			ws = append(ws, write{kind: store.KindDrop, entry: store.Entry{Version: clock.take()}})
 			res[k].Count = 1
 			exists = false
 		case store.KindPutCreate, store.KindPut:
 			if !exists {
 				create()
 			}
-			w := write{kind: store.KindPut, entry: store.Entry{Key: op.Key, Value: op.Value, Version: clock.Now(), Expires: op.ExpiresAt(now)}}
+			w := write{kind: store.KindPut, entry: store.Entry{Key: op.Key, Value: op.Value, Version: clock.take(), Expires: op.ExpiresAt(now)}}
 			if op.Kind == store.KindPutCreate {
 				w.countFor = k + 1
 			}
@@ -560,21 +560,40 @@ func (n *Node) order(ws []write, bucket string, exists bool, ops []store.Op, res
 			}
 			ws = append(ws, w)
 		case store.KindDelete:
-			ws = append(ws, write{kind: store.KindDelete, entry: store.Entry{Key: op.Key, Deleted: true, Version: clock.Now()}, countFor: k + 1})
+			ws = append(ws, write{kind: store.KindDelete, entry: store.Entry{Key: op.Key, Deleted: true, Version: clock.take()}, countFor: k + 1})
 		}
 	}
 	return ws
 }
 
+// versions hands out the versions of a group's writes from the store's
+// clock, several at a time (Clock.NowN): one reading of the wall clock
+// for a pipeline's writes rather than one each.
+type versions struct {
+	clock     *store.Clock
+	next, end store.Version
+	want      int // how many to take when those taken run out
+}
+
+func (vs *versions) take() store.Version {
+	if vs.next == vs.end {
+		vs.next = vs.clock.NowN(vs.want)
+		vs.end = vs.next + store.Version(max(vs.want, 1))
+	}
+	v := vs.next
+	vs.next++
+	return v
+}
+
 // decide orders op, a write that decides what it writes from the state it
 // finds (store.Decide): the state of the store once ws, the writes ordered
 // before it, are applied.
-func (n *Node) decide(ws []write, op store.Op, now int64, res *store.Result, err *error) []write {
+func (n *Node) decide(ws []write, op store.Op, now int64, version func() store.Version, res *store.Result, err *error) []write {
 	cur := n.cfg.Store.State(op, now)
 	for _, w := range ws {
 		cur.Apply(op, store.Change{Kind: w.kind, Entry: w.entry})
 	}
-	r, changes, e := store.Decide(op, cur, n.cfg.Store.Clock().Now)
+	r, changes, e := store.Decide(op, cur, version)
 	*res, *err = r, e
 	for _, c := range changes {
 		ws = append(ws, write{kind: c.Kind, entry: c.Entry})

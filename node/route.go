@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -86,12 +87,22 @@ func routed(k store.Kind) bool {
 
 func (n *Node) executeBatch(ctx context.Context, ops []store.Op, res []store.Result, errs []error, hops int) {
 	v := n.ms.view()
-	owners := make([]Member, len(ops))
-	routable := make([]bool, len(ops))
+	// Each operation's first owner, as an index into owners (notRouted:
+	// run in its place). A pipeline names few owners, mostly one, so
+	// neither list allocates for one of up to stackOps operations.
+	var (
+		ownerBuf [4]Member
+		ofBuf    [stackOps]uint16
+	)
+	owners, of := ownerBuf[:0], ofBuf[:0]
+	if len(ops) > stackOps {
+		of = make([]uint16, 0, len(ops))
+	}
 	// Pipelined requests mostly name one bucket, so the last answer is kept.
 	var lastBucket string
-	var lastOwner Member
+	lastOwner := notRouted
 	for i := range ops {
+		of = append(of, notRouted)
 		if !routed(ops[i].Kind) || ops[i].Validate() != nil {
 			continue
 		}
@@ -100,76 +111,88 @@ func (n *Node) executeBatch(ctx context.Context, ops []store.Op, res []store.Res
 			if err != nil {
 				continue
 			}
-			lastBucket, lastOwner = ops[i].Bucket, m
+			k := slices.IndexFunc(owners, func(o Member) bool { return o.ID == m.ID })
+			if k < 0 {
+				owners = append(owners, m)
+				k = len(owners) - 1
+			}
+			lastBucket, lastOwner = ops[i].Bucket, uint16(k)
 		}
-		owners[i], routable[i] = lastOwner, true
+		of[i] = lastOwner
 	}
 	// Operations that are not routed (BUCKETS, NODES, or not valid) run
 	// in their place; the runs of routed ones between them go to their
 	// owners at once (see executeRouted).
 	for i := 0; i < len(ops); {
-		if !routable[i] {
+		if of[i] == notRouted {
 			res[i], errs[i] = n.Execute(ctx, ops[i]) // gives the error, or runs a non-routed kind
 			i++
 			continue
 		}
 		j := i + 1
-		for j < len(ops) && routable[j] {
+		for j < len(ops) && of[j] != notRouted {
 			j++
 		}
-		n.executeRouted(ctx, v, owners[i:j], ops[i:j], res[i:j], errs[i:j], hops)
+		n.executeRouted(ctx, v, owners, of[i:j], ops[i:j], res[i:j], errs[i:j], hops)
 		i = j
 	}
 }
 
-// executeRouted runs routed operations whose first owners are owners. The
-// operations of each owner run in order, and the owners' shares run at
-// the same time: a client's pipelined requests to buckets on three nodes
-// cost one round trip, not one per change of node. Requests of one
-// pipeline on different buckets are concurrent to the client anyway (it
-// has not seen the reply of one before sending the next), so running
-// them at once keeps each linearizable; requests on one bucket keep
-// their order.
-func (n *Node) executeRouted(ctx context.Context, v *view, owners []Member, ops []store.Op, res []store.Result, errs []error, hops int) {
-	type share struct {
-		owner Member
-		idx   []int
-	}
-	var shares []share
-	for i, m := range owners {
-		k := slices.IndexFunc(shares, func(sh share) bool { return sh.owner.ID == m.ID })
-		if k < 0 {
-			shares = append(shares, share{owner: m})
-			k = len(shares) - 1
-		}
-		shares[k].idx = append(shares[k].idx, i)
-	}
-	if len(shares) == 1 {
-		n.executeShare(ctx, v, shares[0].owner, ops, res, errs, hops)
+// stackOps is how many operations of a batch executeBatch and
+// executeRouted handle without allocating: a deep pipeline.
+const stackOps = 64
+
+// notRouted marks an operation that executeBatch runs in its place.
+const notRouted uint16 = math.MaxUint16
+
+// executeRouted runs routed operations, the i-th of whose first owner is
+// owners[of[i]]. The operations of each owner run in order, and the
+// owners' shares run at the same time: a client's pipelined requests to
+// buckets on three nodes cost one round trip, not one per change of node.
+// Requests of one pipeline on different buckets are concurrent to the
+// client anyway (it has not seen the reply of one before sending the
+// next), so running them at once keeps each linearizable; requests on one
+// bucket keep their order.
+func (n *Node) executeRouted(ctx context.Context, v *view, owners []Member, of []uint16, ops []store.Op, res []store.Result, errs []error, hops int) {
+	if !slices.ContainsFunc(of, func(k uint16) bool { return k != of[0] }) {
+		// The common case: one owner.
+		n.executeShare(ctx, v, owners[of[0]], ops, res, errs, hops)
 		return
 	}
-	run := func(sh share) {
-		sops := make([]store.Op, len(sh.idx))
-		sres := make([]store.Result, len(sh.idx))
-		serrs := make([]error, len(sh.idx))
-		for k, i := range sh.idx {
-			sops[k] = ops[i]
+	// Copies for the goroutines, so that the caller's lists stay on its
+	// stack.
+	shareOwners, shareOf := slices.Clone(owners), slices.Clone(of)
+	run := func(k uint16) {
+		var idx []int
+		for i := range shareOf {
+			if shareOf[i] == k {
+				idx = append(idx, i)
+			}
 		}
-		n.executeShare(ctx, v, sh.owner, sops, sres, serrs, hops)
-		for k, i := range sh.idx {
-			res[i], errs[i] = sres[k], serrs[k]
+		if len(idx) == 0 {
+			return
+		}
+		sops := make([]store.Op, len(idx))
+		sres := make([]store.Result, len(idx))
+		serrs := make([]error, len(idx))
+		for j, i := range idx {
+			sops[j] = ops[i]
+		}
+		n.executeShare(ctx, v, shareOwners[k], sops, sres, serrs, hops)
+		for j, i := range idx {
+			res[i], errs[i] = sres[j], serrs[j]
 		}
 	}
 	var wg sync.WaitGroup
-	for _, sh := range shares {
-		if !sh.owner.Self {
-			wg.Go(func() { run(sh) })
+	for k, m := range shareOwners {
+		if !m.Self {
+			wg.Go(func() { run(uint16(k)) })
 		}
 	}
 	// This node's share runs here, while the others are on their way.
-	for _, sh := range shares {
-		if sh.owner.Self {
-			run(sh)
+	for k, m := range shareOwners {
+		if m.Self {
+			run(uint16(k))
 		}
 	}
 	wg.Wait()

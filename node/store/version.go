@@ -98,6 +98,28 @@ func (c *Clock) Now() Version {
 	return v
 }
 
+// NowN returns the first of k (at least 1) consecutive versions, each
+// greater than every version returned or observed before, as k calls of
+// Now would, with one reading of the wall clock: a primary versions a
+// group of writes with it.
+func (c *Clock) NowN(k int) Version {
+	wall := VersionAt(c.now())
+	c.mu.Lock()
+	v := c.last
+	if v != math.MaxUint64 {
+		v++
+	}
+	v = max(v, wall)
+	last := v
+	if k > 1 && uint64(k-1) <= math.MaxUint64-uint64(v) {
+		last = v + Version(k-1)
+	}
+	c.last = last
+	c.lastMillis.Store(int64(last >> versionCounterBits))
+	c.mu.Unlock()
+	return v
+}
+
 // Observe records a version seen elsewhere (a peer's write), so that every
 // later Now is greater.
 func (c *Clock) Observe(v Version) {

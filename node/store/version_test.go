@@ -170,6 +170,34 @@ func TestClockObserve(t *testing.T) {
 	}
 }
 
+// TestClockNowN: NowN(k) hands out k versions at once, each above all
+// before, and the next Now comes after the last of them.
+func TestClockNowN(t *testing.T) {
+	var wall fakeWall
+	wall.ms.Store(5_000_000)
+	c := store.NewClock(wall.now)
+	v0 := c.Now()
+	for _, k := range []int{0, 1, 2, 16, 70_000} {
+		first := c.NowN(k)
+		if first <= v0 {
+			t.Fatalf("NowN(%d) = %v after %v; want later", k, first, v0)
+		}
+		last := first + store.Version(max(k, 1)-1)
+		if got := c.Last(); got != last {
+			t.Errorf("Last() after NowN(%d) = %v, want %v", k, got, last)
+		}
+		if v := c.Now(); v != last+1 {
+			t.Errorf("Now() after NowN(%d) from %v = %v, want %v", k, first, v, last+1)
+		}
+		v0 = last + 1
+	}
+	// The wall clock ahead of the counter wins, as for Now.
+	wall.ms.Store(6_000_000)
+	if v := c.NowN(3); v != store.VersionAt(time.UnixMilli(6_000_000)) {
+		t.Errorf("NowN(3) after the wall clock moved on = %v, want %v", v, store.VersionAt(time.UnixMilli(6_000_000)))
+	}
+}
+
 // TestClockCounterCarries: more than 65536 versions in one millisecond
 // carry into the millisecond part and stay increasing.
 func TestClockCounterCarries(t *testing.T) {
