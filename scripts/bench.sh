@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # Benchmarks: D-Boutique against redis-server, side by side, on loopback.
 #   A. One node and one redis-server, each driven by redis-benchmark and by
-#      `dboutique bench`: HSET, HGET, SET, GET at pipeline 1 and 16, 50 clients.
+#      `dboutique bench`: HSET, HGET, SET, GET at pipeline 1 and 16, 50 clients,
+#      twice: with the client held to one core (taskset -c 0, GOMAXPROCS=1:
+#      the server has the other core, as redis-server's one thread does) and
+#      with the client unrestricted. Ratios of throughput and of p99.
 #   B. A 3-node cluster reached through node 1: a bucket node 1 owns, one it
-#      forwards to the other nodes, and 64 buckets spread over all three.
+#      forwards to the other nodes, and 64 buckets spread over all three;
+#      replicated writes against the single node's write rate.
 #   C. Memory per entry after loading small entries, as hash fields and as
 #      plain keys, each on a fresh redis-server and a fresh node.
-# Prints progress to stderr and three markdown tables to stdout (also saved as
+#   D. Garbage-collection pauses of a node holding BENCH_GC_ENTRIES plain
+#      keys (default 10000000), while loading them and then under load.
+# Prints progress to stderr and markdown tables to stdout (also saved as
 # bench-results.md in the work directory). Environment: BENCH_SCALE (request
-# counts, default 1), BENCH_MEM_ENTRIES (default 1000000), BENCH_KEEP=1 keeps
-# the work directory, DBOUTIQUE (the binary; default bin/dboutique); a
-# GOMAXPROCS that is set reaches the nodes and is shown in the header.
+# counts, default 1), BENCH_MEM_ENTRIES (default 1000000), BENCH_GC_ENTRIES,
+# BENCH_ONLY (a comma-separated subset of single,cluster,memory,gc; default
+# all), BENCH_KEEP=1 keeps the work directory, DBOUTIQUE (the binary; default
+# bin/dboutique); a GOMAXPROCS that is set reaches the nodes and is shown in
+# the header.
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +27,12 @@ readonly DBOUTIQUE="${DBOUTIQUE:-$REPO_DIR/bin/dboutique}"
 readonly BENCH_SCALE="${BENCH_SCALE:-1}"
 readonly BENCH_KEEP="${BENCH_KEEP:-0}"
 readonly MEM_ENTRIES="${BENCH_MEM_ENTRIES:-1000000}"
+readonly GC_ENTRIES="${BENCH_GC_ENTRIES:-10000000}"
+readonly ONLY="${BENCH_ONLY:-single,cluster,memory,gc}"
+# The client configurations of table A: the client held to CPU 0 with one
+# Go thread, or left to the scheduler.
+readonly MODES=(onecore all)
+declare -rA MODE_NAME=([onecore]='client on one core' [all]='client unrestricted')
 
 readonly CLIENTS=50
 readonly KEYSPACE=100000   # keys the runs pick from (redis-benchmark -r)
@@ -316,13 +330,24 @@ fill_resp() {
 	fi
 }
 
+# CLIENT: what client commands run under, for the client configuration of
+# the runs: set_mode onecore or all (B, C and D: unrestricted).
+CLIENT=()
+
+set_mode() {
+	case $1 in
+	onecore) CLIENT=(env GOMAXPROCS=1 taskset -c 0) ;;
+	*) CLIENT=() ;;
+	esac
+}
+
 # dbench ARGS...: runs `dboutique bench` with 50 clients and JSON output and
 # sets RESULT to "rps p50 p99", or "n/a n/a n/a" when it fails. QUIET=1: no
 # progress line.
 dbench() {
 	local json errors
 	RESULT='n/a n/a n/a'
-	if ! run_waited - "$WORK/dbench.out" "$WORK/dbench.err" "$DBOUTIQUE" bench \
+	if ! run_waited - "$WORK/dbench.out" "$WORK/dbench.err" "${CLIENT[@]}" "$DBOUTIQUE" bench \
 		--clients "$CLIENTS" --progress 0 --format json "$@"; then
 		log "warning: dboutique bench $* failed: $(tail -n 3 "$WORK/dbench.err")"
 		return 0
@@ -341,7 +366,7 @@ rbench() {
 	local addr=$1 pipeline=$2 requests=$3
 	shift 3
 	RESULT='n/a n/a n/a'
-	if ! run_waited - "$WORK/rbench.out" "$WORK/rbench.err" redis-benchmark -h "${addr%:*}" \
+	if ! run_waited - "$WORK/rbench.out" "$WORK/rbench.err" "${CLIENT[@]}" redis-benchmark -h "${addr%:*}" \
 		-p "${addr##*:}" -c "$CLIENTS" -n "$requests" -P "$pipeline" -r "$KEYSPACE" --csv "$@"; then
 		log "warning: redis-benchmark $* failed: $(tail -n 3 "$WORK/rbench.err")"
 		return 0
@@ -389,9 +414,10 @@ fill_both() {
 	done
 }
 
-# run_single: table A, a single node against one redis-server.
+# run_single: table A, a single node against one redis-server, in each
+# client configuration.
 run_single() {
-	local cmd p client server n
+	local cmd p client server n mode
 	log 'A: starting redis-server and a single node'
 	start_redis redis
 	start_node single
@@ -399,22 +425,26 @@ run_single() {
 		log "A: filling $KEYSPACE hash fields and $KEYSPACE plain keys on $server"
 		fill_both "${ADDR[$server]}"
 	done
-	for cmd in HSET HGET SET GET; do
-		for p in 1 16; do
-			n=$(requests_for "$p")
-			for server in redis single; do
-				log "A: $cmd P$p on $server: redis-benchmark, $n requests"
-				# shellcheck disable=SC2046 # the command's words split on purpose
-				rbench "${ADDR[$server]}" "$p" "$n" $(redis_command "$cmd")
-				RES[A:$cmd:$p:rb:$server]=$RESULT
-				log "A: $cmd P$p on $server: dboutique bench, $n requests"
-				# shellcheck disable=SC2046
-				dbench --addr "${ADDR[$server]}" --proto resp $(dbench_args "$cmd") \
-					--pipeline "$p" --requests "$n" --keyspace "$KEYSPACE" --value-size 3
-				RES[A:$cmd:$p:db:$server]=$RESULT
+	for mode in "${MODES[@]}"; do
+		set_mode "$mode"
+		for cmd in HSET HGET SET GET; do
+			for p in 1 16; do
+				n=$(requests_for "$p")
+				for server in redis single; do
+					log "A ($mode): $cmd P$p on $server: redis-benchmark, $n requests"
+					# shellcheck disable=SC2046 # the command's words split on purpose
+					rbench "${ADDR[$server]}" "$p" "$n" $(redis_command "$cmd")
+					RES[A:$mode:$cmd:$p:rb:$server]=$RESULT
+					log "A ($mode): $cmd P$p on $server: dboutique bench, $n requests"
+					# shellcheck disable=SC2046
+					dbench --addr "${ADDR[$server]}" --proto resp $(dbench_args "$cmd") \
+						--pipeline "$p" --requests "$n" --keyspace "$KEYSPACE" --value-size 3
+					RES[A:$mode:$cmd:$p:db:$server]=$RESULT
+				done
 			done
 		done
 	done
+	set_mode all
 	stop_proc redis
 	stop_proc single
 }
@@ -514,6 +544,33 @@ run_memory() {
 	stop_proc mnode
 }
 
+# gc_pauses NAME: the node's GC pause summary from its metrics:
+# "cycles p50 p75 max" in milliseconds (go_gc_duration_seconds).
+gc_pauses() {
+	curl -s "http://${METRICS[$1]}/metrics" | awk '
+		/^go_gc_duration_seconds\{quantile="0.5"\}/ { p50 = $2 * 1000 }
+		/^go_gc_duration_seconds\{quantile="0.75"\}/ { p75 = $2 * 1000 }
+		/^go_gc_duration_seconds\{quantile="1"\}/ { mx = $2 * 1000 }
+		/^go_gc_duration_seconds_count/ { n = $2 }
+		END { if (n == "") print "n/a n/a n/a n/a"; else printf "%d %.3f %.3f %.3f\n", n, p50, p75, mx }'
+}
+
+# run_gc: table D, GC pauses of a node holding GC_ENTRIES plain keys:
+# while they are loaded, then under a mixed load of SET and GET.
+run_gc() {
+	local load=(--sequential --workload put --keyspace "$GC_ENTRIES" --requests "$GC_ENTRIES"
+		--value-size 8 --pipeline 16 --proto resp --type string)
+	log "D: loading $GC_ENTRIES plain keys into a fresh node"
+	start_node gcnode
+	dbench --addr "${ADDR[gcnode]}" "${load[@]}"
+	RES[D:load]="$(gc_pauses gcnode) $(vmrss_bytes "${PIDS[gcnode]}")"
+	log "D: SET and GET (half each) for 20 s over the $GC_ENTRIES keys"
+	dbench --addr "${ADDR[gcnode]}" --workload mixed --get-ratio 0.5 --keyspace "$GC_ENTRIES" \
+		--duration 20s --pipeline 16 --value-size 8 --proto resp --type string
+	RES[D:run]="$(gc_pauses gcnode) $(vmrss_bytes "${PIDS[gcnode]}")"
+	stop_proc gcnode
+}
+
 # --------------------------------------------------------------- report --
 
 # header: where and on what the numbers were measured.
@@ -539,19 +596,23 @@ header() {
 lat() { if [[ $1 == n/a || -z $1 ]]; then echo n/a; else echo "$1 / $2"; fi; }
 
 table_single() {
-	local cmd p client r d
+	local cmd p client r d mode
 	local -A client_name=([rb]=redis-benchmark [db]='dboutique bench')
 	echo
 	echo '## A. Single node vs redis-server'
-	echo
-	echo '| command | pipeline | client | redis-server req/s | dboutique req/s | dboutique/redis | redis p50 / p99 ms | dboutique p50 / p99 ms |'
-	echo '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |'
-	for cmd in HSET HGET SET GET; do
-		for p in 1 16; do
-			for client in rb db; do
-				read -r -a r <<<"${RES[A:$cmd:$p:$client:redis]:-n/a n/a n/a}"
-				read -r -a d <<<"${RES[A:$cmd:$p:$client:single]:-n/a n/a n/a}"
-				echo "| $cmd | $p | ${client_name[$client]} | $(fmt_int "${r[0]}") | $(fmt_int "${d[0]}") | $(fmt_ratio "${d[0]}" "${r[0]}") | $(lat "${r[1]}" "${r[2]}") | $(lat "${d[1]}" "${d[2]}") |"
+	for mode in "${MODES[@]}"; do
+		echo
+		echo "### ${MODE_NAME[$mode]}"
+		echo
+		echo '| command | pipeline | client | redis-server req/s | dboutique req/s | dboutique/redis | redis p50 / p99 ms | dboutique p50 / p99 ms | p99 dboutique/redis |'
+		echo '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |'
+		for cmd in HSET HGET SET GET; do
+			for p in 1 16; do
+				for client in rb db; do
+					read -r -a r <<<"${RES[A:$mode:$cmd:$p:$client:redis]:-n/a n/a n/a}"
+					read -r -a d <<<"${RES[A:$mode:$cmd:$p:$client:single]:-n/a n/a n/a}"
+					echo "| $cmd | $p | ${client_name[$client]} | $(fmt_int "${r[0]}") | $(fmt_int "${d[0]}") | $(fmt_ratio "${d[0]}" "${r[0]}") | $(lat "${r[1]}" "${r[2]}") | $(lat "${d[1]}" "${d[2]}") | $(fmt_ratio "${d[2]}" "${r[2]}") |"
+				done
 			done
 		done
 	done
@@ -566,14 +627,17 @@ table_cluster() {
 	echo "Local: bucket ${buckets[0]}, primary on node 1. Forwarded: bucket ${buckets[1]}, held by nodes 2 and 3 only."
 	echo "Both with $KEYSPACE keys. Mixed: 64 buckets spread over the cluster, $MIXED_KEYSPACE keys each, a random bucket per request."
 	echo
-	echo '| command | pipeline | local req/s | forwarded req/s | forwarded/local | mixed (64 buckets) req/s | local p50 / p99 ms | forwarded p50 / p99 ms |'
-	echo '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+	echo "Single node: the same command through the single node of table A (dboutique bench, client unrestricted); replicated writes go to 2 owners."
+	echo
+	echo '| command | pipeline | local req/s | forwarded req/s | forwarded/local | mixed (64 buckets) req/s | mixed/local | single node req/s | local/single node | local p50 / p99 ms | forwarded p50 / p99 ms |'
+	echo '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
 	for cmd in HGET HSET; do
 		for p in 1 16; do
 			read -r -a l <<<"${RES[B:$cmd:$p:local]:-n/a n/a n/a}"
 			read -r -a f <<<"${RES[B:$cmd:$p:forwarded]:-n/a n/a n/a}"
 			read -r -a m <<<"${RES[B:$cmd:$p:mixed]:-n/a n/a n/a}"
-			echo "| $cmd | $p | $(fmt_int "${l[0]}") | $(fmt_int "${f[0]}") | $(fmt_ratio "${f[0]}" "${l[0]}") | $(fmt_int "${m[0]}") | $(lat "${l[1]}" "${l[2]}") | $(lat "${f[1]}" "${f[2]}") |"
+			read -r -a one <<<"${RES[A:all:$cmd:$p:db:single]:-n/a n/a n/a}"
+			echo "| $cmd | $p | $(fmt_int "${l[0]}") | $(fmt_int "${f[0]}") | $(fmt_ratio "${f[0]}" "${l[0]}") | $(fmt_int "${m[0]}") | $(fmt_ratio "${m[0]}" "${l[0]}") | $(fmt_int "${one[0]}") | $(fmt_ratio "${l[0]}" "${one[0]}") | $(lat "${l[1]}" "${l[2]}") | $(lat "${f[1]}" "${f[2]}") |"
 		done
 	done
 }
@@ -593,6 +657,24 @@ table_memory() {
 	done
 }
 
+table_gc() {
+	local phase v
+	echo
+	echo "## D. Garbage-collection pauses, $GC_ENTRIES plain keys (8-byte values) on one node"
+	echo
+	echo 'Stop-the-world pauses from the Go runtime (go_gc_duration_seconds, cumulative since the node started).'
+	echo
+	echo '| after | GC cycles | pause p50 ms | pause p75 ms | pause max ms | node RSS bytes/entry |'
+	echo '| --- | ---: | ---: | ---: | ---: | ---: |'
+	for phase in load run; do
+		read -r -a v <<<"${RES[D:$phase]:-n/a n/a n/a n/a n/a}"
+		echo "| $([[ $phase == load ]] && echo "loading $GC_ENTRIES keys" || echo 'and 20 s of SET/GET') | ${v[0]} | ${v[1]} | ${v[2]} | ${v[3]} | $(awk -v r="${v[4]}" -v n="$GC_ENTRIES" 'BEGIN { if (r ~ /^[0-9]+$/) printf "%.1f", r / n; else print "n/a" }') |"
+	done
+}
+
+# wanted PART: PART is in BENCH_ONLY.
+wanted() { [[ ,$ONLY, == *,$1,* ]]; }
+
 # ----------------------------------------------------------------- main --
 
 main() {
@@ -607,16 +689,20 @@ main() {
 	ensure_binary
 	log "work directory $WORK"
 
-	run_single
-	run_cluster
-	run_memory hash
-	run_memory string
+	if wanted single; then run_single; fi
+	if wanted cluster; then run_cluster; fi
+	if wanted memory; then
+		run_memory hash
+		run_memory string
+	fi
+	if wanted gc; then run_gc; fi
 
 	{
 		header
-		table_single
-		table_cluster
-		table_memory
+		if wanted single; then table_single; fi
+		if wanted cluster; then table_cluster; fi
+		if wanted memory; then table_memory; fi
+		if wanted gc; then table_gc; fi
 	} | tee "$WORK/bench-results.md"
 }
 
