@@ -114,7 +114,10 @@ func (rr *respReader) nextBuffered() bool {
 	if n <= 0 || n > rr.maxArgs {
 		return false
 	}
-	args, total := rr.args[:0], 0
+	// The last request's arguments are dead from here: their slice is
+	// reused.
+	rr.args = rr.args[:0]
+	args, total := rr.args, 0
 	for range n {
 		if p >= len(buf) || buf[p] != '$' {
 			return false
