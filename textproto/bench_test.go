@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"testing"
@@ -235,5 +236,115 @@ func BenchmarkFloor(b *testing.B) {
 			l.Close()
 			<-done
 		})
+	}
+}
+
+// respRequests are the RESP requests of the benchmarks below, as
+// redis-benchmark sends them, with their names.
+var respRequests = []struct {
+	name string
+	args []string
+}{
+	{"HSET", []string{"HSET", "bench", "key:000000012345", "xxx"}},
+	{"HGET", []string{"HGET", "bench", "key:000000012345"}},
+	{"SET", []string{"SET", "key:000000012345", "xxx"}},
+	{"GET", []string{"GET", "key:000000012345"}},
+}
+
+// respBurst encodes depth copies of the request args, back to back.
+func respBurst(args []string, depth int) []byte {
+	var b []byte
+	for range depth {
+		b = fmt.Appendf(b, "*%d\r\n", len(args))
+		for _, a := range args {
+			b = fmt.Appendf(b, "$%d\r\n%s\r\n", len(a), a)
+		}
+	}
+	return b
+}
+
+// repeatReader returns the same bytes on every Read, as a client
+// pipelining without end.
+type repeatReader struct{ burst []byte }
+
+func (r *repeatReader) Read(p []byte) (int, error) { return copy(p, r.burst), nil }
+
+// BenchmarkRESPReader measures the RESP parser alone, reading requests
+// from a buffer; one op is one request.
+func BenchmarkRESPReader(b *testing.B) {
+	for _, req := range respRequests {
+		b.Run(req.name, func(b *testing.B) {
+			burst := respBurst(req.args, 16)
+			rr := respReader{r: bufio.NewReaderSize(&repeatReader{burst: burst}, len(burst)),
+				maxBulk: DefaultMaxBulkBytes, maxArgs: DefaultMaxArgs, maxBytes: DefaultMaxRequestBytes}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := rr.next(); err != nil || len(rr.args) != len(req.args) {
+					b.Fatal(err, len(rr.args))
+				}
+			}
+		})
+	}
+}
+
+// burstConn is a client connection that sends the same burst of
+// requests on each Read, bursts times, then ends; replies are dropped.
+type burstConn struct {
+	pipeConn
+	burst  []byte
+	bursts int
+}
+
+func (c *burstConn) Read(p []byte) (int, error) {
+	if c.bursts == 0 {
+		return 0, io.EOF
+	}
+	c.bursts--
+	return copy(p, c.burst), nil
+}
+
+func (c *burstConn) Write(p []byte) (int, error) { return len(p), nil }
+func (c *burstConn) Close() error                { return nil }
+
+// benchBatchStore is a BatchExecutor over a Store.
+type benchBatchStore struct{ *store.Store }
+
+func (b benchBatchStore) ExecuteBatch(ctx context.Context, ops []store.Op, res []store.Result, errs []error) {
+	for i, op := range ops {
+		res[i], errs[i] = b.Execute(ctx, op)
+	}
+}
+
+// BenchmarkServeRESP measures the whole connection path without the
+// network: reading, parsing and dispatching requests that arrive 16 (or
+// 1) at a time, running them on a store, and writing the replies, one
+// read and one write per burst. One op is one request; an executor that
+// batches (batchStore) runs each burst as one call, as a node does.
+func BenchmarkServeRESP(b *testing.B) {
+	for _, depth := range []int{1, 16} {
+		for _, req := range respRequests {
+			b.Run(fmt.Sprintf("%s/pipeline=%d", req.name, depth), func(b *testing.B) {
+				s, err := NewServer(Config{Executor: benchBatchStore{store.NewStore()}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				serve := func(burst []byte, bursts int) {
+					c := newConn(s, &burstConn{burst: burst, bursts: bursts})
+					if !s.trackConn(c) {
+						b.Fatal("server closed")
+					}
+					s.numConns.Add(1)
+					c.serve()
+				}
+				// The key exists, so that reads find it.
+				serve(respBurst([]string{"HSET", "bench", "key:000000012345", "xxx"}, 1), 1)
+				serve(respBurst([]string{"SET", "key:000000012345", "xxx"}, 1), 1)
+				burst := respBurst(req.args, depth)
+				b.ReportAllocs()
+				b.ResetTimer()
+				serve(burst, (b.N+depth-1)/depth)
+			})
+		}
 	}
 }

@@ -49,9 +49,13 @@ type conn struct {
 	// Store operations read from the buffer and not run yet; they run
 	// together (see runPending) before anything else is answered.
 	pending []store.Op
-	res     []store.Result
-	errs    []error
-	took    time.Duration // how long the pending operations took, when measured
+	// The keys of the pending lookups that lookupKey gathered, and where
+	// each goes: one string made of keyBytes gives them all (resolveKeys).
+	keyBytes []byte
+	keyRefs  []keyRef
+	res      []store.Result
+	errs     []error
+	took     time.Duration // how long the pending operations took, when measured
 
 	// mu orders the connection's own read-deadline updates against
 	// Server.beginClose waking it, so that a wake-up is never overwritten.
@@ -246,7 +250,11 @@ func (c *conn) handle(line []byte) bool {
 		op, usage := c.op(cmd)
 		if usage == "" {
 			// Run later, together with the store requests around it.
-			c.pending = append(c.pending, op)
+			if op.Kind == store.KindGet { // GET <bucket> <key>
+				c.lookupKey(op, r.words[2])
+			} else {
+				c.pending = append(c.pending, op)
+			}
 			if len(c.pending) == maxPending {
 				c.runPending()
 			}
@@ -345,7 +353,7 @@ func (c *conn) op(cmd *textCommand) (store.Op, string) {
 		op.Flags = store.FlagBucket
 		return op, ""
 	}
-	if r.n > 2 {
+	if r.n > 2 && cmd.kind != store.KindGet { // a lookup's key: see lookupKey
 		op.Key = string(r.words[2])
 	}
 	if r.n > 3 {
@@ -381,6 +389,7 @@ func (c *conn) runPending() {
 // so that a clustered node can forward a client's pipelined requests for
 // one bucket in one message.
 func (c *conn) execPending() {
+	c.resolveKeys()
 	ops := c.pending
 	c.res = slices.Grow(c.res[:0], len(ops))[:len(ops)]
 	c.errs = slices.Grow(c.errs[:0], len(ops))[:len(ops)]
@@ -419,6 +428,57 @@ func (c *conn) donePending() {
 	clear(c.res)
 	clear(c.errs)
 	c.pending = c.pending[:0]
+	c.keyBytes, c.keyRefs = c.keyBytes[:0], c.keyRefs[:0]
+}
+
+// dropPending forgets the pending operations from the first-th on, queued
+// by a request found wrong.
+func (c *conn) dropPending(first int) {
+	clear(c.pending[first:])
+	c.pending = c.pending[:first]
+	for len(c.keyRefs) > 0 && c.keyRefs[len(c.keyRefs)-1].op >= first {
+		last := c.keyRefs[len(c.keyRefs)-1]
+		c.keyBytes, c.keyRefs = c.keyBytes[:last.start], c.keyRefs[:len(c.keyRefs)-1]
+	}
+}
+
+// keyRef says that pending[op] looks up the key keyBytes[start:end].
+type keyRef struct{ op, start, end int }
+
+// maxSharedKey is the longest key that lookupKey gathers; a longer one
+// gets a string of its own.
+const maxSharedKey = 64
+
+// lookupKey queues op, an operation that only looks its key up (GET,
+// HGET), with key as its key. A client pipelining lookups would cost a
+// string allocation per request: instead, the keys of the lookups that
+// run together are gathered and made one string when they run
+// (resolveKeys), one allocation for all of them. The executor does not
+// keep the key of a lookup, save to delete a key that it found expired
+// (a tombstone); such a key then keeps the rest of that string alive,
+// which maxSharedKey and maxPending bound to 8 KiB, until the tombstone
+// goes.
+func (c *conn) lookupKey(op store.Op, key []byte) {
+	if len(key) > maxSharedKey {
+		op.Key = string(key)
+	} else {
+		start := len(c.keyBytes)
+		c.keyBytes = append(c.keyBytes, key...)
+		c.keyRefs = append(c.keyRefs, keyRef{op: len(c.pending), start: start, end: len(c.keyBytes)})
+	}
+	c.pending = append(c.pending, op)
+}
+
+// resolveKeys gives the pending lookups their keys (see lookupKey).
+func (c *conn) resolveKeys() {
+	if len(c.keyRefs) == 0 {
+		return
+	}
+	keys := string(c.keyBytes)
+	for _, r := range c.keyRefs {
+		c.pending[r.op].Key = keys[r.start:r.end]
+	}
+	c.keyBytes, c.keyRefs = c.keyBytes[:0], c.keyRefs[:0]
 }
 
 // bucketName returns name as a string, reusing the previous request's

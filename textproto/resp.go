@@ -59,6 +59,9 @@ type respReader struct {
 // next reads one request. An empty array ("*0") gives no arguments; the
 // caller skips it, as Redis does.
 func (rr *respReader) next() error {
+	if rr.nextBuffered() {
+		return nil
+	}
 	n, err := rr.header('*', rr.maxArgs, "invalid multibulk length")
 	if err != nil {
 		return err
@@ -91,6 +94,77 @@ func (rr *respReader) next() error {
 		start = end
 	}
 	return nil
+}
+
+// nextBuffered reads a request that is already whole in r's buffer, as a
+// pipelining client's requests mostly are, without copying: the arguments
+// are views of r's buffer, valid until r is read again (by the next call
+// of next). It takes only requests in the canonical form, within the
+// limits: a count and lengths of at most maxDigits digits, none with a
+// leading zero, the count not 0. For anything else, a request cut by the
+// end of the buffer included, it reads nothing and reports false, and
+// next reads the request the slow way, which also reports what is wrong
+// with it: both ways read a request alike.
+func (rr *respReader) nextBuffered() bool {
+	buf, _ := rr.r.Peek(rr.r.Buffered())
+	if len(buf) == 0 || buf[0] != '*' {
+		return false
+	}
+	n, p := bufferedNumber(buf, 1)
+	if n <= 0 || n > rr.maxArgs {
+		return false
+	}
+	// The last request's arguments are dead from here: their slice is
+	// reused.
+	rr.args = rr.args[:0]
+	args, total := rr.args, 0
+	for range n {
+		if p >= len(buf) || buf[p] != '$' {
+			return false
+		}
+		size, start := bufferedNumber(buf, p+1)
+		if size < 0 || size > rr.maxBulk {
+			return false
+		}
+		if total += size; total > rr.maxBytes {
+			return false
+		}
+		end := start + size
+		if end+2 > len(buf) || buf[end] != '\r' || buf[end+1] != '\n' {
+			return false
+		}
+		args = append(args, buf[start:end:end])
+		p = end + 2
+	}
+	rr.release()
+	rr.args = args
+	_, _ = rr.r.Discard(p) // buffered, so it cannot fail
+	return true
+}
+
+// maxDigits bounds the numbers nextBuffered reads: 10 digits cannot
+// overflow an int, and any count or length over the limits has fewer.
+const maxDigits = 10
+
+// bufferedNumber reads the decimal number at buf[i:], ended by "\r\n",
+// and returns it with the index after the "\n"; it returns -1 unless the
+// number has 1 to maxDigits digits and no leading zero (bar 0 itself) and
+// its line is whole in buf.
+func bufferedNumber(buf []byte, i int) (n, next int) {
+	start := i
+	for ; i < len(buf) && i-start <= maxDigits; i++ {
+		c := buf[i]
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	digits := i - start
+	if digits == 0 || digits > maxDigits || digits > 1 && buf[start] == '0' ||
+		i+1 >= len(buf) || buf[i] != '\r' || buf[i+1] != '\n' {
+		return -1, 0
+	}
+	return n, i + 2
 }
 
 // release drops an arena grown past keepArena for one big request, once

@@ -155,7 +155,11 @@ func keyOps(k store.Kind, reply respReply) respRun {
 	queue := func(c *conn, args [][]byte) string {
 		b := c.bucketName(args[1])
 		for _, key := range args[2:] {
-			c.queueOp(store.Op{Kind: k, Bucket: b, Key: string(key)})
+			if k == store.KindGet {
+				c.lookupKey(store.Op{Kind: k, Bucket: b}, key)
+			} else {
+				c.queueOp(store.Op{Kind: k, Bucket: b, Key: string(key)})
+			}
 		}
 		return ""
 	}
@@ -175,6 +179,10 @@ func bucketOp(k store.Kind, reply respReply) respRun {
 // value args[2] if there is one (SET, GET).
 func plainOp(k store.Kind, reply respReply) respRun {
 	queue := func(c *conn, args [][]byte) string {
+		if k == store.KindGet {
+			c.lookupKey(store.Op{Kind: k, Bucket: c.srv.plainBucketOf(args[1])}, args[1])
+			return ""
+		}
 		key := string(args[1])
 		op := store.Op{Kind: k, Bucket: c.srv.plainBucket(key), Key: key}
 		if len(args) > 2 {

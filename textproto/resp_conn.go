@@ -35,6 +35,11 @@ func (s *Server) plainBucket(key string) string {
 	return s.plain[xxhash.Sum64String(key)%numPlainBuckets]
 }
 
+// plainBucketOf is plainBucket for a key not made a string yet.
+func (s *Server) plainBucketOf(key []byte) string {
+	return s.plain[xxhash.Sum64(key)%numPlainBuckets]
+}
+
 // reserved reports whether a client named a bucket the node keeps for itself.
 func reserved(name []byte) bool {
 	return len(name) > 0 && name[0] == ring.ReservedPrefix[0]
@@ -132,7 +137,7 @@ func (c *conn) handleRESP(args [][]byte) bool {
 	}
 	first := len(c.pending)
 	if msg := rc.run.queue(c, args); msg != "" {
-		c.pending = c.pending[:first]
+		c.dropPending(first)
 		c.replyWith = nil
 		c.failRESP(idx, msg)
 		return true

@@ -521,8 +521,12 @@ func queueMSet(c *conn, args [][]byte) string {
 func plainKeys(k store.Kind) func(c *conn, args [][]byte) string {
 	return func(c *conn, args [][]byte) string {
 		for _, a := range args[1:] {
-			key := string(a)
-			c.queueOp(store.Op{Kind: k, Bucket: c.srv.plainBucket(key), Key: key})
+			if k == store.KindGet {
+				c.lookupKey(store.Op{Kind: k, Bucket: c.srv.plainBucketOf(a)}, a)
+			} else {
+				key := string(a)
+				c.queueOp(store.Op{Kind: k, Bucket: c.srv.plainBucket(key), Key: key})
+			}
 		}
 		return ""
 	}

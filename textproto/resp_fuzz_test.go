@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"go.uber.org/zap"
@@ -947,4 +948,37 @@ func TestRefParseRESPAgreesWithReader(t *testing.T) {
 			t.Errorf("%q: reader %q, %v; model %q, end %d", s, reqs, err, want, end)
 		}
 	}
+}
+
+// FuzzRESPReaderBuffered: the reader's two ways agree. Read whole from
+// its buffer, requests take nextBuffered's way; read a byte at a time,
+// every request takes next's slow way. Both must read the same requests
+// and end with the same error.
+func FuzzRESPReaderBuffered(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{
+		"*1\r\n$4\r\nPING\r\n", "*2\r\n$0\r\n\r\n$1\r\nx\r\n", "*0\r\n*1\r\n$1\r\na\r\n", "*-1\r\n",
+		"*1\r\n$4\r\nPINGxx", "*01\r\n$1\r\na\r\n", "*1\r\n$01\r\na\r\n", "*1\r\n$9999999999\r\n",
+		"*99999999999\r\n", "*9\r\n", "*1\r\n$65\r\n", "*2\r\n$1\r\na\r\n", "*1\r\n$1\r\na\r\r",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		whole := newTestRespReader(bytes.NewReader(input), 4096)
+		oneByte := newTestRespReader(iotest.OneByteReader(bytes.NewReader(input)), 4096)
+		wantReqs, wantEmpty, wantErr := readRequests(oneByte)
+		gotReqs, gotEmpty, gotErr := readRequests(whole)
+		if !slices.EqualFunc(gotReqs, wantReqs, slices.Equal) || gotEmpty != wantEmpty {
+			t.Fatalf("input %q: buffered read %q (%d empty), byte by byte %q (%d empty)", input, gotReqs, gotEmpty, wantReqs, wantEmpty)
+		}
+		var gotPE, wantPE *respError
+		switch {
+		case errors.As(gotErr, &gotPE) != errors.As(wantErr, &wantPE),
+			gotPE != nil && gotPE.msg != wantPE.msg,
+			gotPE == nil && gotErr != wantErr:
+			t.Fatalf("input %q: buffered read ended with %v, byte by byte with %v", input, gotErr, wantErr)
+		}
+	})
 }

@@ -1508,3 +1508,36 @@ func TestRESPTooManyConnections(t *testing.T) {
 	}
 	t.Logf("go-redis over MaxConns: %v", err)
 }
+
+// TestRESPPipelinedLookups: lookups pipelined together get their keys
+// from one string (lookupKey); each still reads its own key, long keys
+// (which get strings of their own) and short ones mixed, around
+// commands that fail before they run and commands on the empty bucket.
+func TestRESPPipelinedLookups(t *testing.T) {
+	for _, exec := range []Executor{store.NewStore(), &batchStore{Store: store.NewStore()}} {
+		s := startServer(t, Config{Executor: exec})
+		c := dialRESP(t, s.addr)
+		key := func(i int) string {
+			if i%3 == 0 {
+				return strings.Repeat("long", 20) + strconv.Itoa(i) // over maxSharedKey
+			}
+			return "k" + strconv.Itoa(i)
+		}
+		var fill, req, want strings.Builder
+		for i := range 300 {
+			fill.WriteString(respReq("HSET", "b", key(i), "h"+strconv.Itoa(i)) + respReq("SET", key(i), "s"+strconv.Itoa(i)))
+		}
+		go c.Send(fill.String())
+		c.Expect(strings.Repeat(rInt(1)+rOK, 300))
+		for i := range 300 {
+			k, next := key(i), key((i+1)%300)
+			req.WriteString(respReq("HGET", "b", k) + respReq("GET", k) + respReq("SET", k, "v", "BOGUS") +
+				respReq("MGET", k, "missing", next) + respReq("HGET", "", k) + respReq("HMGET", "b", next, k))
+			want.WriteString(rBulk("h"+strconv.Itoa(i)) + rBulk("s"+strconv.Itoa(i)) + rErr("ERR syntax error") +
+				rArr(rBulk("s"+strconv.Itoa(i)), rNil, rBulk("s"+strconv.Itoa((i+1)%300))) + rNil +
+				rArr(rBulk("h"+strconv.Itoa((i+1)%300)), rBulk("h"+strconv.Itoa(i))))
+		}
+		go c.Send(req.String())
+		c.Expect(want.String())
+	}
+}
