@@ -170,20 +170,36 @@ func (s *Store) Page(bucket string, shard int, after string, maxBytes int) (entr
 		r.mu.RUnlock()
 		return nil, false, true
 	}
-	var all []Entry
-	r.tab.idx.each(0, func(v uint64) bool {
-		if uint32(v>>32)%NumShards != uint32(shard) {
-			return true
+	// The shard's entries are about one NumShards-th of the record's.
+	// Their keys and values are copied into one string (ends holds where
+	// each entry's key and value end in it), so that a page costs a few
+	// allocations rather than one per entry.
+	n := (r.live+r.tombstones)/NumShards*5/4 + 1
+	all := make([]Entry, 0, n)
+	ends := make([]int, 0, 2*n)
+	var buf strings.Builder
+	x := &r.tab.idx
+	for i := range x.slots() {
+		v := x.at(i)
+		if v == 0 || uint32(v>>32)%NumShards != uint32(shard) {
+			continue
 		}
 		e := r.tab.view(uint32(v))
 		if after == "" || string(e.key) > after {
 			h := e.hdr()
-			k, val := e.strings()
-			all = append(all, Entry{Key: k, Value: val, Version: h.version(), Deleted: h.deleted(), Expires: h.expires})
+			buf.Write(e.key)
+			ends = append(ends, buf.Len())
+			buf.Write(e.value)
+			ends = append(ends, buf.Len())
+			all = append(all, Entry{Version: h.version(), Deleted: h.deleted(), Expires: h.expires})
 		}
-		return true
-	})
+	}
 	r.mu.RUnlock()
+	kvs, start := buf.String(), 0
+	for i := range all {
+		all[i].Key, all[i].Value = kvs[start:ends[2*i]], kvs[ends[2*i]:ends[2*i+1]]
+		start = ends[2*i+1]
+	}
 	slices.SortFunc(all, func(a, b Entry) int { return strings.Compare(a.Key, b.Key) })
 	n, size := 0, 0
 	for n < len(all) {

@@ -537,10 +537,16 @@ func (t *table) free() {
 // each calls f with the slots of x in use, from slot start on (wrapping),
 // until f returns false. f must not change the table.
 func (x *index) each(start int, f func(v uint64) bool) {
-	n := x.slots()
-	for k := range n {
-		if v := x.at((start + k) & (n - 1)); v != 0 && !f(v) {
-			return
+	b := x.b
+	if len(b) == 0 {
+		return
+	}
+	start = (start << 3) & (len(b) - 1)
+	for _, part := range [2][]byte{b[start:], b[:start]} {
+		for ; len(part) >= 8; part = part[8:] {
+			if v := binary.LittleEndian.Uint64(part); v != 0 && !f(v) {
+				return
+			}
 		}
 	}
 }
