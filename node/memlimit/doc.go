@@ -36,47 +36,52 @@
 //
 // By default ([StoreMeter]) the node counts its store: for each entry the
 // bytes of its key and value (what the store's records count), plus
-// [EntryOverhead] (88 bytes); [BucketOverhead] (1270) per bucket and
-// [MapOverhead] (320) per shard map in use ([Footprint.Estimate]). Nothing
-// process-wide is read, so that nodes sharing a test process each count
-// their own. The constants were measured on node/store with
-// runtime.MemStats (the heap after two full collections, before and after
-// filling a store; TestMeasureOverhead, Go 1.26, amd64), keys of 12 bytes:
+// [EntryOverhead] (32 bytes); [BucketOverhead] (1040) per bucket and
+// [MapOverhead] (180) per bucket whose table holds entries
+// ([Footprint.Estimate]). Nothing process-wide is read, so that nodes
+// sharing a test process each count their own. node/store packs each
+// bucket's entries into a table of byte blocks mapped outside the Go heap
+// (its doc.go); the records are on the heap. The constants were measured
+// on node/store (TestMeasureOverhead, Go 1.26, amd64): the heap after two
+// full collections, before and after filling a store
+// (runtime.MemStats.HeapAlloc), plus the blocks its tables hold
+// (Store.OffHeap), keys of 12 bytes:
 //
-//	layout                                   heap       per entry  Estimate
-//	200k entries of 10 B, 256 buckets         21.7 MB    86.3       +27%
-//	500k entries of 10 B, 256 buckets         54.2 MB    86.4       +12%
-//	1M entries of 10 B, 256 buckets          109.5 MB    87.5        +6%
-//	1.4M entries of 10 B, 256 buckets        134.8 MB    74.3       +18%
-//	2M entries of 10 B, 256 buckets          226.8 MB    91.4        -1%
-//	1M entries of 10 B, 1 bucket             132.6 MB   110.6       -17%
-//	1M entries of 1 KiB, 256 buckets        1117.5 MB    81.5        +1%
-//	1M entries of 1 KiB, 1 bucket           1140.5 MB   104.5        -1%
-//	100k buckets of 1 key                    169.4 MB  1671.8        +0%
-//	100k buckets of 3 keys                   253.9 MB   824.5        +0%
-//	100k buckets of 10 keys                  531.2 MB   509.2        +1%
-//	10k buckets of 100 keys                  247.4 MB   225.4       +15%
+//	layout                                   heap      tables   per entry  Estimate
+//	200k entries of 10 B, 256 buckets         0.9 MB    11.0 MB   37.6      -7%
+//	500k entries of 10 B, 256 buckets         0.9 MB    25.2 MB   30.2      +5%
+//	700k entries of 10 B, 256 buckets         0.9 MB    31.5 MB   24.2     +18%
+//	1M entries of 10 B, 256 buckets           0.9 MB    50.3 MB   29.3      +6%
+//	1.4M entries of 10 B, 256 buckets         0.9 MB    62.9 MB   23.6     +19%
+//	2M entries of 10 B, 256 buckets           0.9 MB   100.7 MB   28.8      +7%
+//	1M entries of 10 B, 1 bucket              0.0 MB    49.3 MB   27.3     +10%
+//	1M entries of 1 KiB, 256 buckets          0.9 MB  1103.1 MB   68.0      -3%
+//	1M entries of 1 KiB, 1 bucket             0.1 MB  1065.4 MB   29.5      +0%
+//	100k buckets of 1 key                   103.8 MB    32.0 MB 1335.7      -6%
+//	100k buckets of 3 keys                  103.8 MB    32.0 MB  430.7      +2%
+//	100k buckets of 10 keys                 109.7 MB    64.0 MB  151.7      +1%
+//	10k buckets of 100 keys                  16.2 MB    53.8 MB   48.0      -5%
+//	1k buckets of 1000 keys                   3.5 MB    49.2 MB   30.6      +5%
+//	10k buckets of 100 keys of 1 KiB         16.5 MB  1167.4 MB  147.9      -9%
 //
-// ("per entry" is the heap beyond the bytes of keys and values.) An
-// entry's share of a big map is its 40-byte slot and control byte over the
-// map's load, which swings between 7/16 and 7/8 as the map doubles: 74 to
-// 111 bytes measured, with the rounding of short keys and values to the
-// allocator's size classes; EntryOverhead is the mean. A bucket costs its
-// record (64 shard headers, the lock and counts: 1152 bytes) and its entry
-// in the store's directory; and each of its shards in use a map of 8 slots
-// at least (about 320 bytes), which makes a bucket of a few keys cost
-// hundreds of bytes per key. BucketOverhead and MapOverhead are fitted to
-// the buckets of 1 and 10 keys. The model overcharges entries in maps of
-// 9 to 60 entries (those slots are in the map's first group already) and
-// undercharges a map just after it doubled: from -17% to +27% over these
-// layouts. TestOverheadConstants checks every run that the constants
-// still hold (within -25% and +50%); run MEMLIMIT_MEASURE=1 go test -run
-// MeasureOverhead -v ./node/memlimit when the store's layout changes.
+// ("per entry" is the memory beyond the bytes of keys and values.) An
+// entry takes its key and value, an 8-byte version word and two length
+// bytes, padded to 8 bytes, in a chunk of its table, and its share of the
+// index (8-byte slots, between 3/8 and 3/4 full); the chunk being filled
+// is counted whole. A bucket costs its record (64 shard digests, the lock,
+// counts and the table's header: about 900 bytes) and its entry in the
+// store's directory, on the heap; its table at least an index of 8 slots
+// and a chunk of 256 bytes. TestOverheadConstants checks every run that
+// the constants still hold (within -25% and +50%); run MEMLIMIT_MEASURE=1
+// go test -run MeasureOverhead -v ./node/memlimit when the store's layout
+// changes. A table's blocks are counted whole, though a page of one never
+// written takes no memory; and memory of deleted entries that a table has
+// not compacted yet is not counted (nor was garbage on the heap before).
 //
 // The binary, alone in its process, uses [ProcessMeter]: what the runtime
 // measured at the last collection (the live heap, goroutine stacks, the
-// runtime's own metadata) plus the store's growth since, by the same
-// estimate. It counts everything the process holds (connections,
+// runtime's own metadata) plus the store's tables, which the runtime does
+// not see, and the growth of its records since, by the same estimate. It counts everything the process holds (connections,
 // replication, the sketch), corrects the estimate at every collection, and
 // errs high when the collector runs back to back (objects allocated while
 // it marks count as live), which evicts a little early. The runtime's
@@ -88,6 +93,11 @@
 // 3.9 MB anonymous (the Go heap: 2.2 MB).
 //
 // # Headroom
+//
+// (Measured before node/store moved its tables off the Go heap, when the
+// store's data was most of the heap: the data no longer makes the heap
+// grow to twice its size, so half the limit may now be more headroom than
+// needed. Not measured again yet.)
 //
 // Eviction starts at [DefaultThreshold], half of the limit less the
 // reserve. Between two collections the heap holds garbage as well as live

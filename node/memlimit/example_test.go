@@ -51,7 +51,7 @@ func Example() {
 	g.Evicted(1)
 	fmt.Println("evicted keys:", g.Stats().EvictedKeys)
 	// Output:
-	// used 45928576 of 64mb, evict from 32mb: 12374144 bytes over
+	// used 43688576 of 64mb, evict from 32mb: 10134144 bytes over
 	// evict entry 2
 	// evicted keys: 1
 }

@@ -15,8 +15,9 @@ import (
 
 // The overhead constants of Footprint.Estimate are measured here, on the
 // real store: fill one with entries, measure the heap it holds after a
-// full collection (runtime.MemStats.HeapAlloc, before and after), and
-// compare with the store's own count of key and value bytes.
+// full collection (runtime.MemStats.HeapAlloc, before and after) and the
+// memory its tables hold outside the heap (Store.OffHeap), and compare
+// with the store's own count of key and value bytes.
 //
 // TestOverheadConstants checks at a moderate size, in every run, that
 // the constants still describe the store. With MEMLIMIT_MEASURE=1,
@@ -36,17 +37,21 @@ type layout struct {
 
 // measured is what filling a store as a layout took.
 type measured struct {
-	heap int64              // heap growth after a full collection
-	fp   memlimit.Footprint // the store's footprint, maps counted exactly
+	heap    int64              // heap growth after a full collection
+	offHeap int64              // what the store's tables hold outside the heap
+	fp      memlimit.Footprint // the store's footprint
 }
+
+// total is the memory the store holds, on the heap and off it.
+func (m measured) total() int64 { return m.heap + m.offHeap }
 
 // perEntry is the measured overhead per entry beyond the bytes of keys and
 // values.
-func (m measured) perEntry() float64 { return float64(m.heap-m.fp.Bytes) / float64(m.fp.Entries) }
+func (m measured) perEntry() float64 { return float64(m.total()-m.fp.Bytes) / float64(m.fp.Entries) }
 
-// errorPct is how far Estimate is from the measured heap, in percent.
+// errorPct is how far Estimate is from the measured memory, in percent.
 func (m measured) errorPct() float64 {
-	return 100 * float64(m.fp.Estimate()-m.heap) / float64(m.heap)
+	return 100 * float64(m.fp.Estimate()-m.total()) / float64(m.total())
 }
 
 // liveHeap returns the heap in use after two full collections (the second
@@ -68,7 +73,6 @@ func measure(t testing.TB, l layout) measured {
 		names[i] = "bucket:" + strconv.Itoa(i)
 	}
 	value := strings.Repeat("v", l.valueLen)
-	maps := make(map[[2]int]bool)
 	before := liveHeap()
 	s := store.NewStore()
 	var fp memlimit.Footprint
@@ -80,23 +84,21 @@ func measure(t testing.TB, l layout) measured {
 			t.Fatal(err)
 		}
 		fp.Bytes += int64(len(key) + len(value))
-		maps[[2]int{b, store.ShardOf(key)}] = true
 	}
-	fp.Entries, fp.Buckets, fp.Maps = int64(l.n), int64(l.buckets), int64(len(maps))
+	// Every bucket holds entries, so each has a table.
+	fp.Entries, fp.Buckets, fp.Maps = int64(l.n), int64(l.buckets), int64(min(l.n, l.buckets))
 	heap := liveHeap() - before
+	off := s.OffHeap()
 	runtime.KeepAlive(s)
 	if st := s.Stats(); st.Bytes != fp.Bytes || st.Keys != l.n {
 		t.Fatalf("%s: the store counts %d bytes and %d keys, want %d and %d", l.name, st.Bytes, st.Keys, fp.Bytes, l.n)
 	}
-	maps = nil
-	return measured{heap: heap, fp: fp}
+	return measured{heap: heap, offHeap: off, fp: fp}
 }
 
-// TestOverheadConstants checks that Estimate stays near the heap a store
-// really holds, for big buckets and for small ones: within 25% below and
-// 50% above (the additive model overcharges entries in maps of a few
-// entries, whose slots the map's first group already holds). Not
-// parallel: it measures the heap.
+// TestOverheadConstants checks that Estimate stays near the memory a store
+// really holds (heap and tables), for big buckets and for small ones:
+// within 25% below and 50% above. Not parallel: it measures the heap.
 func TestOverheadConstants(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures the heap of 100k entries")
@@ -107,11 +109,11 @@ func TestOverheadConstants(t *testing.T) {
 		{"5k buckets of 10 keys", 50_000, 10, 5_000},
 	} {
 		m := measure(t, l)
-		t.Logf("%s: heap %d, estimate %d (%+.1f%%), %.1f bytes per entry beyond keys and values",
-			l.name, m.heap, m.fp.Estimate(), m.errorPct(), m.perEntry())
+		t.Logf("%s: heap %d, tables %d, estimate %d (%+.1f%%), %.1f bytes per entry beyond keys and values",
+			l.name, m.heap, m.offHeap, m.fp.Estimate(), m.errorPct(), m.perEntry())
 		if e := m.errorPct(); e < -25 || e > 50 {
-			t.Errorf("%s: Estimate %d is %+.1f%% off the measured heap %d: measure the constants again (MEMLIMIT_MEASURE=1)",
-				l.name, m.fp.Estimate(), e, m.heap)
+			t.Errorf("%s: Estimate %d is %+.1f%% off the measured %d: measure the constants again (MEMLIMIT_MEASURE=1)",
+				l.name, m.fp.Estimate(), e, m.total())
 		}
 	}
 }
@@ -121,20 +123,20 @@ func TestMeasureOverhead(t *testing.T) {
 	if os.Getenv("MEMLIMIT_MEASURE") == "" {
 		t.Skip("set MEMLIMIT_MEASURE=1 to measure the overhead constants (1.5 GB, a few seconds)")
 	}
-	t.Logf("%-45s %12s %9s %10s", "layout", "heap", "per entry", "estimate")
+	t.Logf("%-45s %12s %12s %9s %10s", "layout", "heap", "tables", "per entry", "estimate")
 	show := func(l layout, m measured) {
-		t.Logf("%-45s %12d %9.1f %+9.1f%%", l.name, m.heap, m.perEntry(), m.errorPct())
+		t.Logf("%-45s %12d %12d %9.1f %+9.1f%%", l.name, m.heap, m.offHeap, m.perEntry(), m.errorPct())
 	}
-	// Big buckets: the entry's share of its map, and string rounding.
-	// The share depends on how full the maps are, which varies with the
-	// count: sweep it.
+	// Big buckets: an entry's bytes in its table beyond its key and
+	// value. The share of the index and of the last chunk depends on how
+	// full they are, which varies with the count: sweep it.
 	var sum float64
 	var n int
 	for _, count := range []int{200_000, 300_000, 500_000, 700_000, 1_000_000, 1_400_000, 2_000_000} {
 		l := layout{fmt.Sprintf("%d short entries, 256 buckets", count), count, 10, 256}
 		m := measure(t, l)
 		show(l, m)
-		sum += m.perEntry()
+		sum += float64(m.offHeap-m.fp.Bytes) / float64(m.fp.Entries)
 		n++
 	}
 	for _, l := range []layout{
@@ -144,25 +146,24 @@ func TestMeasureOverhead(t *testing.T) {
 	} {
 		m := measure(t, l)
 		show(l, m)
-		sum += m.perEntry()
+		sum += float64(m.offHeap-m.fp.Bytes) / float64(m.fp.Entries)
 		n++
 	}
-	t.Logf("mean overhead per entry in big buckets: %.1f (EntryOverhead %d)", sum/float64(n), memlimit.EntryOverhead)
-	// Small buckets: each bucket's record, and a map per shard used. Fit
-	// BucketOverhead and MapOverhead to one-key and ten-key buckets, given
-	// EntryOverhead.
-	l1 := layout{"100k one-key buckets", 100_000, 10, 100_000}
-	l10 := layout{"100k buckets of 10 keys", 1_000_000, 10, 100_000}
-	m1, m10 := measure(t, l1), measure(t, l10)
-	show(l1, m1)
-	show(l10, m10)
-	x1 := float64(m1.heap-m1.fp.Bytes) / float64(m1.fp.Buckets)     // per bucket of 1 key
-	x10 := float64(m10.heap-m10.fp.Bytes) / float64(m10.fp.Buckets) // per bucket of 10 keys
-	maps10 := float64(m10.fp.Maps) / float64(m10.fp.Buckets)
-	mapCost := (x10 - x1 - 9*memlimit.EntryOverhead) / (maps10 - 1)
-	bucketCost := x1 - mapCost - memlimit.EntryOverhead
-	t.Logf("fit: %.0f bytes per map (MapOverhead %d), %.0f per bucket (BucketOverhead %d); %.2f maps per bucket of 10 keys",
-		mapCost, memlimit.MapOverhead, bucketCost, memlimit.BucketOverhead, maps10)
+	t.Logf("mean table bytes per entry in big buckets beyond keys and values: %.1f (EntryOverhead %d)", sum/float64(n), memlimit.EntryOverhead)
+	// Small buckets: each bucket's record is on the heap (BucketOverhead);
+	// its table's least blocks are off it (MapOverhead, given
+	// EntryOverhead).
+	for _, l := range []layout{
+		{"100k one-key buckets", 100_000, 10, 100_000},
+		{"100k buckets of 10 keys", 1_000_000, 10, 100_000},
+	} {
+		m := measure(t, l)
+		show(l, m)
+		bucketCost := float64(m.heap) / float64(m.fp.Buckets)
+		tableCost := float64(m.offHeap-m.fp.Bytes-m.fp.Entries*memlimit.EntryOverhead) / float64(m.fp.Maps)
+		t.Logf("  %.0f bytes of heap per bucket (BucketOverhead %d), %.0f of table per bucket beyond its entries (MapOverhead %d)",
+			bucketCost, memlimit.BucketOverhead, tableCost, memlimit.MapOverhead)
+	}
 	for _, l := range []layout{
 		{"100k buckets of 3 keys", 300_000, 10, 100_000},
 		{"10k buckets of 100 keys", 1_000_000, 10, 10_000},

@@ -32,37 +32,45 @@ type Footprint struct {
 	// Buckets: the store's records, dropped ones not yet collected
 	// included.
 	Buckets int64
-	// Maps: the shards whose map exists (holds at least one entry). A
-	// store that does not count them leaves 0, and then a small bucket's
-	// cost is underestimated (see MapOverhead).
+	// Maps: the buckets whose table holds entries (node/store packs a
+	// bucket's entries into one table, which holds memory while it holds
+	// an entry). A store that does not count them leaves 0, and then a
+	// small bucket's cost is underestimated (see MapOverhead).
 	Maps int64
 }
 
 // The per-item costs that Footprint.Estimate adds to the bytes of keys
-// and values: measured with runtime.MemStats on node/store (see doc.go and
-// TestOverheadConstants; make the measurement again with
-// MEMLIMIT_MEASURE=1 when the store's layout changes).
+// and values: measured on node/store with runtime.MemStats and
+// Store.OffHeap (see doc.go and TestOverheadConstants; make the
+// measurement again with MEMLIMIT_MEASURE=1 when the store's layout
+// changes).
 const (
-	// EntryOverhead is an entry's share of its shard's map (a 40-byte
-	// slot, its control byte, and the table's free slots: between 7/16
-	// and 7/8 of the slots are full) plus the rounding of its key and
-	// value to the allocator's size classes for short strings.
-	EntryOverhead = 88
-	// BucketOverhead is a bucket's record (64 shard headers, the lock,
-	// the counts) and its entry in the store's directory, with its name.
-	BucketOverhead = 1270
-	// MapOverhead is a shard map's header and first group of 8 slots,
-	// which a bucket pays for each shard it uses: a bucket of a few keys
-	// costs this for each key, far more than EntryOverhead.
-	MapOverhead = 320
+	// EntryOverhead is an entry's bytes in its bucket's table beyond its
+	// key and value (its version word, lengths and padding to 8 bytes),
+	// its share of the table's index (an 8-byte slot, between 3/8 and 3/4
+	// of the slots full) and of the chunk being filled. Off the Go heap.
+	EntryOverhead = 32
+	// BucketOverhead is a bucket's record (64 shard digests, the lock,
+	// the counts, the table's header) and its entry in the store's
+	// directory, with its name. On the Go heap.
+	BucketOverhead = 1040
+	// MapOverhead is the least a bucket's table holds beyond its entries'
+	// share (an index of 8 slots and a chunk of 256 bytes): a bucket of a
+	// few keys pays it. Off the Go heap.
+	MapOverhead = 180
 )
 
-// Estimate returns the bytes of heap a store with this footprint holds:
-// the keys and values, and EntryOverhead, BucketOverhead and MapOverhead
-// for each entry, bucket and map.
+// Estimate returns the bytes a store with this footprint holds: the keys
+// and values, and EntryOverhead, BucketOverhead and MapOverhead for each
+// entry, bucket and table.
 func (f Footprint) Estimate() int64 {
 	return f.Bytes + f.Entries*EntryOverhead + f.Buckets*BucketOverhead + f.Maps*MapOverhead
 }
+
+// onHeap is the part of Estimate that is on the Go heap, which the
+// runtime's statistics count: the records. The tables (keys, values,
+// indexes) are mapped outside it.
+func (f Footprint) onHeap() int64 { return f.Buckets * BucketOverhead }
 
 // EntryCost returns what one entry with a key and a value of these
 // lengths adds to Footprint.Estimate in a large bucket: what evicting it
@@ -91,15 +99,21 @@ const refreshEvery = 32
 
 // ProcessMeter returns the Meter of a node alone in its process (the
 // dboutique binary): what the Go runtime holds for the whole process,
-// measured at the last garbage collection, plus what the store has
-// grown since. Precisely, Used returns
+// measured at the last garbage collection, plus the store's tables, which
+// are outside the Go heap, plus what the store's records have grown
+// since. Precisely, Used returns
 //
 //	live heap at the last GC  (/gc/heap/live:bytes)
 //	+ goroutine stacks and the runtime's own memory, at the last GC
 //	  (/memory/classes/heap/stacks, os-stacks, metadata/other,
 //	  metadata/mcache/inuse, metadata/mspan/inuse, profiling/buckets,
 //	  other)
-//	+ footprint().Estimate() now − footprint().Estimate() at the last GC
+//	+ footprint().Estimate() now − its part on the heap at the last GC
+//
+// (the store's part on the heap at the last GC is in the live heap; its
+// tables are not: node/store maps them outside the heap). Where the store
+// could not map memory (not Linux) its tables are on the heap as well and
+// are counted twice, which evicts early rather than late.
 //
 // so it falls at once when entries are deleted (their memory is garbage
 // that the next collection frees) and grows with every write, while
@@ -144,8 +158,8 @@ type processMeter struct {
 	footprint func() Footprint
 	calls     atomic.Uint64
 	// offset is the runtime's bytes at the last GC seen less the store's
-	// estimate when it was seen: one word, so that Used never pairs one
-	// collection's numbers with another's.
+	// estimated part on the heap when it was seen: one word, so that Used
+	// never pairs one collection's numbers with another's.
 	offset atomic.Int64
 
 	mu      sync.Mutex // guards the fields below; refresh only TryLocks it
@@ -187,7 +201,7 @@ func (m *processMeter) refresh() {
 	for _, s := range m.samples[sampleFirstOther:] {
 		base += sampleUint(s)
 	}
-	m.offset.Store(int64(base) - m.footprint().Estimate())
+	m.offset.Store(int64(base) - m.footprint().onHeap())
 }
 
 // sampleUint returns a sample's value, or 0 for a metric this runtime

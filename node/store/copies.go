@@ -79,10 +79,10 @@ func (s *Store) ApplyEntryLive(bucket string, e Entry) (wasLive, applied bool, e
 	if r.retired {
 		return false, false, ErrRetired
 	}
-	sh := &r.shards[ShardOf(e.Key)]
-	old, had := r.get(sh, e.Key)
-	applied = r.applyFound(sh, e.Key, mkItem(e), old, had)
-	return had && old.liveBy(s.clock), applied, nil
+	f := r.find(e.Key)
+	wasLive = f.ok() && f.liveBy(s.clock)
+	applied = r.applyFound(e.Key, mkItem(e), f)
+	return wasLive, applied, nil
 }
 
 // Merge applies a peer's copy: meta first (as ApplyCreate/ApplyDrop with
@@ -146,9 +146,7 @@ func (s *Store) Digest(bucket string) (Digest, bool) {
 		return d, false
 	}
 	d.Meta = r.meta
-	for i := range r.shards {
-		d.Shards[i] = r.shards[i].digest
-	}
+	d.Shards = r.digests
 	r.mu.RUnlock()
 	return d, true
 }
@@ -172,15 +170,36 @@ func (s *Store) Page(bucket string, shard int, after string, maxBytes int) (entr
 		r.mu.RUnlock()
 		return nil, false, true
 	}
-	sh := &r.shards[shard]
-	all := make([]Entry, 0, len(sh.entries))
-	for k := range sh.entries {
-		if after == "" || k > after {
-			it, _ := r.get(sh, k)
-			all = append(all, it.entry(k))
+	// The shard's entries are about one NumShards-th of the record's.
+	// Their keys and values are copied into one string (ends holds where
+	// each entry's key and value end in it), so that a page costs a few
+	// allocations rather than one per entry.
+	n := (r.live+r.tombstones)/NumShards*5/4 + 1
+	all := make([]Entry, 0, n)
+	ends := make([]int, 0, 2*n)
+	var buf strings.Builder
+	x := &r.tab.idx
+	for i := range x.slots() {
+		v := x.at(i)
+		if v == 0 || uint32(v>>32)%NumShards != uint32(shard) {
+			continue
+		}
+		e := r.tab.view(uint32(v))
+		if after == "" || string(e.key) > after {
+			h := e.hdr()
+			buf.Write(e.key)
+			ends = append(ends, buf.Len())
+			buf.Write(e.value)
+			ends = append(ends, buf.Len())
+			all = append(all, Entry{Version: h.version(), Deleted: h.deleted(), Expires: h.expires})
 		}
 	}
 	r.mu.RUnlock()
+	kvs, start := buf.String(), 0
+	for i := range all {
+		all[i].Key, all[i].Value = kvs[start:ends[2*i]], kvs[ends[2*i]:ends[2*i+1]]
+		start = ends[2*i+1]
+	}
 	slices.SortFunc(all, func(a, b Entry) int { return strings.Compare(a.Key, b.Key) })
 	n, size := 0, 0
 	for n < len(all) {
@@ -259,24 +278,33 @@ func (s *Store) removeLocked(bucket string, r *record) {
 // Collect removes tombstones whose Version < before, and records that are
 // dropped (not existing), hold no entries and whose Dropped < before. It
 // leaves retired records alone (they are being handed off). Returns counts.
-// It runs bucket by bucket and shard by shard, never holding one lock for
-// long.
+// It runs bucket by bucket, never holding one lock for long: it finds a
+// bucket's old tombstones a part of its index at a time under the read
+// lock, then removes them collectRemoveBatch at a time under the write
+// lock, checking each again. A tombstone that a write moved meanwhile is
+// left to the next Collect.
 func (s *Store) Collect(before Version) (tombstones, records int) {
+	var found []uint64
 	s.records.Range(func(k, v any) bool {
 		name, r := k.(string), v.(*record)
-		for i := range r.shards {
+		found = r.oldTombstones(found[:0], before)
+		for len(found) > 0 {
+			batch := found[:min(len(found), collectRemoveBatch)]
+			found = found[len(batch):]
 			r.mu.Lock()
-			if r.removed || r.retired || r.tombstones == 0 {
+			if r.removed || r.retired {
 				r.mu.Unlock()
 				break
 			}
-			sh := &r.shards[i]
-			for key, c := range sh.entries {
-				if c.deleted() && c.version() < before {
-					r.remove(sh, key, item{cell: c})
-					tombstones++
+			for _, v := range batch {
+				if i := r.tab.idx.find(v); i >= 0 {
+					if h := r.tab.slotView(i).hdr(); h.deleted() && h.version() < before {
+						r.removeSlot(i)
+						tombstones++
+					}
 				}
 			}
+			r.tab.tidy()
 			r.mu.Unlock()
 		}
 		r.mu.Lock()
@@ -288,4 +316,33 @@ func (s *Store) Collect(before Version) (tombstones, records int) {
 		return true
 	})
 	return tombstones, records
+}
+
+// collectRemoveBatch is how many tombstones Collect removes under one
+// lock; collectScanSlots how many slots of an index it looks at under one.
+const (
+	collectRemoveBatch = 1024
+	collectScanSlots   = 1 << 14
+)
+
+// oldTombstones appends to dst the index slots of r's tombstones older
+// than before, reading collectScanSlots slots at a time under the read
+// lock. While writes change the index, a tombstone may be missed.
+func (r *record) oldTombstones(dst []uint64, before Version) []uint64 {
+	for start := 0; ; start += collectScanSlots {
+		r.mu.RLock()
+		if r.removed || r.retired || r.tombstones == 0 || start >= r.tab.idx.slots() {
+			r.mu.RUnlock()
+			return dst
+		}
+		end := min(start+collectScanSlots, r.tab.idx.slots())
+		for i := start; i < end; i++ {
+			if v := r.tab.idx.at(i); v != 0 {
+				if h := r.tab.view(uint32(v)).hdr(); h.deleted() && h.version() < before {
+					dst = append(dst, v)
+				}
+			}
+		}
+		r.mu.RUnlock()
+	}
 }

@@ -64,7 +64,7 @@ func newer(av Version, adel bool, aval string, aexp int64, bv Version, bdel bool
 // expiry if any, and the value.
 func (e Entry) Hash() uint64 { return entryHash(e.Key, e.Version, e.Deleted, e.Expires, e.Value) }
 
-func entryHash(key string, v Version, deleted bool, expires int64, value string) uint64 {
+func entryHash[K, V string | []byte](key K, v Version, deleted bool, expires int64, value V) uint64 {
 	var flag byte
 	if deleted {
 		flag = 1
@@ -94,13 +94,23 @@ func entryHash(key string, v Version, deleted bool, expires int64, value string)
 	var buf [17]byte
 	binary.LittleEndian.PutUint64(buf[:8], uint64(len(key)))
 	_, _ = d.Write(buf[:8])
-	_, _ = d.WriteString(key)
+	writeTo(&d, key)
 	binary.LittleEndian.PutUint64(buf[:8], uint64(v))
 	buf[8] = flag
 	binary.LittleEndian.PutUint64(buf[9:], uint64(expires))
 	_, _ = d.Write(buf[:9+extra])
-	_, _ = d.WriteString(value)
+	writeTo(&d, value)
 	return d.Sum64()
+}
+
+// writeTo writes s to d without copying it.
+func writeTo[S string | []byte](d *xxhash.Digest, s S) {
+	for len(s) > 0 {
+		var buf [256]byte
+		n := copy(buf[:], s)
+		_, _ = d.Write(buf[:n])
+		s = s[n:]
+	}
 }
 
 // smallEntry is the size up to which entryHash hashes from a stack buffer.

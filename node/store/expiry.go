@@ -20,6 +20,7 @@ package store
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 )
 
@@ -255,12 +256,12 @@ func (r *record) applyChange(c Change) {
 // evict removes key's entry if it holds a value of version v or older,
 // leaving no tombstone; the caller holds r for writing.
 func (r *record) evict(key string, v Version) bool {
-	sh := &r.shards[ShardOf(key)]
-	it, ok := r.get(sh, key)
-	if !ok || it.deleted() || it.version() > v {
+	f := r.find(key)
+	if !f.ok() || f.deleted() || f.version() > v {
 		return false
 	}
-	r.remove(sh, key, it)
+	r.removeSlot(f.slot)
+	r.tab.tidy()
 	return true
 }
 
@@ -325,7 +326,7 @@ type Expired struct {
 // expired at now (ms since the Unix epoch), among the buckets for which
 // want returns true, and returns it with the number of entries with an
 // expiry it looked at. It looks at up to sample entries with an expiry in
-// each bucket, starting at a random place (Go's map order), so that
+// each bucket, starting at a random place of its index, so that
 // repeated calls spread over a large store as Redis's sampling does; the
 // caller looks again at once when most of what it looked at had expired.
 // It holds one bucket's lock at a time, for reading.
@@ -345,20 +346,21 @@ func (s *Store) FindExpired(dst []Expired, now int64, limit, sample int, want fu
 			dst = append(dst, Expired{Bucket: name, Whole: true})
 			return true
 		}
-		// Go's map order starts at a random place.
+		// From a random slot of the index of entries with an expiry.
 		n := 0
-		for key, at := range r.expires {
+		r.tab.vol.each(rand.IntN(max(1, r.tab.vol.slots())), func(v uint64) bool {
 			if n == sample {
-				break
+				return false
 			}
 			n++
-			if at <= now {
-				dst = append(dst, Expired{Bucket: name, Key: key})
+			if e := r.tab.view(uint32(v)); e.expires <= now {
+				dst = append(dst, Expired{Bucket: name, Key: string(e.key)})
 				if len(dst) >= limit {
-					break
+					return false
 				}
 			}
-		}
+			return true
+		})
 		looked += n
 		if len(dst) >= limit {
 			return false
@@ -377,14 +379,15 @@ func (s *Store) ExpiredIn(dst []Expired, name string, now int64, limit int) []Ex
 		return dst
 	}
 	defer r.mu.RUnlock()
-	for key, at := range r.expires {
+	r.tab.vol.each(0, func(v uint64) bool {
 		if len(dst) >= limit {
-			break
+			return false
 		}
-		if at <= now {
-			dst = append(dst, Expired{Bucket: name, Key: key})
+		if e := r.tab.view(uint32(v)); e.expires <= now {
+			dst = append(dst, Expired{Bucket: name, Key: string(e.key)})
 		}
-	}
+		return true
+	})
 	return dst
 }
 

@@ -155,15 +155,15 @@ func footprintMismatch(s *Store) string {
 		r.mu.RLock()
 		defer r.mu.RUnlock()
 		records++
-		for i := range r.shards {
-			if r.shards[i].entries != nil {
-				maps++
-			}
-			for k, c := range r.shards[i].entries {
-				entries++
-				bytes += int64(len(k) + len(c.value))
-			}
+		if r.tab.len() > 0 {
+			maps++
 		}
+		r.tab.idx.each(0, func(v uint64) bool {
+			e := r.tab.view(uint32(v))
+			entries++
+			bytes += int64(len(e.key) + len(e.value))
+			return true
+		})
 		return true
 	})
 	b, e, rc, m := s.Footprint()

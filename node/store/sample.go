@@ -14,8 +14,8 @@ type Sampled struct {
 // Sample appends to dst about n live entries picked at random from the
 // buckets for which want returns true (with volatile set, only entries
 // with an expiry), and returns it. In each bucket it visits, starting at a
-// random bucket, it takes the first entries of the shards from a random
-// one on (Go randomises each map's order), as Redis's eviction
+// random bucket, it takes the first entries of its index from a random
+// slot on, as Redis's eviction
 // samples a few keys rather than keeping an order of all of them. It holds
 // one bucket's lock at a time, for reading.
 func (s *Store) Sample(dst []Sampled, n int, volatile bool, want func(bucket string) bool) []Sampled {
@@ -43,28 +43,26 @@ func (s *Store) Sample(dst []Sampled, n int, volatile bool, want func(bucket str
 			continue
 		}
 		if r.meta.LiveAt(now) && r.live > 0 && (!volatile || r.volatile > 0) {
-			// Shards from a random one on, until the bucket's share is
+			// From a random slot of the index (of the entries with an
+			// expiry, for volatile) on, until the bucket's share is
 			// taken: a bucket of a few entries is found as surely as a
 			// large one.
-			first, taken := rand.IntN(NumShards), 0
-			for j := 0; j < NumShards && taken < share && len(dst) < want0; j++ {
-				sh := &r.shards[(first+j)%NumShards]
-				for key, c := range sh.entries {
-					if taken == share || len(dst) >= want0 {
-						break
-					}
-					if c.deleted() || volatile && !c.volatile() {
-						continue
-					}
-					it, _ := r.get(sh, key)
-					if !it.liveAt(now) {
-						continue
-					}
-					dst = append(dst, Sampled{Bucket: name, Key: key, Version: it.version(), Expires: it.expires,
-						Size: int64(len(key) + len(it.value))})
+			x, taken := &r.tab.idx, 0
+			if volatile {
+				x = &r.tab.vol
+			}
+			x.each(rand.IntN(max(1, x.slots())), func(v uint64) bool {
+				if taken == share || len(dst) >= want0 {
+					return false
+				}
+				e := r.tab.view(uint32(v))
+				if h := e.hdr(); h.liveAt(now) {
+					dst = append(dst, Sampled{Bucket: name, Key: string(e.key), Version: h.version(), Expires: h.expires,
+						Size: int64(len(e.key) + len(e.value))})
 					taken++
 				}
-			}
+				return true
+			})
 		}
 		r.mu.RUnlock()
 	}

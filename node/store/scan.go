@@ -298,12 +298,10 @@ func (b *pageBuilder) page(maxBytes int) Page {
 // holds r.mu.
 func (r *record) existsForList(now int64) bool { return !r.removed && r.meta.LiveAt(now) }
 
-// listable reports whether the key k of r, whose state is e, counts as
-// present for listing at now (neither deleted nor expired): the one place
-// that decides it.
-func (r *record) listable(k string, e cell, now int64) bool {
-	return !e.deleted() && (!e.volatile() || r.expires[k] > now)
-}
+// listable reports whether a key whose state is h counts as present for
+// listing at now (neither deleted nor expired): the one place that
+// decides it.
+func listable(h hdr, now int64) bool { return h.liveAt(now) }
 
 // Include says which copies of a store a listing reads, by name. It is
 // called with the copy's lock held, and must not call the store.
@@ -356,45 +354,49 @@ func (s *Store) ScanCopies(r ScanRequest, include Include, maxBytes int) Page {
 // eachListable calls f with every listable key of the record (and its
 // value when values is set), as long as the record's bucket exists for
 // listing and include (nil: any) accepts it, under the read lock: at once
-// for a small record, one shard at a time for a larger one, so that
-// writes to it wait for one shard at most. It reports false when the
-// bucket did not exist for listing (or include refused it) at the start.
+// for a small record; for a larger one, a group of shards at a time (the
+// shards i with i % groups == g, each group read whole under one lock), so
+// that writes to it wait for a part of it at most, and a key present
+// throughout is listed. It reports false when the bucket did not exist
+// for listing (or include refused it) at the start.
 func (r *record) eachListable(name string, now int64, include Include, values bool, f func(key, value string)) bool {
 	r.mu.RLock()
 	if !r.existsForList(now) || include != nil && !include(name) {
 		r.mu.RUnlock()
 		return false
 	}
-	small := r.live+r.tombstones <= smallRecord
-	for i := range r.shards {
-		if i > 0 && !small {
+	groups := uint32(1)
+	for groups < NumShards && r.live+r.tombstones > smallRecord*int(groups) {
+		groups *= 2
+	}
+	for g := range groups {
+		if g > 0 {
 			r.mu.RLock()
 			if !r.existsForList(now) {
 				r.mu.RUnlock()
 				return true
 			}
 		}
-		for k, e := range r.shards[i].entries {
-			if r.listable(k, e, now) {
-				v := ""
-				if values {
-					v = e.value
-				}
-				f(k, v)
+		r.tab.idx.each(0, func(v uint64) bool {
+			if uint32(v>>32)%groups != g {
+				return true
 			}
-		}
-		if !small {
-			r.mu.RUnlock()
-		}
-	}
-	if small {
+			if e := r.tab.view(uint32(v)); listable(e.hdr(), now) {
+				if values {
+					f(e.strings())
+				} else {
+					f(string(e.key), "")
+				}
+			}
+			return true
+		})
 		r.mu.RUnlock()
 	}
 	return true
 }
 
 // smallRecord is the most entries a record may have for eachListable to
-// read it all under one lock.
+// read it all under one lock, and about the most it reads under one.
 const smallRecord = 4096
 
 // ScanKeys lists the page of the keys of the bucket called name for r (its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -34,6 +35,7 @@ type StoreStats struct {
 type Store struct {
 	clock   *Clock
 	records sync.Map // bucket name (string) -> *record
+	mem     *arena   // the memory of the records' tables
 	// fp counts what the store holds once TrackFootprint was called
 	// (records then point at it); nil before, so that a store without a
 	// memory limit pays nothing for it.
@@ -50,7 +52,7 @@ type footprint struct {
 	bytes   atomic.Int64 // bytes of keys and values
 	entries atomic.Int64 // entries, tombstones included
 	records atomic.Int64 // records in the directory
-	maps    atomic.Int64 // shards whose map exists
+	maps    atomic.Int64 // records whose table holds entries
 }
 
 // TrackFootprint makes the store count what it holds, for Footprint. Call
@@ -63,7 +65,8 @@ func (s *Store) TrackFootprint() {
 }
 
 // Footprint returns what the store holds: bytes of keys and values,
-// entries (tombstones included), records and shard maps; zeros unless
+// entries (tombstones included), records and records whose table holds
+// entries (it holds memory then: at least an index and a chunk); zeros unless
 // TrackFootprint was called.
 func (s *Store) Footprint() (bytes, entries, records, maps int64) {
 	if s.fp == nil {
@@ -71,6 +74,14 @@ func (s *Store) Footprint() (bytes, entries, records, maps int64) {
 	}
 	return s.fp.bytes.Load(), s.fp.entries.Load(), s.fp.records.Load(), s.fp.maps.Load()
 }
+
+// OffHeap returns the bytes of the blocks the store's tables hold (their
+// entries and indexes): memory mapped outside the Go heap, which the
+// runtime's statistics do not count (on a system where mapping failed,
+// heap memory the runtime counts as well). A page of a block that was
+// never written takes no memory, so the process's resident size may be
+// less.
+func (s *Store) OffHeap() int64 { return s.mem.inUse.Load() }
 
 // record is one copy of a bucket.
 type record struct {
@@ -81,37 +92,21 @@ type record struct {
 	removed    bool // set once when the record leaves the directory; nothing writes to it after
 	live       int  // entries that are not tombstones (expired ones included, until reclaimed)
 	tombstones int
-	volatile   int // entries with an expiry
-	// expires holds the expiry of each entry that has one (the cell's
-	// expiresBit says so), so that entries without one pay nothing for
-	// it, as Redis keeps its expires dictionary beside its keys; one map
-	// per bucket, not per shard, so that a bucket pays 8 bytes for it.
-	// Nil while empty.
-	expires map[string]int64
-	bytes   int64 // bytes of keys and values
-	shards  [NumShards]shard
+	volatile   int   // entries with an expiry
+	bytes      int64 // bytes of keys and values
+	// digests holds each shard's XOR over its entries of entryHash: the
+	// entries of shard i are those whose key's hash is i modulo
+	// NumShards (ShardOf).
+	digests [NumShards]uint64
+	tab     table // the entries, packed (table.go)
 }
 
-// shard holds the entries of the keys that ShardOf puts in it.
-type shard struct {
-	entries map[string]cell // nil until the first entry
-	digest  uint64          // XOR over entries of entryHash
-}
-
-// cell is a key's state in a shard; the key is the map key. The version
-// and the flags share a word (the top two bits, which no version reaches),
-// so that a map slot takes 40 bytes rather than 48: a store of small values
-// is mostly map slots.
-type cell struct {
-	value string
-	vd    uint64 // the version, | tombstoneBit for a tombstone, | expiresBit when it has an expiry
-}
-
-// tombstoneBit marks a cell as a tombstone, expiresBit one whose expiry is
-// in its shard's expires. Versions stay well below them: versions applied
-// must be under maxVersion (the clock's milliseconds reach it in the year
-// 3085), so a clock that observed the largest one still has room to count
-// up.
+// tombstoneBit marks an entry as a tombstone, expiresBit one that has an
+// expiry. Versions stay well below them: versions applied must be under
+// maxVersion (the clock's milliseconds reach it in the year 3085), so a
+// clock that observed the largest one still has room to count up. The
+// table marks the entries it no longer refers to with deadBit (table.go),
+// which is maxVersion: no version reaches it either.
 const (
 	tombstoneBit = 1 << 63
 	expiresBit   = 1 << 62
@@ -119,32 +114,49 @@ const (
 	flagBits     = tombstoneBit | expiresBit
 )
 
-func mkCell(value string, v Version, deleted bool) cell {
-	e := cell{value: value, vd: uint64(v)}
-	if deleted {
-		e.vd |= tombstoneBit
-	}
-	return e
+// hdr is a key's state but its value: the version and the flags in one
+// word, and the expiry.
+type hdr struct {
+	vd      uint64 // the version, | tombstoneBit for a tombstone, | expiresBit when it has an expiry
+	expires int64  // 0 for none
 }
 
-func (e cell) version() Version { return Version(e.vd &^ flagBits) }
-func (e cell) deleted() bool    { return e.vd&tombstoneBit != 0 }
-func (e cell) volatile() bool   { return e.vd&expiresBit != 0 }
+func (h hdr) version() Version { return Version(h.vd &^ flagBits) }
+func (h hdr) deleted() bool    { return h.vd&tombstoneBit != 0 }
+func (h hdr) volatile() bool   { return h.vd&expiresBit != 0 }
 
-// item is a key's full state: its cell and its expiry (0 for none).
+// liveAt reports whether it holds a value at now: not a tombstone, and not
+// expired.
+func (h hdr) liveAt(now int64) bool {
+	return !h.deleted() && (h.expires == 0 || h.expires > now)
+}
+
+// liveBy is liveAt with the time read from c only when it has an expiry:
+// most entries have none, and reading the clock costs more than the rest.
+func (h hdr) liveBy(c *Clock) bool {
+	return !h.deleted() && (h.expires == 0 || h.expires > c.Millis())
+}
+
+// item is a key's full state.
 type item struct {
-	cell
-	expires int64
+	value string
+	hdr
 }
+
+// valueItem is a key's value written at v, without an expiry.
+func valueItem(value string, v Version) item { return item{value: value, hdr: hdr{vd: uint64(v)}} }
+
+// tombstoneItem is a key's delete at v.
+func tombstoneItem(v Version) item { return item{hdr: hdr{vd: uint64(v) | tombstoneBit}} }
 
 func mkItem(e Entry) item {
-	it := item{cell: mkCell(e.Value, e.Version, e.Deleted)}
-	if !e.Deleted && e.Expires != 0 {
+	if e.Deleted {
+		return tombstoneItem(e.Version)
+	}
+	it := valueItem(e.Value, e.Version)
+	if e.Expires != 0 {
 		it.expires = e.Expires
 		it.vd |= expiresBit
-	}
-	if e.Deleted {
-		it.value = ""
 	}
 	return it
 }
@@ -158,36 +170,50 @@ func (it item) hash(key string) uint64 {
 	return entryHash(key, it.version(), it.deleted(), it.expires, it.value)
 }
 
-// liveAt reports whether it holds a value at now: not a tombstone, and not
-// expired.
-func (it item) liveAt(now int64) bool {
-	return !it.deleted() && (it.expires == 0 || it.expires > now)
-}
-
-// liveBy is liveAt with the time read from c only when it has an expiry:
-// most entries have none, and reading the clock costs more than the rest.
-func (it item) liveBy(c *Clock) bool {
-	return !it.deleted() && (it.expires == 0 || it.expires > c.Millis())
-}
-
 // liveBy is LiveAt with the time read from c only when the bucket has an
 // expiry.
 func (m BucketMeta) liveBy(c *Clock) bool {
 	return m.Exists() && (m.Expires == 0 || m.Expires > c.Millis())
 }
 
-// get returns key's state in sh, a shard of r.
-func (r *record) get(sh *shard, key string) (item, bool) {
-	c, ok := sh.entries[key]
-	it := item{cell: c}
-	if c.volatile() {
-		it.expires = r.expires[key]
-	}
-	return it, ok
+// found is what find found of a key in a record: its hash, its slot in the
+// table (-1 when it has no entry) and its state but the value. It is valid
+// until the record next changes.
+type found struct {
+	h    uint64
+	slot int
+	hdr
 }
 
-// lookup returns key's state in r.
-func (r *record) lookup(key string) (item, bool) { return r.get(&r.shards[ShardOf(key)], key) }
+func (f found) ok() bool { return f.slot >= 0 }
+
+// find looks key up in r.
+func (r *record) find(key string) found {
+	h := keyHash(key)
+	slot, v := r.tab.find(h, key)
+	f := found{h: h, slot: slot}
+	if slot >= 0 {
+		f.hdr = v.hdr()
+	}
+	return f
+}
+
+// value returns a copy of the value of the entry f found.
+func (r *record) value(f found) string {
+	if !f.ok() {
+		return ""
+	}
+	return string(r.tab.slotView(f.slot).value)
+}
+
+// lookup returns key's state in r, its value copied.
+func (r *record) lookup(key string) (item, bool) {
+	f := r.find(key)
+	if !f.ok() {
+		return item{}, false
+	}
+	return item{value: r.value(f), hdr: f.hdr}, true
+}
 
 // validVersion reports an error for a version the store cannot hold.
 func validVersion(v Version) error {
@@ -207,7 +233,7 @@ func NewStoreWithClock(c *Clock) *Store {
 	if c == nil {
 		c = NewClock(nil)
 	}
-	return &Store{clock: c}
+	return &Store{clock: c, mem: newArena()}
 }
 
 // Clock returns the store's clock.
@@ -284,7 +310,7 @@ func (s *Store) lock(name string, create bool) *record {
 			if !create {
 				return nil
 			}
-			v, loaded := s.records.LoadOrStore(name, &record{fp: s.fp})
+			v, loaded := s.records.LoadOrStore(name, &record{fp: s.fp, tab: table{mem: s.mem}})
 			r = v.(*record)
 			if !loaded && s.fp != nil {
 				s.fp.records.Add(1)
@@ -364,26 +390,20 @@ func emptyName() error {
 
 // --- record internals; the caller holds r.mu for writing ---
 
-// set makes it (already checked to be newer) the state of key, keeping the
-// shard's digest and the record's counts.
-func (r *record) set(sh *shard, key string, it item, old item, had bool) {
-	if had {
-		r.forget(sh, key, old)
-	} else if sh.entries == nil {
-		sh.entries = make(map[string]cell)
-		if r.fp != nil {
-			r.fp.maps.Add(1)
-		}
+// set makes it (already checked to be newer) the state of key, which find
+// found as f, keeping the shard's digest and the record's counts.
+func (r *record) set(key string, f found, it item) {
+	sh := f.h % NumShards
+	if f.ok() {
+		r.forget(sh, r.tab.slotView(f.slot))
+	} else if r.tab.len() == 0 && r.fp != nil {
+		r.fp.maps.Add(1)
 	}
-	sh.entries[key] = it.cell
+	r.tab.put(f.h, key, f.slot, it.vd, it.expires, it.value)
 	if it.volatile() {
-		if r.expires == nil {
-			r.expires = make(map[string]int64)
-		}
-		r.expires[key] = it.expires
 		r.volatile++
 	}
-	sh.digest ^= it.hash(key)
+	r.digests[sh] ^= it.hash(key)
 	if it.deleted() {
 		r.tombstones++
 	} else {
@@ -397,23 +417,20 @@ func (r *record) set(sh *shard, key string, it item, old item, had bool) {
 	}
 }
 
-// forget undoes the accounting of key's state it (the caller replaces or
-// deletes it from the map).
-func (r *record) forget(sh *shard, key string, it item) {
-	sh.digest ^= it.hash(key)
-	if it.volatile() {
-		delete(r.expires, key)
-		if len(r.expires) == 0 {
-			r.expires = nil
-		}
+// forget undoes the accounting of the entry v of shard sh (the caller
+// replaces or removes it from the table).
+func (r *record) forget(sh uint64, v view) {
+	h := v.hdr()
+	r.digests[sh] ^= entryHash(v.key, h.version(), h.deleted(), h.expires, v.value)
+	if h.volatile() {
 		r.volatile--
 	}
-	if it.deleted() {
+	if h.deleted() {
 		r.tombstones--
 	} else {
 		r.live--
 	}
-	n := int64(len(key) + len(it.value))
+	n := int64(len(v.key) + len(v.value))
 	r.bytes -= n
 	if r.fp != nil {
 		r.fp.bytes.Add(-n)
@@ -421,28 +438,41 @@ func (r *record) forget(sh *shard, key string, it item) {
 	}
 }
 
-// remove deletes key, whose state is it, from sh.
-func (r *record) remove(sh *shard, key string, it item) {
-	r.forget(sh, key, it)
-	delete(sh.entries, key)
-	if len(sh.entries) == 0 {
-		sh.entries = nil
-		if r.fp != nil {
-			r.fp.maps.Add(-1)
-		}
+// removeSlot removes the entry of slot i of the table. It moves no other
+// entry: a caller removing several calls tidy after.
+func (r *record) removeSlot(i int) {
+	r.forget(uint64(r.tab.idx.at(i)>>32)%NumShards, r.tab.slotView(i))
+	r.tab.remove(i)
+	if r.tab.len() == 0 && r.fp != nil {
+		r.fp.maps.Add(-1)
 	}
+}
+
+// removeWhere removes the entries for which drop returns true, and
+// returns how many.
+func (r *record) removeWhere(drop func(h hdr) bool) int {
+	var gone []uint64
+	r.tab.idx.each(0, func(v uint64) bool {
+		if drop(r.tab.view(uint32(v)).hdr()) {
+			gone = append(gone, v)
+		}
+		return true
+	})
+	for _, v := range gone {
+		r.removeSlot(r.tab.idx.find(v))
+	}
+	r.tab.tidy()
+	return len(gone)
 }
 
 // applyEntry merges it and reports whether it changed the copy.
 func (r *record) applyEntry(key string, it item) bool {
-	sh := &r.shards[ShardOf(key)]
-	old, had := r.get(sh, key)
-	return r.applyFound(sh, key, it, old, had)
+	return r.applyFound(key, it, r.find(key))
 }
 
-// applyFound is applyEntry for key of shard sh, whose state (old, had)
-// the caller has just looked up: one map lookup less.
-func (r *record) applyFound(sh *shard, key string, it item, old item, had bool) bool {
+// applyFound is applyEntry for key, which the caller has just looked up
+// (f): one lookup less.
+func (r *record) applyFound(key string, it item, f found) bool {
 	if it.version() <= r.meta.Dropped {
 		return false
 	}
@@ -450,11 +480,25 @@ func (r *record) applyFound(sh *shard, key string, it item, old item, had bool) 
 	// that missed the create still has the bucket, and Created stays the
 	// greatest version since the drop whatever the order of writes.
 	r.meta.Created = max(r.meta.Created, it.version())
-	if had && !newer(it.version(), it.deleted(), it.value, it.expires, old.version(), old.deleted(), old.value, old.expires) {
+	if f.ok() && !r.newerThan(it, f) {
 		return false
 	}
-	r.set(sh, key, it, old, had)
+	r.set(key, f, it)
 	return true
+}
+
+// newerThan is newer(it, the entry f found): without copying its value.
+func (r *record) newerThan(it item, f found) bool {
+	if it.version() != f.version() {
+		return it.version() > f.version()
+	}
+	if it.deleted() != f.deleted() {
+		return it.deleted()
+	}
+	if old := r.tab.slotView(f.slot).value; it.value != string(old) {
+		return it.value > string(old)
+	}
+	return it.expires > f.expires
 }
 
 // applyMeta merges m: a later drop removes every entry of version up to
@@ -472,33 +516,20 @@ func (r *record) applyMeta(m BucketMeta) int {
 		r.clear()
 		return n
 	}
-	for i := range r.shards {
-		sh := &r.shards[i]
-		for k, c := range sh.entries {
-			if c.version() <= r.meta.Dropped {
-				it, _ := r.get(sh, k)
-				r.remove(sh, k, it)
-			}
-		}
-	}
-	return n - (r.live + r.tombstones)
+	return r.removeWhere(func(h hdr) bool { return h.version() <= r.meta.Dropped })
 }
 
 // clear removes every entry.
 func (r *record) clear() {
 	if r.fp != nil {
-		var maps int64
-		for i := range r.shards {
-			if r.shards[i].entries != nil {
-				maps++
-			}
+		if r.tab.len() > 0 {
+			r.fp.maps.Add(-1)
 		}
-		r.fp.maps.Add(-maps)
 		r.fp.bytes.Add(-r.bytes)
 		r.fp.entries.Add(-int64(r.live + r.tombstones))
 	}
-	r.shards = [NumShards]shard{}
-	r.expires = nil
+	r.tab.free()
+	r.digests = [NumShards]uint64{}
 	r.live, r.tombstones, r.volatile, r.bytes = 0, 0, 0, 0
 }
 
@@ -582,7 +613,7 @@ func (s *Store) Put(name, key, value string) error {
 		return err
 	}
 	defer r.mu.Unlock()
-	r.applyEntry(key, item{cell: mkCell(value, s.clock.Now(), false)})
+	r.applyEntry(key, valueItem(value, s.clock.Now()))
 	return nil
 }
 
@@ -594,12 +625,14 @@ func (s *Store) Get(name, key string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	it, ok := r.lookup(key)
-	r.mu.RUnlock()
-	if !ok || !it.liveBy(s.clock) {
-		return "", keyMissing(it, ok)
+	f := r.find(key)
+	if !f.ok() || !f.liveBy(s.clock) {
+		r.mu.RUnlock()
+		return "", keyMissing(f.hdr, f.ok())
 	}
-	return it.value, nil
+	v := r.value(f)
+	r.mu.RUnlock()
+	return v, nil
 }
 
 // Delete removes key from the bucket called name, leaving a tombstone.
@@ -616,14 +649,13 @@ func (s *Store) delete(name, key string) (bool, error) {
 		return false, err
 	}
 	defer r.mu.Unlock()
-	if it, ok := r.lookup(key); !ok || it.deleted() {
-		return false, nil
-	} else if !it.liveAt(s.clock.Millis()) {
-		r.applyEntry(key, item{cell: mkCell("", s.clock.Now(), true)})
+	f := r.find(key)
+	if !f.ok() || f.deleted() {
 		return false, nil
 	}
-	r.applyEntry(key, item{cell: mkCell("", s.clock.Now(), true)})
-	return true, nil
+	live := f.liveAt(s.clock.Millis())
+	r.applyFound(key, tombstoneItem(s.clock.Now()), f)
+	return live, nil
 }
 
 // putCreate sets key to value, with the expiry op gives, creating the
@@ -637,15 +669,15 @@ func (s *Store) putCreate(op Op) (bool, error) {
 	defer r.mu.Unlock()
 	s.createLocked(r)
 	now := s.clock.Millis()
-	sh := &r.shards[ShardOf(op.Key)]
-	old, ok := r.get(sh, op.Key)
+	f := r.find(op.Key)
+	added := !f.ok() || !f.liveAt(now)
 	at := op.ExpiresAt(now)
 	if at != 0 && at <= now {
-		r.applyEntry(op.Key, item{cell: mkCell("", s.clock.Now(), true)})
+		r.applyFound(op.Key, tombstoneItem(s.clock.Now()), f)
 	} else {
-		r.applyEntry(op.Key, mkItem(Entry{Value: op.Value, Version: s.clock.Now(), Expires: at}))
+		r.applyFound(op.Key, mkItem(Entry{Value: op.Value, Version: s.clock.Now(), Expires: at}), f)
 	}
-	return !ok || !old.liveAt(now), nil
+	return added, nil
 }
 
 // Live reports whether key has a value in the bucket called name, which
@@ -655,9 +687,9 @@ func (s *Store) Live(name, key string) bool {
 	if err != nil {
 		return false
 	}
-	it, ok := r.lookup(key)
+	f := r.find(key)
 	r.mu.RUnlock()
-	return ok && it.liveBy(s.clock)
+	return f.ok() && f.liveBy(s.clock)
 }
 
 // BucketLive reports whether the bucket called name exists and has not
@@ -703,14 +735,12 @@ func (s *Store) Keys(name string) ([]string, error) {
 // r.mu.
 func (r *record) liveKeys(now int64) []string {
 	keys := make([]string, 0, r.live)
-	for i := range r.shards {
-		sh := &r.shards[i]
-		for k, c := range sh.entries {
-			if !c.deleted() && (!c.volatile() || r.expires[k] > now) {
-				keys = append(keys, k)
-			}
+	r.tab.idx.each(0, func(v uint64) bool {
+		if e := r.tab.view(uint32(v)); e.hdr().liveAt(now) {
+			keys = append(keys, string(e.key))
 		}
-	}
+		return true
+	})
 	slices.Sort(keys)
 	return keys
 }
@@ -719,11 +749,12 @@ func (r *record) liveKeys(now int64) []string {
 // entries but those that expired. The caller holds r.mu.
 func (r *record) liveCount(now int64) int {
 	n := r.live
-	for _, at := range r.expires {
-		if at <= now {
+	r.tab.vol.each(0, func(v uint64) bool {
+		if r.tab.view(uint32(v)).expires <= now {
 			n--
 		}
-	}
+		return true
+	})
 	return n
 }
 
@@ -747,12 +778,21 @@ func (s *Store) GetAll(name string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys := r.liveKeys(now)
-	kvs := make([]string, 0, 2*len(keys))
-	for _, k := range keys {
-		kvs = append(kvs, k, r.shards[ShardOf(k)].entries[k].value)
-	}
+	type kv struct{ k, v string }
+	pairs := make([]kv, 0, r.live)
+	r.tab.idx.each(0, func(v uint64) bool {
+		if e := r.tab.view(uint32(v)); e.hdr().liveAt(now) {
+			k, val := e.strings()
+			pairs = append(pairs, kv{k, val})
+		}
+		return true
+	})
 	r.mu.RUnlock()
+	slices.SortFunc(pairs, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+	kvs := make([]string, 0, 2*len(pairs))
+	for _, p := range pairs {
+		kvs = append(kvs, p.k, p.v)
+	}
 	return kvs, nil
 }
 
@@ -768,16 +808,16 @@ func (s *Store) ttl(op Op) (Result, error) {
 	if op.Flags&FlagBucket != 0 {
 		return ttlResult(r.meta.Expires, now), nil
 	}
-	it, ok := r.lookup(op.Key)
-	if !ok || !it.liveAt(now) {
-		return Result{}, keyMissing(it, ok)
+	f := r.find(op.Key)
+	if !f.ok() || !f.liveAt(now) {
+		return Result{}, keyMissing(f.hdr, f.ok())
 	}
-	return ttlResult(it.expires, now), nil
+	return ttlResult(f.expires, now), nil
 }
 
 // keyMissing is the error of a read that found key's state it (ok: there
 // was one) not live: ErrKeyExpired when it holds a value that expired.
-func keyMissing(it item, ok bool) error {
+func keyMissing(it hdr, ok bool) error {
 	if ok && !it.deleted() {
 		return ErrKeyExpired
 	}
