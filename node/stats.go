@@ -224,6 +224,9 @@ type Stats struct {
 
 	// Store is this node's store (computed now: it visits every bucket).
 	Store store.StoreStats
+	// OffHeap is what the store's tables hold outside the Go heap, in
+	// bytes (store.Store.OffHeap).
+	OffHeap int64
 }
 
 // Stats returns a snapshot of the node's statistics. It costs one pass
@@ -264,6 +267,7 @@ func (n *Node) Stats() Stats {
 		Joined:   n.Joined(),
 		Replicas: n.cfg.Replicas,
 		Store:    n.cfg.Store.Stats(),
+		OffHeap:  n.cfg.Store.OffHeap(),
 
 		ViewChanges: s.viewChanges.Load(),
 		LeasePings:  s.leasePings.Load(),

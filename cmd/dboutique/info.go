@@ -59,7 +59,7 @@ func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
 				field("tcp_port", env.tcpPort.Load()),
 				field("placement", env.placement),
 			}},
-			{Name: "Memory", Fields: append(memoryInfo(), limitInfo(st.Memory)...)},
+			{Name: "Memory", Fields: append(memoryInfo(uint64(max(st.OffHeap, 0))), limitInfo(st.Memory)...)},
 			{Name: "Cluster", Fields: []textproto.InfoField{
 				field("cluster_name", env.cluster),
 				field("members_alive", st.MembersAlive),
@@ -117,7 +117,9 @@ func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
 }
 
 // memoryInfo is the section about the process's memory, read at each call.
-func memoryInfo() []textproto.InfoField {
+// used_memory is the live Go heap plus offHeap, what the store's tables
+// hold outside it (mapped memory the runtime does not see).
+func memoryInfo(offHeap uint64) []textproto.InfoField {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	live := heapLive()
@@ -125,11 +127,13 @@ func memoryInfo() []textproto.InfoField {
 		live = ms.HeapAlloc // no collection has measured the live heap yet
 	}
 	rss := residentBytes()
+	used := live + offHeap
 	return []textproto.InfoField{
-		field("used_memory", live),
-		field("used_memory_human", humanBytes(live)),
+		field("used_memory", used),
+		field("used_memory_human", humanBytes(used)),
 		field("used_memory_rss", rss),
 		field("used_memory_rss_human", humanBytes(rss)),
+		field("used_memory_off_heap", offHeap),
 		field("heap_alloc", ms.HeapAlloc),
 		field("heap_sys", ms.HeapSys),
 		field("gc_cycles", ms.NumGC),

@@ -304,10 +304,14 @@ func (s *Store) Collect(before Version) (tombstones, records int) {
 					}
 				}
 			}
-			r.tab.tidy()
 			r.mu.Unlock()
 		}
 		r.mu.Lock()
+		// Compacted once every batch is out: compacting between batches
+		// would move the tombstones found but not yet removed.
+		if !r.removed {
+			r.tab.tidy()
+		}
 		if !r.removed && !r.retired && !r.meta.Exists() && r.live+r.tombstones == 0 && r.meta.Dropped < before {
 			s.removeLocked(name, r)
 			records++
