@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/dboutique/dboutique/node/store"
@@ -100,18 +101,7 @@ func (n *Node) writeBuckets(ctx context.Context, bs []bucketWrites, hops int) {
 		}
 		return
 	}
-	for i := range bs {
-		b := &bs[i]
-		b.g, b.err = n.serve(ctx, b.bucket)
-		if b.err == nil {
-			b.err = n.admitWrite(ctx, b.ops)
-		}
-		if b.err == nil && n.touches {
-			for _, op := range b.ops {
-				n.touch(b.bucket, op.Key)
-			}
-		}
-	}
+	n.serveBuckets(ctx, bs)
 	slices.SortStableFunc(bs, func(a, b bucketWrites) int { return a.stripe - b.stripe })
 	held := n.lockStripes(ctx, bs)
 	n.orderBuckets(bs)
@@ -127,6 +117,51 @@ func (n *Node) writeBuckets(ctx context.Context, bs []bucketWrites, hops int) {
 			n.reroute(ctx, b.ops, b.res, b.errs, hops)
 		case b.err != nil:
 			failAll(b.res, b.errs, b.err)
+		}
+	}
+}
+
+// serveBuckets grants each group of bs (serve), and admits its writes
+// (admitWrite), holding nothing. What may wait (a pull after a view
+// change, a lease to regain, eviction to catch up) is waited for once for
+// the pipeline, not once per bucket in turn: the groups that are not
+// ready are served at once, each on a goroutine of its own, as writeGroup
+// would serve them; and the memory limit, the node's, is checked once.
+func (n *Node) serveBuckets(ctx context.Context, bs []bucketWrites) {
+	t := n.term.Load()
+	if n.leased() && !slices.ContainsFunc(bs, func(b bucketWrites) bool { return !n.ready.isReady(t, b.bucket) }) {
+		for i := range bs {
+			bs[i].g, bs[i].err = n.serve(ctx, bs[i].bucket) // ready: no wait
+		}
+	} else {
+		var wg sync.WaitGroup
+		for i := range bs {
+			wg.Go(func() { bs[i].g, bs[i].err = n.serve(ctx, bs[i].bucket) })
+		}
+		wg.Wait()
+	}
+	var (
+		admitted bool
+		refusal  error
+	)
+	for i := range bs {
+		b := &bs[i]
+		if b.err != nil {
+			continue
+		}
+		if addsMemory(b.ops) {
+			if !admitted {
+				admitted = true
+				refusal = n.admitWrite(ctx, b.ops)
+			}
+			if b.err = refusal; b.err != nil {
+				continue
+			}
+		}
+		if n.touches {
+			for _, op := range b.ops {
+				n.touch(b.bucket, op.Key)
+			}
 		}
 	}
 }

@@ -1,0 +1,84 @@
+package node_test
+
+// Adversarial review of writeMany (write_many.go): a pipeline's plain
+// writes to many buckets ordered under several sequencers at once and
+// replicated together. On the bubble's fake clock (synctest).
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/dboutique/dboutique/node"
+	"github.com/dboutique/dboutique/node/store"
+)
+
+// startLate starts one more node named name (id-name) on net, joining p,
+// configured as startSkewed configures its nodes; it closes with the test.
+func startLate(t *testing.T, net *simNet, name string, tweak func(*node.Config)) *node.Node {
+	t.Helper()
+	cfg := node.Config{
+		Name: name, Transport: net.transport("id-" + name), Replicas: 3,
+		ProbeInterval: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond, ForwardTimeout: 200 * time.Millisecond,
+		SyncInterval: time.Second, MaxClockSkew: 10 * time.Second,
+		Join: []string{"/sim/id-p"},
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// TestWriteManyServesBucketsAtOnce: after a view change, a primary is
+// ready for none of its buckets, and each must be pulled (a round trip to
+// every member, and their barriers) before it is written. writeGroup ran
+// a bucket's group on a goroutine of its own, so a pipeline over many
+// buckets pulled them all at once; writeMany serves its buckets one after
+// another, so the pipeline waits for one pull per bucket in turn (and,
+// without a lease, for one ForwardTimeout per bucket; over the memory
+// limit, for one evictWait per bucket). Here 32 buckets, 20 ms each way:
+// at once, the pipeline answers in a few round trips.
+func TestWriteManyServesBucketsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(5)
+		nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, nil)
+		p := nodes[0]
+		settleNodes(nodes...)
+		buckets := primaryBuckets(t, p, "atonce", 48)
+		// A new member: a new view, a new term on p, in which p is ready
+		// for none of its buckets.
+		nodes = append(nodes, startLate(t, net, "d", nil))
+		settleNodes(nodes...)
+		var ops []store.Op
+		for _, b := range buckets {
+			if o, err := p.Owners(b); err != nil || o[0].ID != p.ID() {
+				continue
+			}
+			ops = append(ops, store.Op{Kind: store.KindPut, Bucket: b, Key: "k", Value: b})
+		}
+		if len(ops) < 16 {
+			t.Fatalf("only %d buckets still p's", len(ops))
+		}
+		net.setQuality(20*time.Millisecond, 0)
+		res, errs := make([]store.Result, len(ops)), make([]error, len(ops))
+		start := time.Now()
+		p.ExecuteBatch(context.Background(), ops, res, errs)
+		took := time.Since(start)
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("write %d (%s): %v", i, ops[i].Bucket, err)
+			}
+		}
+		t.Logf("a pipeline over %d buckets that p must pull first took %v", len(ops), took)
+		if took > 400*time.Millisecond {
+			t.Errorf("a pipeline over %d buckets took %v with 20 ms each way: its buckets were pulled one after another", len(ops), took)
+		}
+	})
+}
