@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/dboutique/dboutique/node/store"
@@ -27,7 +26,7 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 		return nil
 	}
 	gs := []replicaGroup{{bucket: bucket, ws: ws}}
-	n.replicateGroups(ctx, gs, beforeSend)
+	n.replicateGroups(ctx, gs, beforeSend, nil)
 	return gs[0].err
 }
 
@@ -56,8 +55,11 @@ type replicaGroup struct {
 // replicateGroups replicates every group as replicate does one, at once:
 // the groups to one owner travel together (one sendReplicate), and they
 // share one deadline and one wait before a retry. Each group's err is its
-// outcome.
-func (n *Node) replicateGroups(ctx context.Context, gs []replicaGroup, beforeSend func()) {
+// outcome. finished, when not nil, is called with a group's index as soon
+// as that group is finished (every owner of the current view holds it, or
+// it failed), so that the caller can let go of what the group alone holds
+// while the others still wait.
+func (n *Node) replicateGroups(ctx context.Context, gs []replicaGroup, beforeSend func(), finished func(int)) {
 	var (
 		delay    = backoff{next: 5 * time.Millisecond, most: 200 * time.Millisecond}
 		measured replication
@@ -71,9 +73,19 @@ func (n *Node) replicateGroups(ctx context.Context, gs []replicaGroup, beforeSen
 		cancel   context.CancelFunc
 		sends    []ownerSend
 	)
-	for {
-		v := n.ms.view()
-		sends = sends[:0]
+	finish := func(gi int, err error) {
+		g := &gs[gi]
+		if err != nil {
+			n.stats.replicationErrors.Add(1)
+		}
+		g.err, g.finished = err, true
+		if finished != nil {
+			finished(gi)
+		}
+	}
+	// settle finishes the groups that every owner of v holds; with
+	// sends, it lists the owners that lack the others.
+	settle := func(v *view, sends *[]ownerSend) {
 		for gi := range gs {
 			g := &gs[gi]
 			if g.finished {
@@ -81,26 +93,34 @@ func (n *Node) replicateGroups(ctx context.Context, gs []replicaGroup, beforeSen
 			}
 			owners, err := v.owners(g.bucket, n.cfg.Replicas)
 			if err != nil {
-				n.stats.replicationErrors.Add(1)
-				g.err, g.finished = err, true
+				finish(gi, err)
 				continue
 			}
-			g.failed = nil
 			pending := false
 			for _, m := range owners {
 				if m.Self || slices.Contains(g.done, incarnationOf(m)) {
 					continue
 				}
 				pending = true
-				k := slices.IndexFunc(sends, func(s ownerSend) bool { return s.to.ID == m.ID })
-				if k < 0 {
-					k = len(sends)
-					sends = append(sends, ownerSend{to: m})
+				if sends == nil {
+					break
 				}
-				sends[k].groups = append(sends[k].groups, gi)
+				k := slices.IndexFunc(*sends, func(s ownerSend) bool { return s.to.ID == m.ID })
+				if k < 0 {
+					k = len(*sends)
+					*sends = append(*sends, ownerSend{to: m})
+				}
+				(*sends)[k].groups = append((*sends)[k].groups, gi)
 			}
-			g.finished = !pending
+			if !pending {
+				finish(gi, nil)
+			}
 		}
+	}
+	for {
+		v := n.ms.view()
+		sends = sends[:0]
+		settle(v, &sends)
 		if len(sends) == 0 {
 			return
 		}
@@ -121,19 +141,24 @@ func (n *Node) replicateGroups(ctx context.Context, gs []replicaGroup, beforeSen
 				measured.writes += len(g.ws)
 			}
 		}
-		n.replicateRound(ctx, v, deadline, gs, sends)
+		for gi := range gs {
+			gs[gi].failed = nil
+		}
 		retry := false
-		for i := range sends {
+		n.replicateRound(ctx, v, deadline, gs, sends, func(i int) {
 			s := &sends[i]
 			for k, gi := range s.groups {
 				g := &gs[gi]
 				if err := s.errs[k]; err == nil {
 					g.done = append(g.done, incarnationOf(s.to))
-				} else if g.failed == nil {
+				} else if !g.finished && g.failed == nil {
 					g.failed, retry = err, true
 				}
 			}
-		}
+			// The groups that every owner now holds are done, without
+			// waiting for the other owners' replies.
+			settle(n.ms.view(), nil)
+		})
 		if !retry {
 			continue // check that the view has not changed meanwhile
 		}
@@ -147,11 +172,11 @@ func (n *Node) replicateGroups(ctx context.Context, gs []replicaGroup, beforeSen
 			// done).
 			for gi := range gs {
 				if g := &gs[gi]; !g.finished && g.failed != nil {
-					n.stats.replicationErrors.Add(1)
-					g.err, g.finished = g.failed, true
+					err := g.failed
 					if n.ctx.Err() != nil {
-						g.err = ErrClosed
+						err = ErrClosed
 					}
+					finish(gi, err)
 				}
 			}
 		}
@@ -169,10 +194,11 @@ type ownerSend struct {
 }
 
 // replicateRound sends each owner its groups' messages, to every owner at
-// once, by deadline. The calls end when the view changes: an owner may be
-// dead, and a call to it hang (a dial over a silent network) until the
-// view drops it, when the caller no longer needs it.
-func (n *Node) replicateRound(ctx context.Context, v *view, deadline time.Time, gs []replicaGroup, sends []ownerSend) {
+// once, by deadline, and calls sent(i), on the caller's goroutine, as the
+// outcome of sends[i] comes in. The calls end when the view changes: an
+// owner may be dead, and a call to it hang (a dial over a silent network)
+// until the view drops it, when the caller no longer needs it.
+func (n *Node) replicateRound(ctx context.Context, v *view, deadline time.Time, gs []replicaGroup, sends []ownerSend, sent func(int)) {
 	for i := range sends {
 		s := &sends[i]
 		s.msgs, s.replies, s.errs = s.msgs[:0], make([][]byte, len(s.groups)), make([]error, len(s.groups))
@@ -182,13 +208,19 @@ func (n *Node) replicateRound(ctx context.Context, v *view, deadline time.Time, 
 	}
 	if len(sends) == 1 {
 		n.replicateTo(ctx, v, deadline, &sends[0])
+		sent(0)
 		return
 	}
-	var wg sync.WaitGroup
+	out := make(chan int, len(sends))
 	for i := range sends {
-		wg.Go(func() { n.replicateTo(ctx, v, deadline, &sends[i]) })
+		go func() {
+			n.replicateTo(ctx, v, deadline, &sends[i])
+			out <- i
+		}()
 	}
-	wg.Wait()
+	for range sends {
+		sent(<-out)
+	}
 }
 
 // incarnation names one life of a member. An owner that held a write and

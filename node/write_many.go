@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -17,7 +18,8 @@ import (
 // one goroutine: it orders every bucket's group under that bucket's
 // sequencer, replicates all the groups at once (replicateGroups: one
 // message to each owner for all of them), and applies and answers each
-// once every owner of its bucket holds it. What each group does, and what
+// once every owner of its bucket holds it, letting go of each sequencer
+// as soon as the groups under it are done (not when the last group is). What each group does, and what
 // it waits for before it is acknowledged, is what writeGroup would do
 // (rules 1 to 5 in primary.go); only the waiting is shared.
 //
@@ -105,10 +107,7 @@ func (n *Node) writeBuckets(ctx context.Context, bs []bucketWrites, hops int) {
 	slices.SortStableFunc(bs, func(a, b bucketWrites) int { return a.stripe - b.stripe })
 	held := n.lockStripes(ctx, bs)
 	n.orderBuckets(bs)
-	n.commitBuckets(ctx, bs)
-	for _, stripe := range held {
-		n.seq[stripe].unlock(false)
-	}
+	n.commitBuckets(ctx, bs, held) // lets go of held
 	for i := range bs {
 		switch b := &bs[i]; {
 		case b.alone:
@@ -219,35 +218,67 @@ func (n *Node) orderBuckets(bs []bucketWrites) {
 
 // commitBuckets replicates the writes of the groups of bs that were
 // ordered, all at once, and applies and answers each group as commit
-// would.
-func (n *Node) commitBuckets(ctx context.Context, bs []bucketWrites) {
+// would, as soon as that group is done. It lets go of each stripe of held
+// once the groups on it are done: a group that is done does not keep its
+// sequencer for the others (a write that takes it alone, or a new
+// primary's barrier, would wait for buckets it has nothing to do with).
+func (n *Node) commitBuckets(ctx context.Context, bs []bucketWrites, held []int) {
 	s := n.cfg.Store
-	var rgs []replicaGroup
-	for i := range bs {
-		if b := &bs[i]; b.err == nil && !b.alone && len(b.ws) > 0 {
-			b.rg = len(rgs)
-			rgs = append(rgs, replicaGroup{bucket: b.bucket, ws: b.ws})
-		}
-	}
-	if len(rgs) > 0 && !n.alone() {
-		n.replicateGroups(ctx, rgs, func() {
-			for i := range bs {
-				if b := &bs[i]; b.rg >= 0 {
-					countWrites(s, b.bucket, b.ws, b.res)
-				}
-			}
-		})
-	}
+	left := make([]int, len(held)) // groups still to finish on each stripe of held
+	var (
+		rgs []replicaGroup
+		of  []int // the index in bs of each of rgs
+	)
 	for i := range bs {
 		b := &bs[i]
 		switch {
 		case b.err != nil || b.alone:
 		case len(b.ws) == 0:
 			n.settleUnwritten(b.g, b.bucket, b.res, b.errs)
-		case rgs[b.rg].err != nil:
-			failUnset(b.res, b.errs, rgs[b.rg].err)
 		default:
+			k, _ := slices.BinarySearch(held, b.stripe) // a group that was ordered holds its stripe
+			left[k]++
+			b.rg = len(rgs)
+			rgs = append(rgs, replicaGroup{bucket: b.bucket, ws: b.ws})
+			of = append(of, i)
+		}
+	}
+	for k, stripe := range held {
+		if left[k] == 0 {
+			n.seq[stripe].unlock(false)
+		}
+	}
+	done := func(rg int) {
+		b := &bs[of[rg]]
+		if err := rgs[rg].err; err != nil {
+			failUnset(b.res, b.errs, err)
+		} else {
 			n.applyGroup(b.g, b.bucket, b.ws, b.res, b.errs)
+		}
+		k, _ := slices.BinarySearch(held, b.stripe)
+		if left[k]--; left[k] == 0 {
+			n.seq[held[k]].unlock(false)
+		}
+	}
+	if len(rgs) == 0 {
+		return
+	}
+	if n.alone() {
+		for rg := range rgs {
+			done(rg)
+		}
+		return
+	}
+	n.replicateGroups(ctx, rgs, func() {
+		for _, i := range of {
+			countWrites(s, bs[i].bucket, bs[i].ws, bs[i].res)
+		}
+	}, done)
+	for rg := range rgs {
+		if !rgs[rg].finished {
+			// Never: replicateGroups returns once every group is.
+			rgs[rg].err = fmt.Errorf("%w: replication ended unfinished", ErrNoRoute)
+			done(rg)
 		}
 	}
 }

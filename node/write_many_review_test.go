@@ -12,6 +12,7 @@ import (
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/node/store"
+	"github.com/dboutique/dboutique/ring"
 )
 
 // startLate starts one more node named name (id-name) on net, joining p,
@@ -80,5 +81,68 @@ func TestWriteManyServesBucketsAtOnce(t *testing.T) {
 		if took > 400*time.Millisecond {
 			t.Errorf("a pipeline over %d buckets took %v with 20 ms each way: its buckets were pulled one after another", len(ops), took)
 		}
+	})
+}
+
+// TestWriteManyHoldsNoSequencerForOthersGroups: writeMany holds every
+// sequencer it took until the last of its groups is replicated. A bucket
+// whose group every owner acknowledged at once stays locked while another
+// bucket's group of the same pipeline waits for an owner that does not
+// answer (until the view drops it, or WriteTimeout): a write that takes
+// that bucket's sequencer alone (SET NX here; also CREATE, DROP, expiry,
+// eviction, and the barrier a new primary needs before it serves it)
+// waits for a bucket it has nothing to do with, and, the semaphore being
+// first come first served, so does every write behind it. With writeGroup
+// each group let go of its own sequencer once it was done.
+func TestWriteManyHoldsNoSequencerForOthersGroups(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(7)
+		// p is the primary of the buckets beginning with a (replicated
+		// to r) and with d (replicated to c).
+		table, err := ring.ParseRanges("a=p,b=r,c=c,d=p,e=c,f-z=r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, func(c *node.Config) { c.Replicas, c.Placement = 2, table })
+		p, r, c := nodes[0], nodes[1], nodes[2]
+		settleNodes(nodes...)
+		fast, slow := "apple", "date"
+		if o := mustOwners(t, p, fast, 2); o[0].ID != p.ID() || o[1].ID != r.ID() {
+			t.Fatalf("%s on %v", fast, memberNames(o))
+		}
+		if o := mustOwners(t, p, slow, 2); o[0].ID != p.ID() || o[1].ID != c.ID() {
+			t.Fatalf("%s on %v", slow, memberNames(o))
+		}
+		for _, b := range []string{fast, slow} {
+			mustExec(t, p, store.Op{Kind: store.KindCreate, Bucket: b})
+		}
+		net.setQuality(time.Millisecond, 0)
+		// p's messages to c are lost from now on (c still reaches p).
+		net.setCut(p.ID(), c.ID(), true)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			ops := []store.Op{
+				{Kind: store.KindPut, Bucket: fast, Key: "k", Value: "v"},
+				{Kind: store.KindPut, Bucket: slow, Key: "k", Value: "v"},
+			}
+			res, errs := make([]store.Result, len(ops)), make([]error, len(ops))
+			p.ExecuteBatch(context.Background(), ops, res, errs)
+			t.Logf("the pipeline answered %v", errs)
+		}()
+		time.Sleep(20 * time.Millisecond)
+		if e, ok := heldEntry(r, fast, "k"); !ok || e.Value != "v" {
+			t.Fatalf("r does not hold %s/k yet: %+v", fast, e)
+		}
+		start := time.Now()
+		if _, err := p.Execute(context.Background(), store.Op{Kind: store.KindSet, Bucket: fast, Key: "nx", Value: "v", Flags: store.FlagNX}); err != nil {
+			t.Errorf("SET NX %s: %v", fast, err)
+		}
+		took := time.Since(start)
+		t.Logf("SET NX on %s, whose pipeline group was done, took %v", fast, took)
+		if took > 50*time.Millisecond {
+			t.Errorf("SET NX on %s took %v: it waited for %s's group, which waits for c", fast, took, slow)
+		}
+		<-done
 	})
 }
