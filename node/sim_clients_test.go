@@ -65,8 +65,18 @@ func (sc *simCluster) client(ctx context.Context, c int, rng *rand.Rand) {
 			in.once = true
 		case k < 45:
 			in.kind = store.KindGet
-		case k < 85:
+		case k < 75:
 			in.kind, in.value = store.KindPut, fmt.Sprintf("v%d-%d", c, seq)
+		case k < 85:
+			// A pipeline of writes to several buckets: the buckets of
+			// one primary are written together (writeMany).
+			if sc.doBatch(sn, n, c, sc.pipeline(rng, c, seq)) {
+				backoff = min(2*backoff, time.Second)
+				time.Sleep(backoff)
+			} else {
+				backoff = 10 * time.Millisecond
+			}
+			continue
 		case k < 90:
 			sc.expiring.put(sc, sn, n, bucket, fmt.Sprintf("e%d-%d", c, seq))
 			continue
@@ -90,6 +100,54 @@ func (sc *simCluster) client(ctx context.Context, c int, rng *rand.Rand) {
 	}
 }
 
+// pipeline draws a pipeline of writes: one or two to each workload
+// bucket, in a random order (in ap seeds, some to keys written once).
+func (sc *simCluster) pipeline(rng *rand.Rand, c, seq int) []simInput {
+	var ins []simInput
+	for i, b := range simBuckets {
+		for j := range 1 + rng.IntN(2) {
+			in := simInput{kind: store.KindPut, bucket: b, key: pick(rng, simKeys), value: fmt.Sprintf("v%d-%d-%d%d", c, seq, i, j)}
+			switch k := rng.IntN(4); {
+			case sc.plan.mode == "ap" && k < 2:
+				in.key, in.once = fmt.Sprintf("c%d-%d-%d%d", c, seq, i, j), true
+			case k == 3:
+				in.kind, in.value = store.KindDelete, ""
+			}
+			ins = append(ins, in)
+		}
+	}
+	rng.Shuffle(len(ins), func(i, j int) { ins[i], ins[j] = ins[j], ins[i] })
+	return ins
+}
+
+// doBatch runs ins as one pipeline through n (ExecuteBatch) and records
+// each in the history, all called and returned at once. It reports
+// whether any failed.
+func (sc *simCluster) doBatch(sn *simNode, n *node.Node, c int, ins []simInput) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), simOpTimeout)
+	defer cancel()
+	ops := make([]store.Op, len(ins))
+	for i, in := range ins {
+		ops[i] = store.Op{Kind: in.kind, Bucket: in.bucket, Key: in.key, Value: in.value}
+	}
+	res, errs := make([]store.Result, len(ops)), make([]error, len(ops))
+	call, at := sc.clock.Add(1), time.Since(sc.start)
+	n.ExecuteBatch(ctx, ops, res, errs)
+	crashed := sc.nodeOf(sn) != n
+	ret, took := sc.clock.Add(1), time.Since(sc.start)-at
+	failed := false
+	for i, in := range ins {
+		if crashed {
+			res[i], errs[i] = store.Result{}, errSimLost
+		}
+		out := sc.outcome(in, res[i], errs[i])
+		failed = failed || out.err != nil
+		meta := fmt.Sprintf("via %s at %.3fs, took %v, in a pipeline of %d", sn.name, at.Seconds(), took, len(ins))
+		sc.hist.add(porcupine.Operation{ClientId: c, Input: in, Call: call, Output: out, Return: ret, Metadata: meta})
+	}
+	return failed
+}
+
 // do runs in through n and records it in the history.
 func (sc *simCluster) do(sn *simNode, n *node.Node, c int, in simInput) simOutput {
 	ctx, cancel := context.WithTimeout(context.Background(), simOpTimeout)
@@ -102,6 +160,14 @@ func (sc *simCluster) do(sn *simNode, n *node.Node, c int, in simInput) simOutpu
 		res, err = store.Result{}, errSimLost
 	}
 	ret, took := sc.clock.Add(1), time.Since(sc.start)-at
+	out := sc.outcome(in, res, err)
+	meta := fmt.Sprintf("via %s at %.3fs, took %v", sn.name, at.Seconds(), took)
+	sc.hist.add(porcupine.Operation{ClientId: c, Input: in, Call: call, Output: out, Return: ret, Metadata: meta})
+	return out
+}
+
+// outcome counts an operation's outcome and turns it into the history's.
+func (sc *simCluster) outcome(in simInput, res store.Result, err error) simOutput {
 	sc.ops.Add(1)
 	out := simOutput{value: res.Value, found: err == nil}
 	switch {
@@ -119,8 +185,6 @@ func (sc *simCluster) do(sn *simNode, n *node.Node, c int, in simInput) simOutpu
 	default:
 		out.err = err
 	}
-	meta := fmt.Sprintf("via %s at %.3fs, took %v", sn.name, at.Seconds(), took)
-	sc.hist.add(porcupine.Operation{ClientId: c, Input: in, Call: call, Output: out, Return: ret, Metadata: meta})
 	return out
 }
 
