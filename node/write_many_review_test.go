@@ -6,9 +6,13 @@ package node_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/dboutique/dboutique/node"
 	"github.com/dboutique/dboutique/node/store"
@@ -144,5 +148,79 @@ func TestWriteManyHoldsNoSequencerForOthersGroups(t *testing.T) {
 			t.Errorf("SET NX on %s took %v: it waited for %s's group, which waits for c", fast, took, slow)
 		}
 		<-done
+	})
+}
+
+// TestWriteManyLockFailureLeavesNoSequencer: a pipeline whose context
+// ends while writeMany waits for one of its stripes (held alone by a SET
+// NX that waits for an owner that does not answer) fails the groups it
+// could not lock with the context's error (and so the groups it did lock,
+// which find the context ended: a pipeline waits for its slowest stripe),
+// applies none of them, and holds no sequencer once it has answered.
+func TestWriteManyLockFailureLeavesNoSequencer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(7)
+		table, err := ring.ParseRanges("a=p,b=r,c=c,d=p,e=c,f-z=r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, func(c *node.Config) { c.Replicas, c.Placement = 2, table })
+		p, c := nodes[0], nodes[2]
+		settleNodes(nodes...)
+		// Buckets replicated to r, on stripes below and above that of
+		// blocked, which is replicated to c.
+		const blocked = "date"
+		stripe := func(b string) uint64 { return xxhash.Sum64String(b) % 256 }
+		var below, above string
+		for i := 0; below == "" || above == ""; i++ {
+			b := fmt.Sprintf("a%03d", i)
+			switch s := stripe(b); {
+			case s < stripe(blocked) && below == "":
+				below = b
+			case s > stripe(blocked) && above == "":
+				above = b
+			}
+		}
+		for _, b := range []string{below, above, blocked} {
+			mustExec(t, p, store.Op{Kind: store.KindCreate, Bucket: b})
+		}
+		net.setQuality(time.Millisecond, 0)
+		net.setCut(p.ID(), c.ID(), true)
+		nx := make(chan error, 1)
+		go func() {
+			_, err := p.Execute(context.Background(), store.Op{Kind: store.KindSet, Bucket: blocked, Key: "nx", Value: "v", Flags: store.FlagNX})
+			nx <- err
+		}()
+		time.Sleep(10 * time.Millisecond) // the SET NX holds blocked's stripe alone
+		ops := []store.Op{
+			{Kind: store.KindPut, Bucket: above, Key: "k", Value: "v"},
+			{Kind: store.KindPut, Bucket: blocked, Key: "k", Value: "v"},
+			{Kind: store.KindPut, Bucket: below, Key: "k", Value: "v"},
+		}
+		res, errs := make([]store.Result, len(ops)), make([]error, len(ops))
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		p.ExecuteBatch(ctx, ops, res, errs)
+		cancel()
+		t.Logf("the pipeline answered %v", errs)
+		// The groups it could not lock fail; the one it locked (below)
+		// waited with its stripe held and finds the context ended too.
+		for i := range ops {
+			if !errors.Is(errs[i], context.DeadlineExceeded) {
+				t.Errorf("%s: %v, want the context's end", ops[i].Bucket, errs[i])
+			}
+			if e, ok := heldEntry(p, ops[i].Bucket, "k"); ok {
+				t.Errorf("p applied %s/k (%+v), which failed", ops[i].Bucket, e)
+			}
+		}
+		for _, b := range []string{below, above} {
+			start := time.Now()
+			if _, err := p.Execute(context.Background(), store.Op{Kind: store.KindSet, Bucket: b, Key: "nx", Value: "v", Flags: store.FlagNX}); err != nil {
+				t.Errorf("SET NX %s: %v", b, err)
+			}
+			if took := time.Since(start); took > 50*time.Millisecond {
+				t.Errorf("SET NX %s took %v: its sequencer was still held", b, took)
+			}
+		}
+		<-nx
 	})
 }
