@@ -224,3 +224,56 @@ func TestWriteManyLockFailureLeavesNoSequencer(t *testing.T) {
 		<-nx
 	})
 }
+
+// TestWriteManyViewChangeMidReplication: the view changes while a
+// pipeline's groups are replicated, for one bucket's owners and not the
+// other's: c crashed, and p's messages to it are refused until the view
+// drops it, when date moves to r. Each group is acknowledged only once every owner of the
+// view then holds it: apple at once (r), date once r, its new owner,
+// holds it too.
+func TestWriteManyViewChangeMidReplication(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(7)
+		table, err := ring.ParseRanges("a=p,b=r,c=c,d=p,e=c,f-z=r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, func(c *node.Config) {
+			c.Replicas, c.Placement, c.WriteTimeout = 2, table, 5*time.Second
+		})
+		p, r, c := nodes[0], nodes[1], nodes[2]
+		settleNodes(nodes...)
+		for _, b := range []string{"apple", "date"} {
+			mustExec(t, p, store.Op{Kind: store.KindCreate, Bucket: b})
+		}
+		net.setQuality(time.Millisecond, 0)
+		// c crashes: p's messages to it are refused until p, and r,
+		// find it dead.
+		net.down(c.ID())
+		c.Close()
+		ops := []store.Op{
+			{Kind: store.KindPutCreate, Bucket: "date", Key: "k", Value: "v"},
+			{Kind: store.KindPutCreate, Bucket: "apple", Key: "k", Value: "v"},
+			{Kind: store.KindDelete, Bucket: "date", Key: "gone"},
+		}
+		res, errs := make([]store.Result, len(ops)), make([]error, len(ops))
+		p.ExecuteBatch(context.Background(), ops, res, errs)
+		t.Logf("the pipeline answered %v %v", res, errs)
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("%s %s: %v", ops[i].Kind, ops[i].Bucket, err)
+			}
+		}
+		if res[0].Count != 1 || res[1].Count != 1 || res[2].Count != 0 {
+			t.Errorf("counts %d %d %d, want 1 1 0", res[0].Count, res[1].Count, res[2].Count)
+		}
+		if o := mustOwners(t, p, "date", 2); o[1].ID != r.ID() {
+			t.Fatalf("date on %v once p answered; want it moved to r", memberNames(o))
+		}
+		for _, b := range []string{"apple", "date"} {
+			if e, ok := heldEntry(r, b, "k"); !ok || e.Value != "v" {
+				t.Errorf("r holds %+v for %s/k once p answered", e, b)
+			}
+		}
+	})
+}
