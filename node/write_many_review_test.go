@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -274,6 +275,69 @@ func TestWriteManyViewChangeMidReplication(t *testing.T) {
 			if e, ok := heldEntry(r, b, "k"); !ok || e.Value != "v" {
 				t.Errorf("r holds %+v for %s/k once p answered", e, b)
 			}
+		}
+	})
+}
+
+// TestWriteManyPartsSpanBatches: a caller of the replica queue with more
+// parts than one batch carries (large groups) sends them over several
+// turns, with other callers' parts in between, and one caller gives up
+// (its context ends) while its parts are queued or in flight. Every
+// write acknowledged is on every replica, every other write failed, and
+// nothing waits forever (synctest would report it).
+func TestWriteManyPartsSpanBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(9)
+		nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, nil)
+		p := nodes[0]
+		settleNodes(nodes...)
+		buckets := primaryBuckets(t, p, "span", 24)
+		net.setQuality(5*time.Millisecond, 0)
+		big := string(make([]byte, 3<<20)) // a group of 3 MiB: five fill a batch
+		type call struct {
+			ops  []store.Op
+			res  []store.Result
+			errs []error
+		}
+		calls := make([]call, 3)
+		var wg sync.WaitGroup
+		for c := range calls {
+			var ops []store.Op
+			for _, b := range buckets[c*8 : c*8+8] {
+				ops = append(ops, store.Op{Kind: store.KindPut, Bucket: b, Key: fmt.Sprint("k", c), Value: fmt.Sprint(c) + big})
+			}
+			calls[c] = call{ops: ops, res: make([]store.Result, len(ops)), errs: make([]error, len(ops))}
+			wg.Go(func() {
+				ctx := context.Background()
+				if c == 1 {
+					// This caller leaves while its parts are on their way.
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, 8*time.Millisecond)
+					defer cancel()
+				}
+				p.ExecuteBatch(ctx, calls[c].ops, calls[c].res, calls[c].errs)
+			})
+		}
+		wg.Wait()
+		acked := 0
+		for c, cl := range calls {
+			for i, err := range cl.errs {
+				op := cl.ops[i]
+				if err != nil {
+					t.Logf("caller %d, %s: %v", c, op.Bucket, err)
+					continue
+				}
+				acked++
+				for _, n := range nodes {
+					if e, ok := heldEntry(n, op.Bucket, op.Key); !ok || e.Value != op.Value {
+						t.Errorf("caller %d: %s/%s acknowledged, but %s does not hold it", c, op.Bucket, op.Key, n.Name())
+					}
+				}
+			}
+		}
+		t.Logf("%d of 24 writes acknowledged", acked)
+		if acked < 16 {
+			t.Errorf("%d writes acknowledged; want at least those of the two callers that stayed", acked)
 		}
 	})
 }
