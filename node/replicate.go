@@ -79,6 +79,9 @@ func (n *Node) replicateGroups(ctx context.Context, gs []replicaGroup, beforeSen
 			n.stats.replicationErrors.Add(1)
 		}
 		g.err, g.finished = err, true
+		if g.msg != nil {
+			n.stats.groupDone(&measured)
+		}
 		if finished != nil {
 			finished(gi)
 		}
@@ -137,8 +140,7 @@ func (n *Node) replicateGroups(ctx context.Context, gs []replicaGroup, beforeSen
 		for gi := range gs {
 			if g := &gs[gi]; !g.finished && g.msg == nil {
 				g.msg = appendReplicate(nil, g.bucket, g.ws)
-				measured.groups++
-				measured.writes += len(g.ws)
+				n.stats.groupSent(&measured, len(g.ws))
 			}
 		}
 		for gi := range gs {

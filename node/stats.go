@@ -100,8 +100,8 @@ type stats struct {
 	replicatedWrites  atomic.Uint64 // writes in those calls
 	replicationErrors atomic.Uint64 // replicate calls that failed
 	replicaMessages   atomic.Uint64 // messages that carried write groups to replicas (batched)
-	replicating       atomic.Int64  // replicate calls in flight
-	replLatency       histogram     // duration of the replicate calls that sent writes
+	replicating       atomic.Int64  // write groups sent and not finished yet
+	replLatency       histogram     // how long each group sent waited for the other owners
 
 	syncPasses     atomic.Uint64 // sync passes run (anti-entropy, rebalancing, hand-off)
 	syncIncomplete atomic.Uint64 // passes that left work undone
@@ -130,22 +130,33 @@ type replication struct {
 	writes int // the writes in them
 }
 
-// replicateBegin counts a replicate call in flight and starts its clock.
+// replicateBegin starts a replicate call's clock.
 func (s *stats) replicateBegin() replication {
-	s.replicating.Add(1)
 	return replication{start: time.Now()}
 }
 
-// replicateEnd ends what replicateBegin started; a call that sent writes
-// to a replica is counted, and its duration observed.
-func (s *stats) replicateEnd(r *replication) {
+// groupSent counts a write group of r sent to the other owners, in
+// flight until groupDone.
+func (s *stats) groupSent(r *replication, writes int) {
+	r.groups++
+	r.writes += writes
+	s.replicating.Add(1)
+}
+
+// groupDone ends a group that groupSent counted, and observes how long
+// it waited.
+func (s *stats) groupDone(r *replication) {
 	s.replicating.Add(-1)
+	s.replLatency.observe(time.Since(r.start))
+}
+
+// replicateEnd counts the groups of a call, and their writes.
+func (s *stats) replicateEnd(r *replication) {
 	if r.writes == 0 {
 		return // no other owner: nothing was replicated
 	}
 	s.replications.Add(uint64(r.groups))
 	s.replicatedWrites.Add(uint64(r.writes))
-	s.replLatency.observe(time.Since(r.start))
 }
 
 // passDone counts a finished sync pass that did st and took took.

@@ -77,6 +77,14 @@ func TestWritesToManyBucketsTravelTogether(t *testing.T) {
 		if msgs != 2 {
 			t.Errorf("%d messages carried the pipeline's 64 groups to 2 replicas, want 2 (one each)", msgs)
 		}
+		// The metrics count groups, not calls: each group's wait is
+		// observed, and none is in flight once p answered.
+		if waits := after.ReplicationLatency.Count - before.ReplicationLatency.Count; waits != 64 {
+			t.Errorf("%d replication waits observed for 64 groups", waits)
+		}
+		if after.ReplicationsInFlight != 0 {
+			t.Errorf("%d groups in flight once p answered", after.ReplicationsInFlight)
+		}
 		for _, n := range nodes[1:] {
 			for _, b := range buckets {
 				if e, ok := heldEntry(n, b, "k"); !ok || e.Value != b {
