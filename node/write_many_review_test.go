@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -340,4 +341,78 @@ func TestWriteManyPartsSpanBatches(t *testing.T) {
 			t.Errorf("%d writes acknowledged; want at least those of the two callers that stayed", acked)
 		}
 	})
+}
+
+// TestWriteManyResultsInPlace: the groups of a pipeline are sorted by
+// stripe inside writeMany; each outcome still goes back to its own
+// request: a bucket that does not exist (a group with nothing to write)
+// answers NOT FOUND, the others their counts, in the pipeline's order.
+func TestWriteManyResultsInPlace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(3)
+		nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, nil)
+		p := nodes[0]
+		settleNodes(nodes...)
+		buckets := primaryBuckets(t, p, "inplace", 12)
+		var missing []string
+		for i := 0; len(missing) < 3; i++ {
+			b := fmt.Sprintf("missing%03d", i)
+			if o, err := p.Owners(b); err == nil && o[0].ID == p.ID() {
+				missing = append(missing, b)
+			}
+		}
+		for _, b := range buckets[:6] {
+			mustExec(t, p, store.Op{Kind: store.KindPut, Bucket: b, Key: "old", Value: "x"})
+		}
+		var ops []store.Op
+		for i, b := range buckets {
+			ops = append(ops,
+				store.Op{Kind: store.KindPutCreate, Bucket: b, Key: "old", Value: b},
+				store.Op{Kind: store.KindDelete, Bucket: b, Key: "old"},
+				store.Op{Kind: store.KindPutCreate, Bucket: b, Key: fmt.Sprint("new", i), Value: b})
+			if i%4 == 0 {
+				ops = append(ops, store.Op{Kind: store.KindPut, Bucket: missing[i/4], Key: "k", Value: "v"},
+					store.Op{Kind: store.KindDelete, Bucket: missing[i/4], Key: "k"})
+			}
+		}
+		res, errs := make([]store.Result, len(ops)), make([]error, len(ops))
+		p.ExecuteBatch(context.Background(), ops, res, errs)
+		existed := make(map[string]bool)
+		for _, b := range buckets[:6] {
+			existed[b] = true
+		}
+		seen := make(map[string]int)
+		for i, op := range ops {
+			if slices.Contains(missing, op.Bucket) {
+				if !errors.Is(errs[i], store.ErrBucketNotFound) {
+					t.Errorf("%d: %s %s: %v, want NOT FOUND", i, op.Kind, op.Bucket, errs[i])
+				}
+				continue
+			}
+			if errs[i] != nil {
+				t.Errorf("%d: %s %s: %v", i, op.Kind, op.Bucket, errs[i])
+				continue
+			}
+			var want int
+			switch k := seen[op.Bucket]; k {
+			case 0: // PUTCREATE old: new unless it existed
+				want = b2i(!existed[op.Bucket])
+			case 1: // DELETE old: it exists now
+				want = 1
+			case 2: // PUTCREATE new<i>
+				want = 1
+			}
+			seen[op.Bucket]++
+			if res[i].Count != want {
+				t.Errorf("%d: %s %s/%s counted %d, want %d", i, op.Kind, op.Bucket, op.Key, res[i].Count, want)
+			}
+		}
+	})
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
