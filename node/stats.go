@@ -98,7 +98,7 @@ type stats struct {
 
 	replications      atomic.Uint64 // write groups sent to replicas
 	replicatedWrites  atomic.Uint64 // writes in those calls
-	replicationErrors atomic.Uint64 // replicate calls that failed
+	replicationErrors atomic.Uint64 // write groups that failed
 	replicaMessages   atomic.Uint64 // messages that carried write groups to replicas (batched)
 	replicating       atomic.Int64  // write groups sent and not finished yet
 	replLatency       histogram     // how long each group sent waited for the other owners
