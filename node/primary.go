@@ -40,13 +40,26 @@ import (
 // replicated as one message.
 func (n *Node) executeOwned(ctx context.Context, ops []store.Op, res []store.Result, errs []error, hops int) {
 	// Writes to several buckets that each wait for a replica's round trip
-	// wait for them at the same time: each bucket's operations run in
-	// order on a goroutine of their own (as executeRouted does for
-	// owners). Alone, or with replicas 1, there is nothing to wait for.
+	// wait for them at the same time. Buckets whose operations are plain
+	// writes are written together (writeMany); each other bucket's
+	// operations run in order on a goroutine of their own (as
+	// executeRouted does for owners). Alone, or with replicas 1, there is
+	// nothing to wait for.
 	if v := n.ms.view(); n.cfg.Replicas > 1 && len(v.byKey) > 1 {
 		if buckets := splitByBucket(ops); len(buckets) > 1 {
-			var wg sync.WaitGroup
+			var together, apart [][]int
 			for _, idx := range buckets {
+				if n.groupable(ops, idx) {
+					together = append(together, idx)
+				} else {
+					apart = append(apart, idx)
+				}
+			}
+			if len(together) < 2 {
+				apart, together = append(apart, together...), nil
+			}
+			var wg sync.WaitGroup
+			for _, idx := range apart {
 				wg.Go(func() {
 					bops := make([]store.Op, len(idx))
 					bres := make([]store.Result, len(idx))
@@ -59,6 +72,9 @@ func (n *Node) executeOwned(ctx context.Context, ops []store.Op, res []store.Res
 						res[i], errs[i] = bres[k], berrs[k]
 					}
 				})
+			}
+			if len(together) > 0 {
+				n.writeMany(ctx, ops, res, errs, together, hops)
 			}
 			wg.Wait()
 			return
@@ -334,13 +350,8 @@ func (n *Node) enoughMembers() error {
 // outcome, versions those that change the bucket, replicates them, and
 // applies them here once every owner holds them.
 func (n *Node) writeGroup(ctx context.Context, bucket string, ops []store.Op, res []store.Result, errs []error, hops int) {
-	fail := func(err error) {
-		for k := range ops {
-			res[k], errs[k] = store.Result{}, err
-		}
-	}
 	if err := n.enoughMembers(); err != nil {
-		fail(err)
+		failAll(res, errs, err)
 		return
 	}
 	g, err := n.serve(ctx, bucket)
@@ -352,7 +363,7 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []store.Op, re
 		err = n.admitWrite(ctx, ops)
 	}
 	if err != nil {
-		fail(err)
+		failAll(res, errs, err)
 		return
 	}
 	if n.touches {
@@ -395,9 +406,7 @@ func (n *Node) writeGroup(ctx context.Context, bucket string, ops []store.Op, re
 func (n *Node) sequence(ctx context.Context, g grant, bucket string, ops []store.Op, res []store.Result, errs []error, exclusive bool) bool {
 	seq := n.seqLock(bucket)
 	if err := seq.lock(ctx, exclusive); err != nil {
-		for k := range ops {
-			res[k], errs[k] = store.Result{}, err
-		}
+		failAll(res, errs, err)
 		return true
 	}
 	defer seq.unlock(exclusive)
@@ -407,9 +416,7 @@ func (n *Node) sequence(ctx context.Context, g grant, bucket string, ops []store
 	// node serves the bucket; and a view that came back is a new term,
 	// in which the bucket must be pulled again before a write is ordered.
 	if err := n.stillServing(g); err != nil {
-		for k := range ops {
-			res[k], errs[k] = store.Result{}, err
-		}
+		failAll(res, errs, err)
 		return true
 	}
 	exists := n.cfg.Store.BucketLive(bucket)
@@ -433,40 +440,47 @@ func (n *Node) sequence(ctx context.Context, g grant, bucket string, ops []store
 // before the first send; a write that is never sent (a node alone, or
 // replicas 1) is counted as it is applied, which saves a lookup.
 func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, res []store.Result, errs []error) {
-	fail := func(err error) {
-		for k := range errs {
-			if errs[k] == nil {
-				res[k], errs[k] = store.Result{}, err
-			}
-		}
-	}
 	if len(ws) == 0 {
-		// Nothing to write (every operation failed, NOT FOUND say): what
-		// this node answers must still be what held while it served.
-		if err := n.stillServing(g); err != nil {
-			fail(err)
-		} else if lost := n.lost(bucket); lost != nil {
-			for k := range errs {
-				if errors.Is(errs[k], store.ErrBucketNotFound) {
-					errs[k] = lost
-				}
-			}
-		}
+		n.settleUnwritten(g, bucket, res, errs)
 		return
 	}
+	if err := n.replicate(ctx, bucket, ws, func() { countWrites(n.cfg.Store, bucket, ws, res) }); err != nil {
+		failUnset(res, errs, err)
+		return
+	}
+	n.applyGroup(g, bucket, ws, res, errs)
+}
+
+// settleUnwritten answers a group that had nothing to write (every
+// operation failed, NOT FOUND say): what this node answers must still be
+// what held while it served.
+func (n *Node) settleUnwritten(g grant, bucket string, res []store.Result, errs []error) {
+	if err := n.stillServing(g); err != nil {
+		failUnset(res, errs, err)
+	} else if lost := n.lost(bucket); lost != nil {
+		for k := range errs {
+			if errors.Is(errs[k], store.ErrBucketNotFound) {
+				errs[k] = lost
+			}
+		}
+	}
+}
+
+// countWrites settles the counts of the writes of ws marked countFor,
+// from the store before any of ws is applied (see commit).
+func countWrites(s *store.Store, bucket string, ws []write, res []store.Result) {
+	for i := range ws {
+		if w := &ws[i]; w.countFor > 0 {
+			res[w.countFor-1].Count = b2i(live(s, bucket, ws[:i], w.entry.Key) == w.entry.Deleted)
+			w.countFor = 0
+		}
+	}
+}
+
+// applyGroup applies ws, a group's writes that every owner holds, here,
+// and acknowledges them if what the group was granted still holds.
+func (n *Node) applyGroup(g grant, bucket string, ws []write, res []store.Result, errs []error) {
 	s := n.cfg.Store
-	countNow := func() {
-		for i := range ws {
-			if w := &ws[i]; w.countFor > 0 {
-				res[w.countFor-1].Count = b2i(live(s, bucket, ws[:i], w.entry.Key) == w.entry.Deleted)
-				w.countFor = 0
-			}
-		}
-	}
-	if err := n.replicate(ctx, bucket, ws, countNow); err != nil {
-		fail(err)
-		return
-	}
 	for _, w := range ws {
 		var err error
 		if w.countFor > 0 {
@@ -482,7 +496,7 @@ func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, r
 			// only when the current view does not give it to this node,
 			// so ErrRetired here would be a broken invariant.)
 			n.log.Error("cannot apply a replicated write", zap.String("bucket", bucket), zap.Error(err))
-			fail(fmt.Errorf("%w: this node could not apply the write: %v", ErrNoRoute, err))
+			failUnset(res, errs, fmt.Errorf("%w: this node could not apply the write: %v", ErrNoRoute, err))
 			return
 		}
 	}
@@ -491,7 +505,23 @@ func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, r
 	// it may have taken effect: not ErrUnavailable, which promises it did
 	// not.
 	if err := cmp.Or(n.stillLeased(g.gen), n.enoughMembers()); err != nil {
-		fail(fmt.Errorf("%w: %v while the write was being replicated; it may have taken effect", ErrNoRoute, err))
+		failUnset(res, errs, fmt.Errorf("%w: %v while the write was being replicated; it may have taken effect", ErrNoRoute, err))
+	}
+}
+
+// failUnset gives err to the operations that have no error yet.
+func failUnset(res []store.Result, errs []error, err error) {
+	for k := range errs {
+		if errs[k] == nil {
+			res[k], errs[k] = store.Result{}, err
+		}
+	}
+}
+
+// failAll gives err to every operation.
+func failAll(res []store.Result, errs []error, err error) {
+	for k := range errs {
+		res[k], errs[k] = store.Result{}, err
 	}
 }
 
@@ -502,8 +532,13 @@ func (n *Node) commit(ctx context.Context, g grant, bucket string, ws []write, r
 // they write from what they find).
 func (n *Node) order(ws []write, bucket string, exists bool, ops []store.Op, res []store.Result, errs []error) []write {
 	s := n.cfg.Store
-	clock := &versions{clock: s.Clock(), want: len(ops)}
-	now := s.Clock().Millis()
+	return n.orderAt(ws, &versions{clock: s.Clock(), want: len(ops)}, s.Clock().Millis(), bucket, exists, ops, res, errs)
+}
+
+// orderAt is order with the versions to take and the time to judge by
+// given: writeMany orders many groups with one reading of the clock.
+func (n *Node) orderAt(ws []write, clock *versions, now int64, bucket string, exists bool, ops []store.Op, res []store.Result, errs []error) []write {
+	s := n.cfg.Store
 	// An expired bucket that its primary has not dropped yet is dropped
 	// before it is created again, so that none of its keys come back.
 	stale := !exists && s.Exists(bucket)

@@ -23,63 +23,124 @@ import (
 // beforeSend, when not nil, runs once before the writes first leave this
 // node.
 func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeSend func()) error {
-	if v := n.ms.view(); n.cfg.Replicas == 1 || v.ring != nil && len(v.byKey) == 1 {
-		// Nobody else holds the bucket (this view has one member): the
-		// common case of a node alone, checked without allocating. A
-		// node that joins meanwhile pulls the bucket before serving it.
+	if n.alone() {
 		return nil
 	}
+	gs := []replicaGroup{newReplicaGroup(bucket, ws)}
+	n.replicateGroups(ctx, gs, beforeSend)
+	return gs[0].err
+}
+
+// alone reports whether nobody else holds any bucket: replicas 1, or a
+// view of one member (the common case of a node alone, checked without
+// allocating). A node that joins meanwhile pulls a bucket before serving
+// it.
+func (n *Node) alone() bool {
+	v := n.ms.view()
+	return n.cfg.Replicas == 1 || v.ring != nil && len(v.byKey) == 1
+}
+
+// replicaGroup is one bucket's writes that replicateGroups sends, and
+// what became of them.
+type replicaGroup struct {
+	bucket string
+	msg    []byte // the writes, encoded as a msgReplicate
+	writes int    // how many
+	err    error  // the outcome, once finished
+
+	done     []incarnation // owners that hold the writes
+	finished bool
+	failed   error // the last round's failure, if any
+}
+
+// newReplicaGroup returns the group of ws, writes to bucket. The group
+// holds them encoded, not ws itself: so a caller's ws can stay on its
+// stack (escape analysis sees a group's contents leave with the messages).
+func newReplicaGroup(bucket string, ws []write) replicaGroup {
+	return replicaGroup{bucket: bucket, msg: appendReplicate(nil, bucket, ws), writes: len(ws)}
+}
+
+// replicateGroups replicates every group as replicate does one, at once:
+// the groups to one owner travel together (one sendReplicate), and they
+// share one deadline and one wait before a retry. Each group's err is its
+// outcome.
+func (n *Node) replicateGroups(ctx context.Context, gs []replicaGroup, beforeSend func()) {
 	var (
-		msg      []byte
-		done     []incarnation // owners that hold the writes
 		delay    = backoff{next: 5 * time.Millisecond, most: 200 * time.Millisecond}
 		measured replication
-		// From the first send on, the write waits for others within the
-		// write timeout. A group does not derive a context for it (a
-		// pipeline over many buckets replicates a group per bucket, and
-		// contexts cost more than the rest): the deadline travels to the
-		// batch that carries the group, and a context is made only to
-		// wait before a retry.
+		started  bool
+		// From the first send on, the writes wait for others within the
+		// write timeout. The groups do not derive a context for it
+		// (contexts cost more than the rest of a small write): the
+		// deadline travels to the batches that carry them, and a context
+		// is made only to wait before a retry.
 		deadline time.Time
 		cancel   context.CancelFunc
+		sends    []ownerSend
 	)
 	for {
 		v := n.ms.view()
-		owners, err := v.owners(bucket, n.cfg.Replicas)
-		if err != nil {
-			n.stats.replicationErrors.Add(1)
-			return err
-		}
-		var targets []Member
-		for _, m := range owners {
-			if !m.Self && !slices.Contains(done, incarnationOf(m)) {
-				targets = append(targets, m)
+		sends = sends[:0]
+		for gi := range gs {
+			g := &gs[gi]
+			if g.finished {
+				continue
 			}
+			owners, err := v.owners(g.bucket, n.cfg.Replicas)
+			if err != nil {
+				n.stats.replicationErrors.Add(1)
+				g.err, g.finished = err, true
+				continue
+			}
+			g.failed = nil
+			pending := false
+			for _, m := range owners {
+				if m.Self || slices.Contains(g.done, incarnationOf(m)) {
+					continue
+				}
+				pending = true
+				k := slices.IndexFunc(sends, func(s ownerSend) bool { return s.to.ID == m.ID })
+				if k < 0 {
+					k = len(sends)
+					sends = append(sends, ownerSend{to: m})
+				}
+				sends[k].groups = append(sends[k].groups, gi)
+			}
+			g.finished = !pending
 		}
-		if len(targets) == 0 {
-			return nil
+		if len(sends) == 0 {
+			return
 		}
-		if msg == nil {
-			// The first round (msg is set once, so this defer runs once).
+		if !started {
+			// The first round.
+			started = true
 			measured = n.stats.replicateBegin()
 			defer n.stats.replicateEnd(&measured)
 			deadline = time.Now().Add(n.cfg.WriteTimeout)
 			if beforeSend != nil {
 				beforeSend()
 			}
-			msg = appendReplicate(nil, bucket, ws)
-			measured.writes = len(ws)
-		}
-		errs := n.replicateRound(ctx, v, deadline, targets, msg)
-		var failed error
-		for i, err := range errs {
-			if err == nil {
-				done = append(done, incarnationOf(targets[i]))
-			} else if failed == nil {
-				failed = err
+			for gi := range gs {
+				if g := &gs[gi]; !g.finished {
+					measured.groups++
+					measured.writes += g.writes
+				}
 			}
 		}
-		if failed == nil {
+		n.replicateRound(ctx, v, deadline, gs, sends)
+		retry := false
+		for i := range sends {
+			s := &sends[i]
+			for k, gi := range s.groups {
+				g := &gs[gi]
+				if err := s.errs[k]; err == nil {
+					g.done = append(g.done, incarnationOf(s.to))
+				} else if g.failed == nil {
+					g.failed, retry = err, true
+				}
+			}
+		}
+		if !retry {
 			continue // check that the view has not changed meanwhile
 		}
 		if cancel == nil {
@@ -87,31 +148,53 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 			defer cancel()
 		}
 		if !delay.wait(ctx) {
-			n.stats.replicationErrors.Add(1)
-			if n.ctx.Err() != nil {
-				return ErrClosed
+			// Out of time: the groups that failed in the last round fail
+			// (the others find out in the next round whether they are
+			// done).
+			for gi := range gs {
+				if g := &gs[gi]; !g.finished && g.failed != nil {
+					n.stats.replicationErrors.Add(1)
+					g.err, g.finished = g.failed, true
+					if n.ctx.Err() != nil {
+						g.err = ErrClosed
+					}
+				}
 			}
-			return failed
 		}
 	}
 }
 
-// replicateRound sends msg to every target at once, by deadline. The
-// calls end when the view changes: an owner may be dead, and a call to it
-// hang (a dial over a silent network) until the view drops it, when the
-// caller no longer needs it.
-func (n *Node) replicateRound(ctx context.Context, v *view, deadline time.Time, targets []Member, msg []byte) []error {
-	errs := make([]error, len(targets))
-	if len(targets) == 1 {
-		errs[0] = n.replicateTo(ctx, v, deadline, targets[0], msg)
-		return errs
+// ownerSend is what one round of replicateGroups sends to one owner: the
+// messages of some groups, and the outcome for each.
+type ownerSend struct {
+	to      Member
+	groups  []int // indices of the groups
+	msgs    [][]byte
+	replies [][]byte
+	errs    []error
+}
+
+// replicateRound sends each owner its groups' messages, to every owner at
+// once, by deadline. The calls end when the view changes: an owner may be
+// dead, and a call to it hang (a dial over a silent network) until the
+// view drops it, when the caller no longer needs it.
+func (n *Node) replicateRound(ctx context.Context, v *view, deadline time.Time, gs []replicaGroup, sends []ownerSend) {
+	for i := range sends {
+		s := &sends[i]
+		s.msgs, s.replies, s.errs = s.msgs[:0], make([][]byte, len(s.groups)), make([]error, len(s.groups))
+		for _, gi := range s.groups {
+			s.msgs = append(s.msgs, gs[gi].msg)
+		}
+	}
+	if len(sends) == 1 {
+		n.replicateTo(ctx, v, deadline, &sends[0])
+		return
 	}
 	var wg sync.WaitGroup
-	for i, m := range targets {
-		wg.Go(func() { errs[i] = n.replicateTo(ctx, v, deadline, m, msg) })
+	for i := range sends {
+		wg.Go(func() { n.replicateTo(ctx, v, deadline, &sends[i]) })
 	}
 	wg.Wait()
-	return errs
 }
 
 // incarnation names one life of a member. An owner that held a write and
@@ -125,22 +208,24 @@ type incarnation struct {
 
 func incarnationOf(m Member) incarnation { return incarnation{m.ID, m.Incarnation} }
 
-// replicateTo sends an encoded msgReplicate to m, by deadline, unless v
-// is replaced first.
-func (n *Node) replicateTo(ctx context.Context, v *view, deadline time.Time, m Member, msg []byte) error {
-	reply, err := n.sendReplicate(ctx, v, deadline, m, msg)
-	if err != nil {
-		return err
+// replicateTo sends s's messages to its owner, by deadline, unless v is
+// replaced first, and sets the outcome of each.
+func (n *Node) replicateTo(ctx context.Context, v *view, deadline time.Time, s *ownerSend) {
+	n.sendReplicate(ctx, v, deadline, s.to, s.msgs, s.replies, s.errs)
+	for k, reply := range s.replies {
+		if s.errs[k] != nil {
+			continue
+		}
+		_, err := decodeReply(reply)
+		if errors.Is(err, store.ErrRetired) {
+			// The replica no longer thinks it owns the bucket: our views
+			// differ. Compare member lists now; the client, if it comes
+			// to that, may retry.
+			n.ms.probeSoon(s.to.ID)
+			err = fmt.Errorf("%w: %s is handing the bucket off", ErrNoRoute, s.to.Name)
+		}
+		s.errs[k] = err
 	}
-	_, err = decodeReply(reply)
-	if errors.Is(err, store.ErrRetired) {
-		// The replica no longer thinks it owns the bucket: our views
-		// differ. Compare member lists now; the client, if it comes to
-		// that, may retry.
-		n.ms.probeSoon(m.ID)
-		return fmt.Errorf("%w: %s is handing the bucket off", ErrNoRoute, m.Name)
-	}
-	return err
 }
 
 // applyReplicated applies a primary's writes to this node's copy.

@@ -18,15 +18,18 @@ import (
 // acknowledge, are unchanged; only the number of messages falls, from one
 // per bucket per pipeline to about one per round trip.
 //
-// How a group is sent (replicaQueue): a caller queues its message. If
-// fewer than maxReplicaSends batches to that node are in flight, it sends
-// at once whatever is queued then, its own message among it; otherwise it
-// waits, and the sender that finishes first hands the turn to the oldest
-// waiter, which sends everything queued by then. No goroutine is started:
-// every batch is sent by one of the callers it carries. A caller whose
-// context ends stops waiting (its message may still be sent: replicated
-// writes are idempotent, and the caller reports that the write may have
-// taken effect); if it held the turn, it passes it on.
+// How a group is sent (replicaQueue): a caller queues its messages (one
+// per bucket it writes to). If fewer than maxReplicaSends batches to that
+// node are in flight, it sends at once whatever is queued then, its own
+// messages among it; otherwise it waits, and the sender that finishes
+// first hands the turn to the oldest waiter, which sends everything queued
+// by then. No goroutine is started: every batch is sent by one of the
+// callers it carries, and ends by that caller's deadline, when the view
+// changes or when the node closes, not with that caller's context (which
+// the others do not share). A caller whose context ends stops waiting
+// (its messages may still be sent: replicated writes are idempotent, and
+// the caller reports that the write may have taken effect); if it held
+// the turn, it passes it on.
 
 // maxReplicaSends is how many batches may be in flight to one node at
 // once: two, so that one is built and sent while the other's reply comes
@@ -42,17 +45,24 @@ const maxReplicaParts = 4096
 
 // replicaQueue holds the messages waiting to go to one node.
 type replicaQueue struct {
-	mu      sync.Mutex // guards every field below and the fields of its parts marked so
+	mu      sync.Mutex // guards every field below and the fields of its parts and waiters marked so
 	pending []*replicaPart
 	sending int // turns taken: batches being built or in flight
 }
 
-// replicaPart is one caller's msgReplicate in a queue.
+// replicaWaiter is one caller waiting for its messages in a queue.
+type replicaWaiter struct {
+	wake chan struct{} // buffered, 1: a part done or the turn changed
+	turn bool          // guarded by the queue's mu: this caller is to send the next batch
+}
+
+// replicaPart is one msgReplicate of a caller's in a queue. Once the
+// caller has returned, nobody reads it: a sender may still set its
+// outcome.
 type replicaPart struct {
-	msg  []byte        // an encoded msgReplicate, type byte first
-	wake chan struct{} // buffered, 1: done or turn changed
+	msg []byte // an encoded msgReplicate, type byte first
+	w   *replicaWaiter
 	// Guarded by the queue's mu:
-	turn  bool // this caller is to send the next batch
 	done  bool // reply and err are set
 	reply []byte
 	err   error
@@ -92,75 +102,90 @@ func (qs *replicaQueues) drop(id string, q *replicaQueue) {
 	}
 }
 
-func (p *replicaPart) signal() {
+func (w *replicaWaiter) signal() {
 	select {
-	case p.wake <- struct{}{}:
+	case w.wake <- struct{}{}:
 	default:
 	}
 }
 
-// sendReplicate sends msg, an encoded msgReplicate, to m with the other
-// messages waiting for m, and returns m's reply to msg. It gives up when
-// ctx ends or v is replaced (errViewReplaced); a batch it sends ends by
-// deadline, or when v is replaced.
-func (n *Node) sendReplicate(ctx context.Context, v *view, deadline time.Time, m Member, msg []byte) ([]byte, error) {
+// sendReplicate sends msgs, encoded msgReplicates, to m with the other
+// messages waiting for m, and sets replies[i] and errs[i] to m's reply to
+// msgs[i] or the failure to get it. It gives up when ctx ends or v is
+// replaced (errViewReplaced); a batch it sends ends by deadline, or when
+// v is replaced.
+func (n *Node) sendReplicate(ctx context.Context, v *view, deadline time.Time, m Member, msgs, replies [][]byte, errs []error) {
 	q := n.replicaQueues.get(m.ID)
 	defer n.replicaQueues.drop(m.ID, q)
-	p := &replicaPart{msg: msg, wake: make(chan struct{}, 1)}
+	w := &replicaWaiter{wake: make(chan struct{}, 1)}
+	parts := make([]replicaPart, len(msgs))
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.pending = append(q.pending, p)
+	for i := range parts {
+		parts[i].msg, parts[i].w = msgs[i], w
+		q.pending = append(q.pending, &parts[i])
+	}
 	if q.sending < maxReplicaSends {
 		q.sending++
-		p.turn = true
+		w.turn = true
 	}
-	for !p.done {
+	var gone error
+	for !allSent(parts) {
 		// Leaving: out of the queue, and the turn (if it was ours) to the
-		// next in line. (If the part is in a batch already, the sender
-		// sets its outcome, which nobody reads.)
-		var gone error
+		// next in line. (A part in a batch already gets its outcome from
+		// the sender, which nobody reads.)
 		if ctx.Err() != nil {
 			gone = ctx.Err()
 		} else if v.replaced.Err() != nil {
 			gone = errViewReplaced
 		}
 		if gone != nil {
-			if i := slices.Index(q.pending, p); i >= 0 {
-				q.pending = slices.Delete(q.pending, i, i+1)
-			}
-			if p.turn {
-				p.turn = false
-				q.sending--
-				q.handOn()
-			}
-			return nil, gone
+			q.pending = slices.DeleteFunc(q.pending, func(p *replicaPart) bool { return p.w == w })
+			break
 		}
-		if p.turn {
-			batch := q.take() // may not hold p: another sender took it
+		if w.turn {
+			batch := q.take() // may not hold ours: another sender took them
 			q.mu.Unlock()
-			n.sendReplicaBatch(ctx, v, deadline, m, q, batch)
+			n.sendReplicaBatch(deadline, v, m, q, batch)
 			q.mu.Lock()
-			p.turn = false
+			w.turn = false
 			q.sending--
 			q.handOn()
 			continue
 		}
 		q.mu.Unlock()
 		select {
-		case <-p.wake:
+		case <-w.wake:
 		case <-ctx.Done():
 		case <-v.replaced.Done():
 		}
 		q.mu.Lock()
 	}
-	if p.turn {
-		// Handed the turn while another sender carried p: not ours to
-		// keep.
-		p.turn = false
+	if w.turn {
+		// Handed the turn while another sender carried ours (or
+		// leaving): not ours to keep.
+		w.turn = false
 		q.sending--
 		q.handOn()
 	}
-	return p.reply, p.err
+	for i := range parts {
+		if p := &parts[i]; p.done {
+			replies[i], errs[i] = p.reply, p.err
+		} else {
+			replies[i], errs[i] = nil, gone
+		}
+	}
+}
+
+// allSent reports whether every part has its outcome. The caller holds
+// the queue's mu.
+func allSent(parts []replicaPart) bool {
+	for i := range parts {
+		if !parts[i].done {
+			return false
+		}
+	}
+	return true
 }
 
 // errViewReplaced: a write group stopped waiting for an owner because the
@@ -183,29 +208,30 @@ func (q *replicaQueue) take() []*replicaPart {
 	return batch
 }
 
-// handOn gives a free turn to the oldest waiting message. The caller
-// holds q.mu.
+// handOn gives a free turn to the callers of the oldest waiting
+// messages. The caller holds q.mu.
 func (q *replicaQueue) handOn() {
 	for _, p := range q.pending {
 		if q.sending >= maxReplicaSends {
 			return
 		}
-		if !p.turn {
-			p.turn = true
+		if !p.w.turn {
+			p.w.turn = true
 			q.sending++
-			p.signal()
+			p.w.signal()
 		}
 	}
 }
 
 // sendReplicaBatch sends batch, messages taken from q, to m (one message
-// alone as itself) by deadline, unless v is replaced first, and sets every
-// part's outcome.
-func (n *Node) sendReplicaBatch(ctx context.Context, v *view, deadline time.Time, m Member, q *replicaQueue, batch []*replicaPart) {
+// alone as itself) by deadline, unless v is replaced or the node closes
+// first, and sets every part's outcome. The batch carries other callers'
+// messages, so it does not end with the sending caller's context.
+func (n *Node) sendReplicaBatch(deadline time.Time, v *view, m Member, q *replicaQueue, batch []*replicaPart) {
 	if len(batch) == 0 {
 		return
 	}
-	ctx, cancel := context.WithDeadline(ctx, deadline)
+	ctx, cancel := context.WithDeadline(n.ctx, deadline)
 	defer cancel()
 	stop := context.AfterFunc(v.replaced, cancel)
 	defer stop()
@@ -235,7 +261,7 @@ func (n *Node) sendReplicaBatch(ctx context.Context, v *view, deadline time.Time
 		if err == nil {
 			p.reply = replies[i]
 		}
-		p.signal()
+		p.w.signal()
 	}
 }
 

@@ -96,7 +96,7 @@ type stats struct {
 
 	expired atomic.Uint64 // keys and buckets deleted by active expiry, as their primary
 
-	replications      atomic.Uint64 // replicate calls that sent writes to replicas
+	replications      atomic.Uint64 // write groups sent to replicas
 	replicatedWrites  atomic.Uint64 // writes in those calls
 	replicationErrors atomic.Uint64 // replicate calls that failed
 	replicaMessages   atomic.Uint64 // messages that carried write groups to replicas (batched)
@@ -126,7 +126,8 @@ func (s *stats) forwarded(ops int) {
 // caller's stack.
 type replication struct {
 	start  time.Time
-	writes int // set once the writes are sent to a replica
+	groups int // write groups sent to a replica
+	writes int // the writes in them
 }
 
 // replicateBegin counts a replicate call in flight and starts its clock.
@@ -142,7 +143,7 @@ func (s *stats) replicateEnd(r *replication) {
 	if r.writes == 0 {
 		return // no other owner: nothing was replicated
 	}
-	s.replications.Add(1)
+	s.replications.Add(uint64(r.groups))
 	s.replicatedWrites.Add(uint64(r.writes))
 	s.replLatency.observe(time.Since(r.start))
 }
