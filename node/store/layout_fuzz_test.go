@@ -80,7 +80,7 @@ func newLayoutHarness() *layoutHarness {
 	h := &layoutHarness{now: layoutBase + 32}
 	clock := func() time.Time { return time.UnixMilli(h.now) }
 	h.s = store.NewStoreWithClock(store.NewClock(clock))
-	h.m = mapstore.NewStoreWithClock(mapstore.NewClock(clock))
+	h.m = mapstore.NewStoreWithClock(store.NewClock(clock))
 	h.buckets = []string{"a", "b", store.PlainBucketPrefix + "0"}
 	h.keys = []string{"", "k", "key-1", "key-2", "\x00", "\xff\xfe", strings.Repeat("long", 20), "k3", "k4", "k5"}
 	for i := range 150 {
@@ -104,19 +104,6 @@ func (h *layoutHarness) expiry(b byte) int64 {
 		return 0
 	}
 	return h.now - 16 + int64(b%64)
-}
-
-func toMapEntry(e store.Entry) mapstore.Entry {
-	return mapstore.Entry{Key: e.Key, Value: e.Value, Version: mapstore.Version(e.Version), Deleted: e.Deleted, Expires: e.Expires}
-}
-
-func fromMapEntry(e mapstore.Entry) store.Entry {
-	return store.Entry{Key: e.Key, Value: e.Value, Version: store.Version(e.Version), Deleted: e.Deleted, Expires: e.Expires}
-}
-
-func toMapMeta(m store.BucketMeta) mapstore.BucketMeta {
-	return mapstore.BucketMeta{Created: mapstore.Version(m.Created), Dropped: mapstore.Version(m.Dropped),
-		ExpiresV: mapstore.Version(m.ExpiresV), Expires: m.Expires}
 }
 
 func errString(err error) string {
@@ -164,19 +151,19 @@ func (h *layoutHarness) step(t *testing.T, b []byte) {
 			e = store.Entry{Key: key, Version: v, Deleted: true}
 		}
 		name = fmt.Sprintf("ApplyEntry(%s, %q, %.10q, %v, del=%v, exp=%d)", bucket, key, e.Value, e.Version, e.Deleted, e.Expires)
-		h.same(t, name, errString(h.s.ApplyEntry(bucket, e)), errString(h.m.ApplyEntry(bucket, toMapEntry(e))))
+		h.same(t, name, errString(h.s.ApplyEntry(bucket, e)), errString(h.m.ApplyEntry(bucket, e)))
 	case 2:
 		name = fmt.Sprintf("ApplyDrop(%s, %v)", bucket, v)
-		h.same(t, name, errString(h.s.ApplyDrop(bucket, v)), errString(h.m.ApplyDrop(bucket, mapstore.Version(v))))
+		h.same(t, name, errString(h.s.ApplyDrop(bucket, v)), errString(h.m.ApplyDrop(bucket, v)))
 	case 3:
 		name = fmt.Sprintf("ApplyCreate(%s, %v)", bucket, v)
-		h.same(t, name, errString(h.s.ApplyCreate(bucket, v)), errString(h.m.ApplyCreate(bucket, mapstore.Version(v))))
+		h.same(t, name, errString(h.s.ApplyCreate(bucket, v)), errString(h.m.ApplyCreate(bucket, v)))
 	case 4:
 		name = fmt.Sprintf("ApplyExpiry(%s, %v, %d)", bucket, v, exp)
-		h.same(t, name, errString(h.s.ApplyExpiry(bucket, v, exp)), errString(h.m.ApplyExpiry(bucket, mapstore.Version(v), exp)))
+		h.same(t, name, errString(h.s.ApplyExpiry(bucket, v, exp)), errString(h.m.ApplyExpiry(bucket, v, exp)))
 	case 5:
 		name = fmt.Sprintf("ApplyEvict(%s, %q, %v)", bucket, key, v)
-		h.same(t, name, errString(h.s.ApplyEvict(bucket, key, v)), errString(h.m.ApplyEvict(bucket, key, mapstore.Version(v))))
+		h.same(t, name, errString(h.s.ApplyEvict(bucket, key, v)), errString(h.m.ApplyEvict(bucket, key, v)))
 	case 6:
 		meta := store.BucketMeta{Created: v}
 		if b[5]&1 != 0 {
@@ -184,15 +171,14 @@ func (h *layoutHarness) step(t *testing.T, b []byte) {
 		}
 		es := []store.Entry{{Key: key, Value: value, Version: v, Expires: exp},
 			{Key: h.keys[int(b[5])%len(h.keys)], Version: h.version(b[5]), Deleted: true}}
-		mes := []mapstore.Entry{toMapEntry(es[0]), toMapEntry(es[1])}
 		name = fmt.Sprintf("Merge(%s, %+v, %q/%v, %q/%v del)", bucket, meta, key, v, es[1].Key, es[1].Version)
 		n1, err1 := h.s.Merge(bucket, meta, es)
-		n2, err2 := h.m.Merge(bucket, toMapMeta(meta), mes)
+		n2, err2 := h.m.Merge(bucket, meta, es)
 		h.same(t, name, []any{n1, errString(err1)}, []any{n2, errString(err2)})
 	case 7:
 		name = fmt.Sprintf("Collect(%v)", v)
 		t1, r1 := h.s.Collect(v)
-		t2, r2 := h.m.Collect(mapstore.Version(v))
+		t2, r2 := h.m.Collect(v)
 		h.same(t, name, []int{t1, r1}, []int{t2, r2})
 	case 8:
 		if b[4]%32 == 0 {
@@ -207,7 +193,7 @@ func (h *layoutHarness) step(t *testing.T, b []byte) {
 		e := store.Entry{Key: key, Value: value, Version: v, Expires: exp}
 		name = fmt.Sprintf("ApplyEntryLive(%s, %q, %v)", bucket, key, v)
 		l1, a1, err1 := h.s.ApplyEntryLive(bucket, e)
-		l2, a2, err2 := h.m.ApplyEntryLive(bucket, toMapEntry(e))
+		l2, a2, err2 := h.m.ApplyEntryLive(bucket, e)
 		h.same(t, name, []any{l1, a1, errString(err1)}, []any{l2, a2, errString(err2)})
 	case 10:
 		switch b[4] % 4 {
@@ -234,18 +220,16 @@ func (h *layoutHarness) step(t *testing.T, b []byte) {
 				op.Expires = int64(b[5]%8) - 2
 			}
 		}
-		mop := mapstore.Op{Kind: mapstore.Kind(op.Kind), Bucket: op.Bucket, Key: op.Key, Value: op.Value,
-			Expires: op.Expires, Flags: mapstore.Flags(op.Flags)}
 		name = fmt.Sprintf("Execute(%+.40v)", op)
 		r1, err1 := h.s.Execute(context.Background(), op)
-		r2, err2 := h.m.Execute(context.Background(), mop)
+		r2, err2 := h.m.Execute(context.Background(), op)
 		h.same(t, name, []any{r1.Value, r1.Names, r1.Count, errString(err1)}, []any{r2.Value, r2.Names, r2.Count, errString(err2)})
 	}
 	h.log = append(h.log, name)
 	for _, bucket := range h.buckets {
 		d1, ok1 := h.s.Digest(bucket)
 		d2, ok2 := h.m.Digest(bucket)
-		h.same(t, "after "+name+": Digest("+bucket+")", []any{d1.Shards, ok1}, []any{[store.NumShards]uint64(d2.Shards), ok2})
+		h.same(t, "after "+name+": Digest("+bucket+")", []any{d1, ok1}, []any{d2, ok2})
 	}
 }
 
@@ -255,8 +239,7 @@ func (h *layoutHarness) compare(t *testing.T) {
 	ctx := context.Background()
 	h.same(t, "Records", h.s.Records(), h.m.Records())
 	h.same(t, "Buckets", h.s.Buckets(), h.m.Buckets())
-	st, mt := h.s.Stats(), h.m.Stats()
-	h.same(t, "Stats", []any{st.Buckets, st.Records, st.Keys, st.Tombstones, st.Bytes}, []any{mt.Buckets, mt.Records, mt.Keys, mt.Tombstones, mt.Bytes})
+	h.same(t, "Stats", h.s.Stats(), h.m.Stats())
 	k1, b1 := h.s.Volatile()
 	k2, b2 := h.m.Volatile()
 	h.same(t, "Volatile", []int{k1, b1}, []int{k2, b2})
@@ -266,7 +249,7 @@ func (h *layoutHarness) compare(t *testing.T) {
 	for _, bucket := range h.s.Records() {
 		m1, _ := h.s.Meta(bucket)
 		m2, _ := h.m.Meta(bucket)
-		h.same(t, "Meta("+bucket+")", toMapMeta(m1), m2)
+		h.same(t, "Meta("+bucket+")", m1, m2)
 		for shard := -1; shard <= store.NumShards; shard++ {
 			for _, maxBytes := range []int{0, 100, 1 << 20} {
 				var got, want []store.Entry
@@ -276,9 +259,7 @@ func (h *layoutHarness) compare(t *testing.T) {
 					p2, more2, ok2 := h.m.Page(bucket, shard, after, maxBytes)
 					h.same(t, fmt.Sprintf("Page(%s, %d, %q, %d) more, ok", bucket, shard, after, maxBytes), []bool{more1, ok1}, []bool{more2, ok2})
 					got = append(got, p1...)
-					for _, e := range p2 {
-						want = append(want, fromMapEntry(e))
-					}
+					want = append(want, p2...)
 					if !more1 || len(p1) == 0 {
 						break
 					}
@@ -301,8 +282,7 @@ func (h *layoutHarness) compare(t *testing.T) {
 			g2, err2 := h.m.Get(bucket, key)
 			h.same(t, "Get("+bucket+", "+key+")", []any{g1, errString(err1)}, []any{g2, errString(err2)})
 			op := store.Op{Bucket: bucket, Key: key}
-			c1, c2 := h.s.State(op, h.now), h.m.State(mapstore.Op{Bucket: bucket, Key: key}, h.now)
-			h.same(t, "State("+bucket+", "+key+")", []any{toMapMeta(c1.Bucket), toMapEntry(c1.Entry)}, []any{c2.Bucket, c2.Entry})
+			h.same(t, "State("+bucket+", "+key+")", h.s.State(op, h.now), h.m.State(op, h.now))
 		}
 		for _, now := range []int64{h.now - 20, h.now, h.now + 20, h.now + 70} {
 			e1 := h.s.ExpiredIn(nil, bucket, now, 1000)
@@ -319,10 +299,9 @@ func (h *layoutHarness) compare(t *testing.T) {
 			h.same(t, fmt.Sprintf("ExpiredIn(%s, %d)", bucket, now), k1, k2)
 		}
 		r := store.ScanRequest{Count: 3}
-		mr := mapstore.ScanRequest{Count: 3}
 		for range 100 {
 			p1, err1 := h.s.ScanBucket(ctx, bucket, r)
-			p2, err2 := h.m.ScanBucket(ctx, bucket, mr)
+			p2, err2 := h.m.ScanBucket(ctx, bucket, r)
 			var i1, i2 []string
 			for _, it := range p1.Items {
 				i1 = append(i1, it.Name, it.Value)
@@ -334,7 +313,7 @@ func (h *layoutHarness) compare(t *testing.T) {
 			if err1 != nil || p1.Next == 0 {
 				break
 			}
-			r.Cursor, mr.Cursor = p1.Next, p2.Next
+			r.Cursor = p1.Next
 		}
 	}
 	var f1, f2 []string
