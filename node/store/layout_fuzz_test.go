@@ -150,7 +150,7 @@ func (h *layoutHarness) step(t *testing.T, b []byte) {
 		if b[0]&0x80 != 0 {
 			e = store.Entry{Key: key, Version: v, Deleted: true}
 		}
-		name = fmt.Sprintf("ApplyEntry(%s, %q, %.10q, %v, del=%v, exp=%d)", bucket, key, e.Value, e.Version, e.Deleted, e.Expires)
+		name = fmt.Sprintf("ApplyEntry(%s, %q, %.10q, %v, del=%v, exp=%d)", bucket, e.Key, e.Value, e.Version, e.Deleted, e.Expires)
 		h.same(t, name, errString(h.s.ApplyEntry(bucket, e)), errString(h.m.ApplyEntry(bucket, e)))
 	case 2:
 		name = fmt.Sprintf("ApplyDrop(%s, %v)", bucket, v)
