@@ -505,7 +505,7 @@ func (r *record) newerThan(it item, f found) bool {
 // it. It returns how many entries the drop removed.
 func (r *record) applyMeta(m BucketMeta) int {
 	dropped := r.meta.Dropped
-	r.meta.merge(m)
+	r.meta.Merge(m)
 	if r.meta.Dropped == dropped {
 		return 0
 	}
