@@ -238,7 +238,7 @@ func (r *record) state(op Op, now int64) Current {
 }
 
 // applyChange applies c to r, which the caller holds for writing.
-func (r *record) applyChange(c Change) {
+func (r *record) applyChange(c Change) error {
 	switch c.Kind {
 	case KindCreate:
 		r.applyMeta(BucketMeta{Created: c.Entry.Version})
@@ -249,8 +249,10 @@ func (r *record) applyChange(c Change) {
 	case KindEvict:
 		r.evict(c.Entry.Key, c.Entry.Version)
 	default:
-		r.applyEntry(c.Entry.Key, mkItem(c.Entry))
+		_, err := r.applyEntry(c.Entry.Key, mkItem(c.Entry))
+		return err
 	}
+	return nil
 }
 
 // evict removes key's entry if it holds a value of version v or older,
@@ -294,7 +296,9 @@ func (s *Store) decide(op Op) (Result, error) {
 	defer r.mu.Unlock()
 	res, ch, err := Decide(op, r.state(op, s.clock.Millis()), s.clock.Now)
 	for _, c := range ch {
-		r.applyChange(c)
+		if aerr := r.applyChange(c); aerr != nil {
+			return Result{}, aerr
+		}
 	}
 	return res, err
 }

@@ -465,26 +465,32 @@ func (r *record) removeWhere(drop func(h hdr) bool) int {
 	return len(gone)
 }
 
-// applyEntry merges it and reports whether it changed the copy.
-func (r *record) applyEntry(key string, it item) bool {
+// applyEntry merges it and reports whether it changed the copy; or
+// ErrBucketFull, having changed nothing, when the table has no room.
+func (r *record) applyEntry(key string, it item) (bool, error) {
 	return r.applyFound(key, it, r.find(key))
 }
 
 // applyFound is applyEntry for key, which the caller has just looked up
 // (f): one lookup less.
-func (r *record) applyFound(key string, it item, f found) bool {
+func (r *record) applyFound(key string, it item, f found) (bool, error) {
 	if it.version() <= r.meta.Dropped {
-		return false
+		return false, nil
+	}
+	if f.ok() && !r.newerThan(it, f) {
+		// Still counts as a create (below).
+		r.meta.Created = max(r.meta.Created, it.version())
+		return false, nil
+	}
+	if !r.tab.fits(encSize(len(key), len(it.value), it.volatile())) {
+		return false, fmt.Errorf("%w: %d entries in its table", ErrBucketFull, r.tab.len())
 	}
 	// Every entry written since the last drop counts as a create: a copy
 	// that missed the create still has the bucket, and Created stays the
 	// greatest version since the drop whatever the order of writes.
 	r.meta.Created = max(r.meta.Created, it.version())
-	if f.ok() && !r.newerThan(it, f) {
-		return false
-	}
 	r.set(key, f, it)
-	return true
+	return true, nil
 }
 
 // newerThan is newer(it, the entry f found): without copying its value.
@@ -613,8 +619,8 @@ func (s *Store) Put(name, key, value string) error {
 		return err
 	}
 	defer r.mu.Unlock()
-	r.applyEntry(key, valueItem(value, s.clock.Now()))
-	return nil
+	_, err = r.applyEntry(key, valueItem(value, s.clock.Now()))
+	return err
 }
 
 // Get returns the value of key in the bucket called name. A missing,
@@ -654,7 +660,9 @@ func (s *Store) delete(name, key string) (bool, error) {
 		return false, nil
 	}
 	live := f.liveAt(s.clock.Millis())
-	r.applyFound(key, tombstoneItem(s.clock.Now()), f)
+	if _, err := r.applyFound(key, tombstoneItem(s.clock.Now()), f); err != nil {
+		return false, err
+	}
 	return live, nil
 }
 
@@ -672,10 +680,12 @@ func (s *Store) putCreate(op Op) (bool, error) {
 	f := r.find(op.Key)
 	added := !f.ok() || !f.liveAt(now)
 	at := op.ExpiresAt(now)
-	if at != 0 && at <= now {
-		r.applyFound(op.Key, tombstoneItem(s.clock.Now()), f)
-	} else {
-		r.applyFound(op.Key, mkItem(Entry{Value: op.Value, Version: s.clock.Now(), Expires: at}), f)
+	it := tombstoneItem(s.clock.Now())
+	if at == 0 || at > now {
+		it = mkItem(Entry{Value: op.Value, Version: s.clock.Now(), Expires: at})
+	}
+	if _, err := r.applyFound(op.Key, it, f); err != nil {
+		return false, err
 	}
 	return added, nil
 }
