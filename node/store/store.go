@@ -680,8 +680,10 @@ func (s *Store) putCreate(op Op) (bool, error) {
 	f := r.find(op.Key)
 	added := !f.ok() || !f.liveAt(now)
 	at := op.ExpiresAt(now)
-	it := tombstoneItem(s.clock.Now())
-	if at == 0 || at > now {
+	var it item
+	if at != 0 && at <= now {
+		it = tombstoneItem(s.clock.Now())
+	} else {
 		it = mkItem(Entry{Value: op.Value, Version: s.clock.Now(), Expires: at})
 	}
 	if _, err := r.applyFound(op.Key, it, f); err != nil {
