@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // arena hands out the blocks that a store's tables keep their entries and
@@ -38,6 +39,7 @@ type arena struct {
 	onHeap bool                 // mapping failed once: blocks come from the heap
 	maps   *mappings            // what the cleanup unmaps
 	inUse  atomic.Int64         // bytes of the blocks handed out
+	mapped atomic.Int64         // bytes of those blocks that are mapped memory, not heap
 }
 
 // mappings is what an arena mapped: all of it is unmapped when the arena
@@ -107,6 +109,7 @@ func (a *arena) alloc(n int) []byte {
 		if !a.onHeap {
 			if b, err := mapMem(size); err == nil {
 				a.maps.huge[&b[0]] = b
+				a.mapped.Add(int64(size))
 				return b
 			}
 			a.onHeap = true
@@ -118,6 +121,9 @@ func (a *arena) alloc(n int) []byte {
 		b := l[len(l)-1]
 		l[len(l)-1] = nil
 		a.free[c] = l[:len(l)-1]
+		if a.isMapped(b) {
+			a.mapped.Add(int64(size))
+		}
 		return b
 	}
 	if !a.onHeap {
@@ -133,6 +139,7 @@ func (a *arena) alloc(n int) []byte {
 			a.cur, off = r, 0
 		}
 		a.off = off + size
+		a.mapped.Add(int64(size))
 		return a.cur[off : off+size : off+size]
 	}
 	return make([]byte, size)
@@ -147,13 +154,32 @@ func (a *arena) release(b []byte) {
 	if len(b) > maxBlock {
 		if _, ok := a.maps.huge[&b[0]]; ok {
 			delete(a.maps.huge, &b[0])
+			a.mapped.Add(-int64(len(b)))
 			unmap(b)
 		}
 		return // a huge block from the heap: the collector frees it
 	}
-	if len(b) >= adviseMin && !a.onHeap {
-		adviseFree(b)
+	if a.isMapped(b) {
+		a.mapped.Add(-int64(len(b)))
+		if len(b) >= adviseMin {
+			adviseFree(b)
+		}
 	}
 	c := class(len(b))
 	a.free[c] = append(a.free[c], b)
+}
+
+// isMapped says whether a block of a class lies in one of the regions;
+// until a mapping has failed, every block does. a.mu is held.
+func (a *arena) isMapped(b []byte) bool {
+	if !a.onHeap {
+		return true
+	}
+	p := uintptr(unsafe.Pointer(&b[0]))
+	for _, r := range a.maps.regions {
+		if start := uintptr(unsafe.Pointer(&r[0])); p >= start && p < start+uintptr(len(r)) {
+			return true
+		}
+	}
+	return false
 }

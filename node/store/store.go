@@ -76,12 +76,12 @@ func (s *Store) Footprint() (bytes, entries, records, maps int64) {
 }
 
 // OffHeap returns the bytes of the blocks the store's tables hold (their
-// entries and indexes): memory mapped outside the Go heap, which the
-// runtime's statistics do not count (on a system where mapping failed,
-// heap memory the runtime counts as well). A page of a block that was
-// never written takes no memory, so the process's resident size may be
-// less.
-func (s *Store) OffHeap() int64 { return s.mem.inUse.Load() }
+// entries and indexes) in memory mapped outside the Go heap, which the
+// runtime's statistics do not count. Blocks taken from the heap (where
+// mapping failed, and in race builds) are not in it: the runtime counts
+// those. A page of a block that was never written takes no memory, so
+// the process's resident size may be less.
+func (s *Store) OffHeap() int64 { return s.mem.mapped.Load() }
 
 // record is one copy of a bucket.
 type record struct {
