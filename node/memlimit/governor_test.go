@@ -102,12 +102,12 @@ func TestOverAndFull(t *testing.T) {
 	t.Parallel()
 	m := &fakeMeter{}
 	g := mustNew(t, memlimit.Config{Limit: 1000, Meter: m})
-	if g.Threshold() != 500 || g.Policy() != memlimit.NoEviction {
-		t.Fatalf("Threshold %d Policy %v, want 500 noeviction", g.Threshold(), g.Policy())
+	if g.Threshold() != 600 || g.Policy() != memlimit.NoEviction {
+		t.Fatalf("Threshold %d Policy %v, want 600 noeviction", g.Threshold(), g.Policy())
 	}
 	for _, tc := range []struct {
 		used, over int64
-	}{{0, 0}, {400, 0}, {500, 0}, {501, 1}, {1000, 500}, {5000, 4500}} {
+	}{{0, 0}, {500, 0}, {600, 0}, {601, 1}, {1000, 400}, {5000, 4400}} {
 		m.used.Store(tc.used)
 		if got := g.Over(); got != tc.over {
 			t.Errorf("used %d: Over = %d, want %d", tc.used, got, tc.over)
