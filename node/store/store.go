@@ -75,13 +75,15 @@ func (s *Store) Footprint() (bytes, entries, records, maps int64) {
 	return s.fp.bytes.Load(), s.fp.entries.Load(), s.fp.records.Load(), s.fp.maps.Load()
 }
 
-// OffHeap returns the bytes of the blocks the store's tables hold (their
-// entries and indexes) in memory mapped outside the Go heap, which the
-// runtime's statistics do not count. Blocks taken from the heap (where
-// mapping failed, and in race builds) are not in it: the runtime counts
-// those. A page of a block that was never written takes no memory, so
-// the process's resident size may be less.
-func (s *Store) OffHeap() int64 { return s.mem.mapped.Load() }
+// OffHeap returns the bytes of memory mapped outside the Go heap, which
+// the runtime's statistics do not count, that the store holds: the blocks
+// its tables hold (their entries and indexes), and freed blocks smaller
+// than a page, which stay resident on the arena's free lists until used
+// again. Blocks taken from the heap (where mapping failed, and in race
+// builds) are not in it: the runtime counts those. A page of a block that
+// was never written takes no memory, so the process's resident size may
+// be less.
+func (s *Store) OffHeap() int64 { return s.mem.mapped.Load() + s.mem.idle.Load() }
 
 // record is one copy of a bucket.
 type record struct {
