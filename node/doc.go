@@ -44,7 +44,9 @@
 // acknowledges them once every owner of its view holds them. The writes
 // waiting to go to one owner travel together, whatever their bucket
 // (replicate_batch.go): about one message per round trip, not one per
-// bucket of a pipeline.
+// bucket of a pipeline; and a pipeline's plain writes to many buckets are
+// ordered and replicated together (write_many.go), each bucket's group
+// still acknowledged only once every owner of that bucket holds it.
 //
 // Who may serve a bucket when: the invariants, and why they keep an
 // acknowledged write and make every read see it, are written down in

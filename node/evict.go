@@ -56,7 +56,7 @@ func newGovernor(cfg *Config, s *store.Store) (*memlimit.Governor, error) {
 	s.TrackFootprint()
 	footprint := func() memlimit.Footprint {
 		b, e, r, m := s.Footprint()
-		return memlimit.Footprint{Bytes: b, Entries: e, Buckets: r, Maps: m}
+		return memlimit.Footprint{Bytes: b, Entries: e, Buckets: r, Maps: m, OffHeap: s.OffHeap()}
 	}
 	meter := memlimit.StoreMeter(footprint)
 	if cfg.MemoryMeter != nil {

@@ -93,6 +93,8 @@ func (n *Node) newEngine() (*gossip.Engine, error) {
 		Events:        gossipEvents{n},
 		Meta:          n.meta,
 		Admit:         n.admit,
+		State:         n.peerState,
+		MergeState:    n.mergePeerState,
 		ProbeInterval: n.cfg.ProbeInterval,
 		DeadAfter:     n.cfg.DeadAfter,
 		Log:           n.log.Named("gossip"),

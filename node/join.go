@@ -25,8 +25,10 @@ import (
 // (Node.restartHold).
 //
 // Whenever the node finds itself without any alive member, it goes on
-// looking for the addresses it was told to join and the members of its
-// book, so that a node whose only contact died finds the others again.
+// looking for the addresses it was told to join, the members of its book
+// and every member it looks for (faraway.go: forgotten, or told of by
+// others), so that a node whose only contact died or left finds the
+// others again.
 
 // PeerBook keeps the members a node has known across its restarts, so
 // that a node restarted without --join (the first node of a cluster, or
@@ -93,11 +95,12 @@ func (n *Node) join(book []Member) {
 }
 
 // introduceAll introduces the book's members and the join addresses
-// (connecting to each), to be contacted now. The book first: its members
-// are found by peer ID wherever they listen now, while a join address may
-// name an address its node has left (and a failed dial takes
-// ForwardTimeout).
+// (connecting to each), to be contacted now, and makes the members looked
+// for due (faraway.go). The book first: its members are found by peer ID
+// wherever they listen now, while a join address may name an address its
+// node has left (and a failed dial takes ForwardTimeout).
 func (n *Node) introduceAll(book []Member, lastErr map[string]string, attempt int) {
+	n.hurryFaraway()
 	for _, m := range book {
 		n.Introduce(m.ID, m.Addrs)
 	}

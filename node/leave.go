@@ -12,15 +12,17 @@ import (
 )
 
 // Leave takes the node out of the cluster without losing data: it leaves
-// its own ring (requests it receives go to the remaining owners), tells
-// every alive member, who take it out of theirs at once instead of waiting
-// for DeadAfter, and then hands every bucket copy it holds to the
-// bucket's owners, returning once all have confirmed or ctx ends. From
+// its own ring (requests it receives go to the remaining owners), hands
+// over what it knows of the members (handOverPeers), tells every alive
+// member, who take it out of theirs at once instead of waiting for
+// DeadAfter, and then hands every bucket copy it holds to the bucket's
+// owners, returning once all have confirmed or ctx ends. From
 // then on the node answers no pings, and its own pings say it is leaving
 // (it keeps probing to learn whom to hand off to); it still answers peers
 // until Close, which the caller should call next.
 func (n *Node) Leave(ctx context.Context) error {
 	n.ms.leave()
+	n.handOverPeers()
 	// This node orders no new write (it is in no view of its own), and the
 	// writes it was ordering finish before the others take its buckets:
 	// they will not wait for it (it left), nor ask it for a barrier.
@@ -37,6 +39,18 @@ func (n *Node) Leave(ctx context.Context) error {
 	// Nothing left to pull from here: the others stop asking.
 	n.sayGoodbye(ctx, appendLeave(nil, leaveHandedOff, n.self.Incarnation))
 	return nil
+}
+
+// handOverPeers has the engine exchange member lists with every alive
+// member, in the background: each push/pull tells the members this node
+// holds dead (faraway.go), so that a member that knew the cluster only
+// through this node can still look for the rest once this node is gone.
+func (n *Node) handOverPeers() {
+	for _, m := range n.ms.members() {
+		if !m.Self && m.State == StateAlive {
+			n.joinSoon(m.ID)
+		}
+	}
 }
 
 // sayGoodbye sends msg, a msgLeave, to every alive member, and to those

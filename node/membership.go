@@ -33,9 +33,11 @@ import (
 //
 // Pings of this node's own carry the lease (lease.go): each tick pings a
 // few alive members, and their replies vouch for this node. Dead members
-// are contacted now and then through the engine, and forgotten ones once
-// a minute for a day, so that a member that comes back, or the other side
-// of a healed partition, is found again.
+// are contacted now and then through the engine, and the members looked
+// for (forgotten, never reached, or told of by another member:
+// faraway.go) with a backoff up to once a minute, for a day, so that a
+// member that comes back, or the other side of a healed partition, is
+// found again.
 
 // membership is what routing, replication, readiness, sync and leaving
 // ask of the part that keeps the member list: they go through it and

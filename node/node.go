@@ -284,13 +284,14 @@ type Node struct {
 	// (admitSoonLocked); admitPending, guarded by mu, says some wait.
 	admitKick    chan struct{}
 	admitPending bool
-	// faraway lists the members forgotten lately, still contacted now and
-	// then (probe.go), and farawayAt when they last were; guarded by mu.
-	faraway   map[string]faraway
-	farawayAt time.Time
-	syncNow   chan struct{} // a pass is due (the view changed); buffered, 1
-	leaving   atomic.Bool   // set by Leave: out of the ring; its pings say so
-	joined    atomic.Bool   // has reached a member, or need not (join.go)
+	// faraway lists the members looked for that the table does not hold
+	// (faraway.go), and farawayBusy how many are being contacted; guarded
+	// by mu.
+	faraway     map[string]*faraway
+	farawayBusy int
+	syncNow     chan struct{} // a pass is due (the view changed); buffered, 1
+	leaving     atomic.Bool   // set by Leave: out of the ring; its pings say so
+	joined      atomic.Bool   // has reached a member, or need not (join.go)
 	// skewLogged is when a refused version was last logged (UnixNano);
 	// admitLogged, when a member the engine refused was (gossip.go).
 	skewLogged  atomic.Int64
@@ -326,7 +327,7 @@ func New(cfg Config) (*Node, error) {
 		log:       cfg.Logger,
 		messages:  messages(),
 		members:   make(map[string]*entry),
-		faraway:   make(map[string]faraway),
+		faraway:   make(map[string]*faraway),
 		poke:      make(chan string, 64),
 		admitKick: make(chan struct{}, 1),
 		syncNow:   make(chan struct{}, 1),

@@ -532,8 +532,13 @@ func failAll(res []store.Result, errs []error, err error) {
 // they write from what they find).
 func (n *Node) order(ws []write, bucket string, exists bool, ops []store.Op, res []store.Result, errs []error) []write {
 	s := n.cfg.Store
-	clock := &versions{clock: s.Clock(), want: len(ops)}
-	now := s.Clock().Millis()
+	return n.orderAt(ws, &versions{clock: s.Clock(), want: len(ops)}, s.Clock().Millis(), bucket, exists, ops, res, errs)
+}
+
+// orderAt is order with the versions to take and the time to judge by
+// given: writeMany orders many groups with one reading of the clock.
+func (n *Node) orderAt(ws []write, clock *versions, now int64, bucket string, exists bool, ops []store.Op, res []store.Result, errs []error) []write {
+	s := n.cfg.Store
 	// An expired bucket that its primary has not dropped yet is dropped
 	// before it is created again, so that none of its keys come back.
 	stale := !exists && s.Exists(bucket)

@@ -23,8 +23,9 @@ import (
 //     (membership.go);
 //   - while this node is leaving, every member: its pings are goodbyes.
 //
-// and it asks the engine to contact the dead members now and then, so that
-// two sides of a healed partition find each other again.
+// and it asks the engine to contact the dead members now and then, and
+// the members looked for (faraway.go), so that two sides of a healed
+// partition find each other again.
 
 // run is the probe loop: one tick per ProbeInterval, and immediate probes
 // when asked.
@@ -125,8 +126,13 @@ func (n *Node) tick(now time.Time) {
 		}
 		switch {
 		case e.State == StateJoining && !e.gossip && !e.contacting && now.Sub(e.since) > n.cfg.DeadAfter:
-			// Never reached: a stale address or a node long gone.
+			// Never reached: a stale address or a node long gone. But one
+			// the engine held alive (metaLife) exists, and may only be cut
+			// off from this node: it is looked for (faraway.go).
 			delete(n.members, id)
+			if e.metaLife != 0 {
+				n.lookForLocked(id, e.Addrs, now, n.reconnectEvery())
+			}
 			continue
 		case (e.State == StateDead || e.State == StateLeft) && !e.gossip && now.Sub(e.since) > defaultForgetAfter:
 			// (One the engine holds alive, dead here for a one-way cut or
@@ -134,8 +140,9 @@ func (n *Node) tick(now time.Time) {
 			n.log.Info("forgetting member", zap.String("name", e.Name), zap.String("peer", id))
 			delete(n.members, id)
 			n.bookDirty = true
-			if e.State == StateDead && len(e.Addrs) > 0 && len(n.faraway) < maxFaraway {
-				n.faraway[id] = faraway{addrs: e.Addrs, since: now}
+			if e.State == StateDead {
+				// Contacted every reconnectEvery so far: once a minute now.
+				n.lookForLocked(id, e.Addrs, now.Add(farawayEvery), farawayEvery)
 			}
 			continue
 		}
@@ -155,17 +162,8 @@ func (n *Node) tick(now time.Time) {
 		n.rebuildLocked()
 	}
 	var far []string
-	if !leaving && now.Sub(n.farawayAt) >= farawayEvery {
-		n.farawayAt = now
-		for id, f := range n.faraway {
-			switch {
-			case n.members[id] != nil || now.Sub(f.since) > farawayFor:
-				delete(n.faraway, id) // back, or gone for good
-			case len(far) < farawayPerRound:
-				n.cfg.Transport.AddAddrs(id, f.addrs)
-				far = append(far, id)
-			}
-		}
+	if !leaving {
+		far = n.farawayDueLocked(now)
 	}
 	if !leaving {
 		for _, id := range n.leaseTargetsLocked() {
@@ -188,41 +186,6 @@ func (n *Node) tick(now time.Time) {
 	if len(far) > 0 {
 		n.contactFaraway(far)
 	}
-}
-
-// Members forgotten (dead for defaultForgetAfter) may only be on the other
-// side of a long partition: the engine contacts a few of them each
-// farawayEvery, for farawayFor, so that the two sides find each other
-// once it heals. A member that answers is back (as a member first heard
-// of); one that does not costs a failed call now and then.
-const (
-	farawayEvery    = time.Minute
-	farawayFor      = 24 * time.Hour
-	farawayPerRound = 16
-	maxFaraway      = 1024
-)
-
-// faraway is a forgotten member still contacted now and then.
-type faraway struct {
-	addrs []string
-	since time.Time // when it was forgotten
-}
-
-// contactFaraway asks the engine to contact the forgotten members ids, one
-// after the other, in a goroutine.
-func (n *Node) contactFaraway(ids []string) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		for _, id := range ids {
-			if n.ctx.Err() != nil {
-				return
-			}
-			if _, err := n.gossip.Join(id); err == nil {
-				n.log.Info("a forgotten member answered", zap.String("peer", id))
-			}
-		}
-	}()
 }
 
 // leaseTargetsLocked picks the members a tick pings for the lease: one

@@ -256,3 +256,91 @@ func TestStalledBookSaveKeepsDetectingDeaths(t *testing.T) {
 	kill(net, b)
 	waitFor(t, "m to see b dead while its book's save is stalled", func() bool { return stateOf(m, b.ID()) == node.StateDead })
 }
+
+// TestJoinedThroughALeaverFindsTheOthers: found by the fault schedules
+// (seed 80000547). n3 crashes, a partition puts n1 alone against n2 and
+// n4, a new node n5 joins through n1 alone, n1 leaves, and the partition
+// heals: n5's only contact is gone, and n2 and n4 never heard of n5. The
+// two sides must find each other. n5 either reaches n2 and n4 all along
+// (as in the seed) or is cut off from them with n1; it joins once n1
+// holds them dead (memberlist tells no one of a dead member it has never
+// heard of alive), or at once, while n1 still holds them alive (n5 hears
+// of them then, fails to reach them, and its engine gives up on them; the
+// heal waits until the engine has forgotten them altogether).
+func TestJoinedThroughALeaverFindsTheOthers(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		cutOff, soon bool
+	}{
+		{"n5 reaches the others", false, false},
+		{"n5 cut off with n1", true, false},
+		{"n5 cut off with n1, joins before n1 sees the cut", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { joinThroughALeaver(t, tc.cutOff, tc.soon) })
+		})
+	}
+}
+
+func joinThroughALeaver(t *testing.T, cutOff, soon bool) {
+	plan := simPlan{mode: "cp", start: 4, maxNodes: 5, replicas: 3, minMembers: 3}
+	sc := newSimScenario(t, 80000547, plan)
+	ns := sc.form()
+	n1, n2, n3, n4 := ns[0], ns[1], ns[2], ns[3]
+	sc.crash(n3)
+	sc.logf("crash n3")
+	sc.waitUntil("n1, n2 and n4 to see n3 dead", 10*time.Second, func() bool {
+		return stateOf(sc.nodeOf(n1), n3.id) == node.StateDead && stateOf(sc.nodeOf(n2), n3.id) == node.StateDead &&
+			stateOf(sc.nodeOf(n4), n3.id) == node.StateDead
+	})
+	// The next node's peer ID, so that it is cut off before it starts.
+	const n5id = "id-5"
+	side := []string{n1.id}
+	if cutOff {
+		side = append(side, n5id)
+	}
+	for _, a := range side {
+		for _, b := range []*simNode{n2, n4} {
+			sc.net.setCut(a, b.id, true)
+			sc.net.setCut(b.id, a, true)
+		}
+	}
+	sc.logf("partition %v | [n2 n4]", side)
+	if !soon {
+		sc.waitUntil("n1 to see n2 and n4 dead", 10*time.Second, func() bool {
+			return stateOf(sc.nodeOf(n1), n2.id) == node.StateDead && stateOf(sc.nodeOf(n1), n4.id) == node.StateDead
+		})
+	}
+	n5 := sc.addNodeVia(n1)
+	if n5.id != n5id {
+		t.Fatalf("the new node is %s, not %s", n5.id, n5id)
+	}
+	sc.waitUntil("n5 to join through n1", 10*time.Second, func() bool {
+		return sc.nodeOf(n5).Joined() && stateOf(sc.nodeOf(n5), n1.id) == node.StateAlive
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	err := sc.nodeOf(n1).Leave(ctx)
+	cancel()
+	sc.crash(n1)
+	sc.logf("n1 left (%v)", err)
+	if soon {
+		time.Sleep(45 * time.Second) // longer than the engine's GossipToTheDeadTime
+	}
+	sc.heal()
+	healed := time.Now()
+	sc.waitUntil("n2, n4 and n5 to form one cluster", 30*time.Second, func() bool { return sc.settled() == nil })
+	t.Logf("settled %v after the heal", time.Since(healed))
+}
+
+// waitUntil polls cond on the fake clock until it holds, and fails the
+// test if it does not within the given time.
+func (sc *simCluster) waitUntil(what string, within time.Duration, cond func() bool) {
+	sc.t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			sc.t.Fatalf("gave up waiting %v for %s; %s", within, what, simViews(sc, sc.up()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

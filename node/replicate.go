@@ -25,7 +25,7 @@ func (n *Node) replicate(ctx context.Context, bucket string, ws []write, beforeS
 	if n.alone() {
 		return nil
 	}
-	gs := []replicaGroup{{bucket: bucket, ws: ws}}
+	gs := []replicaGroup{newReplicaGroup(bucket, ws)}
 	n.replicateGroups(ctx, gs, beforeSend, nil)
 	return gs[0].err
 }
@@ -43,13 +43,22 @@ func (n *Node) alone() bool {
 // what became of them.
 type replicaGroup struct {
 	bucket string
-	ws     []write
-	err    error // the outcome, once finished
+	msg    []byte // the writes, encoded as a msgReplicate
+	writes int    // how many
+	err    error  // the outcome, once finished
 
-	msg      []byte        // ws encoded as a msgReplicate, from the first round
+	sent     bool          // counted as sent (stats)
 	done     []incarnation // owners that hold the writes
 	finished bool
 	failed   error // the last round's failure, if any
+}
+
+// newReplicaGroup returns the group of ws, writes to bucket. The group
+// holds them encoded, not ws itself: so a caller's ws can stay on its
+// stack (escape analysis sees a group's contents leave with the messages;
+// TestWritePipelinesAllocateNothing).
+func newReplicaGroup(bucket string, ws []write) replicaGroup {
+	return replicaGroup{bucket: bucket, msg: appendReplicate(nil, bucket, ws), writes: len(ws)}
 }
 
 // replicateGroups replicates every group as replicate does one, at once:
@@ -79,7 +88,7 @@ func (n *Node) replicateGroups(ctx context.Context, gs []replicaGroup, beforeSen
 			n.stats.replicationErrors.Add(1)
 		}
 		g.err, g.finished = err, true
-		if g.msg != nil {
+		if g.sent {
 			n.stats.groupDone(&measured)
 		}
 		if finished != nil {
@@ -138,9 +147,9 @@ func (n *Node) replicateGroups(ctx context.Context, gs []replicaGroup, beforeSen
 			}
 		}
 		for gi := range gs {
-			if g := &gs[gi]; !g.finished && g.msg == nil {
-				g.msg = appendReplicate(nil, g.bucket, g.ws)
-				n.stats.groupSent(&measured, len(g.ws))
+			if g := &gs[gi]; !g.finished && !g.sent {
+				g.sent = true
+				n.stats.groupSent(&measured, g.writes)
 			}
 		}
 		for gi := range gs {

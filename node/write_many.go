@@ -194,6 +194,14 @@ func (n *Node) lockStripes(ctx context.Context, bs []bucketWrites) []int {
 // sequence does, under the sequencers lockStripes took.
 func (n *Node) orderBuckets(bs []bucketWrites) {
 	s := n.cfg.Store
+	total := 0
+	for i := range bs {
+		total += len(bs[i].ops)
+	}
+	// One reading of the clock for all the groups: their versions are
+	// all new, so ordered after everything before in every bucket.
+	clock := &versions{clock: s.Clock(), want: total}
+	now := s.Clock().Millis()
 	var free []write
 	for i := range bs {
 		b := &bs[i]
@@ -211,7 +219,7 @@ func (n *Node) orderBuckets(bs []bucketWrites) {
 		if free == nil {
 			free = make([]write, 0, 2*len(bs))
 		}
-		b.ws = n.order(free, b.bucket, exists, b.ops, b.res, b.errs)
+		b.ws = n.orderAt(free, clock, now, b.bucket, exists, b.ops, b.res, b.errs)
 		free = b.ws[len(b.ws):]
 	}
 }
@@ -239,7 +247,7 @@ func (n *Node) commitBuckets(ctx context.Context, bs []bucketWrites, held []int)
 			k, _ := slices.BinarySearch(held, b.stripe) // a group that was ordered holds its stripe
 			left[k]++
 			b.rg = len(rgs)
-			rgs = append(rgs, replicaGroup{bucket: b.bucket, ws: b.ws})
+			rgs = append(rgs, newReplicaGroup(b.bucket, b.ws))
 			of = append(of, i)
 		}
 	}

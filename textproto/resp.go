@@ -188,9 +188,14 @@ func grow(b []byte, n int) []byte {
 
 // header reads a "<prefix><number>\r\n" line and returns the number, which
 // must be in [0, max]; for '*' a negative count (the null array) is read
-// as 0.
+// as 0, and empty lines before it are skipped.
 func (rr *respReader) header(prefix byte, max int, what string) (int, error) {
 	line, err := rr.r.ReadSlice('\n')
+	for prefix == '*' && err == nil && (len(line) == 1 || len(line) == 2 && line[0] == '\r') {
+		// An empty line between requests is skipped, as Redis skips an
+		// empty inline command (redis-cli --pipe sends one).
+		line, err = rr.r.ReadSlice('\n')
+	}
 	if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxHeaderLine {
 		return 0, &respError{"too big count string"}
 	}

@@ -2,6 +2,7 @@ package textproto
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -230,5 +231,24 @@ func TestRedisCLIExpiry(t *testing.T) {
 	}
 	if got := run("HTTL", "h", "FIELDS", "2", "a", "b"); got != "1) (integer) -2\n2) (integer) -1\n" {
 		t.Errorf("HTTL h FIELDS 2 a b once a expired: %q", got)
+	}
+}
+
+// TestRedisCLIPipe: redis-cli --pipe, the mass-insertion mode, sends its
+// input as is and then an ECHO it waits for (after an empty line); every
+// request lands and it reports no errors.
+func TestRedisCLIPipe(t *testing.T) {
+	cli := redisCLI(t)
+	s := startServer(t, Config{})
+	var in strings.Builder
+	for i := range 1000 {
+		in.WriteString(respReq("HSET", "mass", fmt.Sprintf("k%d", i), "v"))
+	}
+	out := runCLI(t, cli, s.addr, in.String(), "--pipe")
+	if !strings.Contains(out, "errors: 0, replies: 1000") {
+		t.Errorf("redis-cli --pipe:\n%s\nwant errors: 0, replies: 1000", out)
+	}
+	if got := runCLI(t, cli, s.addr, "", "HLEN", "mass"); got != "(integer) 1000\n" {
+		t.Errorf("HLEN mass after --pipe: %q, want (integer) 1000", got)
 	}
 }

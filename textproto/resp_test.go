@@ -146,6 +146,8 @@ func TestRespReaderGood(t *testing.T) {
 		{"at the size limit", respReq(big, big, big, big), [][]string{{big, big, big, big}}, 0},
 		{"big then small", respReq("ECHO", big) + respReq("ECHO", "x"), [][]string{{"ECHO", big}, {"ECHO", "x"}}, 0},
 		{"lower case", respReq("hset", "b", "k", "v"), [][]string{{"hset", "b", "k", "v"}}, 0},
+		// redis-cli --pipe sends an empty line before its last ECHO.
+		{"empty lines skipped", respReq("PING") + "\r\n\n" + respReq("ECHO", "x") + "\r\n", [][]string{{"PING"}, {"ECHO", "x"}}, 0},
 	}
 	for _, tt := range tests {
 		for _, bufSize := range []int{16, 4096} {
@@ -192,6 +194,9 @@ func TestRespReaderMustFail(t *testing.T) {
 		{"*1\r\n*1\r\n$4\r\nPING\r\n", "expected '$', got '*'"},
 		{"+PING\r\n", "expected '*', got '+'"},
 		{"PING\r\n", "expected '*', got 'P'"},
+		{"\r\n\r\nPING\r\n", "expected '*', got 'P'"}, // empty lines skipped, not what follows
+		{"\r\r\n", "invalid multibulk length"},
+		{"*1\r\n\r\n$4\r\nPING\r\n", "invalid bulk length"}, // not inside a request
 		{"*1\r\n$\r\n", "invalid bulk length"},
 		{"*1\r\n$-1\r\n", "invalid bulk length"},
 		{"*1\r\n$-5\r\nhello\r\n", "invalid bulk length"},

@@ -364,7 +364,10 @@ func TestConfigValidation(t *testing.T) {
 func TestManyConcurrentClients(t *testing.T) {
 	s := startServer(t, Config{})
 	setup := dialClient(t, s.addr)
-	ctx := ctxT(t)
+	// 20,000 requests and 500 listings of up to 5,000 keys: seconds under
+	// the race detector on a busy machine, so more than testTimeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 6*testTimeout)
+	defer cancel()
 	if err := setup.Create(ctx, "shared"); err != nil {
 		t.Fatal(err)
 	}

@@ -201,9 +201,10 @@ func flagSpecs(cfg *config) []flagSpec {
 		{"maxmemory", "SIZE", fmt.Sprintf("Most memory the node may use, resident, as Redis's maxmemory: bytes, or\n"+
 			"with a unit: k, m, g are powers of 1000, kb, mb, gb (and KiB, MiB, GiB)\n"+
 			"powers of 1024. 0 is no limit. The program's own code takes about 23 MiB\n"+
-			"of it; the Go runtime's memory limit is set to the rest, and eviction (or,\n"+
-			"with noeviction, refusing writes) starts at %.0f%% of the rest, so that the\n"+
-			"garbage collector keeps the process under the limit. At least %s.",
+			"of it; the Go runtime's memory limit is set to the rest less what the\n"+
+			"store's tables hold outside the Go heap, and eviction (or, with noeviction,\n"+
+			"refusing writes) starts at %.0f%% of the rest, so that the garbage\n"+
+			"collector keeps the process under the limit. At least %s.",
 			100*memlimit.DefaultThreshold, memlimit.FormatSize(minMaxMemory)),
 			newValue(&cfg.maxMemory, parseMaxMemory, memlimit.FormatSize)},
 		{"maxmemory-policy", "NAME", "What the node does at --maxmemory, as Redis's maxmemory-policy:\n" +

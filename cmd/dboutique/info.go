@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -118,7 +119,9 @@ func nodeInfo(nd *node.Node, env *infoEnv) func() []textproto.InfoSection {
 
 // memoryInfo is the section about the process's memory, read at each call.
 // used_memory is the live Go heap plus offHeap, what the store's tables
-// hold outside it (mapped memory the runtime does not see).
+// hold outside it (mapped memory the runtime does not see);
+// go_memory_limit is the Go runtime's memory limit now (0: none), which
+// --maxmemory lowers as the tables grow.
 func memoryInfo(offHeap uint64) []textproto.InfoField {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -128,6 +131,10 @@ func memoryInfo(offHeap uint64) []textproto.InfoField {
 	}
 	rss := residentBytes()
 	used := live + offHeap
+	goLimit := debug.SetMemoryLimit(-1) // reads it
+	if goLimit == math.MaxInt64 {
+		goLimit = 0
+	}
 	return []textproto.InfoField{
 		field("used_memory", used),
 		field("used_memory_human", humanBytes(used)),
@@ -137,6 +144,7 @@ func memoryInfo(offHeap uint64) []textproto.InfoField {
 		field("heap_alloc", ms.HeapAlloc),
 		field("heap_sys", ms.HeapSys),
 		field("gc_cycles", ms.NumGC),
+		field("go_memory_limit", goLimit),
 	}
 }
 

@@ -151,11 +151,13 @@ func (cl *closers) close() {
 	*cl = nil
 }
 
-// memoryBudget is what --maxmemory leaves for the Go runtime: its memory
-// limit, and what the node's meter counts against (node/memlimit).
+// memoryBudget is what --maxmemory leaves for the Go runtime and the
+// store's tables outside its heap, and what the node's meter counts
+// against (node/memlimit).
 type memoryBudget struct {
-	limit   int64 // --maxmemory; 0: none
-	reserve int64 // for the resident pages of the executable itself: measured, and a margin
+	limit   int64                  // --maxmemory; 0: none
+	reserve int64                  // for the resident pages of the executable itself: measured, and a margin
+	runtime *memlimit.RuntimeLimit // keeps the Go runtime's limit at the rest less the tables; nil without a limit
 }
 
 // Bounds of the budget.
@@ -168,17 +170,20 @@ const (
 	// defaultReserve stands for the executable's pages where
 	// /proc/self/status is not there to tell.
 	defaultReserve = 32 << 20
-	// minGoMemory is the least --maxmemory must leave to the runtime.
+	// minGoMemory is the least --maxmemory must leave to the runtime and
+	// the store.
 	minGoMemory = 16 << 20
 )
 
 // setMemoryLimit, with --maxmemory, sets the Go runtime's memory limit to
 // what --maxmemory leaves once the executable's own resident pages are
 // counted (the system counts them in the process's resident size; the
-// runtime does not), and returns the budget; the node evicts at a
-// fraction of the same. The limit is process-wide, so only the binary sets
-// it, never a package; cl restores the previous one, for tests that run
-// the program in their process.
+// runtime does not), and returns the budget, whose RuntimeLimit lowers the
+// runtime's limit by what the store's tables hold outside the heap as
+// they grow (the node's meter tells it); the node evicts at a fraction of
+// the same budget. The limit is process-wide, so only the binary sets it,
+// never a package; cl restores the previous one, for tests that run the
+// program in their process.
 func setMemoryLimit(maxMemory int64, cl *closers) (memoryBudget, error) {
 	if maxMemory == 0 {
 		return memoryBudget{}, nil
@@ -191,9 +196,12 @@ func setMemoryLimit(maxMemory int64, cl *closers) (memoryBudget, error) {
 		return memoryBudget{}, fmt.Errorf("--maxmemory %s is too small: the program's own code takes %s of it, and it needs %s more at least",
 			memlimit.FormatSize(maxMemory), humanBytes(uint64(reserve)), humanBytes(minGoMemory))
 	}
-	prev := debug.SetMemoryLimit(maxMemory - int64(reserve))
+	rl, prev, err := memlimit.NewRuntimeLimit(memlimit.RuntimeLimitConfig{Budget: maxMemory - int64(reserve), Set: debug.SetMemoryLimit})
+	if err != nil {
+		return memoryBudget{}, err
+	}
 	cl.add(func() error { debug.SetMemoryLimit(prev); return nil })
-	return memoryBudget{limit: maxMemory, reserve: int64(reserve)}, nil
+	return memoryBudget{limit: maxMemory, reserve: int64(reserve), runtime: rl}, nil
 }
 
 // residentFileBytes returns the process's resident pages that are backed
@@ -308,6 +316,9 @@ func newTransport(cfg config, sec secrets, log *zap.Logger, cl *closers) (*p2p.T
 
 // newNode makes the node on tr; it starts nothing yet.
 func newNode(cfg config, mem memoryBudget, tr *p2p.Transport, placement ring.Placement, log *zap.Logger, cl *closers) (*node.Node, error) {
+	// Alone in its process, the node counts all of it, and the runtime's
+	// limit follows the store's tables.
+	meter := func(fp func() memlimit.Footprint) memlimit.Meter { return memlimit.ProcessMeter(fp, mem.runtime) }
 	nd, err := node.New(node.Config{
 		Name:             cfg.name,
 		Cluster:          cfg.cluster,
@@ -325,7 +336,7 @@ func newNode(cfg config, mem memoryBudget, tr *p2p.Transport, placement ring.Pla
 		MaxMemory:        mem.limit,
 		MaxMemoryPolicy:  cfg.maxMemoryPolicy,
 		MaxMemoryReserve: mem.reserve,
-		MemoryMeter:      memlimit.ProcessMeter, // alone in its process: count all of it
+		MemoryMeter:      meter,
 		Logger:           log.Named("node"),
 	})
 	if err != nil {
@@ -399,7 +410,7 @@ func logStart(cfg config, sec secrets, mem memoryBudget, tr *p2p.Transport, log 
 		log.Info("memory limit",
 			zap.String("maxmemory", memlimit.FormatSize(mem.limit)),
 			zap.String("executable_reserve", humanBytes(uint64(mem.reserve))),
-			zap.String("go_memory_limit", humanBytes(uint64(mem.limit-mem.reserve))),
+			zap.String("go_memory_limit", humanBytes(uint64(mem.runtime.Limit()))+" less the store's tables"),
 			zap.String("eviction_from", humanBytes(uint64(float64(mem.limit-mem.reserve)*memlimit.DefaultThreshold))))
 	}
 	if sec.psk != nil {

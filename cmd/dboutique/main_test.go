@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -751,6 +752,85 @@ func TestMemoryLimit(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "--maxmemory 33mb is too small") {
 		t.Errorf("--maxmemory 33mb: exit code %d, stderr:\n%s", code, stderr)
 	}
+}
+
+// TestMemoryLimitFollowsTables: as the store's tables grow outside the Go
+// heap, the binary lowers the Go runtime's memory limit by as much (within
+// a step of the budget's 1/64), so that the heap cannot grow into the
+// memory the tables hold.
+func TestMemoryLimitFollowsTables(t *testing.T) {
+	t.Parallel()
+	p := startNode(t, nil, "--listen", "127.0.0.1:0", "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+	addr := p.addr()
+	before := infoMemory(t, addr)
+	if before["go_memory_limit"] <= 0 || before["go_memory_limit"] > 64<<20 {
+		t.Fatalf("go_memory_limit %d at start, want under --maxmemory", before["go_memory_limit"])
+	}
+	// 6 MB of 1 KiB values: under the eviction threshold (24 MiB of the
+	// runtime's 41), so nothing is evicted, and the tables hold at least
+	// as much.
+	ctx := ctxT(t)
+	c := dialClient(t, addr)
+	if err := c.Create(ctx, "big"); err != nil {
+		t.Fatal(err)
+	}
+	value := strings.Repeat("v", 1024)
+	for i := range 6000 {
+		if err := c.Put(ctx, "big", fmt.Sprintf("key:%05d", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := infoMemory(t, addr)
+	off := after["used_memory_off_heap"]
+	lowered := before["go_memory_limit"] - after["go_memory_limit"]
+	if off == 0 { // where the tables are on the heap (not Linux), the limit stays
+		if lowered != 0 {
+			t.Errorf("tables on the heap, yet go_memory_limit moved from %d to %d", before["go_memory_limit"], after["go_memory_limit"])
+		}
+		return
+	}
+	if off < 6000*1024 {
+		t.Fatalf("used_memory_off_heap %d after 6 MB of values", off)
+	}
+	// The limit was last set at a write: for the tables as they were then,
+	// at most a step and a value from now. The step is 1/64 of the budget,
+	// about 41 MiB (64 less the executable's pages): 48 bounds it.
+	const step = 48 << 20 / memlimit.DefaultStepFraction
+	if lowered < off-step-4096 || lowered > off+step {
+		t.Errorf("go_memory_limit %d at start, %d with %d bytes off the heap: lowered by %d, want by those bytes, within a step",
+			before["go_memory_limit"], after["go_memory_limit"], off, lowered)
+	}
+	p.stop()
+}
+
+// infoMemory returns the numeric fields of INFO memory, asked on the text
+// protocol.
+func infoMemory(t *testing.T, addr string) map[string]int64 {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(testTimeout))
+	if _, err := io.WriteString(conn, "INFO memory\n"); err != nil {
+		t.Fatal(err)
+	}
+	fields := make(map[string]int64)
+	sc := bufio.NewScanner(conn)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "OK" {
+			return fields
+		}
+		if name, v, ok := strings.Cut(line, ":"); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				fields[name] = n
+			}
+		}
+	}
+	t.Fatalf("INFO memory: no OK at the end: %v", sc.Err())
+	return nil
 }
 
 func TestResidentFileBytes(t *testing.T) {

@@ -10,8 +10,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// delegate gives memberlist this node's metadata; the node sends no user
-// messages and no state of its own through memberlist.
+// delegate gives memberlist this node's metadata, and carries the node's
+// own state in push/pulls (Config.State, MergeState); the node sends no
+// user messages through memberlist.
 type delegate struct{ e *Engine }
 
 func (d delegate) NodeMeta(limit int) []byte {
@@ -24,8 +25,29 @@ func (d delegate) NodeMeta(limit int) []byte {
 }
 func (delegate) NotifyMsg([]byte)                {}
 func (delegate) GetBroadcasts(int, int) [][]byte { return nil }
-func (delegate) LocalState(bool) []byte          { return nil }
-func (delegate) MergeRemoteState([]byte, bool)   {}
+
+func (d delegate) LocalState(bool) []byte {
+	if d.e.cfg.State == nil {
+		return nil
+	}
+	s := d.e.cfg.State()
+	if len(s) > MaxState {
+		d.e.cfg.Log.Error("node state over its limit; sending none", zap.Int("bytes", len(s)), zap.Int("limit", MaxState))
+		return nil
+	}
+	return s
+}
+
+func (d delegate) MergeRemoteState(s []byte, _ bool) {
+	if d.e.cfg.MergeState == nil || len(s) == 0 {
+		return
+	}
+	if len(s) > MaxState {
+		d.e.dropped.Add(1)
+		return
+	}
+	d.e.cfg.MergeState(s)
+}
 
 // pingDelegate hears of every probe answered.
 type pingDelegate struct{ e *Engine }

@@ -12,6 +12,10 @@
 //     dialer wrote before it first read, and whose reply is everything
 //     the other side wrote before it closed (memberlist's streams are
 //     exactly that: push/pull, a fallback ping, each a write then a read);
+//   - a seam for the node's own state in every push/pull (Config.State,
+//     MergeState): the node tells what memberlist cannot, such as the
+//     members it holds dead (memberlist drops a dead member it has never
+//     heard of alive);
 //   - the order of events: memberlist reports joins, updates and deaths
 //     under its own lock, so the engine queues them and one goroutine of
 //     its own hands them to Events, in order; Events may call back into
@@ -24,8 +28,8 @@
 //     member is a placeholder (Placeholder); the transport reaches a
 //     member by its name alone, so a member that comes back on another
 //     IP or port is the same member, and nobody keeps its old address.
-//   - Every read from a peer is capped (MaxPacket, MaxStream) and every
-//     call has a deadline.
+//   - Every read from a peer is capped (MaxPacket, MaxStream, MaxState)
+//     and every call has a deadline.
 //   - Close is idempotent and returns once every goroutine the engine
 //     started has stopped. memberlist does not wait for its own, so Close
 //     waits as long as the longest of them can run on (a probe waiting

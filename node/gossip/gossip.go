@@ -36,6 +36,9 @@ const (
 	MaxStream = 16 << 20
 	// MaxMeta caps a member's metadata (memberlist's own limit).
 	MaxMeta = memberlist.MetaMaxSize
+	// MaxState caps the node's own state in a push/pull (Config.State),
+	// each way.
+	MaxState = 64 << 10
 )
 
 // Placeholder is the address every member advertises to memberlist: the
@@ -78,6 +81,14 @@ type Config struct {
 	// (under memberlist's lock: it must not call the engine); an error
 	// keeps the member out, as if never heard of.
 	Admit func(id string, meta []byte) error
+	// State, when set, returns what this node tells the member it
+	// exchanges member lists with (a push/pull: when either joins
+	// through the other, and now and then), at most MaxState bytes; the
+	// other side's MergeState receives it, whoever it is (it checks what
+	// it takes). Both are called outside memberlist's lock, from a
+	// goroutine of memberlist's; they may not call the engine.
+	State      func() []byte
+	MergeState func(state []byte)
 	// ProbeInterval is how often the engine probes one member (a random
 	// one, round robin). Default 500 ms.
 	ProbeInterval time.Duration

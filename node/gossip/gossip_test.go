@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -93,16 +94,27 @@ type member struct {
 
 func startMembers(t *testing.T, n int) (*memNet, []*member) {
 	t.Helper()
+	return startMembersWith(t, n, nil)
+}
+
+// startMembersWith starts n engines, tweak changing each one's
+// configuration first, and joins them all through the first.
+func startMembersWith(t *testing.T, n int, tweak func(id string, c *gossip.Config)) (*memNet, []*member) {
+	t.Helper()
 	m := &memNet{engines: make(map[string]*gossip.Engine), cut: make(map[string]bool)}
 	var ms []*member
 	for i := range n {
 		id := fmt.Sprintf("peer-%d", i)
 		rec := &recorder{alive: make(map[string]string), gone: make(map[string]bool)}
-		e, err := gossip.New(gossip.Config{
+		cfg := gossip.Config{
 			ID: id, Caller: m.caller(id), PacketType: typePacket, StreamType: typeStream,
 			Events: rec, Meta: func() []byte { return []byte("meta of " + id) },
 			ProbeInterval: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond, Log: testLog(t, id),
-		})
+		}
+		if tweak != nil {
+			tweak(id, &cfg)
+		}
+		e, err := gossip.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,6 +206,46 @@ func TestEngineJoinDeathAndLeave(t *testing.T) {
 		}
 		if err := mb.e.Close(); err != nil {
 			t.Fatalf("second Close: %v", err)
+		}
+	}
+}
+
+// TestStateInPushPull: both sides of a push/pull (a join is one) receive
+// the other's Config.State; a state over MaxState is not sent.
+func TestStateInPushPull(t *testing.T) {
+	var mu sync.Mutex
+	got := make(map[string][]string) // receiver -> the states it received
+	_, ms := startMembersWith(t, 3, func(id string, c *gossip.Config) {
+		c.State = func() []byte {
+			if id == "peer-2" {
+				return make([]byte, gossip.MaxState+1)
+			}
+			return []byte("state of " + id)
+		}
+		c.MergeState = func(s []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			got[id] = append(got[id], string(s))
+		}
+	})
+	received := func(to, state string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(got[to], state)
+	}
+	waitFor(t, "each side of the joins to receive the other's state", func() bool {
+		return received("peer-0", "state of peer-1") && received("peer-1", "state of peer-0") && received("peer-2", "state of peer-0")
+	})
+	for _, mb := range ms {
+		_ = mb.e.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for to, states := range got {
+		for _, s := range states {
+			if s != "state of peer-0" && s != "state of peer-1" {
+				t.Errorf("%s received a state of %d bytes; peer-2's is over MaxState and must not be sent", to, len(s))
+			}
 		}
 	}
 }

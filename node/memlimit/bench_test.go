@@ -94,7 +94,7 @@ func BenchmarkOver(b *testing.B) {
 	for _, tc := range []struct {
 		name  string
 		meter memlimit.Meter
-	}{{"store", memlimit.StoreMeter(fp)}, {"process", memlimit.ProcessMeter(fp)}} {
+	}{{"store", memlimit.StoreMeter(fp)}, {"process", memlimit.ProcessMeter(fp, nil)}} {
 		b.Run(tc.name, func(b *testing.B) {
 			g := mustNew(b, memlimit.Config{Limit: 1 << 30, Meter: tc.meter})
 			b.ReportAllocs()

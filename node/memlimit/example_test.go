@@ -28,7 +28,7 @@ func Example() {
 	}
 
 	// 40,000 entries of 1 KiB, and the 1 MiB LRU sketch: over the threshold,
-	// half the limit.
+	// 60% of the limit.
 	bytes.Store(40_000 * (10 + 1024))
 	entries.Store(40_000)
 	fmt.Printf("used %s of %s, evict from %s: %d bytes over\n",
@@ -51,7 +51,7 @@ func Example() {
 	g.Evicted(1)
 	fmt.Println("evicted keys:", g.Stats().EvictedKeys)
 	// Output:
-	// used 43688576 of 64mb, evict from 32mb: 10134144 bytes over
+	// used 43688576 of 64mb, evict from 40265318: 3423258 bytes over
 	// evict entry 2
 	// evicted keys: 1
 }

@@ -12,14 +12,16 @@ import (
 // Defaults and bounds of Config.
 const (
 	// DefaultThreshold is the fraction of the limit (less Config.Reserve)
-	// at which eviction starts, and noeviction refuses writes. With the
-	// live data at half of the Go runtime's memory limit, the collector's
-	// own goal (twice the live heap, GOGC=100) lands at the limit: the
-	// heap is paced by GOGC, and the memory limit is only a backstop.
-	// Higher, the collector runs ever more often near the limit and falls
-	// behind a fast writer, and the resident size passes the limit: see
-	// doc.go for the measurement.
-	DefaultThreshold = 0.5
+	// at which eviction starts, and noeviction refuses writes. The rest is
+	// the Go heap's room for garbage: the runtime's limit is what the
+	// store's tables leave of the same budget (RuntimeLimit), so that the
+	// higher the threshold, the more often the collector runs, until it
+	// falls behind a fast writer: measured (doc.go), 0.6 kept the binary
+	// under its limit and refused no write of an evicting node in every
+	// run; from 0.7 on, writers outran eviction in some runs (OOM), and
+	// with 4 KiB of garbage per write the resident size passed the limit
+	// from 0.8.
+	DefaultThreshold = 0.6
 	// MinSlots and DefaultMaxSlots bound the size of the access sketch,
 	// in slots: 4 bytes each for LRU, 8 for LFU.
 	MinSlots        = 1 << 16

@@ -102,12 +102,12 @@ func TestOverAndFull(t *testing.T) {
 	t.Parallel()
 	m := &fakeMeter{}
 	g := mustNew(t, memlimit.Config{Limit: 1000, Meter: m})
-	if g.Threshold() != 500 || g.Policy() != memlimit.NoEviction {
-		t.Fatalf("Threshold %d Policy %v, want 500 noeviction", g.Threshold(), g.Policy())
+	if g.Threshold() != 600 || g.Policy() != memlimit.NoEviction {
+		t.Fatalf("Threshold %d Policy %v, want 600 noeviction", g.Threshold(), g.Policy())
 	}
 	for _, tc := range []struct {
 		used, over int64
-	}{{0, 0}, {400, 0}, {500, 0}, {501, 1}, {1000, 500}, {5000, 4500}} {
+	}{{0, 0}, {500, 0}, {600, 0}, {601, 1}, {1000, 400}, {5000, 4400}} {
 		m.used.Store(tc.used)
 		if got := g.Over(); got != tc.over {
 			t.Errorf("used %d: Over = %d, want %d", tc.used, got, tc.over)
@@ -156,7 +156,7 @@ func TestSketchCounted(t *testing.T) {
 			t.Errorf("%v with a store meter: Used = %d, want the estimate and the sketch, %d", tc.policy, g.Used(), want)
 		}
 		// A process meter sees the sketch in the heap already.
-		pm := memlimit.ProcessMeter(fp)
+		pm := memlimit.ProcessMeter(fp, nil)
 		g = mustNew(t, memlimit.Config{Limit: 64 << 20, Policy: tc.policy, Meter: pm, Capacity: 1000})
 		if d := g.Used() - pm.Used(); d < -1<<20 || d > 1<<20 {
 			t.Errorf("%v with a process meter: Used %d, the meter %d", tc.policy, g.Used(), pm.Used())
@@ -476,13 +476,20 @@ func TestStoreMeter(t *testing.T) {
 }
 
 // TestProcessMeter checks that the process meter follows the store's
-// estimate between collections and starts from the runtime's numbers.
+// estimate between collections and, at each, starts again from the
+// runtime's numbers and the store's memory off the heap as it is.
 // Not parallel: other tests' allocations would move the heap.
 func TestProcessMeter(t *testing.T) {
-	var est, buckets atomic.Int64
-	m := memlimit.ProcessMeter(func() memlimit.Footprint {
-		return memlimit.Footprint{Bytes: est.Load(), Buckets: buckets.Load()}
-	})
+	var est, buckets, offHeap atomic.Int64
+	fp := func() memlimit.Footprint {
+		return memlimit.Footprint{Bytes: est.Load(), Buckets: buckets.Load(), OffHeap: offHeap.Load()}
+	}
+	var set fakeSet
+	lim, _, err := memlimit.NewRuntimeLimit(memlimit.RuntimeLimitConfig{Budget: 64 << 20, Step: 1 << 20, Floor: 8 << 20, Set: set.set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := memlimit.ProcessMeter(fp, lim)
 	runtime.GC()
 	u0 := m.Used()
 	var ms runtime.MemStats
@@ -491,13 +498,18 @@ func TestProcessMeter(t *testing.T) {
 		t.Errorf("Used = %d; heap alloc %d, sys %d", u0, ms.HeapAlloc, ms.Sys)
 	}
 	// The store grows by 10 MB: Used follows at once, without a
-	// collection.
+	// collection, by the estimate; so does the runtime's limit, by the
+	// memory the tables took (OffHeap, here a little more).
 	est.Store(10 << 20)
+	offHeap.Store(12 << 20)
 	if d := m.Used() - u0; d != 10<<20 {
 		t.Errorf("store grew 10 MiB, Used grew %d", d)
 	}
-	// Entries deleted: Used falls at once, although the heap frees them
-	// only at the next collection.
+	if got, want := set.last(), int64(64<<20-12<<20-1<<20); got != want {
+		t.Errorf("runtime limit %d with 12 MiB off the heap, want %d", got, want)
+	}
+	// Entries deleted: Used falls at once, although the tables free them
+	// only when they compact.
 	est.Store(4 << 20)
 	if d := m.Used() - u0; d != 4<<20 {
 		t.Errorf("store at 4 MiB, Used grew %d", d)
@@ -508,17 +520,58 @@ func TestProcessMeter(t *testing.T) {
 		t.Errorf("store at 4 MiB and 1000 records, Used grew %d", d)
 	}
 	// After a collection (seen within refreshEvery calls), the runtime's
-	// live heap counts again: the records' estimate is replaced by the
-	// heap, which does not hold the 1000 records this test never
-	// allocated; the store's tables are off the heap and still count.
+	// live heap counts again, and the tables as they are (12 MiB, the
+	// memory of deleted entries included), not as estimated: the
+	// records' estimate is replaced by the heap, which does not hold the
+	// 1000 records this test never allocated.
 	runtime.GC()
 	for range 64 {
 		m.Used()
 	}
 	u1 := m.Used()
-	if d := u1 - u0 - 4<<20; d < -2<<20 || d > 2<<20 {
-		t.Errorf("after a GC: Used %d, before %d: want 4 MiB more (the tables), not the records never allocated", u1, u0)
+	if d := u1 - u0 - 12<<20; d < -2<<20 || d > 2<<20 {
+		t.Errorf("after a GC: Used %d, before %d: want 12 MiB more (the tables), not the records never allocated", u1, u0)
 	}
+	// Between collections, a change off the heap that the estimate does
+	// not see (a table compacted) waits for the next one; the estimate
+	// moves Used at once.
+	offHeap.Store(5 << 20)
+	est.Store(5 << 20)
+	if d := m.Used() - u1; d != 1<<20 {
+		t.Errorf("estimate 1 MiB up, tables 7 MiB down: Used moved %d before a GC, want the estimate's 1 MiB", d)
+	}
+	if got, want := set.last(), int64(64<<20-5<<20-1<<20); got != want {
+		t.Errorf("runtime limit %d with 5 MiB off the heap, want %d", got, want)
+	}
+}
+
+// TestProcessMeterHeapTables: a store whose tables are on the heap (race
+// builds) says OffHeap 0; its tables count once, in the live heap, and
+// its estimate's growth between collections.
+func TestProcessMeterHeapTables(t *testing.T) {
+	var tables [][]byte
+	var est atomic.Int64
+	m := memlimit.ProcessMeter(func() memlimit.Footprint { return memlimit.Footprint{Bytes: est.Load()} }, nil)
+	runtime.GC()
+	for range 64 {
+		m.Used()
+	}
+	u0 := m.Used()
+	for range 16 {
+		tables = append(tables, make([]byte, 1<<20))
+	}
+	est.Store(16 << 20)
+	if d := m.Used() - u0; d != 16<<20 {
+		t.Errorf("16 MiB written, Used grew %d before a GC", d)
+	}
+	runtime.GC()
+	for range 64 {
+		m.Used()
+	}
+	if d := m.Used() - u0; d < 14<<20 || d > 20<<20 {
+		t.Errorf("16 MiB on the heap after a GC: Used grew %d, want about 16 MiB (not twice)", d)
+	}
+	runtime.KeepAlive(tables)
 }
 
 func TestConcurrentUse(t *testing.T) {
@@ -527,7 +580,7 @@ func TestConcurrentUse(t *testing.T) {
 		m := &fakeMeter{}
 		g := mustNew(t, memlimit.Config{Limit: 1 << 20, Policy: p, Meter: memlimit.ProcessMeter(func() memlimit.Footprint {
 			return memlimit.Footprint{Bytes: m.used.Load()}
-		})})
+		}, nil)})
 		var wg sync.WaitGroup
 		for w := range 4 {
 			wg.Go(func() {

@@ -37,6 +37,13 @@ type Footprint struct {
 	// an entry). A store that does not count them leaves 0, and then a
 	// small bucket's cost is underestimated (see MapOverhead).
 	Maps int64
+	// OffHeap is the memory the store holds outside the Go heap
+	// (node/store's Store.OffHeap: its tables, and the freed blocks it
+	// keeps), as it is, not estimated: what ProcessMeter counts of the
+	// tables at each collection, and what a RuntimeLimit takes from the
+	// runtime's limit. 0 for a store whose tables are on the heap (race
+	// builds; where mapping memory failed), or that does not say.
+	OffHeap int64
 }
 
 // The per-item costs that Footprint.Estimate adds to the bytes of keys
@@ -67,11 +74,6 @@ func (f Footprint) Estimate() int64 {
 	return f.Bytes + f.Entries*EntryOverhead + f.Buckets*BucketOverhead + f.Maps*MapOverhead
 }
 
-// onHeap is the part of Estimate that is on the Go heap, which the
-// runtime's statistics count: the records. The tables (keys, values,
-// indexes) are mapped outside it.
-func (f Footprint) onHeap() int64 { return f.Buckets * BucketOverhead }
-
 // EntryCost returns what one entry with a key and a value of these
 // lengths adds to Footprint.Estimate in a large bucket: what evicting it
 // frees, for Candidate.Size.
@@ -98,36 +100,41 @@ func (m storeMeter) Used() int64 { return m().Estimate() }
 const refreshEvery = 32
 
 // ProcessMeter returns the Meter of a node alone in its process (the
-// dboutique binary): what the Go runtime holds for the whole process,
-// measured at the last garbage collection, plus the store's tables, which
-// are outside the Go heap, plus what the store's records have grown
-// since. Precisely, Used returns
+// dboutique binary): what the Go runtime holds for the whole process and
+// the memory the store holds outside the Go heap, both as they were at
+// the last garbage collection, plus what the store's estimate grew since.
+// Precisely, Used returns
 //
 //	live heap at the last GC  (/gc/heap/live:bytes)
 //	+ goroutine stacks and the runtime's own memory, at the last GC
 //	  (/memory/classes/heap/stacks, os-stacks, metadata/other,
 //	  metadata/mcache/inuse, metadata/mspan/inuse, profiling/buckets,
 //	  other)
-//	+ footprint().Estimate() now − its part on the heap at the last GC
+//	+ footprint().OffHeap when that GC was seen
+//	+ footprint().Estimate() now − footprint().Estimate() when it was seen
 //
-// (the store's part on the heap at the last GC is in the live heap; its
-// tables are not: node/store maps them outside the heap). Where the store
-// could not map memory (not Linux) its tables are on the heap as well and
-// are counted twice, which evicts early rather than late.
+// so that at each collection it counts what the process holds, its
+// tables as they are (their entries, the dead entries they have not
+// compacted yet, their indexes and the freed blocks the store keeps), and
+// in between it moves with the store's estimate: it falls at once when
+// entries are deleted (their memory is freed when the table compacts, or
+// by the next collection for the records on the heap) and grows with
+// every write, while reading runtime metrics only once a collection
+// happened. It notices one by reading the cycle count every refreshEvery
+// calls; until then the previous collection's numbers stand. Before the
+// first collection, the heap's allocated bytes stand for the live heap.
+// Where the store's tables are on the heap (OffHeap 0), the live heap
+// counts them.
 //
-// so it falls at once when entries are deleted (their memory is garbage
-// that the next collection frees) and grows with every write, while
-// reading runtime metrics only once a collection happened. It notices
-// one by reading the cycle count every refreshEvery calls; until then the
-// previous collection's numbers stand. Before the first collection, the
-// heap's allocated bytes stand for the live heap.
+// With limit not nil, Used passes footprint().OffHeap to limit.Follow at
+// every call, so that the Go runtime's memory limit follows the tables.
 //
 // It does not count freed memory that the runtime has not returned to the
 // operating system yet, nor garbage: that is what the headroom of
 // DefaultThreshold is for. Two nodes in one process would each count the
 // other's memory; use StoreMeter there.
-func ProcessMeter(footprint func() Footprint) Meter {
-	m := &processMeter{footprint: footprint}
+func ProcessMeter(footprint func() Footprint, limit *RuntimeLimit) Meter {
+	m := &processMeter{footprint: footprint, limit: limit}
 	for i, name := range [...]string{
 		"/gc/cycles/total:gc-cycles",
 		"/gc/heap/live:bytes",
@@ -156,10 +163,11 @@ const (
 
 type processMeter struct {
 	footprint func() Footprint
+	limit     *RuntimeLimit // or nil
 	calls     atomic.Uint64
-	// offset is the runtime's bytes at the last GC seen less the store's
-	// estimated part on the heap when it was seen: one word, so that Used
-	// never pairs one collection's numbers with another's.
+	// offset is the runtime's bytes at the last GC seen, plus the store's
+	// memory off the heap less its estimate when it was seen: one word,
+	// so that Used never pairs one collection's numbers with another's.
 	offset atomic.Int64
 
 	mu      sync.Mutex // guards the fields below; refresh only TryLocks it
@@ -172,7 +180,11 @@ func (m *processMeter) Used() int64 {
 	if m.calls.Add(1)%refreshEvery == 1 {
 		m.refresh()
 	}
-	return m.offset.Load() + m.footprint().Estimate()
+	fp := m.footprint()
+	if m.limit != nil {
+		m.limit.Follow(fp.OffHeap)
+	}
+	return m.offset.Load() + fp.Estimate()
 }
 
 // wholeProcess marks a meter that sees the Governor's sketch already.
@@ -180,7 +192,7 @@ func (m *processMeter) wholeProcess() {}
 
 // refresh reads the GC's cycle count and, when a collection happened
 // since the last look (or before any collection at all), the runtime's
-// numbers and the store's estimate. A caller that finds another refresh
+// numbers and the store's footprint. A caller that finds another refresh
 // running leaves it to that one.
 func (m *processMeter) refresh() {
 	if !m.mu.TryLock() {
@@ -201,7 +213,8 @@ func (m *processMeter) refresh() {
 	for _, s := range m.samples[sampleFirstOther:] {
 		base += sampleUint(s)
 	}
-	m.offset.Store(int64(base) - m.footprint().onHeap())
+	fp := m.footprint()
+	m.offset.Store(int64(base) + fp.OffHeap - fp.Estimate())
 }
 
 // sampleUint returns a sample's value, or 0 for a metric this runtime

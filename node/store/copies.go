@@ -60,8 +60,8 @@ func (s *Store) ApplyEntry(bucket string, e Entry) error {
 	if r.retired {
 		return ErrRetired
 	}
-	r.applyEntry(e.Key, mkItem(e))
-	return nil
+	_, err := r.applyEntry(e.Key, mkItem(e))
+	return err
 }
 
 // ApplyEntryLive is ApplyEntry, also reporting whether the key had a value just
@@ -81,8 +81,8 @@ func (s *Store) ApplyEntryLive(bucket string, e Entry) (wasLive, applied bool, e
 	}
 	f := r.find(e.Key)
 	wasLive = f.ok() && f.liveBy(s.clock)
-	applied = r.applyFound(e.Key, mkItem(e), f)
-	return wasLive, applied, nil
+	applied, err = r.applyFound(e.Key, mkItem(e), f)
+	return wasLive, applied, err
 }
 
 // Merge applies a peer's copy: meta first (as ApplyCreate/ApplyDrop with
@@ -109,7 +109,11 @@ func (s *Store) Merge(bucket string, meta BucketMeta, entries []Entry) (changed 
 	changed = r.applyMeta(meta)
 	for i := range entries {
 		e := &entries[i]
-		if r.applyEntry(e.Key, mkItem(*e)) {
+		ok, err := r.applyEntry(e.Key, mkItem(*e))
+		if err != nil {
+			return changed, err
+		}
+		if ok {
 			changed++
 		}
 	}

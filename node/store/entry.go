@@ -147,9 +147,9 @@ func (m BucketMeta) ExpiredAt(now int64) bool { return m.Expires != 0 && m.Expir
 // LiveAt reports whether the bucket exists and has not expired at now.
 func (m BucketMeta) LiveAt(now int64) bool { return m.Exists() && !m.ExpiredAt(now) }
 
-// merge sets m to the maximum of m and o, field by field, and keeps it
-// canonical.
-func (m *BucketMeta) merge(o BucketMeta) {
+// Merge sets m to the maximum of m and o, field by field, and keeps it
+// canonical: how a copy takes in another's meta, in any order.
+func (m *BucketMeta) Merge(o BucketMeta) {
 	m.Created = max(m.Created, o.Created, o.ExpiresV)
 	m.Dropped = max(m.Dropped, o.Dropped)
 	if o.ExpiresV > m.ExpiresV || o.ExpiresV == m.ExpiresV && o.Expires > m.Expires {

@@ -23,6 +23,10 @@ var (
 	// that would add to it (maxmemory-policy noeviction, or eviction
 	// cannot keep up).
 	ErrOutOfMemory = errors.New("store: out of memory")
+	// ErrBucketFull: a bucket's table has no room for another chunk (about
+	// 32k of them: 8 GiB of values over 256 KiB, or 32 GiB of small
+	// entries, in one bucket); the write is refused and nothing changed.
+	ErrBucketFull = errors.New("store: bucket full")
 )
 
 // Errors of reads that found their key or bucket expired but still held:

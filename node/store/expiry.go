@@ -112,7 +112,7 @@ func Decide(op Op, cur Current, next func() Version) (Result, []Change, error) {
 		if e := &cur.Entry; cur.Bucket.Exists() && cur.Bucket.ExpiredAt(cur.Now) {
 			v := next()
 			ch = append(ch, Change{Kind: KindDrop, Entry: Entry{Version: v}})
-			cur.Bucket.merge(BucketMeta{Dropped: v})
+			cur.Bucket.Merge(BucketMeta{Dropped: v})
 			cur.Entry = Entry{}
 		} else if op.Flags&FlagBucket == 0 && e.Version != 0 && !e.Deleted && e.Expires != 0 && e.Expires <= cur.Now {
 			cur.Entry = Entry{Key: op.Key, Deleted: true, Version: next()}
@@ -238,7 +238,7 @@ func (r *record) state(op Op, now int64) Current {
 }
 
 // applyChange applies c to r, which the caller holds for writing.
-func (r *record) applyChange(c Change) {
+func (r *record) applyChange(c Change) error {
 	switch c.Kind {
 	case KindCreate:
 		r.applyMeta(BucketMeta{Created: c.Entry.Version})
@@ -249,8 +249,10 @@ func (r *record) applyChange(c Change) {
 	case KindEvict:
 		r.evict(c.Entry.Key, c.Entry.Version)
 	default:
-		r.applyEntry(c.Entry.Key, mkItem(c.Entry))
+		_, err := r.applyEntry(c.Entry.Key, mkItem(c.Entry))
+		return err
 	}
+	return nil
 }
 
 // evict removes key's entry if it holds a value of version v or older,
@@ -294,7 +296,9 @@ func (s *Store) decide(op Op) (Result, error) {
 	defer r.mu.Unlock()
 	res, ch, err := Decide(op, r.state(op, s.clock.Millis()), s.clock.Now)
 	for _, c := range ch {
-		r.applyChange(c)
+		if aerr := r.applyChange(c); aerr != nil {
+			return Result{}, aerr
+		}
 	}
 	return res, err
 }
@@ -416,14 +420,14 @@ func (s *Store) Volatile() (keys, buckets int) {
 func (cur *Current) Apply(op Op, ch Change) {
 	switch ch.Kind {
 	case KindCreate:
-		cur.Bucket.merge(BucketMeta{Created: ch.Entry.Version})
+		cur.Bucket.Merge(BucketMeta{Created: ch.Entry.Version})
 	case KindDrop:
-		cur.Bucket.merge(BucketMeta{Dropped: ch.Entry.Version})
+		cur.Bucket.Merge(BucketMeta{Dropped: ch.Entry.Version})
 		if cur.Entry.Version <= cur.Bucket.Dropped {
 			cur.Entry = Entry{}
 		}
 	case KindExpire:
-		cur.Bucket.merge(BucketMeta{ExpiresV: ch.Entry.Version, Expires: ch.Entry.Expires})
+		cur.Bucket.Merge(BucketMeta{ExpiresV: ch.Entry.Version, Expires: ch.Entry.Expires})
 	case KindEvict:
 		if op.Flags&FlagBucket == 0 && ch.Entry.Key == op.Key && !cur.Entry.Deleted && cur.Entry.Version <= ch.Entry.Version {
 			cur.Entry = Entry{}
@@ -431,7 +435,7 @@ func (cur *Current) Apply(op Op, ch Change) {
 	case KindPut, KindDelete:
 		if op.Flags&FlagBucket == 0 && ch.Entry.Key == op.Key && ch.Entry.Newer(cur.Entry) {
 			cur.Entry = ch.Entry
-			cur.Bucket.merge(BucketMeta{Created: ch.Entry.Version})
+			cur.Bucket.Merge(BucketMeta{Created: ch.Entry.Version})
 		}
 	}
 }

@@ -17,29 +17,39 @@ import (
 // mapstore, the store as it was before its entries were packed into tables
 // (Go maps of strings): versioned writes, drops, expiries, evictions,
 // merges, collections, removals, retirements and every kind of Execute,
-// with a shared fake clock. Every outcome must be equal, and so must what
-// the two hold: records, metas, digests, pages of every shard, keys,
-// values, counts, expired keys and listings.
+// with a shared fake clock. Every outcome must be equal, and so must the
+// digests after every operation and, at the end, all that the two hold:
+// records, metas, digests, pages of every shard, keys, values, counts,
+// expired keys and listings. (Every prefix of an input is an input too, so
+// the end is enough.)
 func FuzzLayoutMatchesMaps(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0, 0, 1, 2, 3, 0, 0, 0, 1, 5, 3, 0, 8, 0, 1, 2, 3, 4})
 	f.Add([]byte{8, 1, 2, 3, 4, 5, 8, 1, 2, 9, 40, 5, 6, 0, 0, 0, 60, 0, 1, 1, 2, 0, 30, 0})
 	f.Add([]byte{0, 0, 0, 7, 9, 0, 0, 0, 0, 6, 9, 0, 0, 0, 0, 7, 10, 0, 4, 0, 0, 0, 20, 0, 6, 0, 0, 0, 63, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) > 6*400 {
+		if len(data) > 6*maxLayoutOps {
 			return
 		}
 		h := newLayoutHarness()
-		for i := 0; len(data) >= 6; i++ {
+		for ; len(data) >= 6; data = data[6:] {
 			h.step(t, data[:6])
-			data = data[6:]
-			if i%16 == 15 {
-				h.compare(t)
-			}
 		}
 		h.compare(t)
 	})
 }
+
+// maxLayoutOps bounds FuzzLayoutMatchesMaps's inputs (TestLayoutMatchesMapsRandom
+// runs long sequences). The fuzzing engine minimizes every input that adds
+// coverage, and running a line more times than before does (counts go by
+// powers of two): it tries up to about n²/2 shorter inputs of an n-byte one,
+// a run each, for up to -fuzzminimizetime (a minute by default), and reports
+// none of those runs until it is done. With 400 operations (2,400 bytes, 20
+// to 90 ms a run, everything compared every 16) one such input took the
+// whole minute, at 0 execs/s; with 32 and one comparison at the end (half a
+// millisecond a run) the longest took 14 s, and a minute ran 322,000 inputs
+// rather than 1,000.
+const maxLayoutOps = 32
 
 // TestLayoutMatchesMapsRandom runs FuzzLayoutMatchesMaps's comparison on
 // long random sequences, in every run.
@@ -80,16 +90,25 @@ func newLayoutHarness() *layoutHarness {
 	h := &layoutHarness{now: layoutBase + 32}
 	clock := func() time.Time { return time.UnixMilli(h.now) }
 	h.s = store.NewStoreWithClock(store.NewClock(clock))
-	h.m = mapstore.NewStoreWithClock(mapstore.NewClock(clock))
-	h.buckets = []string{"a", "b", store.PlainBucketPrefix + "0"}
-	h.keys = []string{"", "k", "key-1", "key-2", "\x00", "\xff\xfe", strings.Repeat("long", 20), "k3", "k4", "k5"}
-	for i := range 150 {
-		h.keys = append(h.keys, fmt.Sprintf("many-%d", i))
-	}
-	h.values = []string{"", "v", "w", "value-8!", "value-9!", strings.Repeat("x", 200), strings.Repeat("y", 3000),
-		"\x00\x01", "zz", strings.Repeat("q", 300<<10)}
+	h.m = mapstore.NewStoreWithClock(store.NewClock(clock))
+	h.buckets, h.keys, h.values = layoutBuckets, layoutKeys, layoutValues
 	return h
 }
+
+// The bucket names, keys and values the operations draw from, made once
+// (a harness only reads them).
+var (
+	layoutBuckets = []string{"a", "b", store.PlainBucketPrefix + "0"}
+	layoutKeys    = func() []string {
+		keys := []string{"", "k", "key-1", "key-2", "\x00", "\xff\xfe", strings.Repeat("long", 20), "k3", "k4", "k5"}
+		for i := range 150 {
+			keys = append(keys, fmt.Sprintf("many-%d", i))
+		}
+		return keys
+	}()
+	layoutValues = []string{"", "v", "w", "value-8!", "value-9!", strings.Repeat("x", 200), strings.Repeat("y", 3000),
+		"\x00\x01", "zz", strings.Repeat("q", 300<<10)}
+)
 
 // version returns a version near the clock's time: up to 32 ms before it
 // and 31 after, with a counter of 0 to 3.
@@ -106,19 +125,6 @@ func (h *layoutHarness) expiry(b byte) int64 {
 	return h.now - 16 + int64(b%64)
 }
 
-func toMapEntry(e store.Entry) mapstore.Entry {
-	return mapstore.Entry{Key: e.Key, Value: e.Value, Version: mapstore.Version(e.Version), Deleted: e.Deleted, Expires: e.Expires}
-}
-
-func fromMapEntry(e mapstore.Entry) store.Entry {
-	return store.Entry{Key: e.Key, Value: e.Value, Version: store.Version(e.Version), Deleted: e.Deleted, Expires: e.Expires}
-}
-
-func toMapMeta(m store.BucketMeta) mapstore.BucketMeta {
-	return mapstore.BucketMeta{Created: mapstore.Version(m.Created), Dropped: mapstore.Version(m.Dropped),
-		ExpiresV: mapstore.Version(m.ExpiresV), Expires: m.Expires}
-}
-
 func errString(err error) string {
 	if err == nil {
 		return ""
@@ -126,12 +132,22 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// same fails t when got and want (the store's and the model's) differ.
-func (h *layoutHarness) same(t *testing.T, what string, got, want any) {
-	t.Helper()
+// same fails t when got and want (the store's and the model's) differ;
+// what and args (as for fmt.Sprintf) name the comparison.
+func (h *layoutHarness) same(t *testing.T, got, want any, what string, args ...any) {
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("%s: store %+v, maps %+v\nops:\n%s", what, got, want, strings.Join(h.log, "\n"))
+		t.Helper()
+		h.differ(t, got, want, what, args...)
 	}
+}
+
+// differ fails t: got and want differ. The comparisons made thousands of
+// times a run (digests after every operation, every key of every bucket,
+// pages) test their values themselves and call differ only then, so that
+// they cost neither reflection nor formatting.
+func (h *layoutHarness) differ(t *testing.T, got, want any, what string, args ...any) {
+	t.Helper()
+	t.Fatalf("%s: store %+v, maps %+v\nops:\n%s", fmt.Sprintf(what, args...), got, want, strings.Join(h.log, "\n"))
 }
 
 // step applies one operation, decoded from six bytes, to both.
@@ -163,20 +179,20 @@ func (h *layoutHarness) step(t *testing.T, b []byte) {
 		if b[0]&0x80 != 0 {
 			e = store.Entry{Key: key, Version: v, Deleted: true}
 		}
-		name = fmt.Sprintf("ApplyEntry(%s, %q, %.10q, %v, del=%v, exp=%d)", bucket, key, e.Value, e.Version, e.Deleted, e.Expires)
-		h.same(t, name, errString(h.s.ApplyEntry(bucket, e)), errString(h.m.ApplyEntry(bucket, toMapEntry(e))))
+		name = fmt.Sprintf("ApplyEntry(%s, %q, %.10q, %v, del=%v, exp=%d)", bucket, e.Key, e.Value, e.Version, e.Deleted, e.Expires)
+		h.same(t, errString(h.s.ApplyEntry(bucket, e)), errString(h.m.ApplyEntry(bucket, e)), "%s", name)
 	case 2:
 		name = fmt.Sprintf("ApplyDrop(%s, %v)", bucket, v)
-		h.same(t, name, errString(h.s.ApplyDrop(bucket, v)), errString(h.m.ApplyDrop(bucket, mapstore.Version(v))))
+		h.same(t, errString(h.s.ApplyDrop(bucket, v)), errString(h.m.ApplyDrop(bucket, v)), "%s", name)
 	case 3:
 		name = fmt.Sprintf("ApplyCreate(%s, %v)", bucket, v)
-		h.same(t, name, errString(h.s.ApplyCreate(bucket, v)), errString(h.m.ApplyCreate(bucket, mapstore.Version(v))))
+		h.same(t, errString(h.s.ApplyCreate(bucket, v)), errString(h.m.ApplyCreate(bucket, v)), "%s", name)
 	case 4:
 		name = fmt.Sprintf("ApplyExpiry(%s, %v, %d)", bucket, v, exp)
-		h.same(t, name, errString(h.s.ApplyExpiry(bucket, v, exp)), errString(h.m.ApplyExpiry(bucket, mapstore.Version(v), exp)))
+		h.same(t, errString(h.s.ApplyExpiry(bucket, v, exp)), errString(h.m.ApplyExpiry(bucket, v, exp)), "%s", name)
 	case 5:
 		name = fmt.Sprintf("ApplyEvict(%s, %q, %v)", bucket, key, v)
-		h.same(t, name, errString(h.s.ApplyEvict(bucket, key, v)), errString(h.m.ApplyEvict(bucket, key, mapstore.Version(v))))
+		h.same(t, errString(h.s.ApplyEvict(bucket, key, v)), errString(h.m.ApplyEvict(bucket, key, v)), "%s", name)
 	case 6:
 		meta := store.BucketMeta{Created: v}
 		if b[5]&1 != 0 {
@@ -184,16 +200,15 @@ func (h *layoutHarness) step(t *testing.T, b []byte) {
 		}
 		es := []store.Entry{{Key: key, Value: value, Version: v, Expires: exp},
 			{Key: h.keys[int(b[5])%len(h.keys)], Version: h.version(b[5]), Deleted: true}}
-		mes := []mapstore.Entry{toMapEntry(es[0]), toMapEntry(es[1])}
 		name = fmt.Sprintf("Merge(%s, %+v, %q/%v, %q/%v del)", bucket, meta, key, v, es[1].Key, es[1].Version)
 		n1, err1 := h.s.Merge(bucket, meta, es)
-		n2, err2 := h.m.Merge(bucket, toMapMeta(meta), mes)
-		h.same(t, name, []any{n1, errString(err1)}, []any{n2, errString(err2)})
+		n2, err2 := h.m.Merge(bucket, meta, es)
+		h.same(t, []any{n1, errString(err1)}, []any{n2, errString(err2)}, "%s", name)
 	case 7:
 		name = fmt.Sprintf("Collect(%v)", v)
 		t1, r1 := h.s.Collect(v)
-		t2, r2 := h.m.Collect(mapstore.Version(v))
-		h.same(t, name, []int{t1, r1}, []int{t2, r2})
+		t2, r2 := h.m.Collect(v)
+		h.same(t, []int{t1, r1}, []int{t2, r2}, "%s", name)
 	case 8:
 		if b[4]%32 == 0 {
 			name = "Remove(" + bucket + ")"
@@ -207,20 +222,20 @@ func (h *layoutHarness) step(t *testing.T, b []byte) {
 		e := store.Entry{Key: key, Value: value, Version: v, Expires: exp}
 		name = fmt.Sprintf("ApplyEntryLive(%s, %q, %v)", bucket, key, v)
 		l1, a1, err1 := h.s.ApplyEntryLive(bucket, e)
-		l2, a2, err2 := h.m.ApplyEntryLive(bucket, toMapEntry(e))
-		h.same(t, name, []any{l1, a1, errString(err1)}, []any{l2, a2, errString(err2)})
+		l2, a2, err2 := h.m.ApplyEntryLive(bucket, e)
+		h.same(t, []any{l1, a1, errString(err1)}, []any{l2, a2, errString(err2)}, "%s", name)
 	case 10:
 		switch b[4] % 4 {
 		case 0:
 			name = "Retire(" + bucket + ")"
-			h.same(t, name, h.s.Retire(bucket), h.m.Retire(bucket))
+			h.same(t, h.s.Retire(bucket), h.m.Retire(bucket), "%s", name)
 		case 1:
 			name = "Unretire(" + bucket + ")"
 			h.s.Unretire(bucket)
 			h.m.Unretire(bucket)
 		default:
 			name = "Live(" + bucket + ", " + key + ")"
-			h.same(t, name, h.s.Live(bucket, key), h.m.Live(bucket, key))
+			h.same(t, h.s.Live(bucket, key), h.m.Live(bucket, key), "%s", name)
 		}
 	default:
 		kinds := []store.Kind{store.KindGet, store.KindPut, store.KindPutCreate, store.KindSet, store.KindExpire,
@@ -234,18 +249,18 @@ func (h *layoutHarness) step(t *testing.T, b []byte) {
 				op.Expires = int64(b[5]%8) - 2
 			}
 		}
-		mop := mapstore.Op{Kind: mapstore.Kind(op.Kind), Bucket: op.Bucket, Key: op.Key, Value: op.Value,
-			Expires: op.Expires, Flags: mapstore.Flags(op.Flags)}
 		name = fmt.Sprintf("Execute(%+.40v)", op)
 		r1, err1 := h.s.Execute(context.Background(), op)
-		r2, err2 := h.m.Execute(context.Background(), mop)
-		h.same(t, name, []any{r1.Value, r1.Names, r1.Count, errString(err1)}, []any{r2.Value, r2.Names, r2.Count, errString(err2)})
+		r2, err2 := h.m.Execute(context.Background(), op)
+		h.same(t, []any{r1.Value, r1.Names, r1.Count, errString(err1)}, []any{r2.Value, r2.Names, r2.Count, errString(err2)}, "%s", name)
 	}
 	h.log = append(h.log, name)
 	for _, bucket := range h.buckets {
 		d1, ok1 := h.s.Digest(bucket)
 		d2, ok2 := h.m.Digest(bucket)
-		h.same(t, "after "+name+": Digest("+bucket+")", []any{d1.Shards, ok1}, []any{[store.NumShards]uint64(d2.Shards), ok2})
+		if d1 != d2 || ok1 != ok2 {
+			h.differ(t, []any{d1, ok1}, []any{d2, ok2}, "after %s: Digest(%s)", name, bucket)
+		}
 	}
 }
 
@@ -253,20 +268,19 @@ func (h *layoutHarness) step(t *testing.T, b []byte) {
 func (h *layoutHarness) compare(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
-	h.same(t, "Records", h.s.Records(), h.m.Records())
-	h.same(t, "Buckets", h.s.Buckets(), h.m.Buckets())
-	st, mt := h.s.Stats(), h.m.Stats()
-	h.same(t, "Stats", []any{st.Buckets, st.Records, st.Keys, st.Tombstones, st.Bytes}, []any{mt.Buckets, mt.Records, mt.Keys, mt.Tombstones, mt.Bytes})
+	h.same(t, h.s.Records(), h.m.Records(), "Records")
+	h.same(t, h.s.Buckets(), h.m.Buckets(), "Buckets")
+	h.same(t, h.s.Stats(), h.m.Stats(), "Stats")
 	k1, b1 := h.s.Volatile()
 	k2, b2 := h.m.Volatile()
-	h.same(t, "Volatile", []int{k1, b1}, []int{k2, b2})
+	h.same(t, []int{k1, b1}, []int{k2, b2}, "Volatile")
 	n1, _ := h.s.DBSize(ctx)
 	n2, _ := h.m.DBSize(ctx)
-	h.same(t, "DBSize", n1, n2)
+	h.same(t, n1, n2, "DBSize")
 	for _, bucket := range h.s.Records() {
 		m1, _ := h.s.Meta(bucket)
 		m2, _ := h.m.Meta(bucket)
-		h.same(t, "Meta("+bucket+")", toMapMeta(m1), m2)
+		h.same(t, m1, m2, "Meta(%s)", bucket)
 		for shard := -1; shard <= store.NumShards; shard++ {
 			for _, maxBytes := range []int{0, 100, 1 << 20} {
 				var got, want []store.Entry
@@ -274,35 +288,40 @@ func (h *layoutHarness) compare(t *testing.T) {
 				for range 1000 {
 					p1, more1, ok1 := h.s.Page(bucket, shard, after, maxBytes)
 					p2, more2, ok2 := h.m.Page(bucket, shard, after, maxBytes)
-					h.same(t, fmt.Sprintf("Page(%s, %d, %q, %d) more, ok", bucket, shard, after, maxBytes), []bool{more1, ok1}, []bool{more2, ok2})
-					got = append(got, p1...)
-					for _, e := range p2 {
-						want = append(want, fromMapEntry(e))
+					if more1 != more2 || ok1 != ok2 {
+						h.differ(t, []bool{more1, ok1}, []bool{more2, ok2}, "Page(%s, %d, %q, %d) more, ok", bucket, shard, after, maxBytes)
 					}
+					got = append(got, p1...)
+					want = append(want, p2...)
 					if !more1 || len(p1) == 0 {
 						break
 					}
 					after = p1[len(p1)-1].Key
 				}
-				h.same(t, fmt.Sprintf("Page(%s, %d, %d)", bucket, shard, maxBytes), got, want)
+				if !slices.Equal(got, want) {
+					h.differ(t, got, want, "Page(%s, %d, %d)", bucket, shard, maxBytes)
+				}
 			}
 		}
 		keys1, err1 := h.s.Keys(bucket)
 		keys2, err2 := h.m.Keys(bucket)
-		h.same(t, "Keys("+bucket+")", []any{keys1, errString(err1)}, []any{keys2, errString(err2)})
+		h.same(t, []any{keys1, errString(err1)}, []any{keys2, errString(err2)}, "Keys(%s)", bucket)
 		all1, err1 := h.s.GetAll(bucket)
 		all2, err2 := h.m.GetAll(bucket)
-		h.same(t, "GetAll("+bucket+")", []any{all1, errString(err1)}, []any{all2, errString(err2)})
+		h.same(t, []any{all1, errString(err1)}, []any{all2, errString(err2)}, "GetAll(%s)", bucket)
 		l1, err1 := h.s.Len(bucket)
 		l2, err2 := h.m.Len(bucket)
-		h.same(t, "Len("+bucket+")", []any{l1, errString(err1)}, []any{l2, errString(err2)})
+		h.same(t, []any{l1, errString(err1)}, []any{l2, errString(err2)}, "Len(%s)", bucket)
 		for _, key := range h.keys {
 			g1, err1 := h.s.Get(bucket, key)
 			g2, err2 := h.m.Get(bucket, key)
-			h.same(t, "Get("+bucket+", "+key+")", []any{g1, errString(err1)}, []any{g2, errString(err2)})
+			if g1 != g2 || errString(err1) != errString(err2) {
+				h.differ(t, []any{g1, errString(err1)}, []any{g2, errString(err2)}, "Get(%s, %q)", bucket, key)
+			}
 			op := store.Op{Bucket: bucket, Key: key}
-			c1, c2 := h.s.State(op, h.now), h.m.State(mapstore.Op{Bucket: bucket, Key: key}, h.now)
-			h.same(t, "State("+bucket+", "+key+")", []any{toMapMeta(c1.Bucket), toMapEntry(c1.Entry)}, []any{c2.Bucket, c2.Entry})
+			if c1, c2 := h.s.State(op, h.now), h.m.State(op, h.now); c1 != c2 {
+				h.differ(t, c1, c2, "State(%s, %q)", bucket, key)
+			}
 		}
 		for _, now := range []int64{h.now - 20, h.now, h.now + 20, h.now + 70} {
 			e1 := h.s.ExpiredIn(nil, bucket, now, 1000)
@@ -316,13 +335,12 @@ func (h *layoutHarness) compare(t *testing.T) {
 			}
 			slices.Sort(k1)
 			slices.Sort(k2)
-			h.same(t, fmt.Sprintf("ExpiredIn(%s, %d)", bucket, now), k1, k2)
+			h.same(t, k1, k2, "ExpiredIn(%s, %d)", bucket, now)
 		}
 		r := store.ScanRequest{Count: 3}
-		mr := mapstore.ScanRequest{Count: 3}
 		for range 100 {
 			p1, err1 := h.s.ScanBucket(ctx, bucket, r)
-			p2, err2 := h.m.ScanBucket(ctx, bucket, mr)
+			p2, err2 := h.m.ScanBucket(ctx, bucket, r)
 			var i1, i2 []string
 			for _, it := range p1.Items {
 				i1 = append(i1, it.Name, it.Value)
@@ -330,11 +348,11 @@ func (h *layoutHarness) compare(t *testing.T) {
 			for _, it := range p2.Items {
 				i2 = append(i2, it.Name, it.Value)
 			}
-			h.same(t, fmt.Sprintf("ScanBucket(%s, %d)", bucket, r.Cursor), []any{i1, p1.Next, errString(err1)}, []any{i2, p2.Next, errString(err2)})
+			h.same(t, []any{i1, p1.Next, errString(err1)}, []any{i2, p2.Next, errString(err2)}, "ScanBucket(%s, %d)", bucket, r.Cursor)
 			if err1 != nil || p1.Next == 0 {
 				break
 			}
-			r.Cursor, mr.Cursor = p1.Next, p2.Next
+			r.Cursor = p1.Next
 		}
 	}
 	var f1, f2 []string
@@ -348,5 +366,5 @@ func (h *layoutHarness) compare(t *testing.T) {
 	}
 	slices.Sort(f1)
 	slices.Sort(f2)
-	h.same(t, "FindExpired", []any{f1, n1x}, []any{f2, n2x})
+	h.same(t, []any{f1, n1x}, []any{f2, n2x}, "FindExpired")
 }

@@ -208,10 +208,12 @@ func (h *itemHeap) Pop() any {
 	return x
 }
 
-// pageBuilder keeps the smallest items it is given, for one Page: at most
-// count of them, plus those of the same hash as the largest kept, in
-// memory bounded by count whatever the number of items offered.
-type pageBuilder struct {
+// PageBuilder keeps the smallest items it is offered, in any order, for
+// one Page: at most the request's Count of them, plus those of the same
+// hash as the largest kept, in memory bounded by Count whatever the number
+// of items offered. A store offers it every name it holds (ScanCopies) or
+// every key of a bucket (ScanKeys).
+type PageBuilder struct {
 	cursor uint64
 	count  int
 	match  func(string) bool // nil: every name
@@ -224,12 +226,16 @@ type pageBuilder struct {
 	maxDrop uint64 // the largest hash let go
 }
 
-func newPageBuilder(r ScanRequest) *pageBuilder {
-	return &pageBuilder{cursor: r.Cursor, count: r.Count, match: r.matcher()}
+// NewPageBuilder returns a PageBuilder for r's page.
+func NewPageBuilder(r ScanRequest) *PageBuilder {
+	return &PageBuilder{cursor: r.Cursor, count: r.Count, match: r.matcher()}
 }
 
+// Offer considers it for the page.
+func (b *PageBuilder) Offer(it ScanItem) { b.offer(NameHash(it.Name), it) }
+
 // offer considers an item of hash h for the page.
-func (b *pageBuilder) offer(h uint64, it ScanItem) {
+func (b *PageBuilder) offer(h uint64, it ScanItem) {
 	if h < b.cursor || b.match != nil && !b.match(it.Name) {
 		return
 	}
@@ -257,9 +263,9 @@ func (b *pageBuilder) offer(h uint64, it ScanItem) {
 	}
 }
 
-// page returns the page: the items kept, sorted, with the ties of the
+// Page returns the page: the items kept, sorted, with the ties of the
 // hash they end at, cut at the end of a hash once they pass maxBytes.
-func (b *pageBuilder) page(maxBytes int) Page {
+func (b *PageBuilder) Page(maxBytes int) Page {
 	items := []hashedItem(b.kept)
 	var p Page
 	if len(items) == 0 {
@@ -324,7 +330,7 @@ func isPlain(name string) (plain, names bool) {
 // of one copy at a time, under that copy's read lock, and keeps in memory
 // only what the page holds.
 func (s *Store) ScanCopies(r ScanRequest, include Include, maxBytes int) Page {
-	b := newPageBuilder(r)
+	b := NewPageBuilder(r)
 	now := s.clock.Millis()
 	s.records.Range(func(k, v any) bool {
 		name, rec := k.(string), v.(*record)
@@ -339,16 +345,16 @@ func (s *Store) ScanCopies(r ScanRequest, include Include, maxBytes int) Page {
 			ok := rec.existsForList(now) && (include == nil || include(name))
 			rec.mu.RUnlock()
 			if ok {
-				b.offer(NameHash(name), ScanItem{Name: name, Type: TypeHash})
+				b.Offer(ScanItem{Name: name, Type: TypeHash})
 			}
 			return true
 		}
 		rec.eachListable(name, now, include, false, func(key, _ string) {
-			b.offer(NameHash(key), ScanItem{Name: key, Type: TypeString})
+			b.Offer(ScanItem{Name: key, Type: TypeString})
 		})
 		return true
 	})
-	return b.page(maxBytes)
+	return b.Page(maxBytes)
 }
 
 // eachListable calls f with every listable key of the record (and its
@@ -408,13 +414,13 @@ func (s *Store) ScanKeys(name string, r ScanRequest, maxBytes int) (Page, error)
 	if rec == nil {
 		return Page{}, notFound(name)
 	}
-	b := newPageBuilder(r)
+	b := NewPageBuilder(r)
 	if !rec.eachListable(name, s.clock.Millis(), nil, !r.NoValues, func(key, value string) {
-		b.offer(NameHash(key), ScanItem{Name: key, Value: value})
+		b.Offer(ScanItem{Name: key, Value: value})
 	}) {
 		return Page{}, notFound(name)
 	}
-	return b.page(maxBytes), nil
+	return b.Page(maxBytes), nil
 }
 
 // CountNames counts the names of the copies that include accepts (nil:

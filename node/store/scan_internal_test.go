@@ -26,11 +26,11 @@ func TestPageBuilderAgainstSort(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			maxBytes = rng.IntN(60)
 		}
-		b := newPageBuilder(r)
+		b := NewPageBuilder(r)
 		for _, it := range all {
 			b.offer(it.h, it.ScanItem)
 		}
-		got := b.page(maxBytes)
+		got := b.Page(maxBytes)
 
 		// The reference: sort everything.
 		var want Page

@@ -75,13 +75,15 @@ func (s *Store) Footprint() (bytes, entries, records, maps int64) {
 	return s.fp.bytes.Load(), s.fp.entries.Load(), s.fp.records.Load(), s.fp.maps.Load()
 }
 
-// OffHeap returns the bytes of the blocks the store's tables hold (their
-// entries and indexes) in memory mapped outside the Go heap, which the
-// runtime's statistics do not count. Blocks taken from the heap (where
-// mapping failed, and in race builds) are not in it: the runtime counts
-// those. A page of a block that was never written takes no memory, so
-// the process's resident size may be less.
-func (s *Store) OffHeap() int64 { return s.mem.mapped.Load() }
+// OffHeap returns the bytes of memory mapped outside the Go heap, which
+// the runtime's statistics do not count, that the store holds: the blocks
+// its tables hold (their entries and indexes), and freed blocks smaller
+// than a page, which stay resident on the arena's free lists until used
+// again. Blocks taken from the heap (where mapping failed, and in race
+// builds) are not in it: the runtime counts those. A page of a block that
+// was never written takes no memory, so the process's resident size may
+// be less.
+func (s *Store) OffHeap() int64 { return s.mem.mapped.Load() + s.mem.idle.Load() }
 
 // record is one copy of a bucket.
 type record struct {
@@ -465,26 +467,32 @@ func (r *record) removeWhere(drop func(h hdr) bool) int {
 	return len(gone)
 }
 
-// applyEntry merges it and reports whether it changed the copy.
-func (r *record) applyEntry(key string, it item) bool {
+// applyEntry merges it and reports whether it changed the copy; or
+// ErrBucketFull, having changed nothing, when the table has no room.
+func (r *record) applyEntry(key string, it item) (bool, error) {
 	return r.applyFound(key, it, r.find(key))
 }
 
 // applyFound is applyEntry for key, which the caller has just looked up
 // (f): one lookup less.
-func (r *record) applyFound(key string, it item, f found) bool {
+func (r *record) applyFound(key string, it item, f found) (bool, error) {
 	if it.version() <= r.meta.Dropped {
-		return false
+		return false, nil
+	}
+	if f.ok() && !r.newerThan(it, f) {
+		// Still counts as a create (below).
+		r.meta.Created = max(r.meta.Created, it.version())
+		return false, nil
+	}
+	if !r.tab.fits(encSize(len(key), len(it.value), it.volatile())) {
+		return false, fmt.Errorf("%w: %d entries in its table", ErrBucketFull, r.tab.len())
 	}
 	// Every entry written since the last drop counts as a create: a copy
 	// that missed the create still has the bucket, and Created stays the
 	// greatest version since the drop whatever the order of writes.
 	r.meta.Created = max(r.meta.Created, it.version())
-	if f.ok() && !r.newerThan(it, f) {
-		return false
-	}
 	r.set(key, f, it)
-	return true
+	return true, nil
 }
 
 // newerThan is newer(it, the entry f found): without copying its value.
@@ -505,7 +513,7 @@ func (r *record) newerThan(it item, f found) bool {
 // it. It returns how many entries the drop removed.
 func (r *record) applyMeta(m BucketMeta) int {
 	dropped := r.meta.Dropped
-	r.meta.merge(m)
+	r.meta.Merge(m)
 	if r.meta.Dropped == dropped {
 		return 0
 	}
@@ -613,8 +621,8 @@ func (s *Store) Put(name, key, value string) error {
 		return err
 	}
 	defer r.mu.Unlock()
-	r.applyEntry(key, valueItem(value, s.clock.Now()))
-	return nil
+	_, err = r.applyEntry(key, valueItem(value, s.clock.Now()))
+	return err
 }
 
 // Get returns the value of key in the bucket called name. A missing,
@@ -654,7 +662,9 @@ func (s *Store) delete(name, key string) (bool, error) {
 		return false, nil
 	}
 	live := f.liveAt(s.clock.Millis())
-	r.applyFound(key, tombstoneItem(s.clock.Now()), f)
+	if _, err := r.applyFound(key, tombstoneItem(s.clock.Now()), f); err != nil {
+		return false, err
+	}
 	return live, nil
 }
 
@@ -672,10 +682,14 @@ func (s *Store) putCreate(op Op) (bool, error) {
 	f := r.find(op.Key)
 	added := !f.ok() || !f.liveAt(now)
 	at := op.ExpiresAt(now)
+	var it item
 	if at != 0 && at <= now {
-		r.applyFound(op.Key, tombstoneItem(s.clock.Now()), f)
+		it = tombstoneItem(s.clock.Now())
 	} else {
-		r.applyFound(op.Key, mkItem(Entry{Value: op.Value, Version: s.clock.Now(), Expires: at}), f)
+		it = mkItem(Entry{Value: op.Value, Version: s.clock.Now(), Expires: at})
+	}
+	if _, err := r.applyFound(op.Key, it, f); err != nil {
+		return false, err
 	}
 	return added, nil
 }

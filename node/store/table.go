@@ -381,6 +381,21 @@ func (t *table) append(size int, vd uint64, expires int64, key, value string) ui
 	return mkRef(ci, off)
 }
 
+// fits reports whether the table can take an entry of size bytes: its
+// tail has room, a chunk index is free, or fewer than maxChunks-2 are in
+// use (compaction may take one more for a moment: it moves a chunk's live
+// entries to the tail before it frees that chunk).
+func (t *table) fits(size int) bool {
+	if len(t.chunks)+2 <= maxChunks || len(t.spare) > 0 {
+		return true
+	}
+	if t.tail > 0 {
+		c := &t.chunks[t.tail-1]
+		return int(c.used)+size <= len(c.b)
+	}
+	return false
+}
+
 // room returns a chunk with room for size bytes at its end: the tail, or a
 // new one (then the tail unless the entry takes one of its own).
 func (t *table) room(size int) int {
@@ -418,7 +433,7 @@ func (t *table) room(size int) int {
 	} else {
 		ci = len(t.chunks)
 		if ci >= maxChunks {
-			panic(fmt.Sprintf("store: a bucket's table holds %d chunks, the most it can (about 32 GiB)", ci))
+			panic(fmt.Sprintf("store: a bucket's table holds %d chunks, the most it can (fits was not asked)", ci))
 		}
 		t.chunks = append(t.chunks, chunk{})
 	}

@@ -2,24 +2,27 @@
 // for the process to stay under it: the measurement behind
 // memlimit.DefaultThreshold. It writes -total bytes of -value-byte values
 // under fresh keys, with the Go runtime's memory limit set to -limit
-// (times -golimit), and deletes the oldest keys whenever the meter reads
-// above -threshold times -limit; then it reports the peak resident size
-// (VmHWM). One configuration per process, since the peak is the
-// process's (doc.go of node/memlimit has the results):
+// (times -golimit; with -follow, less what the store holds outside the
+// heap, as the binary does), and deletes the oldest keys whenever the
+// meter reads above -threshold times -limit; then it reports the peak
+// resident size (VmHWM). One configuration per process, since the peak
+// is the process's (doc.go of node/memlimit has the results):
 //
 //	go build -o /tmp/headroom ./cmd/dboutique/internal/headroom
-//	/tmp/headroom -threshold 0.75
-//	/tmp/headroom -table   # thresholds 0.5 to 1 for each data, meter and garbage, in child processes
+//	/tmp/headroom -threshold 0.75 -garbage 4096
+//	/tmp/headroom -table   # thresholds 0.5 to 1, without and with garbage, in child processes
 //
 // This program's own executable takes 2 MB resident (RssFile, reported),
-// against dboutique's 20, so its runtime gets the whole of -limit.
+// against dboutique's 20, so its runtime and store share the whole of
+// -limit.
 //
 // -data map is a bare map[string]string, as the experiment was first
 // stated; -data store is node/store, as dboutique holds plain keys (256
 // buckets, a delete leaves a tombstone that Collect removes, here every
 // 4096 deletes). -meter store counts the store's footprint
 // (memlimit.StoreMeter); -meter process adds what the runtime measured
-// at the last collection (memlimit.ProcessMeter), as the binary does.
+// at the last collection and the store's memory off the heap
+// (memlimit.ProcessMeter), as the binary does; -follow needs it.
 // -garbage allocates that many bytes of short-lived garbage per write, as
 // a server's request buffers would.
 package main
@@ -46,6 +49,7 @@ type config struct {
 	valueLen, garbage int
 	threshold         float64
 	goLimit           float64
+	follow            bool
 	data, meter       string
 }
 
@@ -58,10 +62,11 @@ func main() {
 	flag.IntVar(&cfg.valueLen, "value", 1024, "bytes per value")
 	flag.Float64Var(&cfg.threshold, "threshold", memlimit.DefaultThreshold, "evict above this fraction of -limit")
 	flag.Float64Var(&cfg.goLimit, "golimit", 1, "set the Go runtime's memory limit to this fraction of -limit")
+	flag.BoolVar(&cfg.follow, "follow", true, "lower the Go runtime's memory limit by the store's memory off the heap (memlimit.RuntimeLimit, driven by -meter process), as the binary does")
 	flag.StringVar(&cfg.data, "data", "store", "map (a map[string]string) or store (node/store)")
 	flag.StringVar(&cfg.meter, "meter", "process", "store (the store's estimate) or process (the runtime's, at the last GC, and the store's growth)")
 	flag.IntVar(&cfg.garbage, "garbage", 0, "bytes of short-lived garbage per write")
-	flag.BoolVar(&table, "table", false, "run every threshold with both data and both meters, in child processes, and print a table")
+	flag.BoolVar(&table, "table", false, "run thresholds 0.5 to 1, without and with garbage, as the binary counts memory, in child processes, and print a table")
 	flag.Parse()
 	var err error
 	if cfg.limit, err = memlimit.ParseSize(limit); err != nil {
@@ -82,24 +87,22 @@ func fail(err error) {
 	os.Exit(2)
 }
 
-// runTable runs this program once per configuration and prints its lines.
+// runTable runs this program once per threshold and garbage, as the
+// binary counts and limits memory (node/store, ProcessMeter, the runtime's
+// limit following the store's tables), and prints its lines.
 func runTable(limit, total string) {
 	self, err := os.Executable()
 	if err != nil {
 		fail(err)
 	}
 	for _, garbage := range []string{"0", "4096"} {
-		for _, data := range []string{"map", "store"} {
-			for _, meter := range []string{"store", "process"} {
-				for _, th := range []string{"0.5", "0.6", "0.75", "0.9", "1"} {
-					out, err := exec.Command(self, "-limit", limit, "-total", total, "-threshold", th,
-						"-data", data, "-meter", meter, "-garbage", garbage).CombinedOutput()
-					if err != nil {
-						fail(fmt.Errorf("%s: %w", out, err))
-					}
-					fmt.Print(string(out))
-				}
+		for _, th := range []string{"0.5", "0.6", "0.7", "0.8", "0.9", "1"} {
+			out, err := exec.Command(self, "-limit", limit, "-total", total, "-threshold", th,
+				"-data", "store", "-meter", "process", "-garbage", garbage).CombinedOutput()
+			if err != nil {
+				fail(fmt.Errorf("%s: %w", out, err))
 			}
+			fmt.Print(string(out))
 		}
 	}
 }
@@ -179,12 +182,22 @@ func (d *storeData) del(k string) {
 
 func (d *storeData) footprint() memlimit.Footprint {
 	fp := d.fp
-	fp.Maps = min(fp.Entries, 256*store.NumShards)
+	fp.Maps = min(fp.Entries, 256)
+	fp.OffHeap = d.s.OffHeap()
 	return fp
 }
 
 func run(cfg config) string {
-	debug.SetMemoryLimit(int64(float64(cfg.limit) * cfg.goLimit))
+	budget := int64(float64(cfg.limit) * cfg.goLimit)
+	var rl *memlimit.RuntimeLimit
+	if cfg.follow {
+		var err error
+		if rl, _, err = memlimit.NewRuntimeLimit(memlimit.RuntimeLimitConfig{Budget: budget, Set: debug.SetMemoryLimit}); err != nil {
+			fail(err)
+		}
+	} else {
+		debug.SetMemoryLimit(budget)
+	}
 	var d data
 	switch cfg.data {
 	case "map":
@@ -199,7 +212,7 @@ func run(cfg config) string {
 	case "store":
 		meter = memlimit.StoreMeter(d.footprint)
 	case "process":
-		meter = memlimit.ProcessMeter(d.footprint)
+		meter = memlimit.ProcessMeter(d.footprint, rl)
 	default:
 		fail(fmt.Errorf("unknown -meter %q", cfg.meter))
 	}
@@ -232,8 +245,8 @@ func run(cfg config) string {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	status := procStatus()
-	return fmt.Sprintf("data=%-5s meter=%-7s garbage=%-4d golimit=%-4v threshold=%-4v limit=%s: VmHWM %s VmRSS %s RssFile %s (%.0f%% of the limit at peak); kept %d entries; peak used %.1f MiB; %d GCs; %v\n",
-		cfg.data, cfg.meter, cfg.garbage, cfg.goLimit, cfg.threshold, memlimit.FormatSize(cfg.limit),
+	return fmt.Sprintf("data=%-5s meter=%-7s garbage=%-4d golimit=%-4v follow=%-5v threshold=%-4v limit=%s: VmHWM %s VmRSS %s RssFile %s (%.0f%% of the limit at peak); kept %d entries; peak used %.1f MiB; %d GCs; %v\n",
+		cfg.data, cfg.meter, cfg.garbage, cfg.goLimit, cfg.follow, cfg.threshold, memlimit.FormatSize(cfg.limit),
 		status["VmHWM"], status["VmRSS"], status["RssFile"], 100*float64(kb(status["VmHWM"]))*1024/float64(cfg.limit),
 		n-oldest, float64(peakUsed)/(1<<20), ms.NumGC, elapsed.Round(time.Millisecond))
 }

@@ -1,30 +1,31 @@
 package mapstore
 
-// This file holds what replication and anti-entropy use: the versioned
-// writes, which merge in any order (ApplyCreate, ApplyDrop, ApplyEntry,
-// Merge), the reads that compare two copies and page through one (Meta,
-// Digest, Page), retiring a copy that is being handed off, and the
-// collection of old tombstones.
+// What replication and anti-entropy use, on the shard maps: the versioned
+// writes (ApplyCreate, ApplyDrop, ApplyEntry, Merge), the reads that
+// compare two copies and page through one (Meta, Digest, Page), retiring a
+// copy, and the collection of old tombstones.
 
 import (
 	"slices"
 	"strings"
+
+	"github.com/dboutique/dboutique/node/store"
 )
 
 // ApplyCreate records a create at v: Created = max(Created, v). Creates the
 // record if missing.
-func (s *Store) ApplyCreate(bucket string, v Version) error {
-	return s.applyMeta(bucket, BucketMeta{Created: v})
+func (s *Store) ApplyCreate(bucket string, v store.Version) error {
+	return s.applyMeta(bucket, store.BucketMeta{Created: v})
 }
 
 // ApplyDrop records a drop at v: Dropped = max(Dropped, v) and removes every
 // entry with Version <= Dropped (live keys and tombstones). Creates the
 // record if missing (so a late create older than v stays dropped).
-func (s *Store) ApplyDrop(bucket string, v Version) error {
-	return s.applyMeta(bucket, BucketMeta{Dropped: v})
+func (s *Store) ApplyDrop(bucket string, v store.Version) error {
+	return s.applyMeta(bucket, store.BucketMeta{Dropped: v})
 }
 
-func (s *Store) applyMeta(bucket string, m BucketMeta) error {
+func (s *Store) applyMeta(bucket string, m store.BucketMeta) error {
 	if bucket == "" {
 		return emptyName()
 	}
@@ -36,7 +37,7 @@ func (s *Store) applyMeta(bucket string, m BucketMeta) error {
 	r := s.lock(bucket, true)
 	defer r.mu.Unlock()
 	if r.retired {
-		return ErrRetired
+		return store.ErrRetired
 	}
 	r.applyMeta(m)
 	return nil
@@ -47,7 +48,7 @@ func (s *Store) applyMeta(bucket string, m BucketMeta) error {
 // Dropped) and e is kept, the bucket comes to exist: a replica that missed
 // the create still ends up with the bucket. Created becomes the greatest of
 // itself and e.Version (see BucketMeta).
-func (s *Store) ApplyEntry(bucket string, e Entry) error {
+func (s *Store) ApplyEntry(bucket string, e store.Entry) error {
 	if bucket == "" {
 		return emptyName()
 	}
@@ -58,7 +59,7 @@ func (s *Store) ApplyEntry(bucket string, e Entry) error {
 	r := s.lock(bucket, true)
 	defer r.mu.Unlock()
 	if r.retired {
-		return ErrRetired
+		return store.ErrRetired
 	}
 	r.applyEntry(e.Key, mkItem(e))
 	return nil
@@ -66,7 +67,7 @@ func (s *Store) ApplyEntry(bucket string, e Entry) error {
 
 // ApplyEntryLive is ApplyEntry, also reporting whether the key had a value just
 // before and whether e was applied (not ignored as older).
-func (s *Store) ApplyEntryLive(bucket string, e Entry) (wasLive, applied bool, err error) {
+func (s *Store) ApplyEntryLive(bucket string, e store.Entry) (wasLive, applied bool, err error) {
 	if bucket == "" {
 		return false, false, emptyName()
 	}
@@ -77,9 +78,9 @@ func (s *Store) ApplyEntryLive(bucket string, e Entry) (wasLive, applied bool, e
 	r := s.lock(bucket, true)
 	defer r.mu.Unlock()
 	if r.retired {
-		return false, false, ErrRetired
+		return false, false, store.ErrRetired
 	}
-	sh := &r.shards[ShardOf(e.Key)]
+	sh := &r.shards[store.ShardOf(e.Key)]
 	old, had := r.get(sh, e.Key)
 	applied = r.applyFound(sh, e.Key, mkItem(e), old, had)
 	return had && old.liveBy(s.clock), applied, nil
@@ -89,7 +90,7 @@ func (s *Store) ApplyEntryLive(bucket string, e Entry) (wasLive, applied bool, e
 // max), then each entry as ApplyEntry, under one lock acquisition. Returns
 // ErrRetired if retired. Returns how many entries changed this copy: entries
 // written plus entries that the meta's drop removed.
-func (s *Store) Merge(bucket string, meta BucketMeta, entries []Entry) (changed int, err error) {
+func (s *Store) Merge(bucket string, meta store.BucketMeta, entries []store.Entry) (changed int, err error) {
 	if bucket == "" {
 		return 0, emptyName()
 	}
@@ -104,7 +105,7 @@ func (s *Store) Merge(bucket string, meta BucketMeta, entries []Entry) (changed 
 	r := s.lock(bucket, true)
 	defer r.mu.Unlock()
 	if r.retired {
-		return 0, ErrRetired
+		return 0, store.ErrRetired
 	}
 	changed = r.applyMeta(meta)
 	for i := range entries {
@@ -120,27 +121,20 @@ func (s *Store) Merge(bucket string, meta BucketMeta, entries []Entry) (changed 
 
 // Meta returns the bucket-level state of the bucket's copy; false when
 // there is no record.
-func (s *Store) Meta(bucket string) (BucketMeta, bool) {
+func (s *Store) Meta(bucket string) (store.BucketMeta, bool) {
 	r := s.rlock(bucket)
 	if r == nil {
-		return BucketMeta{}, false
+		return store.BucketMeta{}, false
 	}
 	m := r.meta
 	r.mu.RUnlock()
 	return m, true
 }
 
-// Exists reports whether the bucket exists in this copy, expired or not
-// (BucketLive judges expiry).
-func (s *Store) Exists(bucket string) bool {
-	m, _ := s.Meta(bucket)
-	return m.Exists()
-}
-
 // Digest returns the digest of the bucket's copy; false when there is no
 // record.
-func (s *Store) Digest(bucket string) (Digest, bool) {
-	var d Digest
+func (s *Store) Digest(bucket string) (store.Digest, bool) {
+	var d store.Digest
 	r := s.rlock(bucket)
 	if r == nil {
 		return d, false
@@ -163,17 +157,17 @@ func (s *Store) Digest(bucket string) (Digest, bool) {
 // The empty key is the smallest key, so after = "" starts at the first key,
 // the empty key included. To keep the last key of a page a valid `after` for
 // the next one, a page never ends on the empty key while more follow.
-func (s *Store) Page(bucket string, shard int, after string, maxBytes int) (entries []Entry, more bool, ok bool) {
+func (s *Store) Page(bucket string, shard int, after string, maxBytes int) (entries []store.Entry, more bool, ok bool) {
 	r := s.rlock(bucket)
 	if r == nil {
 		return nil, false, false
 	}
-	if shard < 0 || shard >= NumShards {
+	if shard < 0 || shard >= store.NumShards {
 		r.mu.RUnlock()
 		return nil, false, true
 	}
 	sh := &r.shards[shard]
-	all := make([]Entry, 0, len(sh.entries))
+	all := make([]store.Entry, 0, len(sh.entries))
 	for k := range sh.entries {
 		if after == "" || k > after {
 			it, _ := r.get(sh, k)
@@ -181,10 +175,10 @@ func (s *Store) Page(bucket string, shard int, after string, maxBytes int) (entr
 		}
 	}
 	r.mu.RUnlock()
-	slices.SortFunc(all, func(a, b Entry) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(all, func(a, b store.Entry) int { return strings.Compare(a.Key, b.Key) })
 	n, size := 0, 0
 	for n < len(all) {
-		size += len(all[n].Key) + len(all[n].Value) + PageEntryOverhead
+		size += len(all[n].Key) + len(all[n].Value) + store.PageEntryOverhead
 		if n > 0 && size > maxBytes && all[n-1].Key != "" {
 			break
 		}
@@ -227,16 +221,6 @@ func (s *Store) Unretire(bucket string) {
 	}
 }
 
-// Retired reports whether the copy is being handed off.
-func (s *Store) Retired(bucket string) bool {
-	r := s.rlock(bucket)
-	if r == nil {
-		return false
-	}
-	defer r.mu.RUnlock()
-	return r.retired
-}
-
 // Remove deletes the record (after its hand-off); a new write later creates
 // a fresh record.
 func (s *Store) Remove(bucket string) {
@@ -250,10 +234,7 @@ func (s *Store) Remove(bucket string) {
 func (s *Store) removeLocked(bucket string, r *record) {
 	r.removed = true
 	r.clear()
-	if s.records.CompareAndDelete(bucket, r) && s.fp != nil {
-		s.fp.records.Add(-1)
-	}
-	s.removals.Add(1)
+	s.records.CompareAndDelete(bucket, r)
 }
 
 // Collect removes tombstones whose Version < before, and records that are
@@ -261,7 +242,7 @@ func (s *Store) removeLocked(bucket string, r *record) {
 // leaves retired records alone (they are being handed off). Returns counts.
 // It runs bucket by bucket and shard by shard, never holding one lock for
 // long.
-func (s *Store) Collect(before Version) (tombstones, records int) {
+func (s *Store) Collect(before store.Version) (tombstones, records int) {
 	s.records.Range(func(k, v any) bool {
 		name, r := k.(string), v.(*record)
 		for i := range r.shards {

@@ -5,20 +5,13 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
+
+	"github.com/dboutique/dboutique/node/store"
 )
 
-// StoreStats counts a store's contents, for logs and tests.
-type StoreStats struct {
-	Buckets    int   // existing buckets
-	Records    int   // records: existing, dropped and retired buckets
-	Keys       int   // live keys
-	Tombstones int   // deleted keys not yet collected
-	Bytes      int64 // approximate: bytes of keys and values
-}
-
-// Store holds the copies of buckets that this node owns, in memory. It is
-// safe for concurrent use; the zero value is not usable, call NewStore.
+// Store is store.Store with the old layout: it holds copies of buckets, in
+// memory, and answers the same calls with the same results. It is safe for
+// concurrent use; the zero value is not usable, call NewStore.
 //
 // Each bucket has a record in a directory (a sync.Map, read without locks).
 // A record has its own RWMutex, so operations on different buckets never
@@ -32,51 +25,14 @@ type StoreStats struct {
 // The unversioned API (Execute, Create, Put, ...) versions its writes with
 // the store's own Clock.
 type Store struct {
-	clock   *Clock
+	clock   *store.Clock
 	records sync.Map // bucket name (string) -> *record
-	// fp counts what the store holds once TrackFootprint was called
-	// (records then point at it); nil before, so that a store without a
-	// memory limit pays nothing for it.
-	fp *footprint
-	// removals counts the records taken out of the directory (Remove,
-	// Collect), so that a listing can tell that a copy went meanwhile
-	// (Removals, scan.go).
-	removals atomic.Uint64
-}
-
-// footprint counts what the store holds, for a memory limit to read at
-// every write without walking the buckets.
-type footprint struct {
-	bytes   atomic.Int64 // bytes of keys and values
-	entries atomic.Int64 // entries, tombstones included
-	records atomic.Int64 // records in the directory
-	maps    atomic.Int64 // shards whose map exists
-}
-
-// TrackFootprint makes the store count what it holds, for Footprint. Call
-// it before the store holds anything (a node does, when it has a memory
-// limit); counting costs a few atomic additions per write.
-func (s *Store) TrackFootprint() {
-	if s.fp == nil {
-		s.fp = new(footprint)
-	}
-}
-
-// Footprint returns what the store holds: bytes of keys and values,
-// entries (tombstones included), records and shard maps; zeros unless
-// TrackFootprint was called.
-func (s *Store) Footprint() (bytes, entries, records, maps int64) {
-	if s.fp == nil {
-		return 0, 0, 0, 0
-	}
-	return s.fp.bytes.Load(), s.fp.entries.Load(), s.fp.records.Load(), s.fp.maps.Load()
 }
 
 // record is one copy of a bucket.
 type record struct {
-	fp         *footprint   // the store's, or nil; set once
 	mu         sync.RWMutex // guards every field below
-	meta       BucketMeta
+	meta       store.BucketMeta
 	retired    bool // being handed off: versioned writes fail with ErrRetired
 	removed    bool // set once when the record leaves the directory; nothing writes to it after
 	live       int  // entries that are not tombstones (expired ones included, until reclaimed)
@@ -89,13 +45,13 @@ type record struct {
 	// Nil while empty.
 	expires map[string]int64
 	bytes   int64 // bytes of keys and values
-	shards  [NumShards]shard
+	shards  [store.NumShards]shard
 }
 
 // shard holds the entries of the keys that ShardOf puts in it.
 type shard struct {
 	entries map[string]cell // nil until the first entry
-	digest  uint64          // XOR over entries of entryHash
+	digest  uint64          // XOR over entries of Entry.Hash
 }
 
 // cell is a key's state in a shard; the key is the map key. The version
@@ -119,7 +75,7 @@ const (
 	flagBits     = tombstoneBit | expiresBit
 )
 
-func mkCell(value string, v Version, deleted bool) cell {
+func mkCell(value string, v store.Version, deleted bool) cell {
 	e := cell{value: value, vd: uint64(v)}
 	if deleted {
 		e.vd |= tombstoneBit
@@ -127,9 +83,9 @@ func mkCell(value string, v Version, deleted bool) cell {
 	return e
 }
 
-func (e cell) version() Version { return Version(e.vd &^ flagBits) }
-func (e cell) deleted() bool    { return e.vd&tombstoneBit != 0 }
-func (e cell) volatile() bool   { return e.vd&expiresBit != 0 }
+func (e cell) version() store.Version { return store.Version(e.vd &^ flagBits) }
+func (e cell) deleted() bool          { return e.vd&tombstoneBit != 0 }
+func (e cell) volatile() bool         { return e.vd&expiresBit != 0 }
 
 // item is a key's full state: its cell and its expiry (0 for none).
 type item struct {
@@ -137,7 +93,7 @@ type item struct {
 	expires int64
 }
 
-func mkItem(e Entry) item {
+func mkItem(e store.Entry) item {
 	it := item{cell: mkCell(e.Value, e.Version, e.Deleted)}
 	if !e.Deleted && e.Expires != 0 {
 		it.expires = e.Expires
@@ -150,13 +106,11 @@ func mkItem(e Entry) item {
 }
 
 // entry returns it as the Entry of key.
-func (it item) entry(key string) Entry {
-	return Entry{Key: key, Value: it.value, Version: it.version(), Deleted: it.deleted(), Expires: it.expires}
+func (it item) entry(key string) store.Entry {
+	return store.Entry{Key: key, Value: it.value, Version: it.version(), Deleted: it.deleted(), Expires: it.expires}
 }
 
-func (it item) hash(key string) uint64 {
-	return entryHash(key, it.version(), it.deleted(), it.expires, it.value)
-}
+func (it item) hash(key string) uint64 { return it.entry(key).Hash() }
 
 // liveAt reports whether it holds a value at now: not a tombstone, and not
 // expired.
@@ -166,13 +120,13 @@ func (it item) liveAt(now int64) bool {
 
 // liveBy is liveAt with the time read from c only when it has an expiry:
 // most entries have none, and reading the clock costs more than the rest.
-func (it item) liveBy(c *Clock) bool {
+func (it item) liveBy(c *store.Clock) bool {
 	return !it.deleted() && (it.expires == 0 || it.expires > c.Millis())
 }
 
-// liveBy is LiveAt with the time read from c only when the bucket has an
-// expiry.
-func (m BucketMeta) liveBy(c *Clock) bool {
+// metaLiveBy is m.LiveAt with the time read from c only when the bucket
+// has an expiry.
+func metaLiveBy(m store.BucketMeta, c *store.Clock) bool {
 	return m.Exists() && (m.Expires == 0 || m.Expires > c.Millis())
 }
 
@@ -187,12 +141,12 @@ func (r *record) get(sh *shard, key string) (item, bool) {
 }
 
 // lookup returns key's state in r.
-func (r *record) lookup(key string) (item, bool) { return r.get(&r.shards[ShardOf(key)], key) }
+func (r *record) lookup(key string) (item, bool) { return r.get(&r.shards[store.ShardOf(key)], key) }
 
 // validVersion reports an error for a version the store cannot hold.
-func validVersion(v Version) error {
+func validVersion(v store.Version) error {
 	if v >= maxVersion {
-		return fmt.Errorf("%w: version %#x out of range", ErrInvalidOp, uint64(v))
+		return fmt.Errorf("%w: version %#x out of range", store.ErrInvalidOp, uint64(v))
 	}
 	return nil
 }
@@ -202,66 +156,62 @@ func NewStore() *Store { return NewStoreWithClock(nil) }
 
 // NewStoreWithClock returns an empty store that versions its unversioned
 // writes with c and advances c past every version it applies (nil makes a
-// clock of its own). A node shares its clock with its store.
-func NewStoreWithClock(c *Clock) *Store {
+// clock of its own). A test that compares it with a store.Store gives each
+// a clock that reads the same fake time.
+func NewStoreWithClock(c *store.Clock) *Store {
 	if c == nil {
-		c = NewClock(nil)
+		c = store.NewClock(nil)
 	}
 	return &Store{clock: c}
 }
 
-// Clock returns the store's clock.
-func (s *Store) Clock() *Clock { return s.clock }
-
-// Execute applies op and returns its result. It is the single entry point
-// through which routed operations reach the data of a node that is not
-// replicated: writes are versioned with the store's own clock. The context
-// is accepted for the Executor contract; a local operation never blocks on
-// anything but a bucket's lock.
-func (s *Store) Execute(_ context.Context, op Op) (Result, error) {
+// Execute applies op and returns its result, as store's Execute: writes
+// are versioned with the store's own clock, and the writes that read first
+// are decided by store.Decide.
+func (s *Store) Execute(_ context.Context, op store.Op) (store.Result, error) {
 	if err := op.Validate(); err != nil {
-		return Result{}, err
+		return store.Result{}, err
 	}
 	switch op.Kind {
-	case KindGet:
+	case store.KindGet:
 		v, err := s.Get(op.Bucket, op.Key)
-		return Result{Value: v}, err
-	case KindPut:
+		return store.Result{Value: v}, err
+	case store.KindPut:
 		if op.Expires != 0 || op.Flags != 0 {
 			return s.decide(op)
 		}
-		return Result{}, s.Put(op.Bucket, op.Key, op.Value)
-	case KindPutCreate:
+		return store.Result{}, s.Put(op.Bucket, op.Key, op.Value)
+	case store.KindPutCreate:
 		added, err := s.putCreate(op)
-		return Result{Count: b2i(added)}, err
-	case KindSet, KindExpire, KindPersist, KindGetEx, KindReclaim, KindEvict:
+		return store.Result{Count: b2i(added)}, err
+	case store.KindSet, store.KindExpire, store.KindPersist, store.KindGetEx, store.KindReclaim, store.KindEvict:
 		return s.decide(op)
-	case KindTTL:
+	case store.KindTTL:
 		return s.ttl(op)
-	case KindDelete:
+	case store.KindDelete:
 		removed, err := s.delete(op.Bucket, op.Key)
-		return Result{Count: b2i(removed)}, err
-	case KindCreate:
+		return store.Result{Count: b2i(removed)}, err
+	case store.KindCreate:
 		created, err := s.create(op.Bucket)
-		return Result{Count: b2i(created)}, err
-	case KindDrop:
+		return store.Result{Count: b2i(created)}, err
+	case store.KindDrop:
 		err := s.Drop(op.Bucket)
-		return Result{Count: b2i(err == nil)}, err
-	case KindBuckets:
-		return Result{Names: s.Buckets()}, nil
-	case KindKeys:
+		return store.Result{Count: b2i(err == nil)}, err
+	case store.KindBuckets:
+		return store.Result{Names: s.Buckets()}, nil
+	case store.KindKeys:
 		keys, err := s.Keys(op.Bucket)
-		return Result{Names: keys}, err
-	case KindLen:
+		return store.Result{Names: keys}, err
+	case store.KindLen:
 		n, err := s.Len(op.Bucket)
-		return Result{Count: n}, err
-	case KindGetAll:
+		return store.Result{Count: n}, err
+	case store.KindGetAll:
 		kvs, err := s.GetAll(op.Bucket)
-		return Result{Names: kvs}, err
-	case KindNodes, KindOwner:
-		return Result{}, fmt.Errorf("%w: %v needs a clustered node", ErrInvalidOp, op.Kind)
+		return store.Result{Names: kvs}, err
+	case store.KindNodes, store.KindOwner:
+		return store.Result{}, fmt.Errorf("%w: %v needs a clustered node", store.ErrInvalidOp, op.Kind)
 	}
-	return Result{}, fmt.Errorf("%w: unknown kind %v", ErrInvalidOp, op.Kind)
+	return store.Result{}, fmt.Errorf("%w: unknown kind %v", store.ErrInvalidOp, op.Kind)
 }
 
 // load returns the record of the bucket called name, or nil.
@@ -284,11 +234,8 @@ func (s *Store) lock(name string, create bool) *record {
 			if !create {
 				return nil
 			}
-			v, loaded := s.records.LoadOrStore(name, &record{fp: s.fp})
+			v, _ := s.records.LoadOrStore(name, new(record))
 			r = v.(*record)
-			if !loaded && s.fp != nil {
-				s.fp.records.Add(1)
-			}
 		}
 		r.mu.Lock()
 		if !r.removed {
@@ -319,11 +266,11 @@ func (s *Store) lockLive(name string) (*record, error) {
 	if r == nil {
 		return nil, notFound(name)
 	}
-	if !r.meta.liveBy(s.clock) {
+	if !metaLiveBy(r.meta, s.clock) {
 		exists := r.meta.Exists()
 		r.mu.RUnlock()
 		if exists {
-			return nil, fmt.Errorf("%w: %q", ErrBucketExpired, name)
+			return nil, fmt.Errorf("%w: %q", store.ErrBucketExpired, name)
 		}
 		return nil, notFound(name)
 	}
@@ -343,7 +290,7 @@ func (s *Store) lockExisting(name string, read bool) (*record, error) {
 	if r == nil {
 		return nil, notFound(name)
 	}
-	if !r.meta.liveBy(s.clock) {
+	if !metaLiveBy(r.meta, s.clock) {
 		if read {
 			r.mu.RUnlock()
 		} else {
@@ -355,11 +302,11 @@ func (s *Store) lockExisting(name string, read bool) (*record, error) {
 }
 
 func notFound(name string) error {
-	return fmt.Errorf("%w: %q", ErrBucketNotFound, name)
+	return fmt.Errorf("%w: %q", store.ErrBucketNotFound, name)
 }
 
 func emptyName() error {
-	return fmt.Errorf("%w: empty bucket name", ErrInvalidOp)
+	return fmt.Errorf("%w: empty bucket name", store.ErrInvalidOp)
 }
 
 // --- record internals; the caller holds r.mu for writing ---
@@ -371,9 +318,6 @@ func (r *record) set(sh *shard, key string, it item, old item, had bool) {
 		r.forget(sh, key, old)
 	} else if sh.entries == nil {
 		sh.entries = make(map[string]cell)
-		if r.fp != nil {
-			r.fp.maps.Add(1)
-		}
 	}
 	sh.entries[key] = it.cell
 	if it.volatile() {
@@ -391,10 +335,6 @@ func (r *record) set(sh *shard, key string, it item, old item, had bool) {
 	}
 	n := int64(len(key) + len(it.value))
 	r.bytes += n
-	if r.fp != nil {
-		r.fp.bytes.Add(n)
-		r.fp.entries.Add(1)
-	}
 }
 
 // forget undoes the accounting of key's state it (the caller replaces or
@@ -415,10 +355,6 @@ func (r *record) forget(sh *shard, key string, it item) {
 	}
 	n := int64(len(key) + len(it.value))
 	r.bytes -= n
-	if r.fp != nil {
-		r.fp.bytes.Add(-n)
-		r.fp.entries.Add(-1)
-	}
 }
 
 // remove deletes key, whose state is it, from sh.
@@ -427,15 +363,12 @@ func (r *record) remove(sh *shard, key string, it item) {
 	delete(sh.entries, key)
 	if len(sh.entries) == 0 {
 		sh.entries = nil
-		if r.fp != nil {
-			r.fp.maps.Add(-1)
-		}
 	}
 }
 
 // applyEntry merges it and reports whether it changed the copy.
 func (r *record) applyEntry(key string, it item) bool {
-	sh := &r.shards[ShardOf(key)]
+	sh := &r.shards[store.ShardOf(key)]
 	old, had := r.get(sh, key)
 	return r.applyFound(sh, key, it, old, had)
 }
@@ -450,7 +383,7 @@ func (r *record) applyFound(sh *shard, key string, it item, old item, had bool) 
 	// that missed the create still has the bucket, and Created stays the
 	// greatest version since the drop whatever the order of writes.
 	r.meta.Created = max(r.meta.Created, it.version())
-	if had && !newer(it.version(), it.deleted(), it.value, it.expires, old.version(), old.deleted(), old.value, old.expires) {
+	if had && !it.entry(key).Newer(old.entry(key)) {
 		return false
 	}
 	r.set(sh, key, it, old, had)
@@ -459,9 +392,9 @@ func (r *record) applyFound(sh *shard, key string, it item, old item, had bool) 
 
 // applyMeta merges m: a later drop removes every entry of version up to
 // it. It returns how many entries the drop removed.
-func (r *record) applyMeta(m BucketMeta) int {
+func (r *record) applyMeta(m store.BucketMeta) int {
 	dropped := r.meta.Dropped
-	r.meta.merge(m)
+	r.meta.Merge(m)
 	if r.meta.Dropped == dropped {
 		return 0
 	}
@@ -486,28 +419,15 @@ func (r *record) applyMeta(m BucketMeta) int {
 
 // clear removes every entry.
 func (r *record) clear() {
-	if r.fp != nil {
-		var maps int64
-		for i := range r.shards {
-			if r.shards[i].entries != nil {
-				maps++
-			}
-		}
-		r.fp.maps.Add(-maps)
-		r.fp.bytes.Add(-r.bytes)
-		r.fp.entries.Add(-int64(r.live + r.tombstones))
-	}
-	r.shards = [NumShards]shard{}
+	r.shards = [store.NumShards]shard{}
 	r.expires = nil
 	r.live, r.tombstones, r.volatile, r.bytes = 0, 0, 0, 0
 }
 
-// --- versioned writes ---
-
 // Stats counts records, live keys, tombstones and approximate bytes. While
 // the store changes it is not a snapshot of one instant.
-func (s *Store) Stats() StoreStats {
-	var st StoreStats
+func (s *Store) Stats() store.StoreStats {
+	var st store.StoreStats
 	s.records.Range(func(_, v any) bool {
 		r := v.(*record)
 		r.mu.RLock()
@@ -556,11 +476,11 @@ func (s *Store) createLocked(r *record) bool {
 		return false
 	}
 	if r.meta.Exists() {
-		r.applyMeta(BucketMeta{Dropped: s.clock.Now()})
+		r.applyMeta(store.BucketMeta{Dropped: s.clock.Now()})
 	}
 	// The clock is past every version this store applied, Dropped
 	// included, so the bucket exists afterwards.
-	r.applyMeta(BucketMeta{Created: s.clock.Now()})
+	r.applyMeta(store.BucketMeta{Created: s.clock.Now()})
 	return true
 }
 
@@ -571,7 +491,7 @@ func (s *Store) Drop(name string) error {
 		return err
 	}
 	defer r.mu.Unlock()
-	r.applyMeta(BucketMeta{Dropped: s.clock.Now()})
+	r.applyMeta(store.BucketMeta{Dropped: s.clock.Now()})
 	return nil
 }
 
@@ -629,7 +549,7 @@ func (s *Store) delete(name, key string) (bool, error) {
 // putCreate sets key to value, with the expiry op gives, creating the
 // bucket first if it does not exist, and reports whether the key had no
 // value before.
-func (s *Store) putCreate(op Op) (bool, error) {
+func (s *Store) putCreate(op store.Op) (bool, error) {
 	if op.Bucket == "" {
 		return false, emptyName()
 	}
@@ -637,13 +557,13 @@ func (s *Store) putCreate(op Op) (bool, error) {
 	defer r.mu.Unlock()
 	s.createLocked(r)
 	now := s.clock.Millis()
-	sh := &r.shards[ShardOf(op.Key)]
+	sh := &r.shards[store.ShardOf(op.Key)]
 	old, ok := r.get(sh, op.Key)
 	at := op.ExpiresAt(now)
 	if at != 0 && at <= now {
 		r.applyEntry(op.Key, item{cell: mkCell("", s.clock.Now(), true)})
 	} else {
-		r.applyEntry(op.Key, mkItem(Entry{Value: op.Value, Version: s.clock.Now(), Expires: at}))
+		r.applyEntry(op.Key, mkItem(store.Entry{Value: op.Value, Version: s.clock.Now(), Expires: at}))
 	}
 	return !ok || !old.liveAt(now), nil
 }
@@ -658,13 +578,6 @@ func (s *Store) Live(name, key string) bool {
 	it, ok := r.lookup(key)
 	r.mu.RUnlock()
 	return ok && it.liveBy(s.clock)
-}
-
-// BucketLive reports whether the bucket called name exists and has not
-// expired.
-func (s *Store) BucketLive(name string) bool {
-	m, _ := s.Meta(name)
-	return m.liveBy(s.clock)
 }
 
 // Buckets returns the names of all existing buckets, sorted. While buckets
@@ -750,7 +663,7 @@ func (s *Store) GetAll(name string) ([]string, error) {
 	keys := r.liveKeys(now)
 	kvs := make([]string, 0, 2*len(keys))
 	for _, k := range keys {
-		kvs = append(kvs, k, r.shards[ShardOf(k)].entries[k].value)
+		kvs = append(kvs, k, r.shards[store.ShardOf(k)].entries[k].value)
 	}
 	r.mu.RUnlock()
 	return kvs, nil
@@ -758,19 +671,19 @@ func (s *Store) GetAll(name string) ([]string, error) {
 
 // TTL returns op's (KindTTL) outcome: how long its key, or its bucket, has
 // to live.
-func (s *Store) ttl(op Op) (Result, error) {
+func (s *Store) ttl(op store.Op) (store.Result, error) {
 	r, err := s.lockLive(op.Bucket)
 	now := s.clock.Millis()
 	if err != nil {
-		return Result{}, err
+		return store.Result{}, err
 	}
 	defer r.mu.RUnlock()
-	if op.Flags&FlagBucket != 0 {
+	if op.Flags&store.FlagBucket != 0 {
 		return ttlResult(r.meta.Expires, now), nil
 	}
 	it, ok := r.lookup(op.Key)
 	if !ok || !it.liveAt(now) {
-		return Result{}, keyMissing(it, ok)
+		return store.Result{}, keyMissing(it, ok)
 	}
 	return ttlResult(it.expires, now), nil
 }
@@ -779,9 +692,9 @@ func (s *Store) ttl(op Op) (Result, error) {
 // was one) not live: ErrKeyExpired when it holds a value that expired.
 func keyMissing(it item, ok bool) error {
 	if ok && !it.deleted() {
-		return ErrKeyExpired
+		return store.ErrKeyExpired
 	}
-	return ErrKeyNotFound
+	return store.ErrKeyNotFound
 }
 
 func b2i(b bool) int {
