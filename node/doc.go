@@ -36,7 +36,9 @@
 // owner that does not answer in time gives an [UnreachableError].
 // [Node.ExecuteBatch] sends consecutive operations for one owner as one
 // message, which is what makes a client's pipelined requests cheap to
-// forward. messages.go lists the messages between nodes.
+// forward; and the requests of different clients that go to one owner at
+// the same time share messages too (group commit, forward.go and
+// sendqueue.go). messages.go lists the messages between nodes.
 //
 // Replication (primary.go): a bucket lives on its first Config.Replicas
 // ring owners. The first, the primary, orders the bucket's writes: it

@@ -297,12 +297,13 @@ type Node struct {
 	skewLogged  atomic.Int64
 	admitLogged atomic.Int64
 
-	seq           *[seqStripes]sequencer // primary's per-bucket write sequencers (seqlock.go)
-	replicaQueues replicaQueues          // writes waiting to go to each replica (replicate_batch.go)
-	ready         readiness              // buckets pulled in the current term
-	handoffMu     sync.Mutex             // orders retiring, un-retiring and removing copies; never held across a wait
-	passMu        chan struct{}          // one sync pass at a time: holds a token while a pass runs
-	settled       atomic.Uint64          // term of the last pass that left nothing undone
+	seq           *[seqStripes]sequencer                 // primary's per-bucket write sequencers (seqlock.go)
+	replicaQueues *sendQueues[[]byte, []byte]            // writes waiting to go to each replica (replicate_batch.go)
+	forwardQueues *sendQueues[forwardChunk, []opOutcome] // operations waiting to go to each primary (route.go)
+	ready         readiness                              // buckets pulled in the current term
+	handoffMu     sync.Mutex                             // orders retiring, un-retiring and removing copies; never held across a wait
+	passMu        chan struct{}                          // one sync pass at a time: holds a token while a pass runs
+	settled       atomic.Uint64                          // term of the last pass that left nothing undone
 
 	stats stats // counters behind Stats (stats.go)
 
@@ -321,22 +322,24 @@ func New(cfg Config) (*Node, error) {
 	_, byName := cfg.Placement.(*ring.Ranges)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:       cfg,
-		byName:    byName,
-		layout:    xxhash.Sum64String(cfg.Placement.String()),
-		log:       cfg.Logger,
-		messages:  messages(),
-		members:   make(map[string]*entry),
-		faraway:   make(map[string]*faraway),
-		poke:      make(chan string, 64),
-		admitKick: make(chan struct{}, 1),
-		syncNow:   make(chan struct{}, 1),
-		bookKick:  make(chan struct{}, 1),
-		ctx:       ctx,
-		cancel:    cancel,
-		base:      time.Now().Add(-time.Millisecond), // no reading of sinceStart is 0, which means "never"
-		seq:       newSequencers(),
-		passMu:    make(chan struct{}, 1),
+		cfg:           cfg,
+		byName:        byName,
+		layout:        xxhash.Sum64String(cfg.Placement.String()),
+		log:           cfg.Logger,
+		messages:      messages(),
+		members:       make(map[string]*entry),
+		replicaQueues: newReplicaQueues(),
+		forwardQueues: newForwardQueues(),
+		faraway:       make(map[string]*faraway),
+		poke:          make(chan string, 64),
+		admitKick:     make(chan struct{}, 1),
+		syncNow:       make(chan struct{}, 1),
+		bookKick:      make(chan struct{}, 1),
+		ctx:           ctx,
+		cancel:        cancel,
+		base:          time.Now().Add(-time.Millisecond), // no reading of sinceStart is 0, which means "never"
+		seq:           newSequencers(),
+		passMu:        make(chan struct{}, 1),
 	}
 	n.scratch.New = func() any { return new(batchScratch) }
 	mem, err := newGovernor(&n.cfg, cfg.Store)

@@ -212,41 +212,8 @@ func (n *Node) executeShare(ctx context.Context, v *view, m Member, ops []store.
 			size += len(ops[j].Key) + len(ops[j].Value)
 			j++
 		}
-		if j-i == 1 {
-			res[i], errs[i] = n.route(ctx, ops[i], hops)
-		} else {
-			n.forwardBatch(ctx, v.epoch, m, ops[i:j], res[i:j], errs[i:j], hops)
-		}
+		n.forward(ctx, v.epoch, m, ops[i:j], res[i:j], errs[i:j], hops)
 		i = j
-	}
-}
-
-// forwardBatch sends ops, all owned by m, to m in one message.
-func (n *Node) forwardBatch(ctx context.Context, epoch uint64, m Member, ops []store.Op, res []store.Result, errs []error, hops int) {
-	fail := func(err error) {
-		for k := range errs {
-			res[k], errs[k] = store.Result{}, err
-		}
-	}
-	if hops <= 0 {
-		n.stats.forwardErrors.Add(1)
-		fail(ErrNoRoute)
-		return
-	}
-	req, err := batchRequest{epoch: epoch, hops: hops - 1, ops: ops}.append(nil)
-	if err != nil {
-		fail(err)
-		return
-	}
-	n.stats.forwarded(len(ops))
-	reply, err := n.call(ctx, m, req, n.forwardTimeout())
-	if err != nil {
-		n.stats.forwardErrors.Add(1)
-		fail(err)
-		return
-	}
-	if err := decodeBatchReply(reply, res, errs); err != nil {
-		fail(err)
 	}
 }
 
@@ -261,21 +228,11 @@ func (n *Node) route(ctx context.Context, op store.Op, hops int) (store.Result, 
 	if owner.Self {
 		return n.executeOne(ctx, op, hops)
 	}
-	if hops <= 0 {
-		n.stats.forwardErrors.Add(1)
-		return store.Result{}, ErrNoRoute
-	}
-	req, err := opRequest{epoch: v.epoch, hops: hops - 1, op: op}.append(nil)
-	if err != nil {
-		return store.Result{}, err
-	}
-	n.stats.forwarded(1)
-	reply, err := n.call(ctx, owner, req, n.forwardTimeout())
-	if err != nil {
-		n.stats.forwardErrors.Add(1)
-		return store.Result{}, err
-	}
-	return decodeReply(reply)
+	ops := [1]store.Op{op}
+	var res [1]store.Result
+	var errs [1]error
+	n.forward(ctx, v.epoch, owner, ops[:], res[:], errs[:], hops)
+	return res[0], errs[0]
 }
 
 // forwardTimeout bounds a request forwarded to its primary, which may
