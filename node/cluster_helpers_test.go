@@ -250,25 +250,37 @@ func startSkewed(t *testing.T, net *simNet, offsets []time.Duration, tweak func(
 	names := []string{"p", "r", "c", "d", "e"}
 	var nodes []*node.Node
 	for i, ahead := range offsets {
-		cfg := node.Config{
-			Name: names[i], Transport: net.transport("id-" + names[i]), Replicas: 3,
-			ProbeInterval: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond, ForwardTimeout: 200 * time.Millisecond,
-			SyncInterval: time.Second, MaxClockSkew: 10 * time.Second,
-			Now: func() time.Time { return time.Now().Add(ahead) },
-		}
+		cfg := skewedConfig(net, names[i], ahead)
 		if i > 0 {
 			cfg.Join = []string{"/sim/id-p"}
 		}
 		if tweak != nil {
 			tweak(&cfg)
 		}
-		n, err := node.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.Start()
-		t.Cleanup(func() { n.Close() })
-		nodes = append(nodes, n)
+		nodes = append(nodes, startConfigured(t, cfg))
 	}
 	return nodes
+}
+
+// skewedConfig is the config startSkewed gives the node called name, on
+// net, whose clock runs ahead by ahead.
+func skewedConfig(net *simNet, name string, ahead time.Duration) node.Config {
+	return node.Config{
+		Name: name, Transport: net.transport("id-" + name), Replicas: 3,
+		ProbeInterval: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond, ForwardTimeout: 200 * time.Millisecond,
+		SyncInterval: time.Second, MaxClockSkew: 10 * time.Second,
+		Now: func() time.Time { return time.Now().Add(ahead) },
+	}
+}
+
+// startConfigured starts a node with cfg; it closes with the test.
+func startConfigured(t *testing.T, cfg node.Config) *node.Node {
+	t.Helper()
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	t.Cleanup(func() { n.Close() })
+	return n
 }

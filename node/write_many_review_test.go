@@ -25,22 +25,33 @@ import (
 // configured as startSkewed configures its nodes; it closes with the test.
 func startLate(t *testing.T, net *simNet, name string, tweak func(*node.Config)) *node.Node {
 	t.Helper()
-	cfg := node.Config{
-		Name: name, Transport: net.transport("id-" + name), Replicas: 3,
-		ProbeInterval: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond, ForwardTimeout: 200 * time.Millisecond,
-		SyncInterval: time.Second, MaxClockSkew: 10 * time.Second,
-		Join: []string{"/sim/id-p"},
-	}
+	cfg := skewedConfig(net, name, 0)
+	cfg.Join = []string{"/sim/id-p"}
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	n, err := node.New(cfg)
+	return startConfigured(t, cfg)
+}
+
+// startRanged starts p, r and c on net with replicas 2 and the letter
+// ranges a=p, b=r, c=c, d=p, e=c, f-z=r: p is the primary of the buckets
+// beginning with a (replicated to r) and with d (replicated to c), so
+// that one primary's buckets have different replicas. tweak, when not
+// nil, changes the config further. It returns the nodes settled.
+func startRanged(t *testing.T, net *simNet, tweak func(*node.Config)) (p, r, c *node.Node) {
+	t.Helper()
+	table, err := ring.ParseRanges("a=p,b=r,c=c,d=p,e=c,f-z=r")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.Start()
-	t.Cleanup(func() { n.Close() })
-	return n
+	nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, func(cfg *node.Config) {
+		cfg.Replicas, cfg.Placement = 2, table
+		if tweak != nil {
+			tweak(cfg)
+		}
+	})
+	settleNodes(nodes...)
+	return nodes[0], nodes[1], nodes[2]
 }
 
 // TestWriteManyServesBucketsAtOnce: after a view change, a primary is
@@ -103,15 +114,7 @@ func TestWriteManyServesBucketsAtOnce(t *testing.T) {
 func TestWriteManyHoldsNoSequencerForOthersGroups(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		net := newSimNet(7)
-		// p is the primary of the buckets beginning with a (replicated
-		// to r) and with d (replicated to c).
-		table, err := ring.ParseRanges("a=p,b=r,c=c,d=p,e=c,f-z=r")
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, func(c *node.Config) { c.Replicas, c.Placement = 2, table })
-		p, r, c := nodes[0], nodes[1], nodes[2]
-		settleNodes(nodes...)
+		p, r, c := startRanged(t, net, nil)
 		fast, slow := "apple", "date"
 		if o := mustOwners(t, p, fast, 2); o[0].ID != p.ID() || o[1].ID != r.ID() {
 			t.Fatalf("%s on %v", fast, memberNames(o))
@@ -162,13 +165,7 @@ func TestWriteManyHoldsNoSequencerForOthersGroups(t *testing.T) {
 func TestWriteManyLockFailureLeavesNoSequencer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		net := newSimNet(7)
-		table, err := ring.ParseRanges("a=p,b=r,c=c,d=p,e=c,f-z=r")
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, func(c *node.Config) { c.Replicas, c.Placement = 2, table })
-		p, c := nodes[0], nodes[2]
-		settleNodes(nodes...)
+		p, _, c := startRanged(t, net, nil)
 		// Buckets replicated to r, on stripes below and above that of
 		// blocked, which is replicated to c.
 		const blocked = "date"
@@ -236,15 +233,7 @@ func TestWriteManyLockFailureLeavesNoSequencer(t *testing.T) {
 func TestWriteManyViewChangeMidReplication(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		net := newSimNet(7)
-		table, err := ring.ParseRanges("a=p,b=r,c=c,d=p,e=c,f-z=r")
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, func(c *node.Config) {
-			c.Replicas, c.Placement, c.WriteTimeout = 2, table, 5*time.Second
-		})
-		p, r, c := nodes[0], nodes[1], nodes[2]
-		settleNodes(nodes...)
+		p, r, c := startRanged(t, net, func(cfg *node.Config) { cfg.WriteTimeout = 5 * time.Second })
 		for _, b := range []string{"apple", "date"} {
 			mustExec(t, p, store.Op{Kind: store.KindCreate, Bucket: b})
 		}
