@@ -85,7 +85,11 @@ func (n *Node) forward(ctx context.Context, epoch uint64, m Member, ops []store.
 func (n *Node) sendForwardBatch(m Member, batch []forwardChunk) ([][]opOutcome, error) {
 	r := batchRequest{epoch: batch[0].epoch, hops: batch[0].hops, ops: batch[0].ops}
 	if len(batch) > 1 {
-		r.ops = nil
+		total := 0
+		for _, c := range batch {
+			total += len(c.ops)
+		}
+		r.ops = make([]store.Op, 0, total)
 		for _, c := range batch {
 			r.epoch, r.hops = max(r.epoch, c.epoch), min(r.hops, c.hops)
 			r.ops = append(r.ops, c.ops...)
@@ -105,14 +109,13 @@ func (n *Node) sendForwardBatch(m Member, batch []forwardChunk) ([][]opOutcome, 
 	if err := decodeBatchReply(reply, res, errs); err != nil {
 		return nil, err
 	}
+	all := make([]opOutcome, len(r.ops))
+	for k := range all {
+		all[k] = opOutcome{res[k], errs[k]}
+	}
 	outs := make([][]opOutcome, len(batch))
-	k := 0
 	for i, c := range batch {
-		outs[i] = make([]opOutcome, len(c.ops))
-		for j := range c.ops {
-			outs[i][j] = opOutcome{res[k], errs[k]}
-			k++
-		}
+		outs[i], all = all[:len(c.ops):len(c.ops)], all[len(c.ops):]
 	}
 	return outs, nil
 }

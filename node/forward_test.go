@@ -12,10 +12,16 @@ import (
 	"github.com/dboutique/dboutique/node/store"
 )
 
-// bucketOf returns a bucket name with prefix whose primary is p, created.
-func bucketOf(t *testing.T, p *node.Node, prefix string) string {
+// forwarding starts three nodes with replicas 2 on a network of seed, and
+// returns a node a and a bucket (named from prefix, created) whose
+// primary is p, another node: a forwards requests for it to p.
+func forwarding(t *testing.T, seed uint64, prefix string) (net *simNet, a, p *node.Node, bucket string) {
 	t.Helper()
-	return primaryBuckets(t, p, prefix, 1)[0]
+	net = newSimNet(seed)
+	nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, func(c *node.Config) { c.Replicas = 2 })
+	settleNodes(nodes...)
+	a, p = nodes[0], nodes[1]
+	return net, a, p, primaryBuckets(t, p, prefix, 1)[0]
 }
 
 // TestForwardsShareMessages: requests that node a forwards to the same
@@ -24,11 +30,7 @@ func bucketOf(t *testing.T, p *node.Node, prefix string) string {
 // its own answer.
 func TestForwardsShareMessages(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		net := newSimNet(11)
-		nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, func(c *node.Config) { c.Replicas = 2 })
-		a, p := nodes[0], nodes[1]
-		settleNodes(nodes...)
-		b := bucketOf(t, p, "fwd")
+		net, a, p, b := forwarding(t, 11, "fwd")
 		for i := range 64 {
 			mustExec(t, p, store.Op{Kind: store.KindPut, Bucket: b, Key: fmt.Sprint(i), Value: fmt.Sprint("v", i)})
 		}
@@ -59,11 +61,7 @@ func TestForwardsShareMessages(t *testing.T) {
 // writes in the client's order, so the last one wins.
 func TestForwardedPipelineKeepsItsOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		net := newSimNet(12)
-		nodes := startSkewed(t, net, []time.Duration{0, 0, 0}, func(c *node.Config) { c.Replicas = 2 })
-		a, p := nodes[0], nodes[1]
-		settleNodes(nodes...)
-		b := bucketOf(t, p, "order")
+		net, a, p, b := forwarding(t, 12, "order")
 		net.setQuality(time.Millisecond, 0)
 		var wg sync.WaitGroup
 		for c := range 8 {

@@ -36,7 +36,12 @@ func newSequencers() *[seqStripes]sequencer {
 
 // seqLock returns bucket's sequencer.
 func (n *Node) seqLock(bucket string) sequencer {
-	return n.seq[xxhash.Sum64String(bucket)%seqStripes]
+	return n.seq[stripeOf(bucket)]
+}
+
+// stripeOf returns the stripe of bucket's sequencer.
+func stripeOf(bucket string) int {
+	return int(xxhash.Sum64String(bucket) % seqStripes)
 }
 
 // lock takes the sequencer, alone when exclusive, or returns ctx's error.

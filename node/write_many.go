@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/dboutique/dboutique/node/store"
 )
 
@@ -19,9 +18,10 @@ import (
 // sequencer, replicates all the groups at once (replicateGroups: one
 // message to each owner for all of them), and applies and answers each
 // once every owner of its bucket holds it, letting go of each sequencer
-// as soon as the groups under it are done (not when the last group is). What each group does, and what
-// it waits for before it is acknowledged, is what writeGroup would do
-// (rules 1 to 5 in primary.go); only the waiting is shared.
+// as soon as the groups under it are done (not when the last group is).
+// What each group does, and what it waits for before it is acknowledged,
+// is what writeGroup would do (rules 1 to 5 in primary.go); only the
+// waiting is shared.
 //
 // Holding several sequencers at once must not deadlock: writeMany takes
 // them shared, one stripe at a time in increasing stripe order, each
@@ -40,7 +40,6 @@ type bucketWrites struct {
 	err    error // why the group did not run (errNotPrimary: it runs elsewhere)
 	alone  bool  // it must take its sequencer alone: run by writeGroup after
 	ws     []write
-	rg     int // its index in the groups replicated, or -1
 }
 
 // groupable reports whether the operations of ops at idx, all of one
@@ -82,8 +81,8 @@ func (n *Node) writeMany(ctx context.Context, ops []store.Op, res []store.Result
 			bops = append(bops, ops[i])
 		}
 		b := &bs[k]
-		b.bucket, b.ops, b.res, b.errs, b.rg = ops[idx[0]].Bucket, bops[start:], bres[start:len(bops)], berrs[start:len(bops)], -1
-		b.stripe = int(xxhash.Sum64String(b.bucket) % seqStripes)
+		b.bucket, b.ops, b.res, b.errs = ops[idx[0]].Bucket, bops[start:], bres[start:len(bops)], berrs[start:len(bops)]
+		b.stripe = stripeOf(b.bucket)
 	}
 	n.writeBuckets(ctx, bs, hops) // reorders bs; bres and berrs stay in the order of groups
 	k := 0
@@ -246,7 +245,6 @@ func (n *Node) commitBuckets(ctx context.Context, bs []bucketWrites, held []int)
 		default:
 			k, _ := slices.BinarySearch(held, b.stripe) // a group that was ordered holds its stripe
 			left[k]++
-			b.rg = len(rgs)
 			rgs = append(rgs, newReplicaGroup(b.bucket, b.ws))
 			of = append(of, i)
 		}

@@ -479,18 +479,18 @@ func (r *record) applyFound(key string, it item, f found) (bool, error) {
 	if it.version() <= r.meta.Dropped {
 		return false, nil
 	}
-	if f.ok() && !r.newerThan(it, f) {
-		// Still counts as a create (below).
-		r.meta.Created = max(r.meta.Created, it.version())
-		return false, nil
-	}
-	if !r.tab.fits(encSize(len(key), len(it.value), it.volatile())) {
+	newer := !f.ok() || r.newerThan(it, f)
+	if newer && !r.tab.fits(encSize(len(key), len(it.value), it.volatile())) {
 		return false, fmt.Errorf("%w: %d entries in its table", ErrBucketFull, r.tab.len())
 	}
-	// Every entry written since the last drop counts as a create: a copy
-	// that missed the create still has the bucket, and Created stays the
-	// greatest version since the drop whatever the order of writes.
+	// Every entry written since the last drop counts as a create, newer
+	// or not: a copy that missed the create still has the bucket, and
+	// Created stays the greatest version since the drop whatever the
+	// order of writes.
 	r.meta.Created = max(r.meta.Created, it.version())
+	if !newer {
+		return false, nil
+	}
 	r.set(key, f, it)
 	return true, nil
 }
